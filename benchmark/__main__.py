@@ -1,0 +1,169 @@
+"""The partbench command line: `python -m benchmark COMMAND ...`.
+
+Heavy libraries (torch, timm) are imported inside the commands that need them, so `--help`,
+`list`, `validate` and `leaderboard` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  python -m benchmark run --config configs/5way1shot.yaml
+  python -m benchmark run --config 5way1shot.yaml --set episodes.n_episodes=2000 --set episodes.k_shot=5
+  python -m benchmark run --resume outputs/5way1shot-20261125-130000
+  python -m benchmark synth --out /data/partbench-twin --images-per-class 40
+  python -m benchmark episodes --config 5way1shot.yaml --out test-5w1s.episodes.json
+  python -m benchmark list
+  python -m benchmark validate outputs/*/result.json
+  python -m benchmark leaderboard results-dir/
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="partbench: few-shot, part-aware benchmarks on PartImageNet.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="evaluate learners on episodes and write a result file",
+                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--config", help="a YAML file, or the name of a shipped config")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. episodes.n_way=10 (repeatable)")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue a stopped run in RUN_DIR, skipping the episodes it finished")
+    run.add_argument("--out", metavar="RUN_DIR", help="write to this folder instead of a new one")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    synth = sub.add_parser("synth", help="write the synthetic twin in PartImageNet's on-disk format")
+    synth.add_argument("--out", required=True, help="folder to create")
+    synth.add_argument("--images-per-class", type=int, default=20)
+    synth.add_argument("--image-size", type=int, default=128)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--full", action="store_true",
+                       help="the real release's per-split image counts (16540/2957/4598)")
+    synth.add_argument("--workers", type=int, default=1)
+
+    episodes = sub.add_parser("episodes", help="write a fixed episode file from a config")
+    episodes.add_argument("--config", required=True)
+    episodes.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE")
+    episodes.add_argument("--out", required=True, help="episode file to write (JSON)")
+
+    sub.add_parser("list", help="list the registered learners and shipped configs")
+
+    validate = sub.add_parser("validate", help="check leaderboard result files")
+    validate.add_argument("files", nargs="+")
+
+    board = sub.add_parser("leaderboard", help="merge valid result files into ranked tables")
+    board.add_argument("dir", help="a folder of result files (searched recursively)")
+    board.add_argument("--allow-mixed-episodes", action="store_true",
+                       help="rank together rows evaluated on different episodes")
+    board.add_argument("--out", help="folder for CSV/Markdown tables")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from benchmark.config import ConfigError
+    from benchmark.data.errors import DatasetError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished episodes are kept; continue with --resume", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.config import ConfigError, load_config
+    from benchmark.runner import run, load_run_config
+
+    if args.resume:
+        if args.config or args.out:
+            raise ConfigError("--resume takes the run folder's own config; drop --config/--out")
+        cfg = load_run_config(Path(args.resume), args.overrides)
+        run(cfg, run_dir=Path(args.resume), resume=True, progress=not args.quiet)
+        return 0
+    if not args.config:
+        raise ConfigError("run needs --config FILE_OR_NAME (or --resume RUN_DIR)")
+    cfg = load_config(args.config, args.overrides)
+    run(cfg, run_dir=Path(args.out) if args.out else None, progress=not args.quiet)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from benchmark.data.synth import generate_twin
+
+    out = generate_twin(Path(args.out), images_per_class=args.images_per_class,
+                        image_size=args.image_size, seed=args.seed, full=args.full,
+                        workers=args.workers)
+    print(f"synthetic twin written to {out}")
+    return 0
+
+
+def cmd_episodes(args: argparse.Namespace) -> int:
+    from benchmark.config import load_config
+    from benchmark.runner import build_sampler, resolve_dataset
+    from episodes import save_episodes
+
+    cfg = load_config(args.config, args.overrides)
+    dataset = resolve_dataset(cfg)
+    sampler = build_sampler(cfg, dataset)
+    episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]
+    digest = save_episodes(Path(args.out), episodes, settings=sampler.settings,
+                           dataset_fingerprint=dataset.fingerprint)
+    print(f"{len(episodes)} episodes written to {args.out} (hash {digest})")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from baselines import get_learner_class, learner_names
+    from benchmark.config import shipped_configs
+
+    print("learners:")
+    for name in learner_names():
+        cls = get_learner_class(name)
+        flags = [f for f, on in (("parts", cls.uses_parts), ("transductive", cls.transductive)) if on]
+        extra = f" [{', '.join(flags)}]" if flags else ""
+        print(f"  {name:<22}{cls.paper}{extra}")
+    print("shipped configs:")
+    for name in shipped_configs():
+        print(f"  {name}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from results.cli import validate_main
+
+    return validate_main(args.files)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from results.cli import leaderboard_main
+
+    return leaderboard_main(args.dir, allow_mixed=args.allow_mixed_episodes, out=args.out)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "synth": cmd_synth,
+    "episodes": cmd_episodes,
+    "list": cmd_list,
+    "validate": cmd_validate,
+    "leaderboard": cmd_leaderboard,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
