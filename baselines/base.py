@@ -1,7 +1,11 @@
 """The learner protocol: fit on a support set, score the queries, many episodes at once.
 
 Every tensor carries a leading episode axis B, so a learner runs a whole stack of same-shape
-episodes in one call. Labels are way indices in [0, n_way).
+episodes in one call. Labels are way indices in [0, n_way). Learners compute in float32 whatever
+the input dtype (cached features are float16) and return tensors on the input's device.
+
+The helpers at the bottom (`to_compute`, `check_support`, `one_hot`, `class_means`,
+`squared_euclidean`) are shared by the learners so each learner file stays a few lines.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+
+COMPUTE_DTYPE = torch.float32
 
 
 @dataclass
@@ -54,3 +60,57 @@ class Learner(ABC):
     def part_contributions(self) -> torch.Tensor | None:
         """(B, S) share of the last predict()'s decision owed to each part slot, if meaningful."""
         return None
+
+    def _fitted(self, attribute: str):
+        """The fitted state `attribute`, or a clear error when predict() precedes fit()."""
+        value = getattr(self, attribute, None)
+        if value is None:
+            raise RuntimeError(f"{self.name}: call fit(support, labels, n_way) before predict()")
+        return value
+
+
+def to_compute(x: torch.Tensor) -> torch.Tensor:
+    """`x` as float32 on its own device (float16 caches are widened, never computed in half)."""
+    return x.to(COMPUTE_DTYPE)
+
+
+def check_support(support: EpisodeFeatures, labels: torch.Tensor, n_way: int, learner: str) -> None:
+    """Raise ValueError unless labels (B, n) match support.embeddings (B, n, D) and every way
+    in [0, n_way) has at least one support example in every episode."""
+    emb = support.embeddings
+    if emb.dim() != 3:
+        raise ValueError(f"{learner}: support.embeddings must be (B, n, D), got {tuple(emb.shape)}")
+    if labels.shape != emb.shape[:2]:
+        raise ValueError(f"{learner}: labels must be (B, n_support) = {tuple(emb.shape[:2])}, "
+                         f"got {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"{learner}: labels must be an integer tensor, got {labels.dtype}")
+    if n_way < 1:
+        raise ValueError(f"{learner}: n_way must be >= 1, got {n_way}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_way):
+        raise ValueError(f"{learner}: labels must lie in [0, {n_way}), "
+                         f"got [{int(labels.min())}, {int(labels.max())}]")
+    if bool((one_hot(labels, n_way).sum(1) == 0).any()):
+        raise ValueError(f"{learner}: every way needs at least one support example per episode")
+
+
+def one_hot(labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """(B, n) int labels -> (B, n, N) float32 one-hot."""
+    return torch.nn.functional.one_hot(labels.long(), n_way).to(COMPUTE_DTYPE)
+
+
+def class_means(x: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Per-episode class means: x (B, n, D), labels (B, n) -> (B, N, D), one batched matmul."""
+    onehot = one_hot(labels, n_way)  # (B, n, N)
+    counts = onehot.sum(1).unsqueeze(-1)  # (B, N, 1)
+    return torch.bmm(onehot.transpose(1, 2), x) / counts
+
+
+def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances: a (B, m, D), b (B, N, D) -> (B, m, N), clamped at 0.
+
+    Uses |a|^2 - 2ab + |b|^2 so the cost is one batched matmul (cdist would take a square root).
+    """
+    a_sq = (a * a).sum(-1, keepdim=True)  # (B, m, 1)
+    b_sq = (b * b).sum(-1).unsqueeze(1)  # (B, 1, N)
+    return torch.baddbmm(a_sq + b_sq, a, b.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
