@@ -1,0 +1,85 @@
+"""The functions behind `python -m benchmark validate` and `python -m benchmark leaderboard`.
+
+They print to stdout and return an exit code; argument parsing stays in benchmark/__main__.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from results.leaderboard import LEAKED_MARK, LeaderboardError, merge, result_files
+from results.records import RecordError, read_records
+from results.schema import validate_result_file
+from results.tables import save_table, to_text
+
+
+def validate_main(paths: Iterable[str | os.PathLike[str]], *, episodes_hash: str | None = None,
+                  episodes_file: str | os.PathLike[str] | None = None,
+                  episode_file_hasher: Callable[[Path], str] | None = None,
+                  records: Iterable[str | os.PathLike[str]] | None = None) -> int:
+    """Validate result files (folders are searched for *.json); print OK or each problem.
+
+    Returns 0 when every file is valid, 1 when any is not, 2 when there is nothing to check or
+    the records cannot be read.
+    """
+    files = result_files(list(paths))
+    if not files:
+        print("validate: no result files given")
+        return 2
+    frame = None
+    if records:
+        try:
+            frame = read_records(list(records))
+        except RecordError as exc:
+            print(f"validate: cannot read the records: {exc}")
+            return 2
+    failed = 0
+    for path in files:
+        problems = validate_result_file(path, episodes_hash=episodes_hash,
+                                        episodes_file=episodes_file,
+                                        episode_file_hasher=episode_file_hasher, records=frame)
+        if problems:
+            failed += 1
+            print(f"FAIL {path}")
+            for problem in problems:
+                print(f"  - {problem}")
+        else:
+            print(f"OK   {path}")
+    print(f"{len(files) - failed} of {len(files)} result files valid")
+    return 1 if failed else 0
+
+
+def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
+                     out: str | os.PathLike[str] | None = None) -> int:
+    """Print one ranked table per setting; with `out`, also write <out>/<setting>.{csv,md,tex}.
+
+    Invalid files are listed and skipped. Returns 0 when tables were built, 1 when mixing episode
+    sets was refused or no valid result was found.
+    """
+    try:
+        board = merge(dir, allow_mixed_episodes=allow_mixed)
+    except LeaderboardError as exc:
+        print(f"leaderboard: {exc}")
+        return 1
+    for path, problems in board.invalid.items():
+        print(f"skipped invalid {path}:")
+        for problem in problems:
+            print(f"  - {problem}")
+    for path, original in board.duplicates.items():
+        print(f"skipped {path}: same content as {original}")
+    if not board:
+        print(f"leaderboard: no valid result files in {dir}")
+        return 1
+    for label, table in board.items():
+        print(f"\n== {label} ==")
+        shown = table.drop(columns=["accuracy", "ci", "file"]).copy()
+        shown["episodes_hash"] = shown["episodes_hash"].str[:15]
+        print(to_text(shown))
+        if out is not None:
+            save_table(table, Path(out) / label)
+    if any((t["leaked"] == LEAKED_MARK).any() for t in board.values()):
+        print(f"\n{LEAKED_MARK}: weights saw the test classes (e.g. ImageNet-pretrained); "
+              "not a clean few-shot result")
+    return 0

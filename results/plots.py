@@ -1,0 +1,170 @@
+"""PNG plots from tables (and, for one episode, from images the caller already loaded).
+
+Uses matplotlib's Agg backend through the object API (no pyplot state), so it runs headless and
+in parallel. results/ never loads data itself: `plot_episode` takes arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from results.tables import SETTING_COLUMNS
+
+
+def _ci_column(table: pd.DataFrame) -> str:
+    found = [c for c in table.columns if c.startswith("ci") and c[2:].isdigit()]
+    if not found:
+        raise ValueError(f"table has no CI column (ci95, ci90, ...); columns: {list(table.columns)}")
+    return found[0]
+
+
+def _save(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_accuracy_vs_shots(table: pd.DataFrame, path: str | os.PathLike[str], *,
+                           title: str | None = None, dpi: int = 120) -> Path:
+    """Accuracy (%) against K (shots), one line per learner (and per other setting), CI bars.
+
+    table: `accuracy_table` output over several settings (columns learner, k_shot, accuracy, ci95).
+    """
+    for column in ("learner", "k_shot", "accuracy"):
+        if column not in table.columns:
+            raise ValueError(f"table needs a {column!r} column; got {list(table.columns)}")
+    ci = _ci_column(table)
+    # Lines differ by learner and by any setting column other than k_shot that varies.
+    varying = [c for c in SETTING_COLUMNS
+               if c != "k_shot" and c in table.columns and table[c].nunique(dropna=False) > 1]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for key, line in table.groupby(["learner", *varying], dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        line = line.sort_values("k_shot")
+        label = " ".join([str(key[0])] + [f"{c}={v}" for c, v in zip(varying, key[1:])])
+        ax.errorbar(line["k_shot"], line["accuracy"], yerr=line[ci].fillna(0.0), marker="o",
+                    capsize=4, label=label)
+    shots = sorted(table["k_shot"].unique())
+    ax.set_xticks(shots)
+    ax.set_xlabel("shots per class (K)")
+    ax.set_ylabel(f"accuracy (%) ± {ci[2:]}% CI")
+    ax.set_title(title or "Accuracy against shots")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path, dpi)
+
+
+def plot_super_categories(table: pd.DataFrame, path: str | os.PathLike[str], *,
+                          title: str | None = None, dpi: int = 120) -> Path:
+    """Grouped bars: accuracy (%) per super-category, one bar per learner, CI error bars.
+
+    table: `super_category_table` output for ONE setting (columns learner, super_category,
+    accuracy, ci95); several settings are refused, as their bars would not be comparable.
+    """
+    ci = _ci_column(table)
+    settings = table[[c for c in SETTING_COLUMNS if c in table.columns]].drop_duplicates()
+    if len(settings) > 1:
+        raise ValueError(f"table holds {len(settings)} settings; filter it to one setting first")
+    categories = sorted(table["super_category"].unique())
+    learners = sorted(table["learner"].unique())
+    width = 0.8 / max(len(learners), 1)
+    x = np.arange(len(categories))
+    fig = Figure(figsize=(max(6, 0.7 * len(categories) * max(1, len(learners) / 2)), 4))
+    ax = fig.add_subplot()
+    for i, learner in enumerate(learners):
+        rows = table[table["learner"] == learner].set_index("super_category").reindex(categories)
+        ax.bar(x + (i - (len(learners) - 1) / 2) * width, rows["accuracy"], width,
+               yerr=rows[ci].fillna(0.0), capsize=3, label=learner)
+    ax.set_xticks(x, categories, rotation=30, ha="right")
+    ax.set_ylabel(f"accuracy (%) ± {ci[2:]}% CI")
+    ax.set_ylim(0, 100)
+    ax.set_title(title or "Accuracy per super-category")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path, dpi)
+
+
+def _overlay(image: np.ndarray, masks: np.ndarray | None, colors: np.ndarray, alpha: float
+             ) -> np.ndarray:
+    """image (H,W,3) uint8 with each mask (S,H,W) bool tinted in its slot's colour -> float RGB."""
+    rgb = image.astype(np.float64) / 255.0
+    if masks is None:
+        return rgb
+    if masks.shape[1:] != image.shape[:2]:
+        raise ValueError(f"masks {masks.shape} do not match image {image.shape}: need (S,H,W)")
+    for slot in range(masks.shape[0]):
+        m = masks[slot]
+        rgb[m] = (1 - alpha) * rgb[m] + alpha * colors[slot % len(colors)]
+    return rgb
+
+
+def plot_episode(support_images: Sequence[np.ndarray], support_labels: Sequence[str],
+                 query_images: Sequence[np.ndarray], query_labels: Sequence[str],
+                 predicted_labels: Sequence[str], path: str | os.PathLike[str], *,
+                 support_masks: Sequence[np.ndarray | None] | None = None,
+                 query_masks: Sequence[np.ndarray | None] | None = None,
+                 slot_names: Sequence[str] | None = None, alpha: float = 0.45,
+                 columns: int | None = None, title: str | None = None, dpi: int = 100) -> Path:
+    """One episode: support images (top rows), then queries titled with true and predicted labels.
+
+    images: (H,W,3) uint8 arrays; masks: (S,H,W) bool per image (slot s tinted in colour s) or
+    None; labels are display strings (class names or synsets). Wrong predictions are titled red.
+    """
+    n_support, n_query = len(support_images), len(query_images)
+    if len(support_labels) != n_support:
+        raise ValueError(f"{n_support} support images but {len(support_labels)} support labels")
+    if not len(query_labels) == len(predicted_labels) == n_query:
+        raise ValueError(f"{n_query} query images, {len(query_labels)} query labels, "
+                         f"{len(predicted_labels)} predicted labels: need one of each per query")
+    for name, images in (("support_images", support_images), ("query_images", query_images)):
+        for i, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"{name}[{i}]: need an (H,W,3) uint8 array, got "
+                                 f"{image.shape} {image.dtype}")
+    support_masks = list(support_masks) if support_masks is not None else [None] * n_support
+    query_masks = list(query_masks) if query_masks is not None else [None] * n_query
+    columns = columns or max(min(max(n_support, 1), 10), 5)
+    support_rows = -(-n_support // columns)
+    query_rows = -(-n_query // columns)
+    n_slots = max([m.shape[0] for m in [*support_masks, *query_masks] if m is not None],
+                  default=0)
+    from matplotlib import colormaps
+    colors = colormaps["tab20"](np.linspace(0, 1, 20))[:, :3]
+
+    fig = Figure(figsize=(1.8 * columns, 2.0 * (support_rows + query_rows) + 0.6))
+    grid = fig.add_gridspec(support_rows + query_rows, columns)
+    panels = [("S", img, msk, lab, None) for img, msk, lab in
+              zip(support_images, support_masks, support_labels)]
+    for row_offset, items in ((0, panels), (support_rows, [
+            ("Q", img, msk, true, pred) for img, msk, true, pred in
+            zip(query_images, query_masks, query_labels, predicted_labels)])):
+        for i, (kind, image, masks, label, predicted) in enumerate(items):
+            ax = fig.add_subplot(grid[row_offset + i // columns, i % columns])
+            ax.imshow(_overlay(image, masks, colors, alpha))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if kind == "S":
+                ax.set_title(f"support: {label}", fontsize=7)
+            else:
+                ok = label == predicted
+                ax.set_title(f"true: {label}\npred: {predicted}", fontsize=7,
+                             color="green" if ok else "red")
+    if n_slots and slot_names is not None:
+        from matplotlib.patches import Patch
+        handles = [Patch(color=colors[s % len(colors)], label=slot_names[s])
+                   for s in range(min(n_slots, len(slot_names)))]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
+    fig.suptitle(title or f"episode: {n_support} support, {n_query} query images", fontsize=9)
+    return _save(fig, path, dpi)

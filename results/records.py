@@ -1,0 +1,316 @@
+"""Per-episode records: one JSON object per line, appended as a run goes, so a killed run resumes.
+
+A records file holds the episodes of ONE setting (split, N-way, K-shot, Q queries) of one run, for
+any number of learners; `(learner, episode)` identifies a record within it. The runner opens a
+`RecordWriter`, skips the pairs in `writer.done`, and appends each finished batch with
+`append_many`, which flushes and fsyncs before returning: a record on disk is an episode that
+never needs to run again. A kill can only tear the last line, which the next open cuts away.
+
+Record fields (`RECORD_FIELDS`):
+    run_id: str                     the run that produced the episode
+    learner: str                    registered learner name
+    split: str                      "train" | "val" | "test" (or a user's split name)
+    n_way, k_shot, n_query: int     the episode's shape (n_query per way)
+    episode: int                    the episode index i (with the sampler's seed it fixes the episode)
+    correct, total: int             correctly classified queries / queries in the episode
+    per_class: {synset: [correct, total]}
+    per_super_category: {name: [correct, total]}
+    part_contributions: {slot: float} | None   mean share of the decision owed to each part slot
+    mask_mode: str | None           part masks used for features ("oracle", "none", ...)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# name -> (accepted Python types, may be None)
+RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "run_id": ((str,), False),
+    "learner": ((str,), False),
+    "split": ((str,), False),
+    "n_way": ((int,), False),
+    "k_shot": ((int,), False),
+    "n_query": ((int,), False),
+    "episode": ((int,), False),
+    "correct": ((int,), False),
+    "total": ((int,), False),
+    "per_class": ((dict,), False),
+    "per_super_category": ((dict,), False),
+    "part_contributions": ((dict,), True),
+    "mask_mode": ((str,), True),
+}
+
+# Fields every record of one file shares: one file = one setting of one run.
+SETTING_FIELDS: tuple[str, ...] = ("run_id", "split", "n_way", "k_shot", "n_query", "mask_mode")
+
+
+class RecordError(ValueError):
+    """A record or records file that cannot be used; the message names the file, line and field."""
+
+
+def make_record(
+    *,
+    run_id: str,
+    learner: str,
+    split: str,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    episode: int,
+    correct: int,
+    total: int,
+    per_class: Mapping[str, tuple[int, int] | list[int]],
+    per_super_category: Mapping[str, tuple[int, int] | list[int]],
+    part_contributions: Mapping[str, float] | None = None,
+    mask_mode: str | None = None,
+) -> dict[str, Any]:
+    """One checked record as a plain JSON-able dict (numpy scalars become Python numbers)."""
+    record = {
+        "run_id": str(run_id), "learner": str(learner), "split": str(split),
+        "n_way": int(n_way), "k_shot": int(k_shot), "n_query": int(n_query),
+        "episode": int(episode), "correct": int(correct), "total": int(total),
+        "per_class": {str(k): [int(v[0]), int(v[1])] for k, v in per_class.items()},
+        "per_super_category": {
+            str(k): [int(v[0]), int(v[1])] for k, v in per_super_category.items()
+        },
+        "part_contributions": (
+            None if part_contributions is None
+            else {str(k): float(v) for k, v in part_contributions.items()}
+        ),
+        "mask_mode": None if mask_mode is None else str(mask_mode),
+    }
+    problems = record_problems(record)
+    if problems:
+        raise RecordError("invalid record: " + "; ".join(problems))
+    return record
+
+
+def record_problems(record: Any) -> list[str]:
+    """Every way `record` breaks the record schema (empty when it is valid)."""
+    if not isinstance(record, dict):
+        return [f"a record must be a JSON object, got {type(record).__name__}"]
+    problems = []
+    missing = [name for name in RECORD_FIELDS if name not in record]
+    problems += [f"missing field {name!r}" for name in missing]
+    unknown = sorted(set(record) - set(RECORD_FIELDS))
+    problems += [f"unknown field {name!r}" for name in unknown]
+    for name, (types_, nullable) in RECORD_FIELDS.items():
+        if name not in record:
+            continue
+        value = record[name]
+        if value is None and nullable:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types_):
+            problems.append(f"{name}: expected {types_[0].__name__}, got {value!r}")
+    if problems:
+        return problems
+    if not 0 <= record["correct"] <= record["total"]:
+        problems.append(f"correct={record['correct']} must lie in [0, total={record['total']}]")
+    if record["total"] < 1:
+        problems.append(f"total must be at least 1, got {record['total']}")
+    if record["episode"] < 0:
+        problems.append(f"episode must be >= 0, got {record['episode']}")
+    for name in ("per_class", "per_super_category"):
+        counts = record[name]
+        for key, pair in counts.items():
+            if (not isinstance(pair, list) or len(pair) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+                    or not 0 <= pair[0] <= pair[1]):
+                problems.append(f"{name}[{key!r}]: expected [correct, total] with 0<=correct<=total, "
+                                f"got {pair!r}")
+        if not problems and counts and sum(p[1] for p in counts.values()) != record["total"]:
+            problems.append(f"{name}: totals sum to {sum(p[1] for p in counts.values())}, "
+                            f"not total={record['total']}")
+    contributions = record["part_contributions"]
+    if contributions is not None:
+        for key, value in contributions.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                problems.append(f"part_contributions[{key!r}]: expected a finite number, got {value!r}")
+    return problems
+
+
+def _dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _parse_lines(path: Path, data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
+    """Records of a file's bytes, the byte length of its intact part, and why the tail was torn.
+
+    Only the last line may be torn (no final newline, or not valid JSON): a kill mid-write can only
+    damage the end of an append-only file. A bad line anywhere else is corruption and an error.
+    """
+    records: list[dict[str, Any]] = []
+    offset = 0
+    lines = data.split(b"\n")
+    # data ending in "\n" yields a trailing b"": complete. Otherwise the last piece is torn.
+    for number, raw in enumerate(lines, start=1):
+        is_last = number == len(lines)
+        if is_last:
+            if raw.strip():
+                return records, offset, f"line {number} has no final newline (torn write)"
+            return records, offset, None
+        if not raw.strip():
+            offset += len(raw) + 1
+            continue
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            if number == len(lines) - 1:
+                return records, offset, f"line {number} is not valid JSON ({exc.msg})"
+            raise RecordError(f"{path}:{number}: not valid JSON ({exc}); only the last line of a "
+                              "records file may be damaged, so this file was edited or corrupted"
+                              ) from None
+        problems = record_problems(record)
+        if problems:
+            raise RecordError(f"{path}:{number}: " + "; ".join(problems))
+        records.append(record)
+        offset += len(raw) + 1
+    return records, offset, None
+
+
+def _check_one_setting(path: Path, records: list[dict[str, Any]]) -> None:
+    seen: set[tuple[str, int]] = set()
+    first = records[0] if records else None
+    for number, record in enumerate(records, start=1):
+        for name in SETTING_FIELDS:
+            if record[name] != first[name]:
+                raise RecordError(
+                    f"{path}: record {number} has {name}={record[name]!r} but the first record has "
+                    f"{first[name]!r}; a records file holds one setting of one run "
+                    "(write other settings or runs to their own files)")
+        key = (record["learner"], record["episode"])
+        if key in seen:
+            raise RecordError(f"{path}: record {number} repeats learner={key[0]!r} episode={key[1]}")
+        seen.add(key)
+
+
+class RecordWriter:
+    """Appends episode records to a JSONL file; reopening an existing file resumes it.
+
+    On open the existing records are read (a torn last line is truncated away with a warning) and
+    `done` holds their (learner, episode) pairs. `expect` (e.g. {"run_id": ..., "split": "test",
+    "n_way": 5, "k_shot": 1, "n_query": 15, "mask_mode": "oracle"}) makes resuming a file written
+    by a different run or setting an error instead of a silent mix.
+
+    Use as a context manager, or call `close()`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        records: list[dict[str, Any]] = []
+        if self.path.exists():
+            data = self.path.read_bytes()
+            records, intact, torn = _parse_lines(self.path, data)
+            if torn is not None:
+                warnings.warn(f"{self.path}: {torn}; cutting {len(data) - intact} bytes away "
+                              "(that episode will run again)", stacklevel=2)
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(intact)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            _check_one_setting(self.path, records)
+        self._setting = {name: records[0][name] for name in SETTING_FIELDS} if records else None
+        if expect is not None:
+            unknown = sorted(set(expect) - set(SETTING_FIELDS))
+            if unknown:
+                raise RecordError(f"expect: unknown setting field {unknown[0]!r}; "
+                                  f"valid: {', '.join(SETTING_FIELDS)}")
+            if self._setting is not None:
+                for name, value in expect.items():
+                    if self._setting[name] != value:
+                        raise RecordError(
+                            f"{self.path}: cannot resume: it holds {name}={self._setting[name]!r} "
+                            f"but this run has {name}={value!r}; delete the file or write elsewhere")
+        self._expect = dict(expect) if expect is not None else None
+        self.done: set[tuple[str, int]] = {(r["learner"], r["episode"]) for r in records}
+        self.n_resumed = len(records)
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append records, then flush and fsync once. Rejects invalid, duplicate or foreign ones."""
+        batch = [dict(r) for r in records]
+        keys: set[tuple[str, int]] = set()
+        for record in batch:
+            problems = record_problems(record)
+            if problems:
+                raise RecordError(f"{self.path}: invalid record: " + "; ".join(problems))
+            key = (record["learner"], record["episode"])
+            if key in self.done or key in keys:
+                raise RecordError(f"{self.path}: learner={key[0]!r} episode={key[1]} is already "
+                                  "recorded; skip the pairs in writer.done when resuming")
+            keys.add(key)
+            reference = self._setting or self._expect or {n: batch[0][n] for n in SETTING_FIELDS}
+            for name, value in reference.items():
+                if record[name] != value:
+                    raise RecordError(f"{self.path}: record has {name}={record[name]!r}, the file "
+                                      f"holds {name}={value!r}; one setting of one run per file")
+        if not batch:
+            return
+        self._handle.write("".join(_dumps(r) + "\n" for r in batch))
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        if self._setting is None:
+            self._setting = {name: batch[0][name] for name in SETTING_FIELDS}
+        self.done |= keys
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        self.append_many([record])
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "RecordWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _paths(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    if isinstance(path_or_paths, (str, os.PathLike)):
+        path = Path(path_or_paths)
+        return sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    return [Path(p) for p in path_or_paths]
+
+
+def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+                 ) -> pd.DataFrame:
+    """All records of one or more JSONL files (or a folder's *.jsonl) as a DataFrame.
+
+    One row per record, columns = RECORD_FIELDS plus `accuracy` (correct / total, a fraction) and
+    `source` (the file). A torn last line is skipped with a warning (the file is left as it is).
+    The same (run_id, learner, setting, episode) twice is an error: it would be counted twice.
+    """
+    rows: list[dict[str, Any]] = []
+    paths = _paths(path_or_paths)
+    if not paths:
+        raise RecordError(f"no records files found in {path_or_paths!s}")
+    for path in paths:
+        if not path.is_file():
+            raise RecordError(f"{path}: no such records file")
+        records, _, torn = _parse_lines(path, path.read_bytes())
+        if torn is not None:
+            warnings.warn(f"{path}: {torn}; ignoring that line", stacklevel=2)
+        rows += [{**r, "source": str(path)} for r in records]
+    frame = pd.DataFrame(rows, columns=[*RECORD_FIELDS, "source"])
+    for name in ("n_way", "k_shot", "n_query", "episode", "correct", "total"):
+        frame[name] = frame[name].astype("int64")
+    key = ["run_id", "learner", "split", "n_way", "k_shot", "n_query", "mask_mode", "episode"]
+    duplicated = frame.duplicated(subset=key, keep=False)
+    if duplicated.any():
+        first = frame[duplicated].iloc[0]
+        raise RecordError(
+            f"record learner={first['learner']!r} episode={first['episode']} of run "
+            f"{first['run_id']!r} appears {int(duplicated.sum())} times across "
+            f"{sorted(set(frame[duplicated]['source']))}; each episode must be recorded once")
+    frame["accuracy"] = frame["correct"] / frame["total"]
+    return frame
