@@ -308,9 +308,11 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
     duplicated = frame.duplicated(subset=key, keep=False)
     if duplicated.any():
         first = frame[duplicated].iloc[0]
+        same = (frame[key] == first[key]) | (frame[key].isna() & first[key].isna())
+        copies = frame[same.all(axis=1)]
         raise RecordError(
             f"record learner={first['learner']!r} episode={first['episode']} of run "
-            f"{first['run_id']!r} appears {int(duplicated.sum())} times across "
-            f"{sorted(set(frame[duplicated]['source']))}; each episode must be recorded once")
+            f"{first['run_id']!r} appears {len(copies)} times, in {sorted(set(copies['source']))} "
+            f"({int(duplicated.sum())} duplicated rows in all); each episode must be recorded once")
     frame["accuracy"] = frame["correct"] / frame["total"]
     return frame

@@ -1,0 +1,153 @@
+"""Episode records: append, resume after a kill or a torn line, never lose or repeat an episode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from results.records import RecordError, RecordWriter, make_record, read_records
+from test_results_factories import fake_records
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _all(n=12):
+    return fake_records("protonet", 0.6, n) + fake_records("part", 0.7, n, seed=1, with_parts=True)
+
+
+def _key_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = ["learner", "episode", "correct", "total"]
+    return frame[cols].sort_values(["learner", "episode"]).reset_index(drop=True)
+
+
+def test_write_and_read_round_trip(tmp_path):
+    records = _all()
+    with RecordWriter(tmp_path / "r.jsonl") as writer:
+        writer.append_many(records[:5])
+        writer.append_many(records[5:])
+    frame = read_records(tmp_path / "r.jsonl")
+    assert len(frame) == len(records)
+    first = frame.iloc[0]
+    assert first["per_class"] == records[0]["per_class"]
+    assert first["accuracy"] == records[0]["correct"] / records[0]["total"]
+    assert frame["part_contributions"].isna().sum() == 12
+
+
+def test_resume_after_torn_last_line_equals_uninterrupted_run(tmp_path):
+    records = _all()
+    path = tmp_path / "r.jsonl"
+    with RecordWriter(path) as writer:
+        writer.append_many(records[:7])
+    # a kill mid-write: half of the 8th record, no newline
+    line = json.dumps(records[7])
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line[: len(line) // 2])
+    with pytest.warns(UserWarning, match="torn write"):
+        writer = RecordWriter(path)
+    assert writer.done == {(r["learner"], r["episode"]) for r in records[:7]}
+    writer.append_many([r for r in records if (r["learner"], r["episode"]) not in writer.done])
+    writer.close()
+    with RecordWriter(tmp_path / "straight.jsonl") as straight:
+        straight.append_many(records)
+    resumed, uninterrupted = read_records(path), read_records(tmp_path / "straight.jsonl")
+    assert not resumed.duplicated(["learner", "episode"]).any()
+    pd.testing.assert_frame_equal(_key_frame(resumed), _key_frame(uninterrupted))
+
+
+def test_invalid_json_last_line_is_cut_but_a_bad_middle_line_is_an_error(tmp_path):
+    records = _all(3)
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records[:2]) + "{garbage\n")
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        writer = RecordWriter(path)
+    writer.close()
+    assert len(path.read_text().splitlines()) == 2
+    path.write_text(json.dumps(records[0]) + "\n{garbage\n" + json.dumps(records[1]) + "\n")
+    with pytest.raises(RecordError, match=r"r.jsonl:2: not valid JSON"):
+        RecordWriter(path)
+
+
+def test_repeats_and_foreign_settings_are_refused(tmp_path):
+    records = _all(4)
+    path = tmp_path / "r.jsonl"
+    with RecordWriter(path) as writer:
+        writer.append_many(records[:2])
+        with pytest.raises(RecordError, match="already recorded"):
+            writer.append(records[1])
+        with pytest.raises(RecordError, match="already recorded"):
+            writer.append_many([records[2], records[2]])
+        other = fake_records("protonet", 0.5, 1, k_shot=5, start=99)[0]
+        with pytest.raises(RecordError, match="k_shot=5"):
+            writer.append(other)
+    with pytest.raises(RecordError, match="cannot resume.*run_id"):
+        RecordWriter(path, expect={"run_id": "another-run"})
+    assert RecordWriter(path, expect={"run_id": "run-a", "k_shot": 1}).done == {
+        ("protonet", 0), ("protonet", 1)}
+
+
+def test_make_record_and_reader_reject_bad_records(tmp_path):
+    with pytest.raises(RecordError, match=r"correct=9 must lie in \[0, total=5\]"):
+        make_record(run_id="r", learner="a", split="test", n_way=1, k_shot=1, n_query=5,
+                    episode=0, correct=9, total=5, per_class={"n01": [5, 5]},
+                    per_super_category={"Fish": [5, 5]})
+    path = tmp_path / "r.jsonl"
+    bad = dict(_all(1)[0])
+    del bad["total"]
+    path.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(RecordError, match="r.jsonl:1: missing field 'total'"):
+        read_records(path)
+
+
+def test_reading_the_same_episode_from_two_files_is_an_error(tmp_path):
+    records = _all(3)
+    for name in ("a.jsonl", "b.jsonl"):
+        with RecordWriter(tmp_path / name) as writer:
+            writer.append_many(records[:2])
+    with pytest.raises(RecordError, match="appears 2 times"):
+        read_records(tmp_path)
+
+
+WRITER_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path[:0] = [sys.argv[2], sys.argv[3]]
+    from results.records import RecordWriter
+    from test_results_factories import fake_records
+    records = fake_records("protonet", 0.6, 200)
+    with RecordWriter(sys.argv[1]) as writer:
+        for start in range(0, 200, 4):
+            todo = [r for r in records[start:start + 4] if ("protonet", r["episode"]) not in writer.done]
+            writer.append_many(todo)
+            time.sleep(0.02)
+""")
+
+
+@pytest.mark.slow
+def test_killed_writer_resumes_without_losing_or_repeating(tmp_path):
+    path = tmp_path / "r.jsonl"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(path), str(REPO),
+                             str(REPO / "tests")], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 3000):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = path.read_text().count("\n")
+    assert 0 < written < 200, "the writer must be killed mid-way for this test to mean anything"
+    records = fake_records("protonet", 0.6, 200)
+    with RecordWriter(path) as writer:
+        writer.append_many([r for r in records if ("protonet", r["episode"]) not in writer.done])
+    frame = read_records(path)
+    assert sorted(frame["episode"]) == list(range(200))
+    expected = pd.DataFrame(records)
+    pd.testing.assert_frame_equal(_key_frame(frame), _key_frame(expected))
