@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from benchmark.data import masks
+from benchmark.data.errors import DatasetError
+from episodes import taxonomy
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,9 @@ class PartDataset:
         root: the dataset root the user named.
         layout: name of the on-disk layout that matched.
         images: all images; `images[i].index == i`.
-        annotations: per image index, the kept COCO annotation dicts of its parts.
+        annotations: per image index, the kept COCO annotation dicts of its parts; their
+            "segmentation" is a list of float64 polygon arrays (x0, y0, x1, y1, ...) or a
+            compressed RLE dict (see benchmark/data/masks.py).
         fingerprint: hex sha256 over the annotation files and the image list.
         defects: count of annotations skipped, by reason (e.g. "polygon with < 3 points").
     """
@@ -64,3 +72,39 @@ class PartDataset:
     def split_indices(self, split: str) -> np.ndarray:
         """(n,) int64 indices of the images of one split."""
         return np.array([r.index for r in self.images if r.split == split], dtype=np.int64)
+
+    def load_image(self, i: int) -> Image.Image:
+        """The pixels of image i, as an RGB PIL image of the json's (width, height)."""
+        rec = self.images[i]
+        with Image.open(rec.path) as img:
+            if img.size != (rec.width, rec.height):
+                raise DatasetError(
+                    f"{rec.path}: the image is {img.size[0]}x{img.size[1]} (width x height) but "
+                    f"its entry (image id {rec.image_id}) in the {rec.split} annotation file says "
+                    f"{rec.width}x{rec.height}; its part masks would not line up")
+            return img.convert("RGB")
+
+    def part_masks(self, i: int) -> dict[int, np.ndarray]:
+        """Part id -> (H, W) bool mask (union of image i's annotations of that part).
+
+        Only parts with at least one kept annotation appear. Decoded with pycocotools at the
+        json's height and width.
+        """
+        rec = self.images[i]
+        return masks.part_masks(self.annotations[i], rec.height, rec.width)
+
+    def slot_masks(self, i: int) -> np.ndarray:
+        """(13, H, W) bool: image i's part masks merged per generic slot, in taxonomy.PART_SLOTS
+        order (e.g. slot "Head" is the union of any "<super-category> Head" part)."""
+        rec = self.images[i]
+        out = np.zeros((len(taxonomy.PART_SLOTS), rec.height, rec.width), dtype=bool)
+        slot_of = _slot_of_part()
+        for part, mask in self.part_masks(i).items():
+            out[slot_of[part]] |= mask
+        return out
+
+
+@cache
+def _slot_of_part() -> dict[int, int]:
+    """Part id -> index in taxonomy.PART_SLOTS."""
+    return {p.id: p.slot_index for p in taxonomy.parts()}
