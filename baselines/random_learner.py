@@ -12,7 +12,8 @@ from baselines.registry import register
 class RandomLearner(Learner):
     """Scores drawn uniformly in [0, 1) from its own generator seeded with `seed`.
 
-    The same seed and query shape give the same scores on every call and every device.
+    The same seed and query shape give the same scores on every call and every device; an
+    episode's scores depend on its position in the batch (the learner never sees episode ids).
     """
 
     name = "random"

@@ -1,0 +1,474 @@
+"""Baseline learners: registry, every learner on a tiny batch, per-episode references, golden values.
+
+References are written here from the papers' definitions in plain numpy / Python loops, one
+episode at a time, and compared with the batched learners on the same episodes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import baselines
+from baselines import EpisodeFeatures, Learner, get_learner, learner_names, register
+from baselines.registry import UnknownLearnerError
+
+N_WAY, K_SHOT, N_QUERY, DIM, SLOTS = 4, 3, 5, 12, 3
+NOT_LEARNING = {"random"}  # test doubles: no above-chance requirement
+
+
+def toy_episodes(b: int = 3, n_way: int = N_WAY, k_shot: int = K_SHOT, n_query: int = N_QUERY,
+                 dim: int = DIM, slots: int = SLOTS, seed: int = 0, spread: float = 3.0,
+                 dtype: torch.dtype = torch.float16):
+    """B separable episodes: class centres ~ N(0, spread^2), images = centre + N(0, 1), per slot
+    likewise; each slot present with probability 0.7. Returns support, labels, query, truth."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(b, n_way, dim, generator=g) * spread
+    part_centres = torch.randn(b, n_way, slots, dim, generator=g) * spread
+    rows = torch.arange(b)[:, None]
+
+    def side(per_way: int) -> tuple[EpisodeFeatures, torch.Tensor]:
+        labels = torch.arange(n_way).repeat_interleave(per_way).expand(b, -1).contiguous()
+        n = labels.shape[1]
+        emb = centres[rows, labels] + torch.randn(b, n, dim, generator=g)
+        parts = part_centres[rows, labels] + torch.randn(b, n, slots, dim, generator=g)
+        present = torch.rand(b, n, slots, generator=g) < 0.7
+        return EpisodeFeatures(emb.to(dtype), parts.to(dtype), present), labels
+
+    support, labels = side(k_shot)
+    query, truth = side(n_query)
+    return support, labels, query, truth
+
+
+def base_embeddings(dim: int = DIM, seed: int = 1) -> torch.Tensor:
+    return torch.randn(64, dim, generator=torch.Generator().manual_seed(seed)) + 0.5
+
+
+def run(name: str, support, labels, query, n_way: int = N_WAY, **options) -> tuple[Learner, torch.Tensor]:
+    learner = get_learner(name, **options)
+    learner.prepare(base_embeddings(support.embeddings.shape[-1]))
+    return learner, learner.fit(support, labels, n_way).predict(query)
+
+
+def np64(x: torch.Tensor) -> np.ndarray:
+    return x.detach().double().cpu().numpy()
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_lists_every_baseline():
+    assert set(learner_names()) >= {"protonet", "protonet_cosine", "part_protonet",
+                                   "part_protonet_loo", "simpleshot", "logreg", "maml", "random"}
+    assert learner_names() == sorted(learner_names())
+    for name in learner_names():
+        cls = baselines.get_learner_class(name)
+        assert cls.name == name and cls.paper, f"{name} must cite its paper"
+
+
+def test_registry_rejects_duplicates_and_non_learners():
+    with pytest.raises(ValueError, match="'protonet' is taken"):
+        @register
+        class Again(Learner):  # noqa: F811
+            name = "protonet"
+
+            def fit(self, support, labels, n_way):
+                return self
+
+            def predict(self, query):
+                return query.embeddings
+
+    with pytest.raises(TypeError, match="not a subclass"):
+        register(object)
+    assert baselines.get_learner_class("protonet").__name__ == "ProtoNet"
+
+
+def test_registry_suggests_nearest_name_on_typo():
+    with pytest.raises(UnknownLearnerError, match="did you mean 'protonet'") as info:
+        get_learner("protonte")
+    assert isinstance(info.value, KeyError)  # the runner maps KeyError to a config error
+    with pytest.raises(KeyError, match="registered: logreg"):
+        get_learner("zzzzzz")
+
+
+def test_get_learner_passes_options():
+    assert get_learner("random", seed=7).seed == 7
+    with pytest.raises(TypeError):
+        get_learner("protonet", no_such_option=1)
+
+
+# ---------------------------------------------------------------- every learner
+
+
+@pytest.mark.parametrize("name", learner_names())
+def test_every_learner_on_a_tiny_batch(name):
+    support, labels, query, truth = toy_episodes()
+    learner, scores = run(name, support, labels, query)
+    assert scores.shape == (3, N_WAY * N_QUERY, N_WAY)
+    assert scores.dtype == torch.float32  # float16 features, float32 compute
+    assert scores.device == query.embeddings.device
+    assert torch.isfinite(scores).all()
+    accuracy = (scores.argmax(-1) == truth).float().mean().item()
+    if name not in NOT_LEARNING:
+        assert accuracy > 0.9, f"{name}: {accuracy:.2f} on separable toy data (chance 0.25)"
+    contributions = learner.part_contributions()
+    if learner.uses_parts:
+        assert contributions.shape == (3, SLOTS) and torch.isfinite(contributions).all()
+    else:
+        assert contributions is None
+
+
+@pytest.mark.parametrize("name", sorted(set(learner_names()) - {"random"}))  # random: per batch
+def test_batched_equals_one_episode_at_a_time(name):
+    support, labels, query, _ = toy_episodes(b=3, seed=4, spread=1.0)
+    _, together = run(name, support, labels, query)
+    for b in range(3):
+        one = lambda f: EpisodeFeatures(f.embeddings[b:b + 1], f.part_embeddings[b:b + 1],
+                                        f.part_present[b:b + 1])
+        _, alone = run(name, one(support), labels[b:b + 1], one(query))
+        torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", learner_names())
+def test_predict_before_fit_is_a_clear_error(name):
+    _, _, query, _ = toy_episodes()
+    learner = get_learner(name)
+    learner.prepare(base_embeddings())
+    with pytest.raises(RuntimeError, match="before predict"):
+        learner.predict(query)
+
+
+@pytest.mark.parametrize("name", learner_names())
+def test_bad_labels_are_rejected(name):
+    support, labels, _, _ = toy_episodes()
+    learner = get_learner(name)
+    learner.prepare(base_embeddings())
+    with pytest.raises(ValueError, match="labels must lie in"):
+        learner.fit(support, labels + 1, N_WAY)
+    with pytest.raises(ValueError, match="every way needs"):
+        learner.fit(support, labels.clamp_max(N_WAY - 2), N_WAY)
+    with pytest.raises(ValueError, match=r"\(B, n_support\)"):
+        learner.fit(support, labels[:, :-1], N_WAY)
+
+
+def test_part_learners_demand_part_features():
+    support, labels, _, _ = toy_episodes()
+    bare = EpisodeFeatures(support.embeddings)
+    for name in learner_names():
+        if baselines.get_learner_class(name).uses_parts:
+            with pytest.raises(ValueError, match="part_embeddings"):
+                get_learner(name).fit(bare, labels, N_WAY)
+
+
+def test_learners_work_under_inference_mode():
+    support, labels, query, truth = toy_episodes()
+    for name in ("logreg", "maml"):
+        with torch.inference_mode():
+            _, scores = run(name, support, labels, query)
+        assert (scores.argmax(-1) == truth).float().mean() > 0.9
+
+
+# ---------------------------------------------------------------- per-episode references
+
+
+def ref_protonet(s, y, q, n_way, cosine=False):
+    out = []
+    for e in range(s.shape[0]):
+        protos = np.stack([s[e][y[e] == c].mean(0) for c in range(n_way)])
+        if cosine:
+            qn = q[e] / np.linalg.norm(q[e], axis=1, keepdims=True)
+            pn = protos / np.linalg.norm(protos, axis=1, keepdims=True)
+            out.append(qn @ pn.T)
+        else:
+            out.append(-np.array([[((x - p) ** 2).sum() for p in protos] for x in q[e]]))
+    return np.stack(out)
+
+
+def test_protonet_matches_reference():
+    support, labels, query, _ = toy_episodes(seed=2)
+    _, scores = run("protonet", support, labels, query)
+    expected = ref_protonet(np64(support.embeddings), labels.numpy(), np64(query.embeddings), N_WAY)
+    np.testing.assert_allclose(np64(scores), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_protonet_cosine_matches_reference():
+    support, labels, query, _ = toy_episodes(seed=3)
+    _, scores = run("protonet_cosine", support, labels, query)
+    expected = ref_protonet(np64(support.embeddings), labels.numpy(), np64(query.embeddings),
+                            N_WAY, cosine=True)
+    np.testing.assert_allclose(np64(scores), expected, atol=1e-5)
+
+
+def test_simpleshot_matches_reference():
+    support, labels, query, _ = toy_episodes(seed=5)
+    _, scores = run("simpleshot", support, labels, query)
+    mean = np64(base_embeddings()).mean(0)
+
+    def cl2n(x):
+        x = x - mean
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    expected = ref_protonet(cl2n(np64(support.embeddings)), labels.numpy(),
+                            cl2n(np64(query.embeddings)), N_WAY)
+    np.testing.assert_allclose(np64(scores), expected, atol=1e-5)
+
+
+def test_simpleshot_requires_prepare():
+    support, labels, _, _ = toy_episodes()
+    with pytest.raises(RuntimeError, match="prepare"):
+        get_learner("simpleshot").fit(support, labels, N_WAY)
+    with pytest.raises(ValueError, match=r"\(n, D\)"):
+        get_learner("simpleshot").prepare(None)
+
+
+def ref_part_distances(support, labels, query, n_way, weights):
+    """Plain loops: (B, m, N) weighted-mean distances and (B, m, N, T) per-term shares of them."""
+    s_parts, s_present = np64(support.part_embeddings), support.part_present.numpy()
+    s_emb, q_emb = np64(support.embeddings), np64(query.embeddings)
+    q_parts, q_present = np64(query.part_embeddings), query.part_present.numpy()
+    b, m, n_slots = q_present.shape
+    dist = np.zeros((b, m, n_way))
+    share = np.zeros((b, m, n_way, n_slots + 1))
+    for e in range(b):
+        y = labels[e].numpy()
+        for c in range(n_way):
+            g_proto = s_emb[e][y == c].mean(0)
+            for i in range(m):
+                num, den, parts = 0.0, 0.0, []
+                for s in range(n_slots):
+                    rows = (y == c) & s_present[e, :, s]
+                    if q_present[e, i, s] and rows.any():
+                        d = ((q_parts[e, i, s] - s_parts[e][rows, s].mean(0)) ** 2).sum()
+                        parts.append(weights[e][s] * d)
+                        num, den = num + weights[e][s] * d, den + weights[e][s]
+                    else:
+                        parts.append(0.0)
+                d = ((q_emb[e, i] - g_proto) ** 2).sum()
+                parts.append(weights[e][-1] * d)
+                num, den = num + weights[e][-1] * d, den + weights[e][-1]
+                dist[e, i, c] = num / den
+                share[e, i, c] = np.array(parts) / den
+    return dist, share
+
+
+def ref_margin_shares(dist, share):
+    b, m, _ = dist.shape
+    out = np.zeros((b, share.shape[-1]))
+    for e in range(b):
+        total = np.zeros(share.shape[-1])
+        for i in range(m):
+            top, runner_up = np.argsort(dist[e, i], kind="stable")[:2]
+            total += share[e, i, runner_up] - share[e, i, top]
+        out[e] = total / total.sum()
+    return out
+
+
+@pytest.mark.parametrize("options", [{}, {"global_weight": 2.0, "part_weight": [1.0, 0.0, 3.0]}])
+def test_part_protonet_matches_reference(options):
+    support, labels, query, _ = toy_episodes(seed=6, spread=1.0)
+    learner, scores = run("part_protonet", support, labels, query, **options)
+    parts = np.broadcast_to(options.get("part_weight", 1.0), (SLOTS,))
+    weights = np.tile(np.r_[parts, options.get("global_weight", 1.0)], (3, 1))
+    dist, share = ref_part_distances(support, labels, query, N_WAY, weights)
+    np.testing.assert_allclose(np64(scores), -dist, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(np64(learner.part_contributions()),
+                               ref_margin_shares(dist, share)[:, :-1], atol=1e-4)
+
+
+def ref_loo_weights(support, labels, n_way, floor=0.05):
+    """Each term's leave-one-out nearest-prototype accuracy, by literally leaving one out."""
+    s_parts, s_present = np64(support.part_embeddings), support.part_present.numpy()
+    s_emb = np64(support.embeddings)
+    b, n, n_slots = s_present.shape
+    out = np.ones((b, n_slots + 1))
+    for e in range(b):
+        y = labels[e].numpy()
+        for t in range(n_slots + 1):
+            feats = s_emb[e] if t == n_slots else s_parts[e, :, t]
+            has = np.ones(n, bool) if t == n_slots else s_present[e, :, t]
+            hits = tried = 0
+            for i in range(n):
+                keep = has.copy()
+                keep[i] = False
+                if not has[i] or not (keep & (y == y[i])).any():
+                    continue
+                d = {c: ((feats[i] - feats[keep & (y == c)].mean(0)) ** 2).sum()
+                     for c in range(n_way) if (keep & (y == c)).any()}
+                tried += 1
+                hits += min(d, key=d.get) == y[i]
+            if tried:
+                chance = 1 / n_way
+                out[e, t] = floor + max(hits / tried - chance, 0) / (1 - chance)
+    return out
+
+
+def test_part_protonet_loo_weights_match_reference():
+    support, labels, query, _ = toy_episodes(seed=7, spread=0.7)
+    learner, scores = run("part_protonet_loo", support, labels, query)
+    weights = ref_loo_weights(support, labels, N_WAY)
+    assert len(np.unique(weights.round(6))) > 2, "toy data should give varied LOO weights"
+    np.testing.assert_allclose(np64(learner.weights), weights, atol=1e-6)
+    dist, _ = ref_part_distances(support, labels, query, N_WAY, weights)
+    np.testing.assert_allclose(np64(scores), -dist, rtol=1e-4, atol=1e-3)
+
+
+def test_part_protonet_loo_keeps_fixed_weights_without_evidence():
+    support, labels, query, _ = toy_episodes(k_shot=1)
+    learner, _ = run("part_protonet_loo", support, labels, query, part_weight=0.5)
+    expected = torch.tensor([0.5] * SLOTS + [1.0]).expand(3, -1)
+    torch.testing.assert_close(learner.weights, expected)
+
+
+def test_part_protonet_rejects_bad_options():
+    with pytest.raises(ValueError, match="mask_mode"):
+        get_learner("part_protonet", mask_mode="guessed")
+    with pytest.raises(ValueError, match="global_weight"):
+        get_learner("part_protonet", global_weight=0)
+    support, labels, _, _ = toy_episodes()
+    with pytest.raises(ValueError, match="part_weight has 2 values"):
+        get_learner("part_protonet", part_weight=[1.0, 2.0]).fit(support, labels, N_WAY)
+    assert get_learner("part_protonet", mask_mode="oracle_support").mask_mode == "oracle_support"
+
+
+def test_logreg_matches_per_episode_adam():
+    support, labels, query, _ = toy_episodes(seed=8, spread=1.0)
+    options = {"steps": 60, "lr": 0.05, "weight_decay": 0.01}
+    _, scores = run("logreg", support, labels, query, **options)
+    normalise = lambda x: torch.nn.functional.normalize(x.float(), dim=-1)
+    for e in range(3):
+        x, y = normalise(support.embeddings[e]), labels[e]
+        weight = torch.zeros(DIM, N_WAY, requires_grad=True)
+        bias = torch.zeros(N_WAY, requires_grad=True)
+        optimiser = torch.optim.Adam([weight, bias], lr=options["lr"])
+        for _ in range(options["steps"]):
+            optimiser.zero_grad()
+            loss = torch.nn.functional.cross_entropy(x @ weight + bias, y)
+            (loss + 0.5 * options["weight_decay"] * (weight ** 2).sum()).backward()
+            optimiser.step()
+        expected = normalise(query.embeddings[e]) @ weight.detach() + bias.detach()
+        torch.testing.assert_close(scores[e], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_maml_matches_plain_sgd_reference():
+    support, labels, query, _ = toy_episodes(seed=9, spread=1.0)
+    steps, lr = 4, 0.7
+    _, scores = run("maml", support, labels, query, steps=steps, inner_lr=lr)
+    for e in range(3):
+        x = np64(support.embeddings[e])
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        onehot = np.eye(N_WAY)[labels[e].numpy()]
+        weight, bias = np.zeros((DIM, N_WAY)), np.zeros(N_WAY)
+        for _ in range(steps):  # gradient of the mean cross-entropy, written out
+            logits = x @ weight + bias
+            p = np.exp(logits - logits.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            weight -= lr * x.T @ (p - onehot) / len(x)
+            bias -= lr * (p - onehot).mean(0)
+        q = np64(query.embeddings[e])
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        np.testing.assert_allclose(np64(scores[e]), q @ weight + bias, atol=1e-5)
+
+
+def test_random_learner_is_seeded_and_at_chance():
+    support, labels, query, truth = toy_episodes(b=40, n_query=25)
+    _, first = run("random", support, labels, query, seed=3)
+    _, again = run("random", support, labels, query, seed=3)
+    _, other = run("random", support, labels, query, seed=4)
+    torch.testing.assert_close(first, again)
+    assert not torch.equal(first, other)
+    accuracy = (first.argmax(-1) == truth).float().mean().item()
+    assert abs(accuracy - 1 / N_WAY) < 0.05  # 4000 queries: 5 standard errors is ~0.034
+
+
+# ---------------------------------------------------------------- golden values, worked by hand
+
+
+def features(*rows, parts=None, present=None) -> EpisodeFeatures:
+    emb = torch.tensor([rows], dtype=torch.float32)
+    return EpisodeFeatures(emb, None if parts is None else torch.tensor([parts]),
+                           None if present is None else torch.tensor([present]))
+
+
+def test_golden_protonet():
+    support = features([0.0, 0.0], [2.0, 0.0], [0.0, 4.0])  # prototypes (1, 0) and (0, 4)
+    labels = torch.tensor([[0, 0, 1]])
+    scores = get_learner("protonet").fit(support, labels, 2).predict(features([1.0, 1.0], [0.0, 3.0]))
+    torch.testing.assert_close(scores, torch.tensor([[[-1.0, -10.0], [-10.0, -1.0]]]))
+
+
+def test_golden_protonet_cosine():
+    support = features([0.0, 0.0], [2.0, 0.0], [0.0, 4.0])
+    labels = torch.tensor([[0, 0, 1]])
+    scores = get_learner("protonet_cosine").fit(support, labels, 2).predict(
+        features([1.0, math.sqrt(3.0)], [3.0, 0.0]))
+    torch.testing.assert_close(scores, torch.tensor([[[0.5, math.sqrt(3.0) / 2], [1.0, 0.0]]]))
+
+
+def test_golden_simpleshot():
+    learner = get_learner("simpleshot")
+    learner.prepare(torch.tensor([[0.0, 0.0], [2.0, 2.0]]))  # mean (1, 1)
+    support = features([3.0, 1.0], [1.0, 4.0])  # centred, normalised: (1, 0) and (0, 1)
+    scores = learner.fit(support, torch.tensor([[0, 1]]), 2).predict(features([2.0, 2.0], [1.0, 0.0]))
+    near = 2.0 - math.sqrt(2.0)  # (1,1)/sqrt2 is equally far from both
+    torch.testing.assert_close(scores, torch.tensor([[[-near, -near], [-2.0, -4.0]]]))
+
+
+def golden_part_episode():
+    # D = 1, S = 2 slots. Way 0 has slot 0 only; way 1 has both. The query has both.
+    support = features([0.0], [2.0], parts=[[[0.0], [9.0]], [[4.0], [1.0]]],
+                       present=[[True, False], [True, True]])
+    query = features([1.0], parts=[[[1.0], [0.0]]], present=[[True, True]])
+    return support, torch.tensor([[0, 1]]), query
+
+
+def test_golden_part_protonet():
+    support, labels, query = golden_part_episode()
+    learner = get_learner("part_protonet")
+    scores = learner.fit(support, labels, 2).predict(query)
+    # way 0: slot 0 (1-0)^2 = 1, slot 1 unavailable, global 1 -> 2/2; way 1: (9 + 1 + 1)/3.
+    torch.testing.assert_close(scores, torch.tensor([[[-1.0, -11.0 / 3.0]]]))
+    # per-term margins: slot 0: 3 - 1/2, slot 1: 1/3 - 0, global: 1/3 - 1/2; total 8/3.
+    torch.testing.assert_close(learner.part_contributions(), torch.tensor([[15 / 16, 1 / 8]]))
+    weighted = get_learner("part_protonet", global_weight=2.0, part_weight=[1.0, 3.0])
+    scores = weighted.fit(support, labels, 2).predict(query)
+    torch.testing.assert_close(scores, torch.tensor([[[-1.0, -7.0 / 3.0]]]))  # 14 / 6
+
+
+def test_golden_part_protonet_loo():
+    # Global embeddings separate the ways; slot 0 is swapped between them, so LOO finds it useless.
+    support = features([0.0], [1.0], [10.0], [11.0], parts=[[[0.0]], [[5.0]], [[5.0]], [[0.0]]],
+                       present=[[True]] * 4)
+    learner = get_learner("part_protonet_loo").fit(support, torch.tensor([[0, 0, 1, 1]]), 2)
+    torch.testing.assert_close(learner.weights, torch.tensor([[0.05, 1.05]]))
+
+
+def test_golden_logreg_reaches_the_analytic_optimum():
+    from scipy.optimize import brentq
+
+    decay = 0.1
+    learner = get_learner("logreg", steps=1500, lr=0.05, weight_decay=decay)
+    scores = learner.fit(features([1.0], [-1.0]), torch.tensor([[0, 1]]), 2).predict(features([1.0]))
+    # By symmetry W = (u/2, -u/2), b0 = b1; the loss log(1 + e^-u) + decay u^2 / 4 is stationary at
+    # sigmoid(-u) = decay u / 2; the query x = 1 then gets logit gap u.
+    u = brentq(lambda u: 1 / (1 + math.exp(u)) - decay * u / 2, 0.0, 50.0)
+    assert abs((scores[0, 0, 0] - scores[0, 0, 1]).item() - u) < 1e-3
+
+
+def test_golden_maml_one_step():
+    learner = get_learner("maml", steps=1, inner_lr=1.0)
+    support = features([1.0, 0.0], [0.0, 1.0])
+    scores = learner.fit(support, torch.tensor([[0, 1]]), 2).predict(features([1.0, 0.0], [0.6, 0.8]))
+    # From zero: p = 1/2, W <- lr * (Y - p)^T X / n = [[1/4, -1/4], [-1/4, 1/4]], b stays 0.
+    torch.testing.assert_close(scores, torch.tensor([[[0.25, -0.25], [-0.05, 0.05]]]))
+
+
+def test_golden_random():
+    # The documented definition: torch.rand from a CPU generator seeded with `seed`.
+    support = features([0.0], [1.0])
+    scores = get_learner("random", seed=11).fit(support, torch.tensor([[0, 1]]), 2).predict(
+        features([0.0], [0.0], [0.0]))
+    expected = torch.rand(1, 3, 2, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(scores, expected)
