@@ -1,0 +1,181 @@
+"""Fixed episode files: a set of episodes frozen to JSON, so every method sees the very same ones.
+
+A file holds the episodes, the sampler settings that made them, the caller's dataset fingerprint,
+`episodes_hash` (sha256 of the episodes alone, the value result files record) and `content_hash`
+(sha256 over the format, settings, fingerprint and episodes_hash). Loading recomputes both and
+says which part no longer matches. One episode per line keeps diffs readable.
+
+    save_episodes("test600.json", sampler.episodes(0, 600), settings=sampler.settings,
+                  dataset_fingerprint=dataset.fingerprint)
+    frozen = load_episodes("test600.json", dataset_fingerprint=dataset.fingerprint)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from episodes.counter_rng import canonical_json
+from episodes.episode import Episode
+from episodes.hashing import episode_from_record, episode_record, episodes_hash
+
+FILE_FORMAT = "partbench-episodes"
+FILE_VERSION = 1
+
+
+class EpisodeFileError(ValueError):
+    """An episode file that is malformed, edited, or made for other data or settings."""
+
+
+@dataclass(frozen=True)
+class EpisodeFile:
+    """The contents of an episode file.
+
+    Attributes:
+        episodes: the episodes, in file order.
+        settings: the sampler settings recorded with them (EpisodeSampler.settings).
+        dataset_fingerprint: the caller's fingerprint of the dataset the image indices refer to.
+        episodes_hash: episodes_hash(episodes).
+        content_hash: sha256 over format, settings, fingerprint and episodes_hash.
+    """
+
+    episodes: tuple[Episode, ...]
+    settings: dict[str, Any]
+    dataset_fingerprint: str
+    episodes_hash: str
+    content_hash: str
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+
+def _content_hash(settings: Mapping[str, Any], fingerprint: str, ep_hash: str) -> str:
+    header = {
+        "format": FILE_FORMAT,
+        "format_version": FILE_VERSION,
+        "settings": settings,
+        "dataset_fingerprint": fingerprint,
+        "episodes_hash": ep_hash,
+    }
+    return hashlib.sha256(canonical_json(header).encode("ascii")).hexdigest()
+
+
+def save_episodes(
+    path: str | os.PathLike[str],
+    episodes: Iterable[Episode],
+    *,
+    settings: Mapping[str, Any],
+    dataset_fingerprint: str,
+) -> EpisodeFile:
+    """Write episodes atomically (temporary file in the same folder, then os.replace).
+
+    Args:
+        path: the JSON file to write; its folder must exist.
+        episodes: the episodes, e.g. sampler.episodes(0, 600).
+        settings: JSON-able settings that made them, normally sampler.settings.
+        dataset_fingerprint: a string naming the exact dataset the image indices refer to.
+
+    Returns:
+        The EpisodeFile written (with its hashes).
+    """
+    episodes = tuple(episodes)
+    if not isinstance(dataset_fingerprint, str):
+        raise TypeError(f"dataset_fingerprint must be a str, got {type(dataset_fingerprint).__name__}")
+    settings = json.loads(canonical_json(dict(settings)))  # a JSON-able deep copy, or TypeError
+    ep_hash = episodes_hash(episodes)
+    content = _content_hash(settings, dataset_fingerprint, ep_hash)
+    header = {
+        "format": FILE_FORMAT,
+        "format_version": FILE_VERSION,
+        "settings": settings,
+        "dataset_fingerprint": dataset_fingerprint,
+        "n_episodes": len(episodes),
+        "episodes_hash": ep_hash,
+        "content_hash": content,
+    }
+    lines = ",\n".join(canonical_json(episode_record(e)) for e in episodes)
+    text = canonical_json(header)[:-1] + ',"episodes":[\n' + lines + "\n]}\n"
+    path = Path(path)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="ascii", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+    return EpisodeFile(episodes, settings, dataset_fingerprint, ep_hash, content)
+
+
+def load_episodes(
+    path: str | os.PathLike[str],
+    *,
+    dataset_fingerprint: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> EpisodeFile:
+    """Read and verify an episode file.
+
+    Args:
+        path: a file written by save_episodes.
+        dataset_fingerprint: if given, the file must have been made for this dataset.
+        settings: if given (e.g. the sampler settings a config asks for), the file's must be equal.
+
+    Raises:
+        EpisodeFileError: naming the file and what is wrong (malformed field, edited episodes or
+            header, another dataset or other settings).
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EpisodeFileError(f"{path}: cannot read an episode file: {err}") from err
+    if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
+        raise EpisodeFileError(f"{path}: not a partbench episode file (field 'format' != {FILE_FORMAT!r})")
+    if doc.get("format_version") != FILE_VERSION:
+        raise EpisodeFileError(
+            f"{path}: field 'format_version' is {doc.get('format_version')!r}; this version of "
+            f"partbench reads version {FILE_VERSION}"
+        )
+    for field, kind in (("settings", dict), ("dataset_fingerprint", str), ("episodes_hash", str),
+                        ("content_hash", str), ("episodes", list)):
+        if not isinstance(doc.get(field), kind):
+            raise EpisodeFileError(f"{path}: field {field!r} is missing or not a {kind.__name__}")
+    try:
+        episodes = tuple(episode_from_record(r) for r in doc["episodes"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise EpisodeFileError(f"{path}: malformed record in field 'episodes': {err!r}") from err
+    if doc.get("n_episodes") != len(episodes):
+        raise EpisodeFileError(
+            f"{path}: field 'n_episodes' says {doc.get('n_episodes')!r} but the file holds {len(episodes)}"
+        )
+    computed = episodes_hash(episodes)
+    if computed != doc["episodes_hash"]:
+        raise EpisodeFileError(
+            f"{path}: the episodes do not match field 'episodes_hash' (recorded "
+            f"{doc['episodes_hash'][:12]}..., computed {computed[:12]}...): the episodes were edited "
+            "or damaged; regenerate the file with save_episodes"
+        )
+    content = _content_hash(doc["settings"], doc["dataset_fingerprint"], computed)
+    if content != doc["content_hash"]:
+        raise EpisodeFileError(
+            f"{path}: field 'content_hash' does not match the settings and dataset_fingerprint in "
+            "the file: the header was edited; regenerate the file with save_episodes"
+        )
+    if dataset_fingerprint is not None and dataset_fingerprint != doc["dataset_fingerprint"]:
+        raise EpisodeFileError(
+            f"{path}: made for dataset fingerprint {doc['dataset_fingerprint']!r}, but this dataset's "
+            f"is {dataset_fingerprint!r}: its image indices may point at other images; use an "
+            "episode file made from this dataset"
+        )
+    if settings is not None:
+        wanted = json.loads(canonical_json(dict(settings)))
+        differ = sorted(k for k in set(wanted) | set(doc["settings"]) if wanted.get(k) != doc["settings"].get(k))
+        if differ:
+            shown = ", ".join(f"{k}: file {doc['settings'].get(k)!r} vs wanted {wanted.get(k)!r}" for k in differ)
+            raise EpisodeFileError(f"{path}: settings differ from those wanted ({shown})")
+    return EpisodeFile(episodes, doc["settings"], doc["dataset_fingerprint"], computed, content)
