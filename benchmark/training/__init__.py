@@ -1,0 +1,13 @@
+"""Training on the train split (clean protocol): classification pre-training, ProtoNet
+meta-training, an optional part-segmentation head; val-episode model selection; checkpoints.
+
+Entry point: `train_backbone(dataset, model_name=..., ...) -> Path` of best.pt.
+"""
+
+from benchmark.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from benchmark.training.episodic import EpisodeSpec
+from benchmark.training.loop import TrainConfig, train_backbone
+from benchmark.training.part_head import PartSegHead
+
+__all__ = ["EpisodeSpec", "PartSegHead", "TrainConfig", "load_checkpoint", "save_checkpoint",
+           "sha256_file", "train_backbone"]

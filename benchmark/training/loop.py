@@ -1,0 +1,456 @@
+"""`train_backbone`: train a timm backbone on the train split, select it on val-split episodes.
+
+Clean protocol: gradients come from train-split images only (109 classes); val-split images (19
+classes) are embedded without gradients to pick the best epoch; test-split images are never read.
+
+Randomness is a function of (seed, epoch, ...): data order (DistributedSampler seeded, set_epoch),
+augmentation (seed, epoch, image index), episodes (episode number), model init (seed under
+fork_rng), and the global RNG inside an epoch (forked and seeded from (seed, epoch)). So a run
+interrupted after epoch e and resumed from last.pt ends with the same weights as an
+uninterrupted run, and N processes give the same result as one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import timm
+import timm.optim
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from benchmark.training.checkpoint import TRAIN_CLASSES_TAG, cpu_state_dict, load_checkpoint, save_checkpoint
+from benchmark.training.classification import classification_loss
+from benchmark.training.data import ImageSource, SplitImages, derive_seed, train_class_keys
+from benchmark.training.distributed import DistContext, init_distributed
+from benchmark.training.episodic import (
+    EpisodeImages, EpisodeSpec, episode_arrays, episode_sampler, protonet_accuracy, protonet_loss,
+)
+from benchmark.training.model import TrainingModel, build_training_model, set_batchnorm_mode
+from benchmark.training.part_head import part_seg_loss
+
+Method = Literal["classification", "protonet"]
+PartHeadMode = Literal[False, "joint", "after"]
+
+# Keys of TrainConfig that do not change the weights (a resumed run may differ in them).
+_RUNTIME_KEYS = ("device", "num_workers", "progress")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines the trained weights (recorded in every checkpoint's meta)."""
+
+    model_name: str
+    image_size: int
+    method: str
+    epochs: int
+    batch_size: int  # global: summed over processes
+    lr: float
+    seed: int
+    part_head: str | bool = False
+    part_head_weight: float = 0.5
+    part_head_epochs: int = 0
+    optimizer: str = "sgd"
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    batchnorm: str = "local"
+    n_way: int = 10
+    k_shot: int = 5
+    n_query: int = 10
+    episodes_per_epoch: int = 100
+    episodes_per_step: int = 1
+    val_episodes: dict = field(default_factory=lambda: EpisodeSpec().as_dict())
+    val_seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train_backbone(
+    dataset: ImageSource, *, model_name: str, image_size: int, method: Method = "classification",
+    epochs: int, batch_size: int, lr: float, part_head: PartHeadMode = False, seed: int,
+    out_dir: str | Path, device: str = "auto", num_workers: int = 0,
+    val_episodes: int | EpisodeSpec = 200, resume: bool = True, progress: bool = True,
+    **options: Any,
+) -> Path:
+    """Train `model_name` from random init on `dataset`'s train split; return best.pt's path.
+
+    method: "classification" (linear head, cross-entropy over the 109 train classes) or
+        "protonet" (episodic, Snell et al. 2017; options n_way, k_shot, n_query,
+        episodes_per_epoch, episodes_per_step).
+    part_head: False, "joint" (part-segmentation loss added with weight `part_head_weight`) or
+        "after" (trained `part_head_epochs` more epochs on the frozen selected backbone).
+    batch_size: global images per step (split evenly over torchrun processes).
+    val_episodes: number of 5-way 5-shot 10-query val episodes, or an EpisodeSpec.
+    options: the other TrainConfig fields (optimizer "sgd"|"adamw", weight_decay, warmup_epochs,
+        label_smoothing, batchnorm "auto"|"local"|"sync"|"frozen", val_seed, ...).
+    Writes out_dir/best.pt (+ .sha256) and out_dir/last.pt (resume state). Under torchrun, only
+    rank 0 writes and prints.
+    """
+    ctx = init_distributed(device)
+    try:
+        spec = val_episodes if isinstance(val_episodes, EpisodeSpec) else EpisodeSpec(n_episodes=int(val_episodes))
+        bn = options.pop("batchnorm", "auto")
+        if bn == "auto":
+            bn = "sync" if ctx.distributed and ctx.device.type == "cuda" else "local"
+        if part_head and "part_head_epochs" not in options:
+            options["part_head_epochs"] = max(1, epochs // 2) if part_head == "after" else 0
+        unknown = set(options) - set(TrainConfig.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"train_backbone got unknown options {sorted(unknown)}; "
+                            f"valid: {sorted(TrainConfig.__dataclass_fields__)}")
+        config = TrainConfig(model_name=model_name, image_size=int(image_size), method=method,
+                             epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
+                             seed=int(seed), part_head=part_head, batchnorm=bn,
+                             val_episodes=spec.as_dict(), **options)
+        return _Trainer(dataset, config, Path(out_dir), ctx, num_workers, resume, progress).run()
+    finally:
+        ctx.close()
+
+
+def _validate(config: TrainConfig, world_size: int) -> None:
+    if config.method not in ("classification", "protonet"):
+        raise ValueError(f"method must be 'classification' or 'protonet', got {config.method!r}")
+    if config.part_head not in (False, "joint", "after"):
+        raise ValueError(f"part_head must be False, 'joint' or 'after', got {config.part_head!r}")
+    if config.batchnorm not in ("local", "sync", "frozen"):
+        raise ValueError(f"batchnorm must be 'auto', 'local', 'sync' or 'frozen', got {config.batchnorm!r}")
+    if config.epochs < 1 or config.image_size < 8:
+        raise ValueError("epochs must be >= 1 and image_size >= 8")
+    if config.batch_size % world_size:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of "
+                         f"processes ({world_size})")
+    if config.method == "protonet" and config.episodes_per_step % world_size:
+        raise ValueError(f"episodes_per_step {config.episodes_per_step} must be divisible by the "
+                         f"number of processes ({world_size})")
+
+
+class _Trainer:
+    def __init__(self, dataset: ImageSource, config: TrainConfig, out_dir: Path, ctx: DistContext,
+                 num_workers: int, resume: bool, progress: bool) -> None:
+        _validate(config, ctx.world_size)
+        self.dataset, self.config, self.out_dir, self.ctx = dataset, config, out_dir, ctx
+        self.num_workers, self.resume, self.progress = num_workers, resume, progress and ctx.is_main
+        self.device = ctx.device
+        self.cuda = self.device.type == "cuda"
+        self.class_keys = train_class_keys()
+        self.labels = np.asarray(dataset.labels if hasattr(dataset, "labels")
+                                 else [r.synset for r in dataset.images])
+        self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
+
+        c = config
+        self.model, data_cfg = build_training_model(
+            c.model_name, image_size=c.image_size,
+            n_classes=len(self.class_keys) if c.method == "classification" else None,
+            part_head=bool(c.part_head), seed=derive_seed(c.seed, 0xB0) % (1 << 31))
+        self.mean, self.std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])
+        self.interpolation = str(data_cfg.get("interpolation", "bicubic"))
+        if c.batchnorm == "sync":
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.to(self.device)
+        if self.cuda:
+            self.model.to(memory_format=torch.channels_last)
+
+        val = SplitImages(dataset, "val", image_size=c.image_size, mean=self.mean, std=self.std,
+                          augment=False, seed=c.seed, interpolation=self.interpolation)
+        self.val_images = val
+        spec = EpisodeSpec(**c.val_episodes)
+        sampler = episode_sampler(self.labels, seed=c.val_seed, split="val", spec=spec)
+        self.val_support, self.val_query = episode_arrays(sampler, spec.n_episodes)
+
+    # ---- phases -------------------------------------------------------------------------
+    @property
+    def total_epochs(self) -> int:
+        return self.config.epochs + (self.config.part_head_epochs if self.config.part_head == "after" else 0)
+
+    def _in_after_phase(self, epoch: int) -> bool:
+        return self.config.part_head == "after" and epoch >= self.config.epochs
+
+    def _set_trainable(self, after_phase: bool) -> None:
+        m = self.model
+        for p in m.backbone.parameters():
+            p.requires_grad_(not after_phase)
+        if m.classifier is not None:
+            for p in m.classifier.parameters():
+                p.requires_grad_(not after_phase)
+        if m.part_head is not None:
+            train_head = self.config.part_head == "joint" or after_phase
+            for p in m.part_head.parameters():
+                p.requires_grad_(train_head)
+
+    def _steps_per_epoch(self, after_phase: bool) -> int:
+        c = self.config
+        if c.method == "protonet" and not after_phase:
+            return max(1, c.episodes_per_epoch // c.episodes_per_step)
+        n_train = len(self.dataset.split_indices("train"))
+        per_rank = n_train // self.ctx.world_size
+        steps = per_rank // (c.batch_size // self.ctx.world_size)
+        if steps < 1:
+            raise ValueError(f"batch_size {c.batch_size} is larger than the train split ({n_train} images)")
+        return steps
+
+    def _optimizer(self, after_phase: bool):
+        c = self.config
+        trainable = self.model.part_head if after_phase else self.model  # frozen params skipped
+        opt = timm.optim.create_optimizer_v2(trainable, opt=c.optimizer, lr=c.lr,
+                                             weight_decay=c.weight_decay, momentum=0.9)
+        n_epochs = c.part_head_epochs if after_phase else c.epochs
+        total = n_epochs * self._steps_per_epoch(after_phase)
+        warmup = 0 if after_phase else int(round(c.warmup_epochs * self._steps_per_epoch(False)))
+
+        def factor(step: int) -> float:  # linear warm-up, then cosine to zero
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def _wrap(self) -> nn.Module:
+        if not self.ctx.distributed:
+            return self.model
+        ids = [self.device.index] if self.cuda else None
+        return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=True)
+
+    # ---- data ---------------------------------------------------------------------------
+    def _loader_kwargs(self, epoch: int) -> dict[str, Any]:
+        return dict(num_workers=self.num_workers, pin_memory=self.cuda,
+                    persistent_workers=False,
+                    generator=torch.Generator().manual_seed(derive_seed(self.config.seed, epoch, 0xD1)))
+
+    def _train_images(self, epoch: int, with_masks: bool) -> SplitImages:
+        c = self.config
+        train = SplitImages(self.dataset, "train", image_size=c.image_size, mean=self.mean,
+                            std=self.std, augment=True, seed=c.seed, with_masks=with_masks,
+                            interpolation=self.interpolation, class_keys=self.class_keys)
+        train.set_epoch(epoch)
+        return train
+
+    def _image_loader(self, epoch: int, with_masks: bool) -> DataLoader:
+        c = self.config
+        train = self._train_images(epoch, with_masks)
+        sampler = DistributedSampler(train, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
+                                     shuffle=True, seed=c.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        return DataLoader(train, batch_size=c.batch_size // self.ctx.world_size, sampler=sampler,
+                          drop_last=True, **self._loader_kwargs(epoch))
+
+    def _episode_loader(self, epoch: int, with_masks: bool) -> DataLoader:
+        c = self.config
+        images = self._train_images(epoch, with_masks)
+        spec = EpisodeSpec(c.n_way, c.k_shot, c.n_query, c.episodes_per_epoch)
+        sampler = episode_sampler(self.labels, seed=c.seed, split="train", spec=spec)
+        per_rank = c.episodes_per_step // self.ctx.world_size
+        steps = self._steps_per_epoch(False)
+        first = epoch * steps * c.episodes_per_step  # fresh episodes every epoch
+        ids = [first + s * c.episodes_per_step + self.ctx.rank * per_rank + j
+               for s in range(steps) for j in range(per_rank)]
+        return DataLoader(EpisodeImages(images, sampler, ids, with_masks=with_masks),
+                          batch_size=per_rank, shuffle=False, **self._loader_kwargs(epoch))
+
+    # ---- steps --------------------------------------------------------------------------
+    def _autocast(self):
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_device(self, x: torch.Tensor, image: bool = False) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if image and self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _step_images(self, net: nn.Module, batch, part_weight: float):
+        images, labels, maps = batch
+        images, labels = self._to_device(images, True), self._to_device(labels)
+        maps = self._to_device(maps) if maps.numel() else None
+        with self._autocast():
+            outputs = net(images)
+        return classification_loss(outputs, labels, maps, part_weight=part_weight,
+                                   label_smoothing=self.config.label_smoothing)
+
+    def _step_episodes(self, net: nn.Module, batch):
+        images, maps, n_way, k_shot = batch  # images (b, n, 3, S, S); maps (b, n, S, S) | (b, n, 0)
+        b, n = images.shape[:2]
+        flat = self._to_device(images.flatten(0, 1), True)
+        with self._autocast():
+            pooled, _, part_logits = net(flat)
+        pooled = pooled.float().reshape(b, n, -1)
+        losses, accs = zip(*(protonet_loss(pooled[i], int(n_way[i]), int(k_shot[i])) for i in range(b)))
+        loss = torch.stack(losses).mean()
+        stats = {"ce": float(loss.detach()), "acc": float(torch.stack(accs).mean())}
+        if part_logits is not None:
+            seg = part_seg_loss(part_logits, self._to_device(maps.flatten(0, 1)))
+            loss = loss + self.config.part_head_weight * seg
+            stats["seg"] = float(seg.detach())
+        return loss, stats
+
+    # ---- evaluation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def val_accuracy(self) -> float:
+        """ProtoNet accuracy on the fixed val episodes, from globally pooled embeddings."""
+        was_training = self.model.training
+        self.model.eval()
+        loader = DataLoader(self.val_images, batch_size=max(64, self.config.batch_size),
+                            shuffle=False, num_workers=self.num_workers, pin_memory=self.cuda)
+        chunks = []
+        for images, _, _ in loader:
+            with self._autocast():
+                chunks.append(self.model.embed(self._to_device(images, True)).float().cpu())
+        self.model.train(was_training)
+        acc = protonet_accuracy(torch.cat(chunks), self.val_images.indices, self.val_support,
+                                self.val_query)
+        if self.ctx.distributed:  # every rank embeds the same images; rank 0's number decides
+            t = torch.tensor([acc], dtype=torch.float64, device=self.device)
+            dist.broadcast(t, src=0)
+            acc = float(t.item())
+        return acc
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def _meta(self, epoch: int, val_accuracy: float | None) -> dict[str, Any]:
+        c = self.config
+        return {
+            "model_name": c.model_name, "image_size": c.image_size, "method": c.method,
+            "epoch": int(epoch), "val_accuracy": None if val_accuracy is None else float(val_accuracy),
+            "train_classes": TRAIN_CLASSES_TAG, "saw_test_classes": False,
+            "dataset_fingerprint": str(getattr(self.dataset, "fingerprint", "")),
+            "part_head": c.part_head or None, "mean": list(self.mean), "std": list(self.std),
+            "config": c.as_dict(),
+        }
+
+    def _save_best(self, epoch: int, acc: float, include_part_head: bool) -> None:
+        if self.ctx.is_main:
+            head = self.model.part_head if include_part_head else None
+            save_checkpoint({"model": cpu_state_dict(self.model.backbone),
+                             "part_head": cpu_state_dict(head) if head is not None else None,
+                             "meta": self._meta(epoch, acc)}, self.best_path)
+        self.ctx.barrier()
+
+    def _save_last(self, epochs_done: int, opt, sched) -> None:
+        if self.ctx.is_main:
+            m = self.model
+            save_checkpoint({
+                "model": cpu_state_dict(m.backbone),
+                "classifier": cpu_state_dict(m.classifier) if m.classifier is not None else None,
+                "part_head": cpu_state_dict(m.part_head) if m.part_head is not None else None,
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "epochs_done": epochs_done, "best_val_accuracy": self.best_acc,
+                "best_epoch": self.best_epoch, "history": self.history,
+                "meta": self._meta(epochs_done, self.best_acc),
+            }, self.last_path)
+        self.ctx.barrier()
+
+    def _load_last(self) -> dict[str, Any] | None:
+        if not (self.resume and self.last_path.is_file()):
+            return None
+        state = load_checkpoint(self.last_path)
+        saved = {k: v for k, v in state["meta"]["config"].items() if k not in _RUNTIME_KEYS}
+        wanted = {k: v for k, v in self.config.as_dict().items() if k not in _RUNTIME_KEYS}
+        if saved != wanted:
+            diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+            raise ValueError(f"{self.last_path} was written by a run with other settings "
+                             f"({', '.join(diff)}); use another out_dir or resume=False")
+        if state["meta"]["dataset_fingerprint"] != str(getattr(self.dataset, "fingerprint", "")):
+            raise ValueError(f"{self.last_path} was trained on another dataset (fingerprint "
+                             "differs); use another out_dir or resume=False")
+        return state
+
+    def _restore_modules(self, state: dict[str, Any]) -> None:
+        m = self.model
+        m.backbone.load_state_dict(state["model"])
+        if m.classifier is not None and state.get("classifier") is not None:
+            m.classifier.load_state_dict(state["classifier"])
+        if m.part_head is not None and state.get("part_head") is not None:
+            m.part_head.load_state_dict(state["part_head"])
+
+    # ---- the loop -----------------------------------------------------------------------
+    def run(self) -> Path:
+        c = self.config
+        self.history: list[dict[str, Any]] = []
+        self.best_acc, self.best_epoch = -1.0, 0
+        state = self._load_last()
+        start = 0
+        if state is not None:
+            self._restore_modules(state)
+            start = int(state["epochs_done"])
+            self.best_acc, self.best_epoch = float(state["best_val_accuracy"]), int(state["best_epoch"])
+            self.history = list(state["history"])
+        if start >= self.total_epochs and self.best_path.is_file():
+            return self.best_path
+
+        if start == 0:
+            acc0 = self.val_accuracy()
+            self.history.append({"epoch": 0, "val_accuracy": acc0})
+        epochs_bar = tqdm(range(start, self.total_epochs), desc=f"train {c.model_name} ({c.method})",
+                          disable=not self.progress, initial=start, total=self.total_epochs)
+        opt = sched = None
+        phase = None
+        for epoch in epochs_bar:
+            after = self._in_after_phase(epoch)
+            if phase != after:
+                if after:  # part head on the frozen selected backbone
+                    self.model.backbone.load_state_dict(load_checkpoint(self.best_path)["model"])
+                self._set_trainable(after)
+                opt, sched = self._optimizer(after)
+                if state is not None and int(state["epochs_done"]) == epoch \
+                        and self._in_after_phase(epoch - 1) == after:
+                    opt.load_state_dict(state["optimizer"])
+                    sched.load_state_dict(state["scheduler"])
+                net, phase = self._wrap(), after
+            stats = self._train_epoch(net, opt, sched, epoch, after)
+            record = {"epoch": epoch + 1, **stats}
+            if not after:
+                acc = self.val_accuracy()
+                record["val_accuracy"] = acc
+                if acc > self.best_acc:
+                    self.best_acc, self.best_epoch = acc, epoch + 1
+                    self._save_best(epoch + 1, acc, include_part_head=c.part_head == "joint")
+            self.history.append(record)
+            epochs_bar.set_postfix(loss=f"{stats['loss']:.3f}", val=f"{self.best_acc:.3f}")
+            if self.progress:
+                tqdm.write(f"epoch {epoch + 1}/{self.total_epochs}: "
+                           + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
+            self._save_last(epoch + 1, opt, sched)
+        if c.part_head == "after" and start < self.total_epochs:
+            self._save_best(self.best_epoch, self.best_acc, include_part_head=True)
+        return self.best_path
+
+    def _train_epoch(self, net: nn.Module, opt, sched, epoch: int, after: bool) -> dict[str, float]:
+        c = self.config
+        self.model.train()
+        self.model.backbone.train(not after)  # frozen after: BN keeps the selected statistics
+        set_batchnorm_mode(self.model, c.batchnorm)
+        episodic = c.method == "protonet" and not after
+        with_masks = c.part_head == "joint" or after
+        loader = self._episode_loader(epoch, with_masks) if episodic else self._image_loader(epoch, with_masks)
+        totals: dict[str, float] = {}
+        n = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
+        rng_devices = [self.device] if self.cuda else []
+        with torch.random.fork_rng(devices=rng_devices):  # dropout etc.: seeded by (seed, epoch)
+            torch.manual_seed(derive_seed(c.seed, epoch, 0xE0))
+            for batch in bar:
+                if episodic:
+                    loss, stats = self._step_episodes(net, batch)
+                else:
+                    loss, stats = self._step_images(net, batch, 1.0 if after else c.part_head_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                stats["loss"] = float(loss.detach())
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                n += 1
+                bar.set_postfix(loss=f"{stats['loss']:.3f}")
+        means = {k: v / max(1, n) for k, v in totals.items()}
+        return {k: self.ctx.all_reduce_mean(v) for k, v in sorted(means.items())}

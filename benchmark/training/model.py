@@ -1,0 +1,77 @@
+"""The module trained on the train split: a timm backbone plus the heads a method needs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from benchmark.training.part_head import PartSegHead
+
+
+def feature_map(backbone: nn.Module, raw: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """timm forward_features output -> (B, C, h, w), exactly as benchmark.backbones lays it out
+    for feature extraction (so the part head sees the same map in training and at test time)."""
+    from benchmark.backbones import _to_nchw
+
+    return _to_nchw(backbone, raw, torch.Size(image_hw))
+
+
+def _training(head: nn.Module | None) -> bool:
+    return head is not None and any(p.requires_grad for p in head.parameters())
+
+
+class TrainingModel(nn.Module):
+    """backbone + optional linear classifier + optional part-segmentation head.
+
+    forward(images (B, 3, S, S)) -> (pooled (B, D), class_logits (B, C) | None,
+    part_logits (B, 14, h, w) | None). One forward call per step, as DistributedDataParallel needs.
+    """
+
+    def __init__(self, backbone: nn.Module, n_classes: int | None, part_head: bool) -> None:
+        super().__init__()
+        self.backbone = backbone
+        dim = backbone.num_features
+        self.classifier = nn.Linear(dim, n_classes) if n_classes else None
+        self.part_head = PartSegHead(dim) if part_head else None
+
+    def forward(self, images: torch.Tensor):
+        raw = self.backbone.forward_features(images)
+        pooled = self.backbone.forward_head(raw)
+        # A head runs only while it trains (the part head trained after, on a frozen backbone,
+        # skips the classifier; the part head trained after skips itself during phase one).
+        logits = self.classifier(pooled) if _training(self.classifier) else None
+        parts = None
+        if _training(self.part_head):
+            parts = self.part_head(feature_map(self.backbone, raw, tuple(images.shape[-2:])))
+        return pooled, logits, parts
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, D) globally pooled backbone features."""
+        return self.backbone(images)
+
+
+def build_training_model(model_name: str, *, image_size: int, n_classes: int | None,
+                         part_head: bool, seed: int) -> tuple[TrainingModel, dict]:
+    """A randomly initialised timm backbone (benchmark.backbones, weights="random") plus heads.
+
+    Returns the model and the backbone's timm data config (mean, std, interpolation). Heads are
+    initialised from `seed` under fork_rng, so the caller's global RNG state is left untouched.
+    """
+    from benchmark.backbones import build_backbone
+
+    backbone = build_backbone(model_name, "random", image_size=image_size, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        model = TrainingModel(backbone.model, n_classes, part_head)
+    return model, dict(backbone.data_config)
+
+
+def set_batchnorm_mode(model: nn.Module, mode: str) -> None:
+    """After model.train(): mode "frozen" puts every BatchNorm in eval mode (running statistics,
+    affine weights still trained), so a step's result does not depend on how the batch is split
+    over processes. "local" and "sync" leave BN training (sync converts it beforehand)."""
+    if mode == "frozen":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
