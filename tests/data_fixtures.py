@@ -97,12 +97,15 @@ def write_dataset(root: Path, data: dict[str, dict] | None = None, *,
     """Write the split jsons (under root/json_in) and a tiny JPEG per listed image.
 
     images_in: "split-folders" (<root>/<split>/<synset>/) or "JPEGImages" (<root>/JPEGImages/<synset>/).
-    Image entries whose file_name is not a bare name get no file.
+    Image entries whose file_name is not a bare name get no file; a size that is not an integer
+    is written as the fixture's 16x12.
     """
     data = fixture_annotations() if data is None else data
     for split, coco in data.items():
         write_json(root / json_in / f"{split}.json", coco)
-        for img in coco.get("images", []):
+        (root / (split if images_in == "split-folders" else "JPEGImages")).mkdir(
+            parents=True, exist_ok=True)
+        for img in coco.get("images", []) if isinstance(coco, dict) else []:
             name = img["file_name"]
             if "/" in name or "\\" in name or ".." in name:
                 continue
@@ -110,5 +113,7 @@ def write_dataset(root: Path, data: dict[str, dict] | None = None, *,
             folder = root / (split if images_in == "split-folders" else "JPEGImages") / synset
             folder.mkdir(parents=True, exist_ok=True)
             colour = (img["id"] * 40 % 256, 90, 160)
-            Image.new("RGB", (img["width"], img["height"]), colour).save(folder / name, "JPEG")
+            size = [v if isinstance(v, int) and v > 0 else d
+                    for v, d in ((img.get("width"), W), (img.get("height"), H))]
+            Image.new("RGB", tuple(size), colour).save(folder / name, "JPEG")
     return root

@@ -11,6 +11,7 @@ memory of the json's Python floats, and what pycocotools converts them to anyway
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from itertools import chain
@@ -140,7 +141,12 @@ def part_masks(anns: Sequence[dict], height: int, width: int) -> dict[int, np.nd
     rles_by_part: dict[int, list[dict]] = defaultdict(list)
     for ann in anns:
         rles_by_part[ann["category_id"]].extend(annotation_rles(ann, height, width))
-    return {
-        part: mask_utils.decode(mask_utils.merge(rles, intersect=False)).astype(bool, order="C")
-        for part, rles in sorted(rles_by_part.items())
-    }
+    if not rles_by_part:
+        return {}
+    parts = sorted(rles_by_part)
+    merged = [mask_utils.merge(rles_by_part[p], intersect=False) for p in parts]
+    with warnings.catch_warnings():
+        # pycocotools' Cython decode trips a numpy-2 DeprecationWarning on every call (harmless).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*copy keyword")
+        stacked = mask_utils.decode(merged)  # (height, width, n_parts) uint8, Fortran order
+    return {p: np.ascontiguousarray(stacked[:, :, k], dtype=bool) for k, p in enumerate(parts)}
