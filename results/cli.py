@@ -58,6 +58,9 @@ def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
     Invalid files are listed and skipped. Returns 0 when tables were built, 1 when mixing episode
     sets was refused or no valid result was found.
     """
+    if not Path(dir).is_dir():
+        print(f"leaderboard: {dir} is not a folder (give the folder holding the result files)")
+        return 1
     try:
         board = merge(dir, allow_mixed_episodes=allow_mixed)
     except LeaderboardError as exc:

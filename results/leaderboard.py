@@ -62,9 +62,9 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     """One ranked table per setting from the valid result files.
 
     Columns: rank, learner, accuracy, ci, "acc ± ci", leaked ("†" if the weights saw the test
-    classes), episodes, backbone, weights, run, episodes_hash, file. Raises LeaderboardError when
-    a setting's rows were evaluated on different episode hashes, unless allow_mixed_episodes
-    (then the table also gets "mixed episodes" in its column `episodes_hash` values, one per row).
+    classes), episodes, backbone, weights, run, episodes_hash, file. Setting labels come from
+    `setting_label`. Raises LeaderboardError when a setting's rows were evaluated on different
+    episode hashes, unless allow_mixed_episodes (each row keeps its own `episodes_hash`).
     """
     board = Leaderboard()
     seen: dict[str, str] = {}

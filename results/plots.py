@@ -138,10 +138,12 @@ def plot_episode(support_images: Sequence[np.ndarray], support_labels: Sequence[
     columns = columns or max(min(max(n_support, 1), 10), 5)
     support_rows = -(-n_support // columns)
     query_rows = -(-n_query // columns)
-    n_slots = max([m.shape[0] for m in [*support_masks, *query_masks] if m is not None],
-                  default=0)
+    given = [m for m in [*support_masks, *query_masks] if m is not None]
+    present = sorted({int(s) for m in given for s in np.flatnonzero(m.reshape(m.shape[0], -1).any(1))})
     from matplotlib import colormaps
-    colors = colormaps["tab20"](np.linspace(0, 1, 20))[:, :3]
+    # tab20's dark hues first, then the light ones: neighbouring slots get distinct hues.
+    tab20 = colormaps["tab20"](np.arange(20))[:, :3]
+    colors = np.concatenate([tab20[0::2], tab20[1::2]])
 
     fig = Figure(figsize=(1.8 * columns, 2.0 * (support_rows + query_rows) + 0.6))
     grid = fig.add_gridspec(support_rows + query_rows, columns)
@@ -161,10 +163,10 @@ def plot_episode(support_images: Sequence[np.ndarray], support_labels: Sequence[
                 ok = label == predicted
                 ax.set_title(f"true: {label}\npred: {predicted}", fontsize=7,
                              color="green" if ok else "red")
-    if n_slots and slot_names is not None:
+    if present and slot_names is not None:
         from matplotlib.patches import Patch
         handles = [Patch(color=colors[s % len(colors)], label=slot_names[s])
-                   for s in range(min(n_slots, len(slot_names)))]
+                   for s in present if s < len(slot_names)]
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
     fig.suptitle(title or f"episode: {n_support} support, {n_query} query images", fontsize=9)
     return _save(fig, path, dpi)

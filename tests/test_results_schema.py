@@ -1,0 +1,149 @@
+"""Result files: build, write, validate; tampering, missing fields and wrong episodes are caught."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from results import schema
+from results.cli import validate_main
+from results.records import RecordWriter, read_records
+from results.schema import (SCHEMA_VERSION, build_result, seal, validate_result,
+                            validate_result_file, write_result)
+from test_results_factories import fake_records, fake_result
+
+
+@pytest.fixture()
+def records(tmp_path):
+    path = tmp_path / "records.jsonl"
+    with RecordWriter(path) as writer:
+        writer.append_many(fake_records("protonet", 0.6, 30))
+        writer.append_many(fake_records("part_protonet", 0.7, 30, seed=1, with_parts=True))
+    return path
+
+
+@pytest.fixture()
+def result_file(tmp_path, records):
+    return write_result(tmp_path / "result.json", fake_result(read_records(records)))
+
+
+def _edit(path, change):
+    result = json.loads(path.read_text())
+    change(result)
+    path.write_text(json.dumps(result, indent=2))
+
+
+def test_metrics_are_the_records_mean_and_ci(records):
+    frame = read_records(records)
+    result = fake_result(frame)
+    acc = frame[frame["learner"] == "protonet"]["accuracy"].to_numpy() * 100
+    metric = result["metrics"]["protonet"]
+    assert metric["accuracy"] == pytest.approx(acc.mean())
+    assert metric["ci"] == pytest.approx(stats.norm.ppf(0.975) * stats.sem(acc))
+    assert metric["n_episodes"] == 30
+    fish = []
+    for counts in frame[frame["learner"] == "protonet"]["per_super_category"]:
+        fish.append(100 * counts["Fish"][0] / counts["Fish"][1])
+    assert metric["per_super_category"]["Fish"]["accuracy"] == pytest.approx(np.mean(fish))
+    assert result["schema_version"] == SCHEMA_VERSION
+    assert result["episodes"] == {"hash": "sha256:" + "e" * 64, "requested": 30, "run": 30}
+
+
+def test_written_file_validates_and_matches_its_records(result_file, records):
+    assert validate_result_file(result_file) == []
+    assert validate_result_file(result_file, records=records) == []
+    assert validate_result_file(result_file, episodes_hash="sha256:" + "e" * 64) == []
+    assert not list(result_file.parent.glob(".*.tmp"))  # atomic write left no temporary
+
+
+def test_tampered_metric_is_named(result_file, records):
+    _edit(result_file, lambda r: r["metrics"]["protonet"].__setitem__("accuracy", 99.0))
+    problems = validate_result_file(result_file)
+    assert "metrics.protonet: content hash mismatch — the file was edited after it was written" \
+        in problems
+    assert not any("part_protonet" in p for p in problems)
+
+
+def test_tampered_and_resealed_metric_is_caught_by_the_records(result_file, records):
+    def cheat(result):
+        result["metrics"]["protonet"]["accuracy"] += 3.0
+        result.update(seal(result))
+    _edit(result_file, cheat)
+    assert validate_result_file(result_file) == []  # the seal alone cannot catch a re-seal...
+    problems = validate_result_file(result_file, records=records)
+    assert len(problems) == 1 and problems[0].startswith(
+        "metrics.protonet.accuracy:") and "recomputed from the records" in problems[0]
+
+
+def test_missing_field_is_named(result_file):
+    _edit(result_file, lambda r: r["dataset"].pop("fingerprint"))
+    assert validate_result_file(result_file) == ["missing field dataset.fingerprint"]
+
+
+def test_wrong_type_and_unknown_field_are_named(result_file):
+    _edit(result_file, lambda r: (r["weights"].__setitem__("saw_test_classes", "no"),
+                                  r["episodes"].__setitem__("extra", 1)))
+    problems = validate_result_file(result_file)
+    assert "weights.saw_test_classes: expected true/false, got str 'no'" in problems
+    assert "unknown field episodes.extra" in problems
+
+
+def test_wrong_episode_hash_is_reported(result_file, tmp_path):
+    problems = validate_result_file(result_file, episodes_hash="sha256:" + "f" * 64)
+    assert len(problems) == 1 and problems[0].startswith("episodes.hash does not match")
+    episode_file = tmp_path / "episodes.json"
+    episode_file.write_text("[]")
+    problems = validate_result_file(result_file, episodes_file=episode_file,
+                                    episode_file_hasher=lambda p: "sha256:" + "f" * 64)
+    assert problems and problems[0].startswith("episodes.hash does not match")
+
+
+def test_version_kind_and_unreadable_files(result_file, tmp_path):
+    _edit(result_file, lambda r: r.__setitem__("schema_version", SCHEMA_VERSION + 1))
+    assert "newer than this partbench reads" in validate_result_file(result_file)[0]
+    (tmp_path / "x.json").write_text("{not json")
+    assert validate_result_file(tmp_path / "x.json")[0].startswith("not valid JSON")
+    assert validate_result({"schema_version": SCHEMA_VERSION, "kind": "other"})[0].startswith("kind")
+
+
+def test_consistency_checks_catch_impossible_numbers(records):
+    result = fake_result(read_records(records))
+    # A CI wider than any 30 episodes with this mean allow (accuracy moved to 99.9%).
+    bad = json.loads(json.dumps(result))
+    bad["metrics"]["protonet"]["accuracy"] = 99.9
+    problems = validate_result(seal(bad))
+    assert any(p.startswith("metrics.protonet.ci:") and "wider than" in p for p in problems)
+    bad = json.loads(json.dumps(result))
+    bad["episodes"]["requested"] = 10
+    assert "episodes.run (30) exceeds episodes.requested (10)" in validate_result(seal(bad))
+    bad = json.loads(json.dumps(result))
+    bad["metrics"]["protonet"]["n_episodes"] = 29
+    assert any("every learner must run the same episodes" in p for p in validate_result(seal(bad)))
+
+
+def test_write_result_refuses_an_invalid_result(tmp_path, records):
+    result = fake_result(read_records(records))
+    del result["versions"]["timm"]
+    with pytest.raises(ValueError, match="missing field versions.timm"):
+        write_result(tmp_path / "r.json", result)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_build_result_refuses_records_of_another_run(records):
+    with pytest.raises(ValueError, match="no episode of run_id 'other'"):
+        fake_result(read_records(records), run_id="other")
+
+
+def test_validate_main_exit_codes(result_file, tmp_path, capsys, records):
+    assert validate_main([result_file], records=[records]) == 0
+    assert "OK" in capsys.readouterr().out
+    broken = tmp_path / "broken.json"
+    broken.write_text(result_file.read_text().replace('"fingerprint"', '"fingerprnt"'))
+    assert validate_main([tmp_path]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {broken}" in out and "missing field dataset.fingerprint" in out
+    assert validate_main([]) == 2

@@ -1,0 +1,98 @@
+"""Tables from records (checked against hand/numpy computations) and their CSV/Markdown/LaTeX files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from results.records import RecordWriter, make_record, read_records
+from results.tables import (accuracy_table, paired_table, part_contribution_table, save_table,
+                            super_category_table, write_report)
+from test_results_factories import fake_records
+
+
+@pytest.fixture()
+def frame(tmp_path):
+    with RecordWriter(tmp_path / "r.jsonl") as writer:
+        writer.append_many(fake_records("protonet", 0.55, 40))
+        writer.append_many(fake_records("part_protonet", 0.75, 40, seed=1, with_parts=True))
+    return read_records(tmp_path / "r.jsonl")
+
+
+def test_accuracy_table_is_mean_and_ci_over_episodes(frame):
+    table = accuracy_table(frame)
+    assert list(table["learner"]) == ["part_protonet", "protonet"]  # best first
+    for _, row in table.iterrows():
+        acc = frame.loc[frame["learner"] == row["learner"], "correct"].to_numpy() / 25 * 100
+        assert row["accuracy"] == pytest.approx(acc.mean())
+        assert row["ci95"] == pytest.approx(stats.norm.ppf(0.975) * stats.sem(acc))
+        assert row["episodes"] == 40
+        assert row["acc ± ci"] == f"{acc.mean():.2f} ± {row['ci95']:.2f}"
+
+
+def _tiny_record(episode, fish, bird):
+    """Two ways: one Fish class and one Bird class, 4 queries each."""
+    return make_record(run_id="r", learner="a", split="test", n_way=2, k_shot=1, n_query=4,
+                       episode=episode, correct=fish + bird, total=8,
+                       per_class={"n01": [fish, 4], "n02": [bird, 4]},
+                       per_super_category={"Fish": [fish, 4], "Bird": [bird, 4]})
+
+
+def test_super_category_table_on_hand_made_episodes(tmp_path):
+    with RecordWriter(tmp_path / "r.jsonl") as writer:
+        writer.append_many([_tiny_record(0, 4, 1), _tiny_record(1, 2, 3), _tiny_record(2, 3, 2)])
+    table = super_category_table(read_records(tmp_path / "r.jsonl")).set_index("super_category")
+    assert table.loc["Fish", "accuracy"] == pytest.approx(100 * (1 + 0.5 + 0.75) / 3)
+    assert table.loc["Bird", "accuracy"] == pytest.approx(100 * (0.25 + 0.75 + 0.5) / 3)
+    assert table.loc["Fish", "ci95"] == pytest.approx(
+        1.959964 * np.std([100, 50, 75], ddof=1) / np.sqrt(3), rel=1e-6)
+
+
+def test_part_contributions_only_from_part_learners(frame):
+    table = part_contribution_table(frame)
+    assert set(table["learner"]) == {"part_protonet"}
+    head = table[table["slot"] == "Head"].iloc[0]
+    shares = [c["Head"] * 100 for c in frame["part_contributions"].dropna()]
+    assert head["contribution"] == pytest.approx(np.mean(shares))
+    assert head["episodes"] == 40
+
+
+def test_paired_table_matches_ttest_rel(frame):
+    table = paired_table(frame, "protonet")
+    row = table.iloc[0]
+    a = frame[frame["learner"] == "part_protonet"].sort_values("episode")["accuracy"] * 100
+    b = frame[frame["learner"] == "protonet"].sort_values("episode")["accuracy"] * 100
+    assert row["learner"] == "part_protonet" and row["episodes"] == 40
+    assert row["difference"] == pytest.approx((a.to_numpy() - b.to_numpy()).mean())
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    with pytest.raises(ValueError, match="baseline learner 'nope'"):
+        paired_table(frame, "nope")
+
+
+def test_paired_table_refuses_learners_on_different_episodes(frame):
+    shifted = frame.copy()
+    shifted.loc[shifted["learner"] == "protonet", "episode"] += 1
+    with pytest.raises(ValueError, match="not run on the same episodes"):
+        paired_table(shifted, "protonet")
+
+
+def test_saved_tables_round_trip_and_escape(frame, tmp_path):
+    table = accuracy_table(frame)
+    csv, md, tex = save_table(table, tmp_path / "acc")
+    pd.testing.assert_frame_equal(pd.read_csv(csv), table, check_dtype=False)
+    lines = md.read_text().splitlines()
+    assert len(lines) == 2 + len(table)
+    assert lines[2].split(" | ")[5] == "part_protonet"
+    latex = tex.read_text()
+    assert r"\toprule" in latex and r"n\_way" in latex and r"$\pm$" in latex
+
+
+def test_write_report_prints_and_saves_every_table(frame, tmp_path, capsys):
+    tables = write_report(frame, tmp_path / "out", baseline="protonet")
+    assert set(tables) == {"accuracy", "super_category", "part_contributions", "paired"}
+    assert "== accuracy ==" in capsys.readouterr().out
+    for name in tables:
+        for suffix in ("csv", "md", "tex"):
+            assert (tmp_path / "out" / f"{name}.{suffix}").stat().st_size > 0
