@@ -1,0 +1,89 @@
+"""On-disk cache of extracted features, keyed by a hash of everything that determines them.
+
+One file per key, `<cache_dir>/features-<key>.pt`: a torch.save'd dict of half-precision tensors,
+the key and the key's parts (JSON). The key covers the dataset fingerprint, the image indices,
+the backbone name and weights hash, the preprocessing, the mask mode (and the part head's weights
+hash), the autocast precision and FEATURE_FORMAT_VERSION. Files are written atomically; a file that
+cannot be read, or whose stored key or shapes disagree, is recomputed with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+# Bump when the pooling, presence rule or stored layout changes: old cache files then miss.
+FEATURE_FORMAT_VERSION = 1
+
+
+def indices_sha256(indices: np.ndarray) -> str:
+    """Hex sha256 of an int64 index array (order matters)."""
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype="<i8").tobytes()).hexdigest()
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """Hex sha256 of the JSON of the key parts (sorted keys), plus the format version."""
+    payload = json.dumps({**parts, "format_version": FEATURE_FORMAT_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def cache_path(cache_dir: str | os.PathLike, key: str) -> Path:
+    return Path(cache_dir) / f"features-{key}.pt"
+
+
+def save_features(path: Path, key: str, parts: dict[str, Any], tensors: dict[str, torch.Tensor | None]) -> None:
+    """Write tensors (CPU; float ones stored as float16) with their key, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "key": key,
+        "key_parts": json.dumps(parts, sort_keys=True),
+        "format_version": FEATURE_FORMAT_VERSION,
+    }
+    for name, tensor in tensors.items():
+        if tensor is not None:
+            tensor = tensor.detach().cpu()
+            payload[name] = tensor.half() if tensor.is_floating_point() else tensor
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_features(path: Path, key: str, expected_indices: np.ndarray) -> dict[str, torch.Tensor] | None:
+    """The cached tensors for `key`, or None on a miss.
+
+    A missing file is a silent miss; an unreadable file, a stored key that differs from `key`, or
+    stored image indices that differ from `expected_indices` warn and miss (the caller recomputes
+    and overwrites the file).
+    """
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        stored_key = payload["key"]
+        indices = payload["image_indices"]
+        embeddings = payload["embeddings"]
+    except Exception as err:  # truncated zip, garbage bytes, missing entries
+        warnings.warn(f"feature cache file {path.name} is unreadable ({err!r}); recomputing", stacklevel=3)
+        return None
+    if stored_key != key:
+        warnings.warn(f"feature cache file {path.name} holds key {str(stored_key)[:12]}..., not "
+                      f"{key[:12]}...; recomputing", stacklevel=3)
+        return None
+    if not np.array_equal(indices.numpy(), expected_indices) or embeddings.shape[0] != len(expected_indices):
+        warnings.warn(f"feature cache file {path.name} covers other images; recomputing", stacklevel=3)
+        return None
+    names = ("embeddings", "part_embeddings", "part_present", "image_indices")
+    return {name: payload.get(name) for name in names}

@@ -1,0 +1,327 @@
+"""Part-aware features: pooling, masks (oracle / predicted / none), gather, cache, devices, ranks."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmark.backbones import build_backbone
+from benchmark.data.dataset import ImageRecord, PartDataset
+from benchmark.device import resolve_device, resolve_precision
+from benchmark.features import N_SLOTS, FeatureSet, extract_features
+
+TINY = "test_resnet"  # stride 32: a 64 px input gives a 2x2 feature map
+SIZE = 64
+H, W = 48, 64  # image pixels; a 2x2 grid cell is 24x32 pixels
+
+
+@dataclass
+class TinyPartDataset(PartDataset):
+    """A PartDataset held in memory: seeded noise images with rectangular part-slot masks."""
+
+    pixels: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+
+    def load_image(self, i: int) -> Image.Image:
+        return Image.fromarray(self.pixels[i])
+
+    def slot_masks(self, i: int) -> np.ndarray:
+        return self.masks[i]
+
+
+def tiny_dataset(n: int = 10, seed: int = 0) -> TinyPartDataset:
+    """n images of H x W. Image i: slot 0 (Head) covers the top-left grid cell exactly; slot 1
+    (Body) a random rectangle; slot 2 (Foot) a 2x2-pixel speck (too small to be present)."""
+    rng = np.random.default_rng(seed)
+    pixels, masks, records = [], [], []
+    for i in range(n):
+        pixels.append(rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8))
+        m = np.zeros((N_SLOTS, H, W), dtype=bool)
+        m[0, : H // 2, : W // 2] = True
+        y0, x0 = rng.integers(0, H // 2), rng.integers(0, W // 2)
+        m[1, y0 : y0 + H // 2, x0 : x0 + W // 2] = True
+        m[2, 40:42, 60:62] = True
+        masks.append(m)
+        records.append(ImageRecord(i, i + 1, "train", "n01440764", f"img_{i}.JPEG", Path(f"img_{i}.JPEG"), H, W))
+    digest = hashlib.sha256(b"".join(p.tobytes() for p in pixels) + b"".join(m.tobytes() for m in masks))
+    return TinyPartDataset(Path("."), "memory", records, [[] for _ in records], digest.hexdigest(),
+                           Counter(), pixels, masks)
+
+
+@pytest.fixture(scope="module")
+def data() -> TinyPartDataset:
+    return tiny_dataset()
+
+
+@pytest.fixture()
+def backbone():
+    return build_backbone(TINY, image_size=SIZE, seed=0)
+
+
+def _reference_map(backbone, dataset, i):
+    """The backbone's map and pooled embedding of image i, computed outside extract_features."""
+    x = backbone.transform(dataset.load_image(i))[None]
+    with torch.inference_mode():
+        return backbone.feature_map(x)
+
+
+def _extract(dataset, backbone, **kw) -> FeatureSet:
+    kw.setdefault("device", "cpu")
+    kw.setdefault("progress", False)
+    kw.setdefault("batch_size", 4)
+    return extract_features(dataset, kw.pop("indices", np.arange(len(dataset.images))), backbone, **kw)
+
+
+def test_oracle_features_pool_the_map_under_each_slot(data, backbone):
+    fs = _extract(data, backbone)
+    n, d = len(data.images), backbone.num_features
+    assert fs.embeddings.shape == (n, d) and fs.embeddings.dtype == torch.float16
+    assert fs.part_embeddings.shape == (n, N_SLOTS, d) and fs.part_embeddings.dtype == torch.float16
+    assert fs.part_present.shape == (n, N_SLOTS) and fs.part_present.dtype == torch.bool
+    assert torch.equal(fs.image_indices, torch.arange(n))
+    # Head covers cell (0, 0) exactly, Body a whole cell's area, Foot a 4-pixel speck, the rest nothing
+    assert fs.part_present[:, :2].all() and not fs.part_present[:, 2:].any()
+    assert (fs.part_embeddings[:, 2:] == 0).all()
+    for i in (0, 7):
+        fmap, pooled = _reference_map(backbone, data, i)
+        torch.testing.assert_close(fs.embeddings[i].float(), pooled[0], atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(fs.part_embeddings[i, 0].float(), fmap[0, :, 0, 0], atol=2e-3, rtol=2e-3)
+        cover = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(data.masks[i][1])[None].float(), (2, 2))[0]
+        body = (fmap[0] * cover).sum(dim=(1, 2)) / cover.sum()
+        torch.testing.assert_close(fs.part_embeddings[i, 1].float(), body, atol=2e-3, rtol=2e-3)
+
+
+def test_gather_maps_any_index_shape_through_the_lookup(data, backbone):
+    subset = np.array([9, 2, 5, 0])
+    fs = _extract(data, backbone, indices=subset)
+    episode = np.array([[[5, 0], [9, 9]], [[2, 5], [0, 2]]])  # (B=2, N=2, K=2)
+    got = fs.gather(episode)
+    assert got.embeddings.shape == (2, 2, 2, backbone.num_features) and got.embeddings.dtype == torch.float32
+    assert got.part_embeddings.shape == (2, 2, 2, N_SLOTS, backbone.num_features)
+    assert got.part_present.shape == (2, 2, 2, N_SLOTS)
+    row_of = {int(v): r for r, v in enumerate(subset)}
+    for pos in np.ndindex(episode.shape):
+        assert torch.equal(got.embeddings[pos], fs.embeddings[row_of[int(episode[pos])]].float())
+    with pytest.raises(KeyError, match=r"\[1, 42\]"):
+        fs.gather(np.array([0, 1, 42]))
+    assert fs.to("cpu").gather(torch.tensor([2])).embeddings.shape == (1, backbone.num_features)
+
+
+def test_no_masks_gives_global_embeddings_only(data, backbone):
+    fs = _extract(data, backbone, masks="none", indices=[3, 4])
+    assert fs.part_embeddings is None and fs.part_present is None
+    assert fs.gather(np.array([4])).part_embeddings is None
+    _, pooled = _reference_map(backbone, data, 4)
+    torch.testing.assert_close(fs.embeddings[1].float(), pooled[0], atol=2e-3, rtol=2e-3)
+
+
+class _SlotHead(torch.nn.Module):
+    """A 1x1-conv part head: (B, C, h, w) -> (B, S+1, h, w) logits, background last."""
+
+    def __init__(self, channels: int, seed: int, bias_slot: int | None = None) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(channels, N_SLOTS + 1, 1)
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(seed)
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
+            self.conv.bias.zero_()
+            if bias_slot is not None:
+                self.conv.bias[bias_slot] = 1e4
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.conv(fmap)
+
+
+def test_predicted_masks_come_from_the_head_not_the_annotations(data, backbone):
+    oracle = _extract(data, backbone)
+    head = _SlotHead(backbone.num_features, seed=0)
+    predicted = _extract(data, backbone, masks="predicted", part_head=head)
+    assert predicted.part_embeddings.shape == oracle.part_embeddings.shape
+    assert torch.isfinite(predicted.part_embeddings.float()).all()
+    assert not torch.equal(predicted.part_present, oracle.part_present)
+    assert predicted.key != oracle.key
+    # every cell assigned to one slot (each of the 4 cells counts), so a present slot's
+    # embedding is the mean of the cells it won; with all cells to Wing it is the global mean
+    wing = _extract(data, backbone, masks="predicted", part_head=_SlotHead(backbone.num_features, 0, bias_slot=6))
+    assert wing.part_present[:, 6].all() and wing.part_present.sum() == len(data.images)
+    torch.testing.assert_close(wing.part_embeddings[:, 6].float(), oracle.embeddings.float(), atol=2e-3, rtol=2e-3)
+
+
+def test_predicted_masks_never_read_slot_masks(backbone):
+    class NoAnnotations(TinyPartDataset):
+        def slot_masks(self, i):
+            raise AssertionError("predicted masks must not read annotations")
+
+    blind = NoAnnotations(**{k: getattr(tiny_dataset(4), k) for k in TinyPartDataset.__dataclass_fields__})
+    fs = _extract(blind, backbone, masks="predicted", part_head=_SlotHead(backbone.num_features, 1))
+    assert fs.part_present.shape == (4, N_SLOTS)
+
+
+def test_parallel_workers_give_the_same_features(data, backbone):
+    serial = _extract(data, backbone, indices=[0, 1, 2, 3, 4])
+    parallel = _extract(data, backbone, indices=[0, 1, 2, 3, 4], num_workers=2, batch_size=2)
+    torch.testing.assert_close(parallel.embeddings, serial.embeddings, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(parallel.part_embeddings, serial.part_embeddings, atol=1e-3, rtol=1e-3)
+
+
+def test_bad_arguments_are_named(data, backbone):
+    with pytest.raises(ValueError, match="masks="):
+        _extract(data, backbone, masks="gt")
+    with pytest.raises(ValueError, match="duplicates"):
+        _extract(data, backbone, indices=[1, 1])
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        _extract(data, backbone, indices=[10])
+
+
+def test_device_and_precision_choice():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    assert resolve_precision("auto", torch.device("cuda", 0)) == torch.bfloat16
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='auto'"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("int8", torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_bf16_features_match_cpu_within_noise(data, backbone):
+    cpu = _extract(data, backbone, device="cpu")
+    gpu = _extract(data, backbone, device="cuda", precision="bf16")
+    cos = torch.nn.functional.cosine_similarity(cpu.embeddings.float(), gpu.embeddings.float(), dim=1)
+    assert cos.min() > 0.99
+    assert torch.equal(cpu.part_present, gpu.part_present)
+
+
+# --- the feature cache ---------------------------------------------------------------------------
+
+
+def _count_forwards(backbone) -> Counter:
+    """Count calls of the backbone's trunk (instance-level wrapper of forward_features)."""
+    calls: Counter = Counter()
+    original = backbone.model.forward_features
+
+    def counted(x):
+        calls["forward"] += 1
+        return original(x)
+
+    backbone.model.forward_features = counted
+    return calls
+
+
+def test_cache_hit_skips_the_model_and_returns_the_same_features(data, tmp_path):
+    first_backbone = build_backbone(TINY, image_size=SIZE, seed=0)
+    first_calls = _count_forwards(first_backbone)
+    first = _extract(data, first_backbone, cache_dir=tmp_path)
+    assert first_calls["forward"] > 0
+    files = list(tmp_path.iterdir())
+    assert [f.name for f in files] == [f"features-{first.key}.pt"]  # no temp file left behind
+
+    again_backbone = build_backbone(TINY, image_size=SIZE, seed=0)  # a new run, same weights
+    again_calls = _count_forwards(again_backbone)
+    again = _extract(data, again_backbone, cache_dir=tmp_path)
+    assert again_calls["forward"] == 0
+    assert again.key == first.key
+    for name in ("embeddings", "part_embeddings", "part_present", "image_indices"):
+        assert torch.equal(getattr(again, name), getattr(first, name))
+
+
+@pytest.mark.parametrize("change", ["indices", "masks", "image_size", "weights", "dataset", "precision", "part_head"])
+def test_cache_misses_when_any_key_part_changes(data, tmp_path, change):
+    head = _SlotHead(96, seed=0)
+    base = dict(masks="predicted", part_head=head) if change == "part_head" else {}
+    _extract(data, build_backbone(TINY, image_size=SIZE), cache_dir=tmp_path, **base)
+    size, seed, dataset, kw = SIZE, 0, data, dict(base)
+    if change == "indices":
+        kw["indices"] = [0, 1, 2]
+    elif change == "masks":
+        kw["masks"] = "none"
+    elif change == "image_size":
+        size = 96
+    elif change == "weights":
+        seed = 1
+    elif change == "dataset":
+        dataset = tiny_dataset(seed=1)
+    elif change == "precision":
+        kw["precision"] = "bf16"
+    else:
+        kw["part_head"] = _SlotHead(96, seed=1)
+    backbone = build_backbone(TINY, image_size=size, seed=seed)
+    calls = _count_forwards(backbone)
+    _extract(dataset, backbone, cache_dir=tmp_path, **kw)
+    assert calls["forward"] > 0
+    assert len(list(tmp_path.glob("features-*.pt"))) == 2
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other_key"])
+def test_damaged_cache_file_is_recomputed_with_a_warning(data, backbone, tmp_path, damage):
+    first = _extract(data, backbone, cache_dir=tmp_path)
+    path = tmp_path / f"features-{first.key}.pt"
+    if damage == "garbage":
+        path.write_bytes(b"not a torch file")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        payload = torch.load(path, weights_only=True)
+        payload["key"] = "0" * 64
+        torch.save(payload, path)
+    calls = _count_forwards(backbone)
+    with pytest.warns(UserWarning, match="recomputing"):
+        again = _extract(data, backbone, cache_dir=tmp_path)
+    assert calls["forward"] > 0
+    torch.testing.assert_close(again.embeddings, first.embeddings)
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _extract(data, backbone, cache_dir=tmp_path)  # rewritten: a clean hit
+    assert calls["forward"] == 0
+
+
+# --- two processes (gloo) give the same features as one ------------------------------------------
+
+N_DIST = 9  # 2 ranks: unequal shards of 5 and 4 images
+
+
+def _rank_main(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        fs = extract_features(tiny_dataset(), np.arange(N_DIST)[::-1].copy(),
+                              build_backbone(TINY, image_size=SIZE), device="cpu", batch_size=2,
+                              progress=False, cache_dir=str(Path(out_dir) / "cache"))
+        torch.save({"embeddings": fs.embeddings, "part_embeddings": fs.part_embeddings,
+                    "part_present": fs.part_present, "image_indices": fs.image_indices, "key": fs.key},
+                   Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_give_the_same_features_as_one(data, tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_rank_main, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    indices = np.arange(N_DIST)[::-1].copy()
+    single = _extract(data, build_backbone(TINY, image_size=SIZE), indices=indices, batch_size=2)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert got["key"] == single.key
+        assert torch.equal(got["image_indices"], torch.from_numpy(indices))
+        torch.testing.assert_close(got["embeddings"], single.embeddings, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(got["part_embeddings"], single.part_embeddings, atol=1e-3, rtol=1e-3)
+        assert torch.equal(got["part_present"], single.part_present)
+    # rank 0 wrote the cache once; one process reuses it
+    backbone = build_backbone(TINY, image_size=SIZE)
+    calls = _count_forwards(backbone)
+    _extract(data, backbone, indices=indices, cache_dir=tmp_path / "cache")
+    assert calls["forward"] == 0
