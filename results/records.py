@@ -31,6 +31,11 @@ from typing import Any
 
 import pandas as pd
 
+try:
+    import fcntl  # POSIX: one writer per records file
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 # name -> (accepted Python types, may be None)
 RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "run_id": ((str,), False),
@@ -200,19 +205,39 @@ class RecordWriter:
     "n_way": 5, "k_shot": 1, "n_query": 15, "mask_mode": "oracle"}) makes resuming a file written
     by a different run or setting an error instead of a silent mix.
 
+    Only one writer may hold a file at a time (an exclusive lock; a second one is an error).
     Use as a context manager, or call `close()`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Lock before reading, so no other writer appends between our read and our first append.
+        self._handle = open(self.path, "a", encoding="utf-8")
+        try:
+            self._lock()
+            self._resume(expect)
+        except BaseException:
+            self._handle.close()
+            raise
+
+    def _lock(self) -> None:
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecordError(f"{self.path}: another process is writing this records file; "
+                              "wait for it to finish or write elsewhere") from None
+
+    def _resume(self, expect: Mapping[str, Any] | None) -> None:
         records: list[dict[str, Any]] = []
         if self.path.exists():
             data = self.path.read_bytes()
             records, intact, torn = _parse_lines(self.path, data)
             if torn is not None:
                 warnings.warn(f"{self.path}: {torn}; cutting {len(data) - intact} bytes away "
-                              "(that episode will run again)", stacklevel=2)
+                              "(that episode will run again)", stacklevel=3)
                 with open(self.path, "r+b") as handle:
                     handle.truncate(intact)
                     handle.flush()
@@ -233,7 +258,11 @@ class RecordWriter:
         self._expect = dict(expect) if expect is not None else None
         self.done: set[tuple[str, int]] = {(r["learner"], r["episode"]) for r in records}
         self.n_resumed = len(records)
-        self._handle = open(self.path, "a", encoding="utf-8")
+
+    @property
+    def setting(self) -> dict[str, Any] | None:
+        """The file's SETTING_FIELDS values (run_id, split, ...), None while it is empty."""
+        return None if self._setting is None else dict(self._setting)
 
     def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Append records, then flush and fsync once. Rejects invalid, duplicate or foreign ones."""

@@ -284,6 +284,12 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
         "metrics": metrics_from_records(own, confidence=confidence, method=ci_method,
                                         seed=ci_seed, n_boot=n_boot),
     }
+    for key, value in result.items():
+        try:
+            canonical_json(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"result field {key!r} holds a value JSON cannot store ({exc}); "
+                             "pass plain str/int/float/bool/list/dict values (str() paths)") from None
     # Round-trip through JSON so the dict equals what a reader will load (tuples -> lists, ...).
     result = seal(json.loads(canonical_json(result)))
     problems = validate_result(result)

@@ -151,3 +151,14 @@ def test_killed_writer_resumes_without_losing_or_repeating(tmp_path):
     assert sorted(frame["episode"]) == list(range(200))
     expected = pd.DataFrame(records)
     pd.testing.assert_frame_equal(_key_frame(frame), _key_frame(expected))
+
+
+def test_a_second_writer_on_the_same_file_is_refused(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with RecordWriter(path) as writer:
+        writer.append_many(_all(1))
+        with pytest.raises(RecordError, match="another process is writing"):
+            RecordWriter(path)
+        assert writer.setting["run_id"] == "run-a"
+    with RecordWriter(path) as again:  # released on close
+        assert again.n_resumed == 2

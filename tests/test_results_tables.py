@@ -96,3 +96,15 @@ def test_write_report_prints_and_saves_every_table(frame, tmp_path, capsys):
     for name in tables:
         for suffix in ("csv", "md", "tex"):
             assert (tmp_path / "out" / f"{name}.{suffix}").stat().st_size > 0
+
+
+def test_tables_without_mask_mode_and_with_bootstrap(tmp_path):
+    with RecordWriter(tmp_path / "r.jsonl") as writer:
+        writer.append_many(fake_records("protonet", 0.6, 30, mask_mode=None))
+    frame = read_records(tmp_path / "r.jsonl")
+    normal = accuracy_table(frame)
+    boot = accuracy_table(frame, method="bootstrap", n_boot=2000, seed=0)
+    assert len(normal) == len(boot) == 1
+    assert boot["accuracy"][0] == normal["accuracy"][0]
+    assert boot["ci95"][0] == pytest.approx(normal["ci95"][0], rel=0.25)
+    assert "protonet" in save_table(normal, tmp_path / "t")[1].read_text()
