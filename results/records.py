@@ -25,10 +25,11 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 try:
@@ -96,6 +97,76 @@ def make_record(
     if problems:
         raise RecordError("invalid record: " + "; ".join(problems))
     return record
+
+
+def records_from_predictions(
+    *,
+    run_id: str,
+    learner: str,
+    split: str,
+    k_shot: int,
+    episodes: Any,
+    classes: Any,
+    labels: Any,
+    predicted: Any,
+    super_categories: Mapping[str, str],
+    part_contributions: Any = None,
+    slot_names: Sequence[str] | None = None,
+    mask_mode: str | None = None,
+) -> list[dict[str, Any]]:
+    """Records for B same-shape episodes from a learner's predictions (numpy in, dicts out).
+
+    episodes: (B,) episode indices. classes: (B, N) synsets (str) in way order.
+    labels, predicted: (B, n) int way indices of the queries (true / argmax of the scores).
+    super_categories: synset -> super-category. part_contributions: (B, S) floats or None, with
+    slot_names (S,) naming the slots (e.g. episodes.taxonomy.PART_SLOTS).
+    n_query in the record is n // N (queries per way).
+    """
+    episodes = np.asarray(episodes).reshape(-1)
+    classes = np.asarray(classes)
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    n_episodes = episodes.shape[0]
+    if classes.ndim != 2 or classes.shape[0] != n_episodes:
+        raise RecordError(f"classes must be (B={n_episodes}, N), got shape {classes.shape}")
+    if labels.shape != predicted.shape or labels.ndim != 2 or labels.shape[0] != n_episodes:
+        raise RecordError(f"labels {labels.shape} and predicted {predicted.shape} must both be "
+                          f"(B={n_episodes}, n_queries)")
+    n_way = classes.shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= n_way):
+        raise RecordError(f"labels must be way indices in [0, {n_way}), got {labels.min()}..{labels.max()}")
+    hits = labels == predicted
+    # (B, N) correct and total query counts per way
+    per_way_total = np.stack([(labels == j).sum(axis=1) for j in range(n_way)], axis=1)
+    per_way_correct = np.stack([(hits & (labels == j)).sum(axis=1) for j in range(n_way)], axis=1)
+    if part_contributions is not None:
+        part_contributions = np.asarray(part_contributions, dtype=np.float64)
+        if slot_names is None or part_contributions.shape != (n_episodes, len(slot_names)):
+            raise RecordError(f"part_contributions must be (B={n_episodes}, S) with S slot_names, "
+                              f"got {part_contributions.shape} and {slot_names!r}")
+    unknown = sorted({str(c) for c in classes.reshape(-1)} - set(super_categories))
+    if unknown:
+        raise RecordError(f"no super-category for class {unknown[0]!r}: pass a complete "
+                          "synset -> super-category mapping (episodes.taxonomy.class_super_categories())")
+    records = []
+    for b in range(n_episodes):
+        per_class: dict[str, list[int]] = {}
+        per_super: dict[str, list[int]] = {}
+        for j in range(n_way):
+            synset = str(classes[b, j])
+            pair = [int(per_way_correct[b, j]), int(per_way_total[b, j])]
+            per_class[synset] = pair
+            counts = per_super.setdefault(super_categories[synset], [0, 0])
+            counts[0] += pair[0]
+            counts[1] += pair[1]
+        records.append(make_record(
+            run_id=run_id, learner=learner, split=split, n_way=n_way, k_shot=k_shot,
+            n_query=labels.shape[1] // n_way, episode=int(episodes[b]),
+            correct=int(hits[b].sum()), total=int(labels.shape[1]),
+            per_class=per_class, per_super_category=per_super,
+            part_contributions=(None if part_contributions is None else
+                                dict(zip(slot_names, part_contributions[b].tolist()))),
+            mask_mode=mask_mode))
+    return records
 
 
 def record_problems(record: Any) -> list[str]:

@@ -162,3 +162,27 @@ def test_a_second_writer_on_the_same_file_is_refused(tmp_path):
         assert writer.setting["run_id"] == "run-a"
     with RecordWriter(path) as again:  # released on close
         assert again.n_resumed == 2
+
+
+def test_records_from_predictions_counts_per_way_class_and_super_category():
+    from results.records import records_from_predictions
+    # two 3-way episodes, 2 queries per way; way order differs between episodes
+    classes = [["n01", "n02", "n03"], ["n03", "n01", "n02"]]
+    labels = [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2]]
+    predicted = [[0, 1, 1, 1, 0, 2], [0, 0, 0, 0, 0, 0]]
+    supers = {"n01": "Fish", "n02": "Fish", "n03": "Car"}
+    records = records_from_predictions(
+        run_id="r", learner="a", split="test", k_shot=1, episodes=[7, 8], classes=classes,
+        labels=labels, predicted=predicted, super_categories=supers,
+        part_contributions=[[0.25, 0.75], [1.0, 0.0]], slot_names=["Head", "Body"])
+    first, second = records
+    assert (first["episode"], first["correct"], first["total"], first["n_query"]) == (7, 4, 6, 2)
+    assert first["per_class"] == {"n01": [1, 2], "n02": [2, 2], "n03": [1, 2]}
+    assert first["per_super_category"] == {"Fish": [3, 4], "Car": [1, 2]}
+    assert second["per_class"] == {"n03": [2, 2], "n01": [0, 2], "n02": [0, 2]}
+    assert second["per_super_category"] == {"Car": [2, 2], "Fish": [0, 4]}
+    assert first["part_contributions"] == {"Head": 0.25, "Body": 0.75}
+    with pytest.raises(RecordError, match="no super-category for class 'n03'"):
+        records_from_predictions(run_id="r", learner="a", split="test", k_shot=1, episodes=[7],
+                                 classes=[classes[0]], labels=[labels[0]], predicted=[labels[0]],
+                                 super_categories={"n01": "Fish", "n02": "Fish"})
