@@ -331,6 +331,18 @@ class EpisodeSampler:
                 f"{self.split!r} has {len(names)} ({counts}): lower n_way or use mode='mixed'"
             )
 
+    def images_of(self, class_key: str) -> np.ndarray:
+        """Image indices of one class of the split, ascending: (size,) int64."""
+        try:
+            j = self.class_keys.index(class_key)
+        except ValueError:
+            raise KeyError(f"{class_key!r} is not a class of split {self.split!r}") from None
+        return self._image_table[j, :self._class_sizes[j]].copy()
+
+    def labels_to_indices(self) -> dict[str, list[int]]:
+        """class key -> its image indices, for the classes of the split (learn2learn's bookkeeping)."""
+        return {c: self.images_of(c).tolist() for c in self.class_keys}
+
     @property
     def super_category_keys(self) -> tuple[str, ...] | None:
         """The split's super-categories in sorted order ("within"/"across" modes), else None."""
