@@ -300,8 +300,10 @@ class _Trainer:
         """ProtoNet accuracy on the fixed val episodes, from globally pooled embeddings."""
         was_training = self.model.training
         self.model.eval()
+        # A DataLoader draws its workers' base seed from `generator`, else from the global RNG.
         loader = DataLoader(self.val_images, batch_size=max(64, self.config.batch_size),
-                            shuffle=False, num_workers=self.num_workers, pin_memory=self.cuda)
+                            shuffle=False, num_workers=self.num_workers, pin_memory=self.cuda,
+                            generator=torch.Generator().manual_seed(self.config.seed))
         chunks = []
         for images, _, _ in loader:
             with self._autocast():
