@@ -35,13 +35,17 @@ class Leaderboard(dict):
 
 
 def setting_label(setting: dict[str, Any]) -> str:
-    """A readable, file-name-safe label: "test_5way_1shot_15q_mixed_oracle"."""
+    """A readable, file-name-safe label: "test_5way_1shot_15q_mixed".
+
+    The part masks are not part of the setting: rows of one setting are ranked together and each
+    row names its learner's masks (column `masks`).
+    """
     def part(value: Any, suffix: str) -> str:
         return f"{'any' if value is None else value}{suffix}"
 
     pieces = [str(setting.get("split")), part(setting.get("n_way"), "way"),
               part(setting.get("k_shot"), "shot"), part(setting.get("n_query"), "q"),
-              str(setting.get("mode") or "default"), str(setting.get("mask_mode") or "nomask")]
+              str(setting.get("mode") or "default")]
     return "_".join(p.replace("/", "-").replace(" ", "-") for p in pieces)
 
 
@@ -62,7 +66,8 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     """One ranked table per setting from the valid result files.
 
     Columns: rank, learner, accuracy, ci, "acc ± ci", leaked ("†" if the weights saw the test
-    classes), episodes, backbone, weights, run, episodes_hash, file. Setting labels come from
+    classes), masks (the learner's part masks, "" if none), episodes, backbone, weights, run,
+    episodes_hash, file. Setting labels come from
     `setting_label`. Raises LeaderboardError when a setting's rows were evaluated on different
     episode hashes, unless allow_mixed_episodes (each row keeps its own `episodes_hash`).
     """
@@ -93,6 +98,7 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
                 "acc ± ci": format_acc(metric["accuracy"],
                                        float("nan") if metric["ci"] is None else metric["ci"]),
                 "leaked": LEAKED_MARK if leaked else "",
+                "masks": metric["mask_mode"] or "",
                 "episodes": metric["n_episodes"],
                 "backbone": result["weights"]["backbone"],
                 "weights": result["weights"]["provenance"],

@@ -45,8 +45,8 @@ def plot_accuracy_vs_shots(table: pd.DataFrame, path: str | os.PathLike[str], *,
         if column not in table.columns:
             raise ValueError(f"table needs a {column!r} column; got {list(table.columns)}")
     ci = _ci_column(table)
-    # Lines differ by learner and by any setting column other than k_shot that varies.
-    varying = [c for c in SETTING_COLUMNS
+    # Lines differ by learner and by any other key column (run, setting, masks) that varies.
+    varying = [c for c in ("run_id", *SETTING_COLUMNS, "mask_mode")
                if c != "k_shot" and c in table.columns and table[c].nunique(dropna=False) > 1]
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
@@ -74,17 +74,23 @@ def plot_super_categories(table: pd.DataFrame, path: str | os.PathLike[str], *,
     accuracy, ci95); several settings are refused, as their bars would not be comparable.
     """
     ci = _ci_column(table)
-    settings = table[[c for c in SETTING_COLUMNS if c in table.columns]].drop_duplicates()
+    settings = table[[c for c in ("run_id", *SETTING_COLUMNS) if c in table.columns]]
+    settings = settings.drop_duplicates()
     if len(settings) > 1:
         raise ValueError(f"table holds {len(settings)} settings; filter it to one setting first")
+    table = table.assign(label=table["learner"])
+    if "mask_mode" in table.columns:  # one learner under several mask modes: tell the bars apart
+        several = table.groupby("learner")["mask_mode"].transform(lambda m: m.nunique(dropna=False))
+        table.loc[several > 1, "label"] = (table["learner"] + " [" +
+                                           table["mask_mode"].fillna("no masks") + "]")
     categories = sorted(table["super_category"].unique())
-    learners = sorted(table["learner"].unique())
+    learners = sorted(table["label"].unique())
     width = 0.8 / max(len(learners), 1)
     x = np.arange(len(categories))
     fig = Figure(figsize=(max(6, 0.7 * len(categories) * max(1, len(learners) / 2)), 4))
     ax = fig.add_subplot()
     for i, learner in enumerate(learners):
-        rows = table[table["learner"] == learner].set_index("super_category").reindex(categories)
+        rows = table[table["label"] == learner].set_index("super_category").reindex(categories)
         ax.bar(x + (i - (len(learners) - 1) / 2) * width, rows["accuracy"], width,
                yerr=rows[ci].fillna(0.0), capsize=3, label=learner)
     ax.set_xticks(x, categories, rotation=30, ha="right")

@@ -1,7 +1,9 @@
 """Per-episode records: one JSON object per line, appended as a run goes, so a killed run resumes.
 
-A records file holds the episodes of ONE setting (split, N-way, K-shot, Q queries) of one run, for
-any number of learners; `(learner, episode)` identifies a record within it. The runner opens a
+A records file holds the episodes of ONE run (one run_id, one split), for any number of
+learners; `(learner, episode)` identifies a record within it. N-way, K-shot and Q are stored per
+episode (they vary in the sampler's "variable" mode), and so is mask_mode (per learner: null for
+learners that do not use parts). The runner opens a
 `RecordWriter`, skips the pairs in `writer.done`, and appends each finished batch with
 `append_many`, which flushes and fsyncs before returning: a record on disk is an episode that
 never needs to run again. A kill can only tear the last line, which the next open cuts away.
@@ -10,13 +12,16 @@ Record fields (`RECORD_FIELDS`):
     run_id: str                     the run that produced the episode
     learner: str                    registered learner name
     split: str                      "train" | "val" | "test" (or a user's split name)
-    n_way, k_shot, n_query: int     the episode's shape (n_query per way)
+    n_way: int                      the episode's number of ways
+    k_shot, n_query: int | None     shots and queries per way; null where they vary within the
+                                    episode (variable mode)
     episode: int                    the episode index i (with the sampler's seed it fixes the episode)
     correct, total: int             correctly classified queries / queries in the episode
     per_class: {synset: [correct, total]}
     per_super_category: {name: [correct, total]}
     part_contributions: {slot: float} | None   mean share of the decision owed to each part slot
-    mask_mode: str | None           part masks used for features ("oracle", "none", ...)
+    mask_mode: str | None           part masks behind the learner's features ("oracle", ...);
+                                    null for learners that use no parts
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "learner": ((str,), False),
     "split": ((str,), False),
     "n_way": ((int,), False),
-    "k_shot": ((int,), False),
-    "n_query": ((int,), False),
+    "k_shot": ((int,), True),
+    "n_query": ((int,), True),
     "episode": ((int,), False),
     "correct": ((int,), False),
     "total": ((int,), False),
@@ -54,8 +59,10 @@ RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "mask_mode": ((str,), True),
 }
 
-# Fields every record of one file shares: one file = one setting of one run.
-SETTING_FIELDS: tuple[str, ...] = ("run_id", "split", "n_way", "k_shot", "n_query", "mask_mode")
+# Fields every record of one file shares: one file = one run on one split.
+FILE_FIELDS: tuple[str, ...] = ("run_id", "split")
+# Fields `RecordWriter(expect=...)` may pin (checked on every existing and appended record).
+EXPECTABLE_FIELDS: tuple[str, ...] = ("run_id", "split", "n_way", "k_shot", "n_query")
 
 
 class RecordError(ValueError):
@@ -68,8 +75,8 @@ def make_record(
     learner: str,
     split: str,
     n_way: int,
-    k_shot: int,
-    n_query: int,
+    k_shot: int | None,
+    n_query: int | None,
     episode: int,
     correct: int,
     total: int,
@@ -81,7 +88,9 @@ def make_record(
     """One checked record as a plain JSON-able dict (numpy scalars become Python numbers)."""
     record = {
         "run_id": str(run_id), "learner": str(learner), "split": str(split),
-        "n_way": int(n_way), "k_shot": int(k_shot), "n_query": int(n_query),
+        "n_way": int(n_way),
+        "k_shot": None if k_shot is None else int(k_shot),
+        "n_query": None if n_query is None else int(n_query),
         "episode": int(episode), "correct": int(correct), "total": int(total),
         "per_class": {str(k): [int(v[0]), int(v[1])] for k, v in per_class.items()},
         "per_super_category": {
@@ -104,7 +113,7 @@ def records_from_predictions(
     run_id: str,
     learner: str,
     split: str,
-    k_shot: int,
+    k_shot: int | None,
     episodes: Any,
     classes: Any,
     labels: Any,
@@ -252,16 +261,16 @@ def _parse_lines(path: Path, data: bytes) -> tuple[list[dict[str, Any]], int, st
     return records, offset, None
 
 
-def _check_one_setting(path: Path, records: list[dict[str, Any]]) -> None:
+def _check_one_run(path: Path, records: list[dict[str, Any]]) -> None:
     seen: set[tuple[str, int]] = set()
     first = records[0] if records else None
     for number, record in enumerate(records, start=1):
-        for name in SETTING_FIELDS:
+        for name in FILE_FIELDS:
             if record[name] != first[name]:
                 raise RecordError(
                     f"{path}: record {number} has {name}={record[name]!r} but the first record has "
-                    f"{first[name]!r}; a records file holds one setting of one run "
-                    "(write other settings or runs to their own files)")
+                    f"{first[name]!r}; a records file holds one run on one split "
+                    "(write other runs or splits to their own files)")
         key = (record["learner"], record["episode"])
         if key in seen:
             raise RecordError(f"{path}: record {number} repeats learner={key[0]!r} episode={key[1]}")
@@ -272,9 +281,10 @@ class RecordWriter:
     """Appends episode records to a JSONL file; reopening an existing file resumes it.
 
     On open the existing records are read (a torn last line is truncated away with a warning) and
-    `done` holds their (learner, episode) pairs. `expect` (e.g. {"run_id": ..., "split": "test",
-    "n_way": 5, "k_shot": 1, "n_query": 15, "mask_mode": "oracle"}) makes resuming a file written
-    by a different run or setting an error instead of a silent mix.
+    `done` holds their (learner, episode) pairs. Every record of a file has the same run_id and
+    split. `expect` (e.g. {"run_id": ..., "split": "test", "n_way": 5, "k_shot": 1}; keys from
+    EXPECTABLE_FIELDS) makes resuming a file written by a different run or setting an error
+    instead of a silent mix, and is checked on every appended record too.
 
     Only one writer may hold a file at a time (an exclusive lock; a second one is an error).
     Use as a context manager, or call `close()`.
@@ -313,26 +323,25 @@ class RecordWriter:
                     handle.truncate(intact)
                     handle.flush()
                     os.fsync(handle.fileno())
-            _check_one_setting(self.path, records)
-        self._setting = {name: records[0][name] for name in SETTING_FIELDS} if records else None
-        if expect is not None:
-            unknown = sorted(set(expect) - set(SETTING_FIELDS))
-            if unknown:
-                raise RecordError(f"expect: unknown setting field {unknown[0]!r}; "
-                                  f"valid: {', '.join(SETTING_FIELDS)}")
-            if self._setting is not None:
-                for name, value in expect.items():
-                    if self._setting[name] != value:
-                        raise RecordError(
-                            f"{self.path}: cannot resume: it holds {name}={self._setting[name]!r} "
-                            f"but this run has {name}={value!r}; delete the file or write elsewhere")
-        self._expect = dict(expect) if expect is not None else None
+            _check_one_run(self.path, records)
+        self._setting = {name: records[0][name] for name in FILE_FIELDS} if records else None
+        self._expect = dict(expect or {})
+        unknown = sorted(set(self._expect) - set(EXPECTABLE_FIELDS))
+        if unknown:
+            raise RecordError(f"expect: unknown field {unknown[0]!r}; "
+                              f"valid: {', '.join(EXPECTABLE_FIELDS)}")
+        for record in records:
+            for name, value in self._expect.items():
+                if record[name] != value:
+                    raise RecordError(
+                        f"{self.path}: cannot resume: it holds {name}={record[name]!r} but this "
+                        f"run has {name}={value!r}; delete the file or write elsewhere")
         self.done: set[tuple[str, int]] = {(r["learner"], r["episode"]) for r in records}
         self.n_resumed = len(records)
 
     @property
     def setting(self) -> dict[str, Any] | None:
-        """The file's SETTING_FIELDS values (run_id, split, ...), None while it is empty."""
+        """The file's FILE_FIELDS values {run_id, split}, None while it is empty."""
         return None if self._setting is None else dict(self._setting)
 
     def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
@@ -348,18 +357,18 @@ class RecordWriter:
                 raise RecordError(f"{self.path}: learner={key[0]!r} episode={key[1]} is already "
                                   "recorded; skip the pairs in writer.done when resuming")
             keys.add(key)
-            reference = self._setting or self._expect or {n: batch[0][n] for n in SETTING_FIELDS}
+            reference = (self._setting or {n: batch[0][n] for n in FILE_FIELDS}) | self._expect
             for name, value in reference.items():
                 if record[name] != value:
                     raise RecordError(f"{self.path}: record has {name}={record[name]!r}, the file "
-                                      f"holds {name}={value!r}; one setting of one run per file")
+                                      f"holds {name}={value!r}; one run on one split per file")
         if not batch:
             return
         self._handle.write("".join(_dumps(r) + "\n" for r in batch))
         self._handle.flush()
         os.fsync(self._handle.fileno())
         if self._setting is None:
-            self._setting = {name: batch[0][name] for name in SETTING_FIELDS}
+            self._setting = {name: batch[0][name] for name in FILE_FIELDS}
         self.done |= keys
 
     def append(self, record: Mapping[str, Any]) -> None:
@@ -388,7 +397,8 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
 
     One row per record, columns = RECORD_FIELDS plus `accuracy` (correct / total, a fraction) and
     `source` (the file). A torn last line is skipped with a warning (the file is left as it is).
-    The same (run_id, learner, setting, episode) twice is an error: it would be counted twice.
+    The same (run_id, split, learner, episode) twice is an error: it would be counted twice.
+    k_shot and n_query are nullable integers (pandas "Int64").
     """
     rows: list[dict[str, Any]] = []
     paths = _paths(path_or_paths)
@@ -402,9 +412,11 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
             warnings.warn(f"{path}: {torn}; ignoring that line", stacklevel=2)
         rows += [{**r, "source": str(path)} for r in records]
     frame = pd.DataFrame(rows, columns=[*RECORD_FIELDS, "source"])
-    for name in ("n_way", "k_shot", "n_query", "episode", "correct", "total"):
+    for name in ("n_way", "episode", "correct", "total"):
         frame[name] = frame[name].astype("int64")
-    key = ["run_id", "learner", "split", "n_way", "k_shot", "n_query", "mask_mode", "episode"]
+    for name in ("k_shot", "n_query"):  # null in variable-shape episodes
+        frame[name] = frame[name].astype("Int64")
+    key = ["run_id", "split", "learner", "episode"]
     duplicated = frame.duplicated(subset=key, keep=False)
     if duplicated.any():
         first = frame[duplicated].iloc[0]

@@ -11,7 +11,8 @@ from the per-episode records (`validate_result(..., records=...)`).
 Layout (SCHEMA_VERSION 1):
     schema_version: int                  kind: "partbench-result"
     run_id, name, created_utc: str
-    setting: {split, n_way, k_shot, n_query, mode, mask_mode}   (ints/strs; null where not fixed)
+    setting: {split, n_way, k_shot, n_query, mode, mask_mode}   (null where not fixed; mask_mode:
+             the run's part masks, used by the learners that use parts)
     config: {...}                        the resolved run config
     seeds: {name: int}
     versions: {partbench, torch, timm, python: str, ...}
@@ -22,8 +23,8 @@ Layout (SCHEMA_VERSION 1):
     episodes: {hash: str, requested: int, run: int}
     wall_time_s: float
     ci: {confidence: float, method: "normal"|"bootstrap", seed: int, n_boot: int}
-    metrics: {learner: {accuracy, ci, n_episodes, per_super_category: {name: {accuracy, ci,
-              n_episodes}}}}    accuracies and CIs in %
+    metrics: {learner: {accuracy, ci, n_episodes, mask_mode, per_super_category: {name:
+              {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %
     section_hashes: {section: sha256}   (top-level sections and each metrics.<learner>)
     content_hash: "sha256:..."
 """
@@ -127,6 +128,7 @@ ANY = _Anything()
 METRIC = _Object({"accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT})
 LEARNER_METRICS = _Object({
     "accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT,
+    "mask_mode": _Optional(STR),  # part masks behind this learner's features; null: no parts
     "per_super_category": _Mapping(METRIC),
 })
 
@@ -219,9 +221,9 @@ def _hash_problems(result: Mapping[str, Any]) -> list[str]:
 def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
                          method: str = "normal", seed: int = 0, n_boot: int = 10_000
                          ) -> dict[str, dict[str, Any]]:
-    """Per learner: accuracy (%), CI half-width (%), episodes, and the same per super-category.
+    """Per learner: accuracy (%), CI half-width (%), episodes, mask_mode, and per super-category.
 
-    records: one setting of one run (`read_records` rows). NaN CIs (one episode) become null.
+    records: one run (`read_records` rows). NaN CIs (one episode) become null.
     """
     def entry(values: Any) -> dict[str, Any]:
         mean, half = mean_ci(values, confidence, method, n_boot=n_boot, seed=seed)
@@ -230,12 +232,17 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
 
     metrics: dict[str, dict[str, Any]] = {}
     for learner, group in records.groupby("learner", sort=True):
+        modes = sorted(set(group["mask_mode"].dropna()))
+        if len(modes) > 1:
+            raise ValueError(f"learner {learner!r} has records under several mask modes {modes}; "
+                             "one result covers one run")
         per_super: dict[str, list[float]] = {}
         for counts in group["per_super_category"]:
             for name, (correct, total) in counts.items():
                 if total > 0:
                     per_super.setdefault(name, []).append(100.0 * correct / total)
         metrics[str(learner)] = entry(group["accuracy"].to_numpy() * 100.0) | {
+            "mask_mode": modes[0] if modes else None,
             "per_super_category": {name: entry(v) for name, v in sorted(per_super.items())},
         }
     return metrics
@@ -374,12 +381,12 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
         return [f"records: no episode of run_id {result['run_id']!r} in the records given"]
     problems = []
     for key in ("split", "n_way", "k_shot", "n_query", "mask_mode"):
-        if setting.get(key) is None and key != "mask_mode":
-            continue
-        found = set(own[key].dropna().unique()) if key == "mask_mode" else set(own[key].unique())
-        expected = set() if setting.get(key) is None else {setting[key]}
-        if found != expected:
-            problems.append(f"setting.{key}: {setting.get(key)!r} but the records hold "
+        if setting.get(key) is None:
+            continue  # not fixed for the run (variable episodes, no part masks)
+        found = set(own[key].dropna().unique())
+        # mask_mode is null in the records of learners that use no parts
+        if found - {setting[key]} or (key != "mask_mode" and own[key].isna().any()):
+            problems.append(f"setting.{key}: {setting[key]!r} but the records hold "
                             f"{sorted(map(str, found))}")
     ci = result["ci"]
     recomputed = metrics_from_records(own, confidence=ci["confidence"], method=ci["method"],
@@ -391,10 +398,15 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
         problems.append(f"metrics.{learner}: in the records but missing from the file")
 
     def compare(where: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
-        for field in ("accuracy", "ci", "n_episodes"):
+        for field in ("accuracy", "ci", "n_episodes", "mask_mode"):
+            if field not in a:
+                continue  # per-super-category entries carry no mask_mode
             x, y = a[field], b[field]
-            same = (x is None and y is None) or (
-                x is not None and y is not None and abs(x - y) <= RECOMPUTE_TOLERANCE)
+            if isinstance(x, str) or isinstance(y, str):
+                same = x == y
+            else:
+                same = (x is None and y is None) or (
+                    x is not None and y is not None and abs(x - y) <= RECOMPUTE_TOLERANCE)
             if not same:
                 problems.append(f"{where}.{field}: {x!r} in the file, {y!r} recomputed from "
                                 "the records")

@@ -4,6 +4,9 @@ part slot, and paired comparisons; printed in the terminal and saved as CSV, Mar
 Every mean is a mean over episodes of a per-episode accuracy (the few-shot convention), and every
 interval is `stats.mean_ci` over those episodes. A super-category's (or class's) accuracy is the
 mean, over the episodes that contain it, of that episode's accuracy on its queries.
+
+Rows are keyed by the setting (split, n_way, k_shot, n_query), the learner and its mask_mode;
+when the records come from several runs, by run_id too, so different runs are never pooled.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from results._io import atomic_write_text
 from results.stats import mean_ci, paired_difference
 
 # The columns that name one evaluation setting; a table has one block per distinct combination.
-SETTING_COLUMNS: tuple[str, ...] = ("split", "n_way", "k_shot", "n_query", "mask_mode")
+SETTING_COLUMNS: tuple[str, ...] = ("split", "n_way", "k_shot", "n_query")
+# What tells two rows of one setting apart (mask_mode: part masks behind a learner's features).
+LEARNER_COLUMNS: tuple[str, ...] = ("learner", "mask_mode")
 ACC_CI = "acc ± ci"
 
 
@@ -47,21 +52,26 @@ def _summarise(frame: pd.DataFrame, by: Sequence[str], value: str, confidence: f
     return table.rename(columns={"ci": f"ci{round(confidence * 100):d}"})
 
 
+def _run_columns(records: pd.DataFrame) -> list[str]:
+    """["run_id"] when the records hold several runs (never pool them), else []."""
+    return ["run_id"] if records["run_id"].nunique() > 1 else []
+
+
 def _default_by(records: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
-    return [*SETTING_COLUMNS, "learner", *extra]
+    return [*_run_columns(records), *SETTING_COLUMNS, *LEARNER_COLUMNS, *extra]
 
 
 def accuracy_table(records: pd.DataFrame, by: Sequence[str] | None = None, *,
                    confidence: float = 0.95, method: str = "normal", seed: int = 0,
                    n_boot: int = 10_000) -> pd.DataFrame:
-    """Mean episode accuracy (%) with its CI per group (default: setting x learner).
+    """Mean episode accuracy (%) with its CI per group (default: [run_id,] setting x learner).
 
     records: `read_records(...)` output. Returns columns by..., episodes, accuracy, ci95, "acc ± ci",
     rows sorted by setting then by accuracy, best first.
     """
     by = list(by) if by is not None else _default_by(records)
     table = _summarise(records, by, "accuracy", confidence, method, seed, n_boot, 100.0, "accuracy")
-    keep = [c for c in by if c != "learner"]
+    keep = [c for c in by if c not in LEARNER_COLUMNS]
     return _rank(table, keep, "accuracy")
 
 
@@ -76,7 +86,7 @@ def _rank(table: pd.DataFrame, within: list[str], score: str) -> pd.DataFrame:
 def _explode_counts(records: pd.DataFrame, column: str, key_name: str) -> pd.DataFrame:
     """One row per (record, key of records[column]) with that key's per-episode accuracy."""
     rows = []
-    keep = [*SETTING_COLUMNS, "learner", "run_id", "episode"]
+    keep = ["run_id", *SETTING_COLUMNS, *LEARNER_COLUMNS, "episode"]
     for record in records[keep + [column]].itertuples(index=False):
         counts = getattr(record, column)
         base = dict(zip(keep, record[:len(keep)]))
@@ -112,7 +122,7 @@ def part_contribution_table(records: pd.DataFrame, *, confidence: float = 0.95,
     Only records whose `part_contributions` is not null take part (learners that use parts).
     """
     rows = []
-    keep = [*SETTING_COLUMNS, "learner", "episode"]
+    keep = ["run_id", *SETTING_COLUMNS, *LEARNER_COLUMNS, "episode"]
     with_parts = records[records["part_contributions"].notna()]
     for record in with_parts[keep + ["part_contributions"]].itertuples(index=False):
         base = dict(zip(keep, record[:len(keep)]))
@@ -127,19 +137,23 @@ def part_contribution_table(records: pd.DataFrame, *, confidence: float = 0.95,
 
 def paired_table(records: pd.DataFrame, baseline: str, *, confidence: float = 0.95,
                  test: str = "ttest") -> pd.DataFrame:
-    """Each learner minus `baseline`, per setting, on the episodes both ran (in points of %).
+    """Each learner minus `baseline`, per run and setting, on the same episodes (points of %).
 
-    Columns: setting..., learner, baseline, episodes, difference, ci_low, ci_high, p_value, and
-    "diff ± ci". Episodes are matched by (run_id, episode); a learner whose episode set differs from
-    the baseline's is refused with an error (see `paired_difference`).
+    Columns: [run_id,] setting..., learner, baseline, episodes, difference, ci_low, ci_high,
+    p_value, "diff ± ci". Learners are compared within one run, episode by episode; a learner whose
+    episode set differs from the baseline's is refused with an error (see `paired_difference`).
+    To compare across runs evaluated on the same episodes, call `stats.paired_difference` on
+    Series indexed by episode.
     """
     if baseline not in set(records["learner"]):
         raise ValueError(f"baseline learner {baseline!r} is not in the records "
                          f"(learners: {', '.join(sorted(set(records['learner'])))})")
     rows = []
-    for setting, block in records.groupby(list(SETTING_COLUMNS), dropna=False, sort=True):
+    group_by = ["run_id", *SETTING_COLUMNS]
+    shown = [*_run_columns(records), *SETTING_COLUMNS]
+    for setting, block in records.groupby(group_by, dropna=False, sort=True):
         by_learner = {
-            name: group.set_index(["run_id", "episode"])["accuracy"] * 100.0
+            name: group.set_index("episode")["accuracy"] * 100.0
             for name, group in block.groupby("learner")
         }
         if baseline not in by_learner:
@@ -148,13 +162,13 @@ def paired_table(records: pd.DataFrame, baseline: str, *, confidence: float = 0.
             if name == baseline:
                 continue
             result = paired_difference(by_learner[name], by_learner[baseline], confidence, test)
-            rows.append(dict(zip(SETTING_COLUMNS, setting)) | {
+            rows.append({k: v for k, v in zip(group_by, setting) if k in shown} | {
                 "learner": name, "baseline": baseline, "episodes": result.n,
                 "difference": result.mean_difference, "ci_low": result.ci_low,
                 "ci_high": result.ci_high, "p_value": result.p_value,
                 "diff ± ci": format_acc(result.mean_difference, result.half_width),
             })
-    columns = [*SETTING_COLUMNS, "learner", "baseline", "episodes", "difference", "ci_low",
+    columns = [*shown, "learner", "baseline", "episodes", "difference", "ci_low",
                "ci_high", "p_value", "diff ± ci"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -177,7 +191,7 @@ def report_tables(records: pd.DataFrame, *, confidence: float = 0.95, method: st
 # ---------------------------------------------------------------- rendering
 
 def _cell(value: Any, digits: int, column: str = "") -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
     if isinstance(value, (float, np.floating)):
         if column == "p_value":  # p-values span many orders of magnitude

@@ -30,8 +30,8 @@ def test_merge_ranks_by_accuracy_and_marks_leaked_weights(tmp_path):
     _, leaked = _write(tmp_path, "leaky", [("protonet", 0.7)], run_id="r2", leaked=True)
     _write(tmp_path, "five-shot", [("protonet", 0.8)], run_id="r3", k_shot=5, episodes_hash=HASH_B)
     board = merge(tmp_path)
-    assert sorted(board) == ["test_5way_1shot_5q_mixed_oracle", "test_5way_5shot_5q_mixed_oracle"]
-    table = board["test_5way_1shot_5q_mixed_oracle"]
+    assert sorted(board) == ["test_5way_1shot_5q_mixed", "test_5way_5shot_5q_mixed"]
+    table = board["test_5way_1shot_5q_mixed"]
     expected = sorted([(clean["metrics"]["part_protonet"]["accuracy"], "clean"),
                        (leaked["metrics"]["protonet"]["accuracy"], "leaky"),
                        (clean["metrics"]["protonet"]["accuracy"], "clean")], reverse=True)
@@ -48,7 +48,7 @@ def test_invalid_and_duplicate_files_are_left_out_with_reasons(tmp_path):
     tampered["metrics"]["protonet"]["accuracy"] = 100.0
     (tmp_path / "tampered.json").write_text(json.dumps(tampered))
     board = merge(tmp_path)
-    assert len(board["test_5way_1shot_5q_mixed_oracle"]) == 1
+    assert len(board["test_5way_1shot_5q_mixed"]) == 1
     assert list(board.invalid) == [str(tmp_path / "tampered.json")]
     assert any("content hash mismatch" in p for p in board.invalid[str(tmp_path / "tampered.json")])
     assert len(board.duplicates) == 1
@@ -60,7 +60,7 @@ def test_mixed_episode_sets_are_refused_unless_allowed(tmp_path, capsys):
     with pytest.raises(LeaderboardError, match="2 different episode sets"):
         merge(tmp_path)
     board = merge(tmp_path, allow_mixed_episodes=True)
-    assert set(board["test_5way_1shot_5q_mixed_oracle"]["episodes_hash"]) == {HASH_A, HASH_B}
+    assert set(board["test_5way_1shot_5q_mixed"]["episodes_hash"]) == {HASH_A, HASH_B}
     assert leaderboard_main(tmp_path) == 1
     assert "different episode sets" in capsys.readouterr().out
     assert leaderboard_main(tmp_path, allow_mixed=True) == 0
@@ -73,9 +73,9 @@ def test_leaderboard_main_prints_and_writes_tables(tmp_path, capsys):
     out = tmp_path / "board"
     assert leaderboard_main(results, out=out) == 0
     text = capsys.readouterr().out
-    assert "== test_5way_1shot_5q_mixed_oracle ==" in text and "weights saw the test" in text
-    csv = pd.read_csv(out / "test_5way_1shot_5q_mixed_oracle.csv")
+    assert "== test_5way_1shot_5q_mixed ==" in text and "weights saw the test" in text
+    csv = pd.read_csv(out / "test_5way_1shot_5q_mixed.csv")
     assert list(csv["learner"]) == ["part_protonet", "protonet"]
-    md = (out / "test_5way_1shot_5q_mixed_oracle.md").read_text().splitlines()
+    md = (out / "test_5way_1shot_5q_mixed.md").read_text().splitlines()
     assert len(md) == 4 and md[0].startswith("| rank | learner |")
     assert leaderboard_main(tmp_path / "empty") == 1

@@ -85,13 +85,19 @@ def test_repeats_and_foreign_settings_are_refused(tmp_path):
             writer.append(records[1])
         with pytest.raises(RecordError, match="already recorded"):
             writer.append_many([records[2], records[2]])
-        other = fake_records("protonet", 0.5, 1, k_shot=5, start=99)[0]
-        with pytest.raises(RecordError, match="k_shot=5"):
+        other = fake_records("protonet", 0.5, 1, run_id="run-b", start=99)[0]
+        with pytest.raises(RecordError, match="run_id='run-b'"):
             writer.append(other)
+        writer.append(fake_records("protonet", 0.5, 1, k_shot=5, start=99)[0])  # variable shapes
     with pytest.raises(RecordError, match="cannot resume.*run_id"):
         RecordWriter(path, expect={"run_id": "another-run"})
-    assert RecordWriter(path, expect={"run_id": "run-a", "k_shot": 1}).done == {
-        ("protonet", 0), ("protonet", 1)}
+    with pytest.raises(RecordError, match="cannot resume: it holds k_shot=5"):
+        RecordWriter(path, expect={"run_id": "run-a", "k_shot": 1})
+    with RecordWriter(path, expect={"run_id": "run-a"}) as writer:
+        assert writer.done == {("protonet", 0), ("protonet", 1), ("protonet", 99)}
+        with pytest.raises(RecordError, match="k_shot=5"):
+            RecordWriter(tmp_path / "new.jsonl", expect={"k_shot": 1}).append(
+                fake_records("protonet", 0.5, 1, k_shot=5)[0])
 
 
 def test_make_record_and_reader_reject_bad_records(tmp_path):

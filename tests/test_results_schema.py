@@ -147,3 +147,35 @@ def test_validate_main_exit_codes(result_file, tmp_path, capsys, records):
     out = capsys.readouterr().out
     assert f"FAIL {broken}" in out and "missing field dataset.fingerprint" in out
     assert validate_main([]) == 2
+
+
+def test_runner_shaped_records_validate_and_a_wrong_setting_is_named(tmp_path):
+    # protonet uses no parts (mask_mode null); part_protonet uses oracle masks; variable k_shot
+    path = tmp_path / "r.jsonl"
+    with RecordWriter(path) as writer:
+        writer.append_many(fake_records("protonet", 0.6, 10, mask_mode=None, k_shot=None))
+        writer.append_many(fake_records("part_protonet", 0.7, 10, seed=1, k_shot=None))
+    frame = read_records(path)
+    result = build_result(**{**_runner_args(frame), "setting": {
+        "split": "test", "n_way": 5, "k_shot": None, "n_query": 5, "mode": "variable",
+        "mask_mode": "oracle"}})
+    assert result["metrics"]["protonet"]["mask_mode"] is None
+    assert result["metrics"]["part_protonet"]["mask_mode"] == "oracle"
+    assert validate_result(result, records=frame) == []
+    wrong = build_result(**{**_runner_args(frame), "setting": {
+        "split": "test", "n_way": 5, "k_shot": 1, "n_query": 5, "mode": "mixed",
+        "mask_mode": "predicted"}})
+    problems = validate_result(wrong, records=frame)
+    assert "setting.k_shot: 1 but the records hold []" in problems
+    assert "setting.mask_mode: 'predicted' but the records hold ['oracle']" in problems
+
+
+def _runner_args(frame):
+    return dict(
+        run_id="run-a", name="variable", config={}, seeds={"episodes": 0},
+        versions={"partbench": "0.1.0", "torch": "2.14.1", "timm": "1.0.31", "python": "3.11.9"},
+        git_commit=None, git_dirty=None, hardware={"device": "cpu"},
+        dataset={"name": "synthetic-twin", "fingerprint": "sha256:0"},
+        weights={"backbone": "resnet18", "provenance": "train", "sha256": None,
+                 "saw_test_classes": False},
+        episodes_hash="sha256:1", episodes_requested=10, wall_time_s=1.0, records=frame)

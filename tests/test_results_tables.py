@@ -84,7 +84,7 @@ def test_saved_tables_round_trip_and_escape(frame, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(csv), table, check_dtype=False)
     lines = md.read_text().splitlines()
     assert len(lines) == 2 + len(table)
-    assert lines[2].split(" | ")[5] == "part_protonet"
+    assert lines[2].split(" | ")[4] == "part_protonet"
     latex = tex.read_text()
     assert r"\toprule" in latex and r"n\_way" in latex and r"$\pm$" in latex
 
@@ -108,3 +108,22 @@ def test_tables_without_mask_mode_and_with_bootstrap(tmp_path):
     assert boot["accuracy"][0] == normal["accuracy"][0]
     assert boot["ci95"][0] == pytest.approx(normal["ci95"][0], rel=0.25)
     assert "protonet" in save_table(normal, tmp_path / "t")[1].read_text()
+
+
+def test_learners_with_and_without_masks_are_compared_and_runs_are_not_pooled(tmp_path):
+    # As the runner writes them: mask_mode is null for a learner that uses no parts.
+    plain = fake_records("protonet", 0.5, 20, mask_mode=None)
+    parts = fake_records("part_protonet", 0.8, 20, seed=1, mask_mode="oracle", with_parts=True)
+    other_run = fake_records("protonet", 0.9, 20, seed=2, run_id="run-b", mask_mode=None)
+    for name, records in (("a.jsonl", plain + parts), ("b.jsonl", other_run)):
+        with RecordWriter(tmp_path / name) as writer:
+            writer.append_many(records)
+    one_run = read_records(tmp_path / "a.jsonl")
+    paired = paired_table(one_run, "protonet")
+    assert list(paired["learner"]) == ["part_protonet"] and paired["episodes"][0] == 20
+    assert "run_id" not in accuracy_table(one_run).columns
+    both = accuracy_table(read_records(tmp_path))
+    assert list(both["run_id"]) == ["run-a", "run-a", "run-b"]
+    assert list(both["episodes"]) == [20, 20, 20]
+    assert pd.isna(both.set_index("learner").loc["part_protonet", "mask_mode"]) is False
+    assert len(paired_table(read_records(tmp_path), "protonet")) == 1  # run-b has no partner
