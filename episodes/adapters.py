@@ -118,7 +118,7 @@ def _taskset_class() -> type:
     import learn2learn as l2l
 
     class EpisodeTaskset(l2l.data.Taskset):
-        """A learn2learn Taskset whose task i is the sampler's episode start + i.
+        """A learn2learn Taskset (TaskDataset: its deprecated alias) whose task i is episode start + i.
 
         `taskset[i]`, iteration and DataLoaders over it give exactly the sampler's episodes.
         (`taskset.sample()` picks i with Python's global `random`, as learn2learn does.)

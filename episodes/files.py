@@ -105,9 +105,14 @@ def save_episodes(
     with tempfile.NamedTemporaryFile(
         "w", encoding="ascii", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     ) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
+        try:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
     os.replace(tmp.name, path)
     return EpisodeFile(episodes, settings, dataset_fingerprint, ep_hash, content)
 

@@ -1,0 +1,54 @@
+"""The counter-based generator and the partial Fisher-Yates selection."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_episodes_sampler import ref_fisher_yates
+
+from episodes.counter_rng import below, draws, episode_keys, unit_interval
+from episodes.selection import _choose_dense, _choose_sparse, choose_distinct
+
+
+def test_splitmix64_reference_vector():
+    # splitmix64 seeded with 1234567 (Vigna's reference splitmix64.c): our episode keys for
+    # episodes 0..4 of stream 1234567 are exactly its first five outputs.
+    assert episode_keys(1234567, np.arange(5)).tolist() == [
+        6457827717110365317, 3203168211198807973, 9817491932198370423,
+        4593380528125082431, 16408922859458223821,
+    ]
+
+
+def test_below_and_unit_interval_ranges():
+    words = draws(episode_keys(3, np.arange(2000)), 0, 10)
+    n = np.arange(1, 11)
+    r = below(words, n)
+    assert r.min() >= 0 and np.all(r < n)
+    assert np.all(below(np.array([2**64 - 1], dtype=np.uint64), 7) == 6)
+    u = unit_interval(words)
+    assert u.min() > 0 and u.max() <= 1
+    assert unit_interval(np.array([0], dtype=np.uint64))[0] > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), m=st.integers(0, 12), rows=st.integers(0, 30), extra=st.integers(0, 60), seed=st.integers(0, 2**64 - 1))
+def test_dense_and_sparse_match_the_textbook_loop(data, m, rows, extra, seed):
+    width = m + extra
+    sizes = np.array(data.draw(st.lists(st.integers(m, max(m, width)), min_size=rows, max_size=rows)), dtype=np.int64)
+    if rows and not sizes.max(initial=0) <= width:
+        width = int(sizes.max())
+    words = draws(episode_keys(seed, np.arange(rows)), 0, m)
+    expected = np.array([ref_fisher_yates(int(s), [int(w) for w in row]) for s, row in zip(sizes, words)],
+                        dtype=np.int64).reshape(rows, m)
+    np.testing.assert_array_equal(_choose_dense(sizes, words, max(width, 1)), expected)
+    np.testing.assert_array_equal(_choose_sparse(sizes, words), expected)
+    np.testing.assert_array_equal(choose_distinct(sizes, words, max(width, 1)), expected)
+
+
+def test_wide_rows_use_the_sparse_path_and_agree():
+    sizes = np.array([5000, 4096, 70000])
+    words = draws(episode_keys(1, np.arange(3)), 0, 4)
+    out = choose_distinct(sizes, words, 70000)
+    for s, row, got in zip(sizes, words, out):
+        assert got.tolist() == ref_fisher_yates(int(s), [int(w) for w in row])
