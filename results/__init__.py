@@ -2,6 +2,7 @@
 
 Builds everything from files alone (pandas, numpy, scipy, matplotlib; never torch, never a
 learner). Modules: records (JSONL writer/reader), stats (CIs, paired tests), tables, schema
-(result files), leaderboard, plots, cli (validate / leaderboard entry points). Import the module
+(result files), provenance (versions, git, hashes), leaderboard, plots, cli (validate /
+leaderboard entry points). Import the module
 you need; this package imports nothing eagerly, so `import results` stays cheap.
 """

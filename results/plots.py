@@ -176,3 +176,32 @@ def plot_episode(support_images: Sequence[np.ndarray], support_labels: Sequence[
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
     fig.suptitle(title or f"episode: {n_support} support, {n_query} query images", fontsize=9)
     return _save(fig, path, dpi)
+
+
+def write_plots(records: pd.DataFrame, out_dir: str | os.PathLike[str], *,
+                confidence: float = 0.95, method: str = "normal", seed: int = 0,
+                n_boot: int = 10_000) -> list[Path]:
+    """The standard plots of a records set, written to out_dir; returns the PNG paths.
+
+    super_category_<setting>.png for each setting (and run), plus accuracy_vs_shots.png when the
+    records span several K. Episode drawings need images: call `plot_episode` directly.
+    """
+    from results.tables import accuracy_table, super_category_table
+
+    out_dir = Path(out_dir)
+    options = dict(confidence=confidence, method=method, seed=seed, n_boot=n_boot)
+    paths = []
+    accuracy = accuracy_table(records, **options)
+    if accuracy["k_shot"].nunique(dropna=True) > 1:
+        paths.append(plot_accuracy_vs_shots(accuracy.dropna(subset=["k_shot"]),
+                                            out_dir / "accuracy_vs_shots.png"))
+    supers = super_category_table(records, **options)
+    keys = [c for c in ("run_id", *SETTING_COLUMNS) if c in supers.columns]
+    for key, block in supers.groupby(keys, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        label = "_".join("any" if pd.isna(v) else str(v) for v in key).replace("/", "-")
+        title = "Accuracy per super-category: " + ", ".join(
+            f"{k}={v}" for k, v in zip(keys, key) if not pd.isna(v))
+        paths.append(plot_super_categories(block, out_dir / f"super_category_{label}.png",
+                                           title=title))
+    return paths

@@ -57,3 +57,14 @@ def test_episode_with_masks_and_predictions(tmp_path):
         plot_episode(images[:2], ["cat", "dog"], images[2:], ["cat"], ["cat"], tmp_path / "e.png")
     with pytest.raises(ValueError, match=r"\(H,W,3\) uint8"):
         plot_episode([images[0].astype(np.float32)], ["cat"], [], [], [], tmp_path / "e.png")
+
+
+def test_write_plots_from_records(frame, tmp_path):
+    from results.plots import write_plots
+
+    paths = write_plots(frame, tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == ["accuracy_vs_shots.png", "super_category_r1_test_5_1_5.png",
+                     "super_category_r5_test_5_5_5.png"]
+    for path in paths:
+        _assert_png(path)

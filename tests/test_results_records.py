@@ -132,7 +132,7 @@ WRITER_SCRIPT = textwrap.dedent("""
         for start in range(0, 200, 4):
             todo = [r for r in records[start:start + 4] if ("protonet", r["episode"]) not in writer.done]
             writer.append_many(todo)
-            time.sleep(0.02)
+            time.sleep(0.05)  # 2.5 s in all: the test kills it long before the end
 """)
 
 
