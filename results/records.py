@@ -3,10 +3,10 @@
 A records file holds the episodes of ONE run (one run_id, one split), for any number of
 learners; `(learner, episode)` identifies a record within it. N-way, K-shot and Q are stored per
 episode (they vary in the sampler's "variable" mode), and so is mask_mode (per learner: null for
-learners that do not use parts). The runner opens a
-`RecordWriter`, skips the pairs in `writer.done`, and appends each finished batch with
-`append_many`, which flushes and fsyncs before returning: a record on disk is an episode that
-never needs to run again. A kill can only tear the last line, which the next open cuts away.
+learners that do not use parts). The runner opens a `RecordWriter`, skips the pairs in
+`writer.done`, and appends each finished batch with `append_many`, which flushes and fsyncs
+before returning: a record on disk is an episode that never needs to run again. A kill can only
+tear the last line, which the next open cuts away.
 
 Record fields (`RECORD_FIELDS`):
     run_id: str                     the run that produced the episode
