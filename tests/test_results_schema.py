@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
-from results import schema
 from results.cli import validate_main
 from results.records import RecordWriter, read_records
 from results.schema import (SCHEMA_VERSION, build_result, seal, validate_result,
