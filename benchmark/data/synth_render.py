@@ -34,6 +34,9 @@ MISSING_PART_P = 0.07      # each non-body part instance is left out with this c
 MISSING_SLOT_P = 0.05      # ... and all instances of a part category with this chance
 OCCLUSION_P = 0.35         # chance an image has an occluder over the object
 MORPH_P = 0.3              # chance an image uses the class's second colour morph
+BACKGROUND_SATURATION = 0.5  # background colours are pulled half way to a grey
+CLUTTER_SHAPES = (2, 7)      # number of clutter shapes: [low, high)
+OBJECT_EXTENT = (0.6, 0.92)  # the object's longer side, as a share of the image side
 MIN_PIECE_AREA = 2.0       # visible pieces smaller than this (px^2) are not annotated
 
 # Pose per super-category: (rotation s.d. in degrees, largest rotation).
@@ -170,21 +173,23 @@ def _unit_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _background(rng: np.random.Generator, size: int) -> Image.Image:
     """A colour gradient with random clutter shapes, some in object palettes."""
-    c0, c1 = rng.uniform(40, 220, 3), rng.uniform(40, 220, 3)
+    # muted colours: the background should vary a lot but not outshine the object
+    grey = rng.uniform(70, 190)
+    c0, c1 = grey + BACKGROUND_SATURATION * (rng.uniform(40, 220, (2, 3)) - grey)
     a = rng.uniform(0, 2 * np.pi)
     yy, xx = _unit_grid(size)
     t = np.clip(0.5 + (xx - 0.5) * math.cos(a) + (yy - 0.5) * math.sin(a), 0, 1)[..., None]
     img = Image.fromarray(((1 - t) * c0 + t * c1).astype(np.uint8))
     draw = ImageDraw.Draw(img)
     palettes = list(PALETTES.values())
-    for _ in range(int(rng.integers(3, 9))):
+    for _ in range(int(rng.integers(*CLUTTER_SHAPES))):
         if rng.random() < 0.5:
             pal = palettes[rng.integers(len(palettes))]
             colour = tuple(int(c) for c in pal[rng.integers(len(pal))])
         else:
             colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         x, y = rng.uniform(-0.1, 1.1, 2) * size
-        r = rng.uniform(0.04, 0.22) * size
+        r = rng.uniform(0.03, 0.16) * size
         kind = rng.integers(4)
         if kind == 0:
             draw.ellipse([x - r, y - r * rng.uniform(0.3, 1), x + r, y + r], fill=colour)
@@ -237,7 +242,7 @@ def render_image(synset: str, index: int, *, seed: int = 0, image_size: int = 12
     posed = [affinity.rotate(affinity.scale(s.geometry, flip, 1.0, origin=(0, 0)), angle,
                              origin=(0, 0), use_radians=True) for s in shapes]
     minx, miny, maxx, maxy = unary_union(posed).bounds
-    scale = rng.uniform(0.5, 0.88) * size / max(maxx - minx, maxy - miny)
+    scale = rng.uniform(*OBJECT_EXTENT) * size / max(maxx - minx, maxy - miny)
     cx = size / 2 + rng.uniform(-0.14, 0.14) * size - scale * (minx + maxx) / 2
     cy = size / 2 + rng.uniform(-0.14, 0.14) * size - scale * (miny + maxy) / 2
     ca, sa = math.cos(angle), math.sin(angle)
