@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 from data_fixtures import (DEFECT_IDS, DROPPED_POLYGON_IDS, H, KEPT_TRAIN_IDS, RLE_BLOCK, TEST_A,
                            TRAIN_A, TRAIN_B, VAL_A, W, fixture_annotations, rect, write_dataset,
                            write_json)
@@ -54,9 +55,9 @@ def test_known_defects_are_skipped_counted_and_warned_once(dataset_root):
     assert "skipped 6 part annotations" in message
     train_kept = [a["id"] for anns in ds.annotations[:5] for a in anns]
     assert train_kept == KEPT_TRAIN_IDS
-    # The annotation that lost its 2-point polygon keeps its valid rectangle only.
+    # The annotation that lost its 2-point polygon keeps its valid 3x3 rectangle only.
     (kept_109,) = [a for a in ds.annotations[3] if a["id"] == 109]
-    assert len(kept_109["segmentation"]) == 1
+    assert mask_utils.area(kept_109["segmentation"]) == 9
 
 
 def test_clean_dataset_warns_nothing(tmp_path):

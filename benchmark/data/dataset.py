@@ -50,9 +50,10 @@ class PartDataset:
         root: the dataset root the user named.
         layout: name of the on-disk layout that matched.
         images: all images; `images[i].index == i`.
-        annotations: per image index, the kept COCO annotation dicts of its parts; their
-            "segmentation" is a list of float64 polygon arrays (x0, y0, x1, y1, ...) or a
-            compressed RLE dict (see benchmark/data/masks.py).
+        annotations: per image index, the kept annotations of its parts (json order): dicts
+            with the json's "id", "image_id", "category_id" (part id), "area", and as
+            "segmentation" one compressed COCO RLE dict of the annotation's polygons, made by
+            pycocotools at load time (see benchmark/data/masks.py).
         fingerprint: hex sha256 over the annotation files and the image list.
         defects: count of annotations skipped, by reason (e.g. "polygon with < 3 points").
     """
