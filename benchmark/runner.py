@@ -23,9 +23,10 @@ import yaml
 
 from benchmark.config import ConfigError, RunConfig, config_from_dict, apply_override
 from benchmark.data.dataset import PartDataset
-from episodes import EpisodeSampler, episodes_hash, load_episodes
+from episodes import (EpisodeFileError, EpisodeSampler, EpisodeSettingsError, episodes_hash,
+                      load_episodes, stack_episodes)
 from episodes.episode import Episode, EpisodeBatch
-from episodes.taxonomy import class_super_categories
+from episodes.taxonomy import PART_SLOTS, class_super_categories
 
 TWIN_MARKER = ".partbench-twin.json"
 
@@ -116,58 +117,90 @@ def build_sampler(cfg: RunConfig, dataset: PartDataset) -> EpisodeSampler:
 
 @dataclass
 class EpisodeSource:
-    """The episodes a run evaluates: from the sampler, or from a fixed episode file."""
+    """The episodes a run evaluates: drawn by the sampler, or read from a fixed episode file."""
 
+    split: str
     n_episodes: int
     settings: dict
     sampler: EpisodeSampler | None = None
-    fixed: list[Episode] | None = None
+    fixed: tuple[Episode, ...] | None = None
 
     @property
     def batched(self) -> bool:
-        """True when episodes share one shape and can be evaluated many at a time."""
+        """True when the episodes share one shape and can be evaluated many at a time."""
         if self.sampler is not None:
-            return self.settings.get("mode") != "variable"
-        shapes = {(len(e.support), *map(len, e.support), *map(len, e.query)) for e in self.fixed}
-        return len(shapes) == 1
+            return self.sampler.mode != "variable"
+        return len({_shape(e) for e in self.fixed}) == 1 and _shape(self.fixed[0]) is not None
+
+    def class_keys(self) -> tuple[str, ...]:
+        if self.sampler is not None:
+            return tuple(self.sampler.class_keys)
+        return tuple(sorted({c for e in self.fixed for c in e.classes}))
 
     def episode(self, i: int) -> Episode:
         return self.sampler[i] if self.sampler is not None else self.fixed[i]
 
-    def batch(self, start: int, stop: int) -> EpisodeBatch:
+    def batch(self, positions: list[int]) -> EpisodeBatch:
+        """The episodes at `positions` (ascending), stacked."""
         if self.sampler is not None:
-            return self.sampler.batch(start, stop)
-        chosen = self.fixed[start:stop]
-        keys = {k: i for i, k in enumerate(sorted({c for e in chosen for c in e.classes}))}
-        self._keys = sorted(keys, key=keys.get)
-        return EpisodeBatch(
-            split=chosen[0].split,
-            indices=np.array([e.index for e in chosen], dtype=np.int64),
-            classes=np.array([[keys[c] for c in e.classes] for e in chosen], dtype=np.int64),
-            support=np.array([e.support for e in chosen], dtype=np.int64),
-            query=np.array([e.query for e in chosen], dtype=np.int64),
-        )
+            first, last = positions[0], positions[-1] + 1
+            batch = self.sampler.batch(first, last)
+            if len(positions) == last - first:
+                return batch
+            rows = [p - first for p in positions]
+            return EpisodeBatch(batch.split, batch.indices[rows], batch.classes[rows],
+                                batch.support[rows], batch.query[rows])
+        return stack_episodes([self.fixed[p] for p in positions], self.class_keys())
 
-    def class_keys(self) -> tuple[str, ...]:
-        return self.sampler.class_keys if self.sampler is not None else tuple(self._keys)
+    def image_indices(self, dataset: PartDataset) -> np.ndarray:
+        """(n,) dataset images the episodes can use: the split's, or the fixed episodes' own."""
+        if self.sampler is not None:
+            return dataset.split_indices(self.split)
+        used = {i for e in self.fixed for way in (*e.support, *e.query) for i in way}
+        return np.array(sorted(used), dtype=np.int64)
 
-    def all_episodes(self) -> Iterator[Episode]:
-        return (self.episode(i) for i in range(self.n_episodes))
+    def hash(self) -> str:
+        """episodes_hash of every evaluated episode, in order (the value result files record)."""
+        if self.fixed is not None:
+            return episodes_hash(self.fixed)
+        if self.sampler.mode == "variable":
+            return episodes_hash(self.sampler[i] for i in range(self.n_episodes))
+        step = 4096
+        return episodes_hash(
+            e for start in range(0, self.n_episodes, step)
+            for e in self.sampler.episodes(start, min(start + step, self.n_episodes)))
+
+
+def _shape(episode: Episode) -> tuple | None:
+    shots, queries = {len(s) for s in episode.support}, {len(q) for q in episode.query}
+    return (episode.n_way, *shots, *queries) if len(shots) == len(queries) == 1 else None
+
+
+def build_sampler(cfg: RunConfig, dataset: PartDataset) -> EpisodeSampler:
+    ep = cfg.episodes
+    shape = {} if ep.mode == "variable" else dict(n_way=ep.n_way, k_shot=ep.k_shot,
+                                                   n_query=ep.n_query)
+    try:
+        return EpisodeSampler(dataset.labels, seed=ep.seed, split=ep.split, mode=ep.mode,
+                              n_episodes=ep.n_episodes, **shape)
+    except EpisodeSettingsError as exc:
+        raise ConfigError(f"episodes: {exc}") from None
 
 
 def episode_source(cfg: RunConfig, dataset: PartDataset) -> EpisodeSource:
     if cfg.episodes.file:
-        loaded = load_episodes(Path(cfg.episodes.file).expanduser())
-        if loaded.dataset_fingerprint != dataset.fingerprint:
-            raise ConfigError(
-                f"episodes.file: {cfg.episodes.file} was drawn from a dataset with fingerprint "
-                f"{loaded.dataset_fingerprint[:12]}..., not this one ({dataset.fingerprint[:12]}...): "
-                "its image indices would point at other images; regenerate it with "
-                "`python -m benchmark episodes`"
-            )
-        return EpisodeSource(len(loaded.episodes), dict(loaded.settings), fixed=list(loaded.episodes))
+        try:
+            loaded = load_episodes(Path(cfg.episodes.file).expanduser(),
+                                   dataset_fingerprint=dataset.fingerprint)
+        except (EpisodeFileError, OSError) as exc:
+            raise ConfigError(f"episodes.file: {exc}") from None
+        if not loaded.episodes:
+            raise ConfigError(f"episodes.file: {cfg.episodes.file} holds no episode")
+        return EpisodeSource(loaded.episodes[0].split, len(loaded.episodes),
+                             dict(loaded.settings), fixed=loaded.episodes)
     sampler = build_sampler(cfg, dataset)
-    return EpisodeSource(cfg.episodes.n_episodes, dict(sampler.settings), sampler=sampler)
+    return EpisodeSource(cfg.episodes.split, cfg.episodes.n_episodes, dict(sampler.settings),
+                         sampler=sampler)
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -198,19 +231,62 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class FeatureProvider:
+    """Features of the images a run needs, extracted once per mask mode and cached on disk."""
+
+    def __init__(self, cfg: RunConfig, dataset: PartDataset, backbone, progress: bool) -> None:
+        from benchmark.device import resolve_device
+
+        self.cfg, self.dataset, self.backbone, self.progress = cfg, dataset, backbone, progress
+        self.device = resolve_device(cfg.features.device)
+        self._sets: dict[tuple[str, str], object] = {}
+
+    def features(self, indices: np.ndarray, masks: str, tag: str):
+        """FeatureSet (on the run's device) of dataset images `indices` with `masks` part masks."""
+        from benchmark.features import extract_features
+
+        if (tag, masks) not in self._sets:
+            fc = self.cfg.features
+            features = extract_features(
+                self.dataset, indices, self.backbone, masks=masks, batch_size=fc.batch_size,
+                num_workers=fc.num_workers, device=self.device, precision=fc.precision,
+                cache_dir=str(cache_root(self.cfg) / "features"), progress=self.progress,
+            )
+            self._sets[(tag, masks)] = features.to(self.device)
+        return self._sets[(tag, masks)]
+
+    def gatherers(self, indices: np.ndarray) -> tuple:
+        """(gather_support, gather_query) over the images `indices` that the episodes use."""
+        masks = self.cfg.features.masks
+        if masks == "support-oracle":  # annotations on the support set only
+            support = self.features(indices, "oracle", "episodes")
+            query = self.features(indices, "predicted", "episodes")
+        else:
+            support = query = self.features(indices, masks, "episodes")
+        return support.gather, query.gather
+
+    def base_embeddings(self):
+        """(n_train, D) float32 global embeddings of the train split, for learners' prepare()."""
+        train = self.dataset.split_indices("train")
+        return self.features(train, "none", "train").embeddings.float()
+
+
 def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
         progress: bool = True) -> Path:
-    """Run the benchmark described by `cfg`; returns the run folder."""
-    from results.records import RecordWriter
+    """Run the benchmark described by `cfg`; returns the run folder.
+
+    Records are appended per batch of episodes; with resume=True the episodes already in
+    run_dir/records.jsonl are skipped, so a stopped run loses nothing and repeats nothing.
+    """
+    from benchmark.evaluate import predict_batch, predict_episode
+    from results.records import RecordWriter, records_from_predictions
 
     started = time.time()
     run_dir = run_dir or new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     _say(f"run folder: {run_dir}")
     config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    if resume and (run_dir / "config.yaml").is_file():
-        pass  # keep the original; overrides given with --resume only change how, not what
-    else:
+    if not (resume and (run_dir / "config.yaml").is_file()):
         write_text_atomic(run_dir / "config.yaml", config_text)
 
     dataset = resolve_dataset(cfg)
@@ -220,56 +296,104 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
     learners = build_learners(cfg)
     backbone = resolve_backbone(cfg, dataset, progress)
     features = FeatureProvider(cfg, dataset, backbone, progress)
-
-    writer = RecordWriter(run_dir / "records.jsonl")
-    run_id = _key({"config": config_text, "dir": run_dir.name})
+    gather_support, gather_query = features.gatherers(source.image_indices(dataset))
     supers = class_super_categories()
-    from benchmark.evaluate import evaluate_batch, evaluate_episode
+    run_id = _key({"config": config_text, "dir": run_dir.name})
 
-    gather_support, gather_query = features.gatherers(source)
-    for spec, learner in learners:
-        if type(learner).prepare is not _base_prepare():
-            learner.prepare(features.base_embeddings())
-        meta = {"run_id": run_id, "learner": spec.name, "k_shot": cfg.episodes.k_shot,
-                "n_query": cfg.episodes.n_query, "mask_mode": cfg.features.masks
-                if learner.uses_parts else None}
-        todo = [i for i in range(source.n_episodes) if (spec.name, i) not in writer.done]
-        if not todo:
-            continue
-        bar = _progress(len(todo), f"{spec.name}", progress)
-        if source.batched:
-            step = cfg.episodes.batch_size
-            for start in range(0, source.n_episodes, step):
-                stop = min(start + step, source.n_episodes)
-                wanted = [i for i in range(start, stop) if (spec.name, i) not in writer.done]
-                if not wanted:
-                    continue
-                batch = _subset(source.batch(start, stop), [i - start for i in wanted])
-                records = evaluate_batch(learner, batch, source.class_keys(), supers,
-                                         gather_support, gather_query)
-                writer.append_many([{**meta, **_fix_shape(r, batch)} for r in records])
-                bar.update(len(records))
-        else:
-            for i in todo:
-                record = evaluate_episode(learner, source.episode(i), supers,
-                                          gather_support, gather_query)
-                writer.append_many([{**meta, **record, "k_shot": None, "n_query": None}])
-                bar.update(1)
-        bar.close()
-    writer.close()
-    finish_run(cfg, run_dir, dataset, source, backbone, features, started)
+    with RecordWriter(run_dir / "records.jsonl", expect={"split": source.split}) as writer:
+        if writer.setting is not None:
+            run_id = writer.setting["run_id"]  # resuming: keep the run's identity
+        for spec, learner in learners:
+            todo = [i for i in range(source.n_episodes) if (spec.name, i) not in writer.done]
+            if not todo:
+                continue
+            if type(learner).prepare is not _base_prepare():
+                learner.prepare(features.base_embeddings())
+            common = dict(run_id=run_id, learner=spec.name, split=source.split,
+                          super_categories=supers, slot_names=PART_SLOTS,
+                          mask_mode=cfg.features.masks if learner.uses_parts else None)
+            bar = _progress(len(todo), spec.name, progress)
+            if source.batched:
+                for chunk in _chunks(todo, cfg.episodes.batch_size):
+                    batch = source.batch(chunk)
+                    out = predict_batch(learner, batch, gather_support, gather_query)
+                    keys = np.asarray(source.class_keys())[batch.classes]
+                    writer.append_many(records_from_predictions(
+                        **common, k_shot=int(batch.support.shape[2]), episodes=batch.indices,
+                        classes=keys, labels=out.labels, predicted=out.predicted,
+                        part_contributions=out.contributions))
+                    bar.update(len(chunk))
+            else:
+                for i in todo:
+                    episode = source.episode(i)
+                    out = predict_episode(learner, episode, gather_support, gather_query)
+                    records = records_from_predictions(
+                        **common, k_shot=None, episodes=[i], classes=[episode.classes],
+                        labels=out.labels, predicted=out.predicted,
+                        part_contributions=out.contributions)
+                    writer.append_many([{**r, "n_query": None} for r in records])
+                    bar.update(1)
+            bar.close()
+    finish_run(cfg, run_dir, run_id, dataset, source, backbone, features, started)
     return run_dir
 
 
-def _fix_shape(record: dict, batch: EpisodeBatch) -> dict:
-    return {**record, "k_shot": int(batch.support.shape[2]), "n_query": int(batch.query.shape[2])}
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
-def _subset(batch: EpisodeBatch, rows: list[int]) -> EpisodeBatch:
-    if len(rows) == len(batch):
-        return batch
-    return EpisodeBatch(batch.split, batch.indices[rows], batch.classes[rows],
-                        batch.support[rows], batch.query[rows])
+def finish_run(cfg: RunConfig, run_dir: Path, run_id: str, dataset: PartDataset,
+               source: EpisodeSource, backbone, features: FeatureProvider, started: float) -> None:
+    """Tables (printed; CSV/Markdown/LaTeX), plots and the leaderboard result file."""
+    from results.plots import write_plots
+    from results.provenance import git_state, hardware_info, package_versions
+    from results.records import read_records
+    from results.schema import build_result, write_result
+    from results.tables import write_report
+
+    records = read_records(run_dir / "records.jsonl")
+    rep = cfg.report
+    ci = dict(confidence=rep.confidence, method="bootstrap" if rep.bootstrap else "normal",
+              seed=rep.seed)
+    names = [spec.name for spec in cfg.learners]
+    write_report(records, run_dir / "tables", baseline=names[0] if len(names) > 1 else None, **ci)
+    write_plots(records, run_dir / "plots", **ci)
+    commit, dirty = git_state(Path(__file__).resolve().parent)
+    prov = backbone.provenance
+    ep = cfg.episodes
+    result = build_result(
+        run_id=run_id, name=cfg.name,
+        setting={"split": source.split, "n_way": source.settings.get("n_way"),
+                 "k_shot": source.settings.get("k_shot"), "n_query": source.settings.get("n_query"),
+                 "mode": source.settings.get("mode"), "mask_mode": cfg.features.masks},
+        config=cfg.to_dict(),
+        seeds={"episodes": ep.seed, "backbone": cfg.backbone.seed,
+               "synthetic_twin": cfg.data.synthetic.seed, "report": rep.seed},
+        versions=package_versions(("numpy", "pandas", "learn2learn")),
+        git_commit=commit, git_dirty=dirty,
+        hardware=hardware_info(str(features.device), **_accelerator(features.device)),
+        dataset={"name": "synthetic-twin" if cfg.data.source == "synthetic" else "partimagenet-ood",
+                 "fingerprint": dataset.fingerprint, "n_images": len(dataset.images),
+                 "skipped_annotations": dict(dataset.defects)},
+        weights={"backbone": backbone.name, "provenance": prov["source"],
+                 "sha256": prov.get("sha256"), "saw_test_classes": bool(prov["saw_test_classes"]),
+                 "checkpoint": prov.get("checkpoint"), "image_size": cfg.backbone.image_size},
+        episodes_hash=source.hash(), episodes_requested=source.n_episodes,
+        wall_time_s=time.time() - started, records=records,
+        confidence=rep.confidence, ci_method=ci["method"], ci_seed=rep.seed,
+    )
+    path = write_result(run_dir / "result.json", result)
+    _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
+    _say(f"tables: {run_dir / 'tables'}   plots: {run_dir / 'plots'}")
+
+
+def _accelerator(device) -> dict:
+    import torch
+
+    if device.type != "cuda":
+        return {}
+    return {"gpu": torch.cuda.get_device_name(device), "gpu_count": torch.cuda.device_count()}
 
 
 def _base_prepare():
