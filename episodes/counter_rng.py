@@ -23,6 +23,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
 def mix64(z: np.ndarray) -> np.ndarray:
@@ -50,21 +51,32 @@ def episode_keys(stream: int, episodes: np.ndarray) -> np.ndarray:
 
 
 def draws(keys: np.ndarray, first_slot: int, n_slots: int) -> np.ndarray:
-    """Random words for slots [first_slot, first_slot + n_slots) of each episode: (B, n_slots) uint64."""
+    """Random 64-bit words for slots [first_slot, first_slot + n_slots) of each episode: (B, n_slots) uint64."""
     slots = np.arange(first_slot + 1, first_slot + n_slots + 1, dtype=np.uint64) * _GOLDEN
     return mix64(keys[:, None] + slots[None, :])
 
 
-def below(words: np.ndarray, n: np.ndarray | int) -> np.ndarray:
-    """Integers uniform in [0, n) from random words (Lemire's multiply-shift on the high 32 bits).
+def draws32(keys: np.ndarray, first_slot: int, n: int) -> np.ndarray:
+    """n random 32-bit draws per episode from the h = ceil(n / 2) words of slots [first_slot, first_slot + h).
 
-    `n` broadcasts against `words` and must lie in [1, 2**32). Returns int64 of the broadcast shape.
-    The bias is below n / 2**32, far under anything an evaluation can detect.
+    Draw d is the high half of word d for d < h and the low half of word d - h otherwise (two
+    draws per mixing, since every use needs 32 bits). Returns (B, n) uint64 values below 2**32.
     """
-    high = words >> _S32
-    return ((high * np.asarray(n, dtype=np.uint64)) >> _S32).astype(np.int64)
+    h = (n + 1) // 2
+    words = draws(keys, first_slot, h)
+    return np.concatenate([words >> _S32, (words & _LOW32)[:, :n - h]], axis=1)
+
+
+def below(draw32: np.ndarray, n: np.ndarray | int) -> np.ndarray:
+    """Integers uniform in [0, n) from 32-bit draws (Lemire's multiply-shift): (d * n) >> 32.
+
+    `draw32` holds values below 2**32 (draws32, or `words >> 32` of 64-bit words); `n`
+    broadcasts against it and must lie in [1, 2**32). Returns int64 of the broadcast shape. The
+    bias is below n / 2**32, far under anything an evaluation can detect.
+    """
+    return ((draw32 * np.asarray(n, dtype=np.uint64)) >> _S32).astype(np.int64)
 
 
 def unit_interval(words: np.ndarray) -> np.ndarray:
-    """Floats uniform in (0, 1] (53-bit resolution) from random words, same shape, float64."""
+    """Floats uniform in (0, 1] (53-bit resolution) from 64-bit words, same shape, float64."""
     return ((words >> np.uint64(11)).astype(np.float64) + 1.0) * (1.0 / 9007199254740992.0)

@@ -5,17 +5,22 @@
     episode = sampler[17]                 # Episode: classes, support/query image indices
     batch = sampler.batch(0, 600)         # EpisodeBatch: (600, 5, 1) support, (600, 5, 15) query
 
-How episode i is drawn (fixed-shape modes). All randomness comes from counter_rng: word s of
-episode i is mix64(key_i + (s + 1) * golden), key_i = mix64(stream + (i + 1) * golden), stream =
-sha256(settings)[:8]. Classes of the split are sorted by key (`class_keys`), super-categories by
-name, a class's images by dataset index. Slot layout, with N ways, K shots, Q queries:
+How episode i is drawn (fixed-shape modes). All randomness comes from counter_rng: 64-bit word s
+of episode i is mix64(key_i + (s + 1) * golden), key_i = mix64(stream + (i + 1) * golden), with
+stream = sha256(settings)[:8] and mix64 splitmix64's output function. A block of D 32-bit draws
+starting at word s0 uses the h = ceil(D / 2) words s0 .. s0+h-1: draw d is the high half of word
+s0+d if d < h, else the low half of word s0+d-h. An integer in [0, n) is (draw * n) >> 32.
+Classes of the split are sorted by key (`class_keys`), super-categories by name, a class's
+images by dataset index. With N ways, K shots, Q queries, two blocks:
 
-    slot 0                      `within`: the super-category, uniform among those with >= N classes
-    slots 1 .. N                the partial Fisher-Yates steps choosing the N classes (`mixed`,
-                                `within`) or the N super-categories (`across`), in way order
-    slots N+1 .. 2N             `across`: the class of way j, uniform within its super-category
-    slots 2N+1 + j(K+Q) + t     way j, step t of the partial Fisher-Yates over its class's images;
-                                the first K picks are the support, the next Q the query
+    header, 2N+1 draws at word 0:
+        draw 0              `within`: the super-category, uniform among those with >= N classes
+        draws 1 .. N        the partial Fisher-Yates steps choosing the N classes (`mixed`,
+                            `within`) or the N super-categories (`across`), in way order
+        draws N+1 .. 2N     `across`: the class of way j, uniform within its super-category
+    images, N(K+Q) draws at word N+1:
+        draw j(K+Q) + t     way j, step t of the partial Fisher-Yates over its class's images;
+                            the first K picks are the support, the next Q the query
 
 Any change to this layout, to counter_rng or to selection changes every published episode and
 needs a FORMAT_VERSION bump.
@@ -30,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from episodes import taxonomy
-from episodes.counter_rng import below, draws, episode_keys, stream_key
+from episodes.counter_rng import below, draws32, episode_keys, stream_key
 from episodes.episode import Episode, EpisodeBatch
 from episodes.selection import choose_distinct
 from episodes.stacking import to_episodes
@@ -40,7 +45,7 @@ FORMAT_VERSION = 1
 FIXED_MODES = ("mixed", "within", "across")
 MODES = FIXED_MODES + ("variable",)
 _DEFAULT_SHAPE = {"n_way": 5, "k_shot": 1, "n_query": 15}
-_CHUNK = 8192  # episodes per vectorised step of batch(); bounds the working memory
+_CHUNK = 2048  # episodes per vectorised step of batch(): keeps the working set in cache
 _MAX_INDEX = 2**63 - 1
 
 
@@ -174,7 +179,7 @@ class EpisodeSampler:
         self._check_range(i, i + 1)
         if self.mode == "variable":
             return self._variable_episode(i)
-        return to_episodes(self._fixed_batch(np.array([i], dtype=np.int64)), self.class_keys)[0]
+        return to_episodes(self.take([i]), self.class_keys)[0]
 
     def episodes(self, start: int, stop: int) -> list[Episode]:
         """Episodes start..stop-1 (== [self[i] for i in range(start, stop)], faster)."""
@@ -197,16 +202,16 @@ class EpisodeSampler:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(indices):
             self._check_range(int(indices.min()), int(indices.max()) + 1)
-        parts = [self._fixed_batch(indices[s:s + _CHUNK]) for s in range(0, len(indices), _CHUNK)]
-        if not parts:
-            parts = [self._fixed_batch(indices)]
-        return EpisodeBatch(
-            split=self.split,
-            indices=indices,
-            classes=np.concatenate([p.classes for p in parts]),
-            support=np.concatenate([p.support for p in parts]),
-            query=np.concatenate([p.query for p in parts]),
-        )
+        n, k, q = self.n_way, self.k_shot, self.n_query
+        classes = np.empty((len(indices), n), dtype=np.int64)
+        support = np.empty((len(indices), n, k), dtype=np.int64)
+        query = np.empty((len(indices), n, q), dtype=np.int64)
+        for s in range(0, len(indices), _CHUNK):
+            chunk_classes, images = self._fixed_batch(indices[s:s + _CHUNK])
+            classes[s:s + _CHUNK] = chunk_classes
+            support[s:s + _CHUNK] = images[:, :, :k]
+            query[s:s + _CHUNK] = images[:, :, k:]
+        return EpisodeBatch(split=self.split, indices=indices, classes=classes, support=support, query=query)
 
     def __repr__(self) -> str:
         shape = "" if self.mode == "variable" else f", n_way={self.n_way}, k_shot={self.k_shot}, n_query={self.n_query}"
@@ -216,11 +221,12 @@ class EpisodeSampler:
         )
 
     # ------------------------------------------------------------------ drawing
-    def _fixed_batch(self, indices: np.ndarray) -> EpisodeBatch:
+    def _fixed_batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Classes (B, N) and image indices (B, N, K+Q) of the episodes `indices` (B,)."""
         n, k, q = self.n_way, self.k_shot, self.n_query
         b = len(indices)
         keys = episode_keys(self._stream, indices)
-        head = draws(keys, 0, 2 * n + 1)
+        head = draws32(keys, 0, 2 * n + 1)
         if self.mode == "mixed":
             n_classes = len(self.class_keys)
             classes = choose_distinct(np.full(b, n_classes, dtype=np.int64), head[:, 1:n + 1], n_classes)
@@ -234,17 +240,11 @@ class EpisodeSampler:
             within = below(head[:, n + 1:2 * n + 1], self._group_sizes[groups])
             classes = self._group_table[groups, within]
         rows = classes.reshape(-1)
-        words = draws(keys, 2 * n + 1, n * (k + q)).reshape(b * n, k + q)
-        picks = choose_distinct(self._class_sizes[rows], words, self._image_table.shape[1])
+        image_draws = draws32(keys, n + 1, n * (k + q)).reshape(b * n, k + q)
         width = self._image_table.shape[1]
-        images = self._image_table.reshape(-1).take(rows[:, None] * width + picks).reshape(b, n, k + q)
-        return EpisodeBatch(
-            split=self.split,
-            indices=indices,
-            classes=classes,
-            support=np.ascontiguousarray(images[:, :, :k]),
-            query=np.ascontiguousarray(images[:, :, k:]),
-        )
+        picks = choose_distinct(self._class_sizes[rows], image_draws, width)
+        images = self._image_table.reshape(-1).take(rows[:, None] * width + picks)
+        return classes, images.reshape(b, n, k + q)
 
     def _variable_episode(self, i: int) -> Episode:
         classes, picks, q = variable_episode_arrays(

@@ -1,6 +1,6 @@
 """Choosing m distinct items out of n, many rows at once: a vectorised partial Fisher-Yates shuffle.
 
-The specification, for one row with n items and random words w[0..m-1], is the textbook
+The specification, for one row with n items and 32-bit draws w[0..m-1], is the textbook
 algorithm on the identity permutation `perm = [0, 1, ..., n-1]`:
 
     for t in range(m):
@@ -21,67 +21,66 @@ import numpy as np
 from episodes.counter_rng import below
 
 
-def choose_distinct(sizes: np.ndarray, words: np.ndarray, width: int) -> np.ndarray:
+def choose_distinct(sizes: np.ndarray, draws: np.ndarray, width: int) -> np.ndarray:
     """m distinct positions in [0, sizes[r]) per row, in draw order.
 
     Args:
         sizes: (R,) int64, the number of items of each row; every size must be >= m.
-        words: (R, m) uint64 random words, one per step.
+        draws: (R, m) uint64 random 32-bit draws (counter_rng.draws32), one per step.
         width: an upper bound on `sizes` (the dense implementation's row length).
 
     Returns:
         (R, m) int64 positions; row r holds distinct values below sizes[r].
     """
-    m = words.shape[1]
+    m = draws.shape[1]
     if width <= 16 * m * m:  # measured crossover on one core, numpy 2.4
-        return _choose_dense(sizes, words, width)
+        return _choose_dense(sizes, draws, width)
     chunk = 2048
     return np.concatenate(
-        [_choose_sparse(sizes[s:s + chunk], words[s:s + chunk]) for s in range(0, len(sizes), chunk)]
+        [_choose_sparse(sizes[s:s + chunk], draws[s:s + chunk]) for s in range(0, len(sizes), chunk)]
         or [np.empty((0, m), dtype=np.int64)]
     )
 
 
-def _choose_dense(sizes: np.ndarray, words: np.ndarray, width: int) -> np.ndarray:
-    n_rows, m = words.shape
+def _choose_dense(sizes: np.ndarray, draws: np.ndarray, width: int) -> np.ndarray:
+    n_rows, m = draws.shape
     dtype = np.int16 if width <= 2**15 else np.int32 if width <= 2**31 else np.int64
     out = np.empty((n_rows, m), dtype=np.int64)
     steps = np.arange(m)
-    # rows per chunk: keep the permutation block around 512 KiB, in cache
-    chunk = max(64, (1 << 19) // (width * np.dtype(dtype).itemsize))
+    identity = np.arange(width, dtype=dtype)
+    # rows per chunk: keep the permutation block around 256 KiB, in cache (measured best)
+    chunk = max(64, (1 << 18) // (width * np.dtype(dtype).itemsize))
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         perm = np.empty((stop - start, width), dtype=dtype)
-        perm[:] = np.arange(width, dtype=dtype)
+        perm[:] = identity
         flat = perm.reshape(-1)
         row_base = np.arange(stop - start, dtype=np.int64) * width
-        swap_with = row_base[:, None] + steps + below(
-            words[start:stop], sizes[start:stop, None] - steps
-        )
+        # swap_with[t, row]: flat position of r_t; step-major so each step reads a contiguous row
+        swap_with = (row_base[:, None] + steps + below(draws[start:stop], sizes[start:stop, None] - steps)).T.copy()
+        chosen = out[start:stop]
         for t in range(m):
-            at_t = row_base + t
-            at_r = swap_with[:, t]
-            value_t = flat.take(at_t)
-            flat.put(at_t, flat.take(at_r))
-            flat.put(at_r, value_t)
-        out[start:stop] = perm[:, :m]
+            at_r = swap_with[t]
+            # perm[t] is final after step t and never read again, so write it to the output only
+            chosen[:, t] = flat.take(at_r)
+            flat.put(at_r, perm[:, t])
     return out
 
 
-def _choose_sparse(sizes: np.ndarray, words: np.ndarray) -> np.ndarray:
+def _choose_sparse(sizes: np.ndarray, draws: np.ndarray) -> np.ndarray:
     """Same result as `_choose_dense`, keeping only the first m positions and the moved ones.
 
     `head` holds perm[0..m-1]. A position p >= m that a swap touched is recorded once, as
     (moved_pos[s], moved_val[s]) in the column s of the step that first touched it; an untouched
     position p still holds p.
     """
-    n_rows, m = words.shape
+    n_rows, m = draws.shape
     rows = np.arange(n_rows)
     head = np.broadcast_to(np.arange(m, dtype=np.int64), (n_rows, m)).copy()
     moved_pos = np.full((n_rows, m), -1, dtype=np.int64)
     moved_val = np.empty((n_rows, m), dtype=np.int64)
     for t in range(m):
-        r = t + below(words[:, t], sizes - t)
+        r = t + below(draws[:, t], sizes - t)
         old_t = head[:, t].copy()
         in_head = r < m
         hit = moved_pos[:, :t] == r[:, None]

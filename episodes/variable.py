@@ -11,7 +11,10 @@ the split:
 4. shots k_c = min(floor(R_c * (S - N)) + 1, |c| - q), where R_c is proportional to
    |c| * exp(U(log min_shot_weight, log max_shot_weight)).
 
-All draws are counter-based (see counter_rng). The few float steps use Python's math module
+All draws are counter-based (see counter_rng), one 64-bit word per draw: integer draws use its
+high 32 bits, floats its high 53 bits. Slot 0: N; slots 1..N: the Fisher-Yates steps choosing the
+classes; slot N+1: beta; slots N+2..2N+1: the shot weights; way j's image steps start at slot
+128 + j * (max_support + max_query). The few float steps use Python's math module
 (IEEE-754 +, *, /, floor, ceil, and libm's exp and log on two constants) rather than numpy's
 vectorised transcendental functions, whose last bit can depend on the CPU's SIMD path.
 """
@@ -27,6 +30,7 @@ from episodes.counter_rng import below, draws, unit_interval
 from episodes.selection import choose_distinct
 
 HEADER_SLOTS = 128  # slots [0, 128) hold the per-episode draws; images start after them
+_HIGH = np.uint64(32)  # integer draws use the high 32 bits of a 64-bit word
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,8 @@ def variable_episode_arrays(
     n_classes = len(class_sizes)
     header = draws(key, 0, HEADER_SLOTS)
     max_ways = min(p.max_ways, n_classes)
-    n_way = p.min_ways + int(below(header[:, 0], max_ways - p.min_ways + 1)[0])
-    classes = choose_distinct(np.array([n_classes]), header[:, 1:n_way + 1], n_classes)[0]
+    n_way = p.min_ways + int(below(header[:, 0] >> _HIGH, max_ways - p.min_ways + 1)[0])
+    classes = choose_distinct(np.array([n_classes]), header[:, 1:n_way + 1] >> _HIGH, n_classes)[0]
     sizes = [int(class_sizes[c]) for c in classes]
     n_query = min(p.max_query, min(sizes) // 2)
     remaining = [s - n_query for s in sizes]
@@ -102,5 +106,5 @@ def variable_episode_arrays(
     picks = []
     for j, (size, k) in enumerate(zip(sizes, shots)):
         words = draws(key, HEADER_SLOTS + j * p.way_stride, k + n_query)
-        picks.append(choose_distinct(np.array([size]), words, size)[0])
+        picks.append(choose_distinct(np.array([size]), words >> _HIGH, size)[0])
     return classes, picks, n_query

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_episodes_sampler import ref_fisher_yates
 
-from episodes.counter_rng import below, draws, episode_keys, unit_interval
+from episodes.counter_rng import below, draws, draws32, episode_keys, unit_interval
 from episodes.selection import _choose_dense, _choose_sparse, choose_distinct
 
 
@@ -20,12 +20,22 @@ def test_splitmix64_reference_vector():
     ]
 
 
+def test_draws32_are_the_halves_of_the_words():
+    keys = episode_keys(3, np.arange(4))
+    words = draws(keys, 5, 3)
+    got = draws32(keys, 5, 5)  # h = 3 words: draws 0..2 high halves, 3..4 low halves of words 0..1
+    np.testing.assert_array_equal(got[:, :3], words >> np.uint64(32))
+    np.testing.assert_array_equal(got[:, 3:], words[:, :2] & np.uint64(0xFFFFFFFF))
+    assert draws32(keys, 0, 0).shape == (4, 0)
+
+
 def test_below_and_unit_interval_ranges():
-    words = draws(episode_keys(3, np.arange(2000)), 0, 10)
+    keys = episode_keys(3, np.arange(2000))
+    words = draws(keys, 0, 10)
     n = np.arange(1, 11)
-    r = below(words, n)
+    r = below(draws32(keys, 0, 10), n)
     assert r.min() >= 0 and np.all(r < n)
-    assert np.all(below(np.array([2**64 - 1], dtype=np.uint64), 7) == 6)
+    assert np.all(below(np.array([2**32 - 1], dtype=np.uint64), 7) == 6)
     u = unit_interval(words)
     assert u.min() > 0 and u.max() <= 1
     assert unit_interval(np.array([0], dtype=np.uint64))[0] > 0
@@ -38,7 +48,7 @@ def test_dense_and_sparse_match_the_textbook_loop(data, m, rows, extra, seed):
     sizes = np.array(data.draw(st.lists(st.integers(m, max(m, width)), min_size=rows, max_size=rows)), dtype=np.int64)
     if rows and not sizes.max(initial=0) <= width:
         width = int(sizes.max())
-    words = draws(episode_keys(seed, np.arange(rows)), 0, m)
+    words = draws32(episode_keys(seed, np.arange(rows)), 0, m)
     expected = np.array([ref_fisher_yates(int(s), [int(w) for w in row]) for s, row in zip(sizes, words)],
                         dtype=np.int64).reshape(rows, m)
     np.testing.assert_array_equal(_choose_dense(sizes, words, max(width, 1)), expected)
@@ -48,7 +58,7 @@ def test_dense_and_sparse_match_the_textbook_loop(data, m, rows, extra, seed):
 
 def test_wide_rows_use_the_sparse_path_and_agree():
     sizes = np.array([5000, 4096, 70000])
-    words = draws(episode_keys(1, np.arange(3)), 0, 4)
+    words = draws32(episode_keys(1, np.arange(3)), 0, 4)
     out = choose_distinct(sizes, words, 70000)
     for s, row, got in zip(sizes, words, out):
         assert got.tolist() == ref_fisher_yates(int(s), [int(w) for w in row])

@@ -22,12 +22,15 @@ def ref_variable(labels, class_keys, settings_, i):
     def word(slot):
         return ref_mix((key + (slot + 1) * GOLDEN) & M64)
 
+    def draw32(slot):  # integer draws use a word's high 32 bits
+        return word(slot) >> 32
+
     def unit(w):
         return ((w >> 11) + 1) / 2.0**53
 
     n_classes = len(class_keys)
-    n = p["min_ways"] + ref_below(word(0), min(p["max_ways"], n_classes) - p["min_ways"] + 1)
-    classes = [class_keys[c] for c in ref_fisher_yates(n_classes, [word(s) for s in range(1, n + 1)])]
+    n = p["min_ways"] + ref_below(draw32(0), min(p["max_ways"], n_classes) - p["min_ways"] + 1)
+    classes = [class_keys[c] for c in ref_fisher_yates(n_classes, [draw32(s) for s in range(1, n + 1)])]
     images = [[j for j, label in enumerate(labels) if label == c] for c in classes]
     q = min(p["max_query"], min(len(x) for x in images) // 2)
     beta = unit(word(n + 1))
@@ -39,7 +42,7 @@ def ref_variable(labels, class_keys, settings_, i):
     support, query = [], []
     stride = p["max_support"] + p["max_query"]
     for j, (x, k) in enumerate(zip(images, shots)):
-        picks = [x[t] for t in ref_fisher_yates(len(x), [word(128 + j * stride + t) for t in range(k + q)])]
+        picks = [x[t] for t in ref_fisher_yates(len(x), [draw32(128 + j * stride + t) for t in range(k + q)])]
         support.append(tuple(picks[:k]))
         query.append(tuple(picks[k:]))
     return tuple(classes), tuple(support), tuple(query)
