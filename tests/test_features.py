@@ -16,7 +16,7 @@ from PIL import Image
 from benchmark.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.device import resolve_device, resolve_precision
-from benchmark.features import N_SLOTS, FeatureSet, extract_features
+from benchmark.features import N_SLOTS, FeatureSet, SplitTransform, extract_features, slot_coverage
 
 TINY = "test_resnet"  # stride 32: a 64 px input gives a 2x2 feature map
 SIZE = 64
@@ -97,6 +97,26 @@ def test_oracle_features_pool_the_map_under_each_slot(data, backbone):
         cover = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(data.masks[i][1])[None].float(), (2, 2))[0]
         body = (fmap[0] * cover).sum(dim=(1, 2)) / cover.sum()
         torch.testing.assert_close(fs.part_embeddings[i, 1].float(), body, atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.parametrize("shape, grid", [((37, 50), (7, 7)), ((5, 3), (2, 2)), ((48, 64), (2, 2))])
+def test_slot_coverage_is_the_covered_fraction_of_each_cell(shape, grid):
+    masks = np.random.default_rng(0).random((N_SLOTS, *shape)) < 0.3
+    masks[4:] = False
+    got = slot_coverage(masks, grid)
+    # independent: upsample by the grid size so every cell is whole pixels, then average
+    up = np.kron(masks, np.ones((1, grid[0], grid[1]), dtype=bool))
+    expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(up).float()[None], grid)[0]
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+    assert (got[4:] == 0).all()
+
+
+def test_split_transform_equals_the_timm_transform(data, backbone):
+    split = SplitTransform.of(backbone.transform)
+    assert split is not None
+    image = data.load_image(3)
+    got = split.normalise(split(image)[None])
+    torch.testing.assert_close(got[0], backbone.transform(image), atol=1e-5, rtol=1e-5)
 
 
 def test_gather_maps_any_index_shape_through_the_lookup(data, backbone):
