@@ -41,6 +41,7 @@ def test_classification_reduces_the_loss_and_leaves_global_rng_alone(tmp_path):
 def test_protonet_episodic_training_runs_and_learns(tmp_path):
     ds = make_toy_dataset()
     best = train_backbone(ds, method="protonet", epochs=3, out_dir=tmp_path, n_way=3, k_shot=2,
+                          part_head="joint",
                           n_query=3, episodes_per_epoch=6, episodes_per_step=2,
                           **{**TINY, "lr": 0.02})
     history = _history(tmp_path)
@@ -48,7 +49,8 @@ def test_protonet_episodic_training_runs_and_learns(tmp_path):
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history[1:])
     assert history[-1]["ce"] < history[1]["ce"]
     checkpoint = load_checkpoint(best)
-    assert checkpoint["meta"]["method"] == "protonet" and checkpoint["part_head"] is None
+    assert checkpoint["meta"]["method"] == "protonet" and checkpoint["part_head"] is not None
+    assert history[-1]["seg"] < history[1]["seg"]
 
 
 @pytest.mark.slow

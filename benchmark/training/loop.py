@@ -97,25 +97,24 @@ def train_backbone(
     Writes out_dir/best.pt (+ .sha256) and out_dir/last.pt (resume state). Under torchrun, only
     rank 0 writes and prints.
     """
+    # Under torchrun this joins (or starts) the process group and leaves it up: the runner goes on
+    # to shard feature extraction over it.
     ctx = init_distributed(device)
-    try:
-        spec = val_episodes if isinstance(val_episodes, EpisodeSpec) else EpisodeSpec(n_episodes=int(val_episodes))
-        bn = options.pop("batchnorm", "auto")
-        if bn == "auto":
-            bn = "sync" if ctx.distributed and ctx.device.type == "cuda" else "local"
-        if part_head and "part_head_epochs" not in options:
-            options["part_head_epochs"] = max(1, epochs // 2) if part_head == "after" else 0
-        unknown = set(options) - set(TrainConfig.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"train_backbone got unknown options {sorted(unknown)}; "
-                            f"valid: {sorted(TrainConfig.__dataclass_fields__)}")
-        config = TrainConfig(model_name=model_name, image_size=int(image_size), method=method,
-                             epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
-                             seed=int(seed), part_head=part_head, batchnorm=bn,
-                             val_episodes=spec.as_dict(), **options)
-        return _Trainer(dataset, config, Path(out_dir), ctx, num_workers, resume, progress).run()
-    finally:
-        ctx.close()
+    spec = val_episodes if isinstance(val_episodes, EpisodeSpec) else EpisodeSpec(n_episodes=int(val_episodes))
+    bn = options.pop("batchnorm", "auto")
+    if bn == "auto":
+        bn = "sync" if ctx.distributed and ctx.device.type == "cuda" else "local"
+    if part_head and "part_head_epochs" not in options:
+        options["part_head_epochs"] = max(1, epochs // 2) if part_head == "after" else 0
+    unknown = set(options) - set(TrainConfig.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"train_backbone got unknown options {sorted(unknown)}; "
+                        f"valid: {sorted(TrainConfig.__dataclass_fields__)}")
+    config = TrainConfig(model_name=model_name, image_size=int(image_size), method=method,
+                         epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
+                         seed=int(seed), part_head=part_head, batchnorm=bn,
+                         val_episodes=spec.as_dict(), **options)
+    return _Trainer(dataset, config, Path(out_dir), ctx, num_workers, resume, progress).run()
 
 
 def _validate(config: TrainConfig, world_size: int) -> None:
