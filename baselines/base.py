@@ -109,8 +109,9 @@ def class_means(x: torch.Tensor, labels: torch.Tensor, n_way: int) -> torch.Tens
 def squared_euclidean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances: a (B, m, D), b (B, N, D) -> (B, m, N), clamped at 0.
 
-    Uses |a|^2 - 2ab + |b|^2 so the cost is one batched matmul (cdist would take a square root).
+    Uses |a|^2 - 2ab + |b|^2 so the cost is one batched matmul (cdist would take a square root);
+    the norms come from vector_norm, which reads `a` without allocating an (B, m, D) temporary.
     """
-    a_sq = (a * a).sum(-1, keepdim=True)  # (B, m, 1)
-    b_sq = (b * b).sum(-1).unsqueeze(1)  # (B, 1, N)
+    a_sq = torch.linalg.vector_norm(a, dim=-1, keepdim=True).square_()  # (B, m, 1)
+    b_sq = torch.linalg.vector_norm(b, dim=-1).square_().unsqueeze(1)  # (B, 1, N)
     return torch.baddbmm(a_sq + b_sq, a, b.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
