@@ -53,16 +53,16 @@ def resolve_dataset(cfg: RunConfig) -> PartDataset:
 
     if cfg.data.source == "partimagenet":
         return load_partimagenet(Path(cfg.data.root).expanduser())
+    from benchmark.data.synth import generate_twin
+
     syn = cfg.data.synthetic
     params = {"images_per_class": syn.images_per_class, "image_size": syn.image_size,
               "seed": syn.seed, "full": syn.full}
     root = Path(cfg.data.root).expanduser() if cfg.data.root else (
         cache_root(cfg) / f"twin-{_key(params)}")
     if not (root / TWIN_MARKER).is_file():
-        from benchmark.data.synth import generate_twin
-
         _say(f"generating the synthetic twin into {root} (once; reused by later runs)")
-        generate_twin(root, **params)
+    generate_twin(root, **params)  # reuses a twin made with the same parameters
     return load_partimagenet(root)
 
 
