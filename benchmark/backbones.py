@@ -100,7 +100,7 @@ class Backbone:
                 part embeddings share one space.
         """
         raw = self.model.forward_features(images)
-        fmap = _to_nchw(self.model, raw, images.shape[-2:])
+        fmap = to_nchw(self.model, raw, images.shape[-2:])
         pooled = self.model.forward_head(raw, pre_logits=True)
         if pooled.ndim != 2 or pooled.shape[1] != fmap.shape[1]:
             pooled = fmap.mean(dim=(2, 3))
@@ -123,8 +123,8 @@ class Backbone:
         return head.eval()
 
 
-def _to_nchw(model: nn.Module, raw: torch.Tensor, hw: torch.Size) -> torch.Tensor:
-    """forward_features output -> (B, C, h, w)."""
+def to_nchw(model: nn.Module, raw: torch.Tensor, hw: torch.Size) -> torch.Tensor:
+    """forward_features output of a timm model for (H, W) = hw inputs -> (B, C, h, w)."""
     if raw.ndim == 4:
         if getattr(model, "output_fmt", "NCHW") == "NHWC":  # e.g. Swin, MambaOut
             return raw.permute(0, 3, 1, 2)
@@ -144,6 +144,9 @@ def _to_nchw(model: nn.Module, raw: torch.Tensor, hw: torch.Size) -> torch.Tenso
             )
         return tokens.transpose(1, 2).reshape(raw.shape[0], raw.shape[2], h, w)
     raise BackboneError(f"{type(model).__name__}.forward_features gave shape {tuple(raw.shape)}")
+
+
+_to_nchw = to_nchw  # the name benchmark.training.model imports
 
 
 def file_sha256(path: Path) -> str:
@@ -279,7 +282,7 @@ def _hub_model(name: str, image_size: int | None, fixed: bool) -> tuple[nn.Modul
 
 def _train_model(
     name: str, path: Path, image_size: int | None, fixed: bool
-) -> tuple[nn.Module, dict[str, Any], dict | None]:
+) -> tuple[nn.Module, dict[str, Any], dict | None, int | None]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -294,6 +297,8 @@ def _train_model(
     trained_name = meta.get("model_name", meta.get("backbone"))
     if isinstance(trained_name, str) and trained_name != name:
         raise BackboneError(f"{path.name} holds a {trained_name!r} backbone, not {name!r}")
+    if image_size is None and isinstance(meta.get("image_size"), int):
+        image_size = meta["image_size"]  # the size it was trained at
     model = _random_model(name, image_size, fixed, seed=0)
     state = {k.removeprefix("module."): v for k, v in checkpoint["model"].items()}
     classifier = timm.get_pretrained_cfg(name).classifier if timm.get_pretrained_cfg(name) else None
@@ -306,7 +311,7 @@ def _train_model(
             f"{path.name} does not fit {name!r}: missing {result.missing_keys[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
-    return model, dict(meta), checkpoint.get("part_head")
+    return model, dict(meta), checkpoint.get("part_head"), image_size
 
 
 def build_backbone(
@@ -323,7 +328,8 @@ def build_backbone(
         name: a timm model name (timm.list_models()).
         weights: "random", "file", "hub" or "train" (see the module docstring).
         checkpoint: the weights file, for weights="file" and "train".
-        image_size: square input size in pixels; default: the model's own input size.
+        image_size: square input size in pixels; default: the model's own input size (for a
+            "train" checkpoint: the meta's image_size, the size it was trained at).
         seed: seed of the random initialisation (weights="random").
 
     Raises:
@@ -367,7 +373,7 @@ def build_backbone(
         provenance.update(hub_prov, saw_test_classes=True)
     else:
         assert path is not None
-        model, meta, part_head_state = _train_model(name, path, image_size, fixed)
+        model, meta, part_head_state, image_size = _train_model(name, path, image_size, fixed)
         provenance.update(saw_test_classes=_saw_test_classes(meta), meta=_jsonable(meta))
 
     if path is not None:

@@ -76,7 +76,7 @@ def test_train_checkpoint_loads_backbone_head_and_meta(tmp_path):
     trained = _seeded_timm(TINY, seed=5, num_classes=109)  # classification pre-training head
     head = torch.nn.Conv2d(trained.num_features, 14, 1)
     path = tmp_path / "best.pt"
-    meta = {"model_name": TINY, "saw_test_classes": False, "epoch": 3}
+    meta = {"model_name": TINY, "saw_test_classes": False, "epoch": 3, "image_size": 96}
     torch.save({"model": trained.state_dict(), "part_head": head.state_dict(), "meta": meta}, path)
     backbone = build_backbone(TINY, weights="train", checkpoint=path)
     state = backbone.model.state_dict()
@@ -84,6 +84,7 @@ def test_train_checkpoint_loads_backbone_head_and_meta(tmp_path):
     assert backbone.provenance["saw_test_classes"] is False
     assert backbone.provenance["meta"]["epoch"] == 3 and backbone.provenance["checkpoint"] == "best.pt"
     assert torch.equal(backbone.part_head_state["weight"], head.weight)
+    assert backbone.image_size == (96, 96)  # trained at 96 px: features use the same size
 
 
 def test_train_checkpoint_errors_name_the_problem(tmp_path):

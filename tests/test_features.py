@@ -175,6 +175,27 @@ def test_predicted_masks_come_from_the_head_not_the_annotations(data, backbone):
     torch.testing.assert_close(wing.part_embeddings[:, 6].float(), oracle.embeddings.float(), atol=2e-3, rtol=2e-3)
 
 
+def test_predicted_masks_default_to_the_head_saved_with_a_train_checkpoint(data, tmp_path):
+    from benchmark.training.part_head import PartSegHead
+
+    trunk = build_backbone(TINY, image_size=SIZE, seed=4)
+    head = PartSegHead(trunk.num_features)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for p in head.parameters():
+            p.data.normal_()
+    head.eval()
+    path = tmp_path / "best.pt"
+    torch.save({"model": trunk.model.state_dict(), "part_head": head.state_dict(),
+                "meta": {"model_name": TINY, "saw_test_classes": False}}, path)
+    trained = build_backbone(TINY, "train", path, image_size=SIZE)
+    implicit = _extract(data, trained, masks="predicted")
+    explicit = _extract(data, build_backbone(TINY, "train", path, image_size=SIZE), masks="predicted", part_head=head)
+    assert implicit.key == explicit.key
+    assert torch.equal(implicit.part_present, explicit.part_present)
+    torch.testing.assert_close(implicit.part_embeddings, explicit.part_embeddings)
+
+
 def test_predicted_masks_never_read_slot_masks(backbone):
     class NoAnnotations(TinyPartDataset):
         def slot_masks(self, i):
