@@ -409,6 +409,12 @@ def extract_features(
     if masks == "none":
         result["part_embeddings"] = result["part_present"] = None
     result["image_indices"] = torch.from_numpy(idx)
+    bad = sum(int((~torch.isfinite(t)).sum()) for k, t in result.items() if k != "part_present" and t is not None and t.is_floating_point())
+    if bad:
+        raise FloatingPointError(
+            f"{bad} feature values of {backbone.name} are inf/NaN in float16 (range +-65504): the "
+            f"weights ({backbone.provenance['source']}) give activations too large or invalid; "
+            "check the checkpoint, or try precision='fp32'")
 
     if path is not None:
         if rank == 0:

@@ -213,6 +213,13 @@ def test_parallel_workers_give_the_same_features(data, backbone):
     torch.testing.assert_close(parallel.part_embeddings, serial.part_embeddings, atol=1e-3, rtol=1e-3)
 
 
+def test_features_beyond_float16_range_are_refused(data, backbone):
+    with torch.no_grad():
+        backbone.model.layer4[-1].bn2.bias.fill_(1e6)  # post-ReLU activations overflow float16
+    with pytest.raises(FloatingPointError, match="inf/NaN in float16"):
+        _extract(data, backbone, indices=[0, 1])
+
+
 def test_bad_arguments_are_named(data, backbone):
     with pytest.raises(ValueError, match="masks="):
         _extract(data, backbone, masks="gt")
