@@ -128,6 +128,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_backbone(ds, out_dir=tmp_path / "split", **settings)
     assert load_checkpoint(tmp_path / "split" / "last.pt")["epochs_done"] == 2
+    assert not (tmp_path / "split" / "best.pt").exists()  # best.pt means "training complete"
     monkeypatch.setattr(training_loop._Trainer, "_train_epoch", original)
     resumed = train_backbone(ds, out_dir=tmp_path / "split", **settings)
 

@@ -145,7 +145,10 @@ class _Trainer:
         self.class_keys = train_class_keys()
         self.labels = np.asarray(dataset.labels if hasattr(dataset, "labels")
                                  else [r.synset for r in dataset.images])
+        # selected.pt: the best epoch so far; best.pt appears only once training is complete, so
+        # its presence means "done" (the runner reuses it without loading the trainer).
         self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
+        self.selected_path = out_dir / "selected.pt"
 
         c = config
         self.model, data_cfg = build_training_model(
@@ -328,12 +331,21 @@ class _Trainer:
             "config": c.as_dict(),
         }
 
-    def _save_best(self, epoch: int, acc: float, include_part_head: bool) -> None:
+    def _save_selected(self, epoch: int, acc: float) -> None:
         if self.ctx.is_main:
-            head = self.model.part_head if include_part_head else None
+            head = self.model.part_head if self.config.part_head == "joint" else None
             save_checkpoint({"model": cpu_state_dict(self.model.backbone),
                              "part_head": cpu_state_dict(head) if head is not None else None,
-                             "meta": self._meta(epoch, acc)}, self.best_path)
+                             "meta": self._meta(epoch, acc)}, self.selected_path)
+        self.ctx.barrier()
+
+    def _write_best(self) -> None:
+        """best.pt = the selected epoch (+ the part head trained after it, if any)."""
+        if self.ctx.is_main:
+            selected = load_checkpoint(self.selected_path)
+            if self.config.part_head == "after":
+                selected["part_head"] = cpu_state_dict(self.model.part_head)
+            save_checkpoint(selected, self.best_path)
         self.ctx.barrier()
 
     def _save_last(self, epochs_done: int, opt, sched) -> None:
@@ -388,7 +400,12 @@ class _Trainer:
         if start >= self.total_epochs and self.best_path.is_file():
             return self.best_path
 
-        if start == 0:
+        if start == 0:  # a fresh run: results of an earlier one in out_dir are stale
+            if self.ctx.is_main:
+                for stale in (self.best_path, self.selected_path):
+                    for path in (stale, stale.with_name(stale.name + ".sha256")):
+                        path.unlink(missing_ok=True)
+            self.ctx.barrier()
             acc0 = self.val_accuracy()
             self.history.append({"epoch": 0, "val_accuracy": acc0})
         epochs_bar = tqdm(range(start, self.total_epochs), desc=f"train {c.model_name} ({c.method})",
@@ -399,7 +416,7 @@ class _Trainer:
             after = self._in_after_phase(epoch)
             if phase != after:
                 if after:  # part head on the frozen selected backbone
-                    self.model.backbone.load_state_dict(load_checkpoint(self.best_path)["model"])
+                    self.model.backbone.load_state_dict(load_checkpoint(self.selected_path)["model"])
                 self._set_trainable(after)
                 opt, sched = self._optimizer(after)
                 if state is not None and int(state["epochs_done"]) == epoch \
@@ -414,15 +431,14 @@ class _Trainer:
                 record["val_accuracy"] = acc
                 if acc > self.best_acc:
                     self.best_acc, self.best_epoch = acc, epoch + 1
-                    self._save_best(epoch + 1, acc, include_part_head=c.part_head == "joint")
+                    self._save_selected(epoch + 1, acc)
             self.history.append(record)
             epochs_bar.set_postfix(loss=f"{stats['loss']:.3f}", val=f"{self.best_acc:.3f}")
             if self.progress:
                 tqdm.write(f"epoch {epoch + 1}/{self.total_epochs}: "
                            + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
             self._save_last(epoch + 1, opt, sched)
-        if c.part_head == "after" and start < self.total_epochs:
-            self._save_best(self.best_epoch, self.best_acc, include_part_head=True)
+        self._write_best()
         return self.best_path
 
     def _train_epoch(self, net: nn.Module, opt, sched, epoch: int, after: bool) -> dict[str, float]:
