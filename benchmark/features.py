@@ -4,9 +4,9 @@ Geometry: every image is resized to the backbone's square input size without cro
 "squash" mode, crop_pct=1), so cell (y, x) of the (h, w) feature map sees the same fraction of the
 original image as of the resized one. A slot's mask is therefore taken straight from the original
 image to the feature grid by area interpolation (the fraction of each cell the part covers), and
-the part embedding is the coverage-weighted mean of the feature map. Images cross to the
-device as uint8 and are normalised there (timm's mean/std), 4x fewer bytes than float32. A slot is present when its
-coverage sums to at least PRESENCE_MIN_CELLS cells; absent slots get a zero embedding.
+the part embedding is the coverage-weighted mean of the feature map. A slot is present when its
+coverage sums to at least PRESENCE_MIN_CELLS cells; absent slots get a zero embedding. Images
+cross to the device as uint8 and are normalised there (timm's mean/std): 4x fewer bytes.
 
 Masks:
 - "oracle":    the image's annotated parts, united per slot (PartDataset.slot_masks).
@@ -22,6 +22,7 @@ all-gathered, so every rank returns the same FeatureSet as one process would.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -119,7 +120,9 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     """
     edges = np.arange(n_out + 1, dtype=np.float64) * (n_in / n_out)
     pixels = np.arange(n_in, dtype=np.float64)
-    overlap = np.clip(np.minimum(edges[1:, None], pixels[None] + 1) - np.maximum(edges[:-1, None], pixels[None]), 0, None)
+    ends = np.minimum(edges[1:, None], pixels[None] + 1)
+    starts = np.maximum(edges[:-1, None], pixels[None])
+    overlap = np.clip(ends - starts, 0, None)
     return (overlap / (n_in / n_out)).astype(np.float32)
 
 
@@ -273,8 +276,8 @@ def _feature_grid(backbone: Backbone, device: torch.device, dtype: torch.dtype) 
 def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: str,
                    part_head: nn.Module | None, batch_size: int, num_workers: int,
                    device: torch.device, dtype: torch.dtype, progress: bool) -> dict[str, torch.Tensor]:
-    """Features of one shard of images, on `device`: embeddings (n, D) f16, part_embeddings
-    (n, S, D) f16, part_present (n, S) bool (the last two empty (n, 0, ...) for masks='none')."""
+    """Features of one shard of images, on `device`: embeddings (n, D) f16, and unless
+    masks="none", part_embeddings (n, S, D) f16 and part_present (n, S) bool."""
     grid = _feature_grid(backbone, device, dtype)
     split = SplitTransform.of(backbone.transform)
     ds = PartImageDataset(dataset, shard, split or backbone.transform, grid if masks == "oracle" else None)
@@ -282,7 +285,8 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
                         pin_memory=device.type == "cuda", persistent_workers=False,
                         prefetch_factor=4 if num_workers > 0 else None)
     d = backbone.num_features
-    out: dict[str, list[torch.Tensor]] = {"embeddings": [], "part_embeddings": [], "part_present": []}
+    names = ("embeddings",) if masks == "none" else ("embeddings", "part_embeddings", "part_present")
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for images, coverage in tqdm(loader, desc=f"features {backbone.name}", disable=not progress,
                                  unit="batch", leave=False):
         images = images.to(device, non_blocking=True)
@@ -301,10 +305,9 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
         part_emb, present = pool_parts(fmap.float(), coverage)
         out["part_embeddings"].append(part_emb.half())
         out["part_present"].append(present)
-    s = 0 if masks == "none" else N_SLOTS
     empty = {"embeddings": torch.zeros(0, d, dtype=torch.float16, device=device),
-             "part_embeddings": torch.zeros(0, s, d, dtype=torch.float16, device=device),
-             "part_present": torch.zeros(0, s, dtype=torch.bool, device=device)}
+             "part_embeddings": torch.zeros(0, N_SLOTS, d, dtype=torch.float16, device=device),
+             "part_present": torch.zeros(0, N_SLOTS, dtype=torch.bool, device=device)}
     return {k: torch.cat(v) if v else empty[k] for k, v in out.items()}
 
 
@@ -348,7 +351,7 @@ def extract_features(
     num_workers: int = 0,
     device: str | torch.device = "auto",
     precision: str = "auto",
-    cache_dir: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> FeatureSet:
     """Extract (or load from the cache) the features of dataset images `indices`, in that order.
@@ -406,10 +409,11 @@ def extract_features(
             local = _all_gather_shards(local, [len(s) for s in shards], dev)
     # clone: leave inference mode behind (on the CPU .cpu() would return the inference tensor)
     result = {k: v.cpu().clone() for k, v in local.items()}
-    if masks == "none":
-        result["part_embeddings"] = result["part_present"] = None
+    result.setdefault("part_embeddings", None)
+    result.setdefault("part_present", None)
     result["image_indices"] = torch.from_numpy(idx)
-    bad = sum(int((~torch.isfinite(t)).sum()) for k, t in result.items() if k != "part_present" and t is not None and t.is_floating_point())
+    floats = [t for t in result.values() if t is not None and t.is_floating_point()]
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in floats)
     if bad:
         raise FloatingPointError(
             f"{bad} feature values of {backbone.name} are inf/NaN in float16 (range +-65504): the "
