@@ -55,7 +55,9 @@ class PartDataset:
             "segmentation" one compressed COCO RLE dict of the annotation's polygons, made by
             pycocotools at load time (see benchmark/data/masks.py).
         fingerprint: hex sha256 over the annotation files and the image list.
-        defects: count of annotations skipped, by reason (e.g. "polygon with < 3 points").
+        defects: count of annotations skipped, by reason ("polygon with < 3 points",
+            "area == 0", "segmentation pycocotools cannot decode"), plus the count of 2-point
+            polygons dropped from annotations kept with their other polygons; empty when clean.
     """
 
     root: Path
