@@ -272,7 +272,7 @@ def _hash_image_files(images: list[ImageRecord], layout: Layout, hasher) -> None
     for rec in images:
         try:
             size = os.stat(rec.path).st_size
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             missing.append(str(rec.path))
             continue
         rows.append(f"{rec.split}/{rec.file_name} {size}\n")
