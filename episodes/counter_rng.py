@@ -56,15 +56,17 @@ def draws(keys: np.ndarray, first_slot: int, n_slots: int) -> np.ndarray:
     return mix64(keys[:, None] + slots[None, :])
 
 
-def draws32(keys: np.ndarray, first_slot: int, n: int) -> np.ndarray:
-    """n random 32-bit draws per episode from the h = ceil(n / 2) words of slots [first_slot, first_slot + h).
+def draws32(keys: np.ndarray, first_word: int, n: int, blocks: int = 1) -> np.ndarray:
+    """Blocks of n random 32-bit draws per episode, step-major: (n, B, blocks) uint64 below 2**32.
 
-    Draw d is the high half of word d for d < h and the low half of word d - h otherwise (two
-    draws per mixing, since every use needs 32 bits). Returns (B, n) uint64 values below 2**32.
+    Block j uses the h = ceil(n / 2) words first_word + j*h .. first_word + j*h + h - 1 of each
+    episode; its draw t is the high half of word t for t < h and the low half of word t - h
+    otherwise (two draws per mixing, since every use needs 32 bits).
     """
     h = (n + 1) // 2
-    words = draws(keys, first_slot, h)
-    return np.concatenate([words >> _S32, (words & _LOW32)[:, :n - h]], axis=1)
+    slots = np.arange(first_word + 1, first_word + blocks * h + 1, dtype=np.uint64) * _GOLDEN
+    words = mix64(slots.reshape(blocks, h).T[:, None, :] + keys[None, :, None])
+    return np.concatenate([words >> _S32, words[:n - h] & _LOW32], axis=0)
 
 
 def below(draw32: np.ndarray, n: np.ndarray | int) -> np.ndarray:

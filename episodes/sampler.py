@@ -8,19 +8,19 @@
 How episode i is drawn (fixed-shape modes). All randomness comes from counter_rng: 64-bit word s
 of episode i is mix64(key_i + (s + 1) * golden), key_i = mix64(stream + (i + 1) * golden), with
 stream = sha256(settings)[:8] and mix64 splitmix64's output function. A block of D 32-bit draws
-starting at word s0 uses the h = ceil(D / 2) words s0 .. s0+h-1: draw d is the high half of word
-s0+d if d < h, else the low half of word s0+d-h. An integer in [0, n) is (draw * n) >> 32.
-Classes of the split are sorted by key (`class_keys`), super-categories by name, a class's
-images by dataset index. With N ways, K shots, Q queries, two blocks:
+at word s0 uses the h = ceil(D / 2) words s0 .. s0+h-1: draw d is the high half of word s0+d if
+d < h, else the low half of word s0+d-h. An integer in [0, n) is (draw * n) >> 32. Classes of
+the split are sorted by key (`class_keys`), super-categories by name, a class's images by
+dataset index. With N ways, K shots, Q queries:
 
-    header, 2N+1 draws at word 0:
+    header: one block of 2N+1 draws at word 0
         draw 0              `within`: the super-category, uniform among those with >= N classes
         draws 1 .. N        the partial Fisher-Yates steps choosing the N classes (`mixed`,
                             `within`) or the N super-categories (`across`), in way order
         draws N+1 .. 2N     `across`: the class of way j, uniform within its super-category
-    images, N(K+Q) draws at word N+1:
-        draw j(K+Q) + t     way j, step t of the partial Fisher-Yates over its class's images;
-                            the first K picks are the support, the next Q the query
+    way j: one block of K+Q draws at word N+1 + j*ceil((K+Q)/2)
+        draw t              step t of the partial Fisher-Yates over the class's images; the
+                            first K picks are the support, the next Q the query
 
 Any change to this layout, to counter_rng or to selection changes every published episode and
 needs a FORMAT_VERSION bump.
@@ -207,10 +207,8 @@ class EpisodeSampler:
         support = np.empty((len(indices), n, k), dtype=np.int64)
         query = np.empty((len(indices), n, q), dtype=np.int64)
         for s in range(0, len(indices), _CHUNK):
-            chunk_classes, images = self._fixed_batch(indices[s:s + _CHUNK])
-            classes[s:s + _CHUNK] = chunk_classes
-            support[s:s + _CHUNK] = images[:, :, :k]
-            query[s:s + _CHUNK] = images[:, :, k:]
+            e = s + _CHUNK
+            self._fill(indices[s:e], classes[s:e], support[s:e], query[s:e])
         return EpisodeBatch(split=self.split, indices=indices, classes=classes, support=support, query=query)
 
     def __repr__(self) -> str:
@@ -221,30 +219,37 @@ class EpisodeSampler:
         )
 
     # ------------------------------------------------------------------ drawing
-    def _fixed_batch(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Classes (B, N) and image indices (B, N, K+Q) of the episodes `indices` (B,)."""
+    def _fill(self, indices: np.ndarray, classes: np.ndarray, support: np.ndarray, query: np.ndarray) -> None:
+        """Write episodes `indices` (B,) into classes (B, N), support (B, N, K), query (B, N, Q).
+
+        Everything is computed step-major (draw t of all rows at once) and transposed only in
+        the last gather, which writes straight into the outputs.
+        """
         n, k, q = self.n_way, self.k_shot, self.n_query
         b = len(indices)
         keys = episode_keys(self._stream, indices)
-        head = draws32(keys, 0, 2 * n + 1)
+        head = draws32(keys, 0, 2 * n + 1)[:, :, 0]  # (2N+1, B)
         if self.mode == "mixed":
             n_classes = len(self.class_keys)
-            classes = choose_distinct(np.full(b, n_classes, dtype=np.int64), head[:, 1:n + 1], n_classes)
+            chosen = choose_distinct(np.full(b, n_classes), head[1:n + 1], n_classes)
         elif self.mode == "within":
-            groups = self._eligible_groups[below(head[:, 0], len(self._eligible_groups))]
-            picks = choose_distinct(self._group_sizes[groups], head[:, 1:n + 1], self._group_table.shape[1])
-            classes = self._group_table[groups[:, None], picks]
+            groups = self._eligible_groups[below(head[0], len(self._eligible_groups))]
+            picks = choose_distinct(self._group_sizes[groups], head[1:n + 1], self._group_table.shape[1])
+            chosen = self._group_table[groups[None, :], picks]
         else:  # across
             n_groups = len(self._group_sizes)
-            groups = choose_distinct(np.full(b, n_groups, dtype=np.int64), head[:, 1:n + 1], n_groups)
-            within = below(head[:, n + 1:2 * n + 1], self._group_sizes[groups])
-            classes = self._group_table[groups, within]
-        rows = classes.reshape(-1)
-        image_draws = draws32(keys, n + 1, n * (k + q)).reshape(b * n, k + q)
+            groups = choose_distinct(np.full(b, n_groups), head[1:n + 1], n_groups)
+            within = below(head[n + 1:2 * n + 1], self._group_sizes[groups])
+            chosen = self._group_table[groups, within]
+        classes[:] = chosen.T
+        rows = classes.reshape(-1)  # row b*N + j: way j of episode b
+        image_draws = draws32(keys, n + 1, k + q, blocks=n).reshape(k + q, b * n)  # way j of b: column b*N + j
         width = self._image_table.shape[1]
-        picks = choose_distinct(self._class_sizes[rows], image_draws, width)
-        images = self._image_table.reshape(-1).take(rows[:, None] * width + picks)
-        return classes, images.reshape(b, n, k + q)
+        picks = choose_distinct(self._class_sizes[rows], image_draws, width)  # (K+Q, B*N)
+        flat_index = picks.T.reshape(b, n, k + q) + (classes * width)[:, :, None]
+        table = self._image_table.reshape(-1)
+        table.take(flat_index[:, :, :k], out=support)
+        table.take(flat_index[:, :, k:], out=query)
 
     def _variable_episode(self, i: int) -> Episode:
         classes, picks, q = variable_episode_arrays(

@@ -85,7 +85,7 @@ def variable_episode_arrays(
     header = draws(key, 0, HEADER_SLOTS)
     max_ways = min(p.max_ways, n_classes)
     n_way = p.min_ways + int(below(header[:, 0] >> _HIGH, max_ways - p.min_ways + 1)[0])
-    classes = choose_distinct(np.array([n_classes]), header[:, 1:n_way + 1] >> _HIGH, n_classes)[0]
+    classes = choose_distinct(np.array([n_classes]), header[0, 1:n_way + 1, None] >> _HIGH, n_classes)[:, 0]
     sizes = [int(class_sizes[c]) for c in classes]
     n_query = min(p.max_query, min(sizes) // 2)
     remaining = [s - n_query for s in sizes]
@@ -106,5 +106,5 @@ def variable_episode_arrays(
     picks = []
     for j, (size, k) in enumerate(zip(sizes, shots)):
         words = draws(key, HEADER_SLOTS + j * p.way_stride, k + n_query)
-        picks.append(choose_distinct(np.array([size]), words >> _HIGH, size)[0])
+        picks.append(choose_distinct(np.array([size]), words[0, :, None] >> _HIGH, size)[:, 0])
     return classes, picks, n_query

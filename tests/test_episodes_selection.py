@@ -23,17 +23,20 @@ def test_splitmix64_reference_vector():
 def test_draws32_are_the_halves_of_the_words():
     keys = episode_keys(3, np.arange(4))
     words = draws(keys, 5, 3)
-    got = draws32(keys, 5, 5)  # h = 3 words: draws 0..2 high halves, 3..4 low halves of words 0..1
+    got = draws32(keys, 5, 5)[:, :, 0].T  # h = 3 words: draws 0..2 high halves, 3..4 low halves of words 0..1
     np.testing.assert_array_equal(got[:, :3], words >> np.uint64(32))
     np.testing.assert_array_equal(got[:, 3:], words[:, :2] & np.uint64(0xFFFFFFFF))
-    assert draws32(keys, 0, 0).shape == (4, 0)
+    assert draws32(keys, 0, 0).shape == (0, 4, 1)
+    blocks = draws32(keys, 5, 5, blocks=3)  # block j starts at word 5 + 3j
+    np.testing.assert_array_equal(blocks[:, :, 0], draws32(keys, 5, 5)[:, :, 0])
+    np.testing.assert_array_equal(blocks[:, :, 2], draws32(keys, 11, 5)[:, :, 0])
 
 
 def test_below_and_unit_interval_ranges():
     keys = episode_keys(3, np.arange(2000))
     words = draws(keys, 0, 10)
     n = np.arange(1, 11)
-    r = below(draws32(keys, 0, 10), n)
+    r = below(draws32(keys, 0, 10)[:, :, 0].T, n)
     assert r.min() >= 0 and np.all(r < n)
     assert np.all(below(np.array([2**32 - 1], dtype=np.uint64), 7) == 6)
     u = unit_interval(words)
@@ -48,17 +51,17 @@ def test_dense_and_sparse_match_the_textbook_loop(data, m, rows, extra, seed):
     sizes = np.array(data.draw(st.lists(st.integers(m, max(m, width)), min_size=rows, max_size=rows)), dtype=np.int64)
     if rows and not sizes.max(initial=0) <= width:
         width = int(sizes.max())
-    words = draws32(episode_keys(seed, np.arange(rows)), 0, m)
-    expected = np.array([ref_fisher_yates(int(s), [int(w) for w in row]) for s, row in zip(sizes, words)],
+    words = draws32(episode_keys(seed, np.arange(rows)), 0, m)[:, :, 0]  # (m, rows)
+    expected = np.array([ref_fisher_yates(int(s), [int(w) for w in row]) for s, row in zip(sizes, words.T)],
                         dtype=np.int64).reshape(rows, m)
-    np.testing.assert_array_equal(_choose_dense(sizes, words, max(width, 1)), expected)
-    np.testing.assert_array_equal(_choose_sparse(sizes, words), expected)
-    np.testing.assert_array_equal(choose_distinct(sizes, words, max(width, 1)), expected)
+    np.testing.assert_array_equal(_choose_dense(sizes.astype(np.uint64), words, max(width, 1)).T, expected)
+    np.testing.assert_array_equal(_choose_sparse(sizes.astype(np.uint64), words.T), expected)
+    np.testing.assert_array_equal(choose_distinct(sizes, words, max(width, 1)).T, expected)
 
 
 def test_wide_rows_use_the_sparse_path_and_agree():
     sizes = np.array([5000, 4096, 70000])
-    words = draws32(episode_keys(1, np.arange(3)), 0, 4)
+    words = draws32(episode_keys(1, np.arange(3)), 0, 4)[:, :, 0]
     out = choose_distinct(sizes, words, 70000)
-    for s, row, got in zip(sizes, words, out):
+    for s, row, got in zip(sizes, words.T, out.T):
         assert got.tolist() == ref_fisher_yates(int(s), [int(w) for w in row])
