@@ -9,8 +9,10 @@ load. The contenders run interleaved, --repeats rounds; each figure is the best 
 wall clock and by the process's CPU time (on a shared, loaded machine the CPU-time figure is the
 one that measures the code rather than the neighbours).
 
-- partbench: `EpisodeSampler.batch(0, B)` (vectorised), plus `sampler.episodes(0, B)` (the same
-  as Episode objects) and `sampler[i]` one at a time, for context.
+- partbench: `EpisodeSampler.batch(0, B)` (vectorised) with B = --episodes (20,000: a
+  benchmark run's worth), plus, for context, one batch of --big-batch (200,000: its 128 MB of
+  fresh output memory costs page faults), `sampler.episodes(0, B/10)` (the same as Episode
+  objects) and `sampler[i]` one at a time.
 - learn2learn 0.2.0: `TaskDataset(MetaDataset(test images), [NWays(n=5), KShots(k=16)]).sample()`,
   without LoadData (descriptions only; sample() still collates the 80 indices into a tensor).
 - easyfsl 1.5.0: iterating `TaskSampler(test images, n_way=5, n_shot=1, n_query=15)`. Its
@@ -81,7 +83,8 @@ def ensure_easyfsl() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=200_000, help="episodes per partbench batch run")
+    parser.add_argument("--episodes", type=int, default=20_000, help="episodes per partbench batch() call")
+    parser.add_argument("--big-batch", type=int, default=200_000, help="episodes of one large batch() call (context)")
     parser.add_argument("--peer-episodes", type=int, default=3_000, help="episodes per peer run")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -102,6 +105,8 @@ def main() -> None:
     sampler.batch(0, 1000)  # warm-up
     b = args.episodes
     runs["partbench batch()"] = (lambda: sampler.batch(0, b), b)
+    big = args.big_batch
+    runs[f"partbench batch() of {big:,} at once"] = (lambda: sampler.batch(0, big), big)
     n_obj = max(1, b // 10)
     runs["partbench episodes() -> Episode objects"] = (lambda: sampler.episodes(0, n_obj), n_obj)
     n_item = max(1, b // 100)
@@ -167,7 +172,7 @@ def main() -> None:
     peers = ("learn2learn TaskDataset.sample()", "easyfsl TaskSampler iteration")
     ours = rates["partbench batch()"]
     peer = tuple(max(rates[name][c] for name in peers) for c in (0, 1))
-    print(f"\nEpisode descriptions/s, {N_WAY}-way {K_SHOT}-shot {N_QUERY}-query, test split of the full-size "
+    print(f"\nEpisode descriptions/s (partbench batch() = {b:,} episodes per call), {N_WAY}-way {K_SHOT}-shot {N_QUERY}-query, test split of the full-size "
           f"twin ({len(sampler.class_keys)} classes, {len(test_labels)} images); one core ({pinned}); "
           f"best of {args.repeats} interleaved rounds")
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "

@@ -54,6 +54,7 @@ def _choose_dense(sizes: np.ndarray, draws: np.ndarray, width: int) -> np.ndarra
     identity = np.arange(width, dtype=dtype)
     # rows per chunk: a permutation block of ~512 KiB stays in cache (measured best)
     chunk = max(64, (1 << 19) // (width * np.dtype(dtype).itemsize))
+    chunk = max(1, -(-n_rows // max(1, -(-n_rows // chunk))))  # equal chunks: no tiny last one
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
         perm = np.empty((stop - start, width), dtype=dtype)
