@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.backbones import build_backbone  # noqa: E402
 from benchmark.device import autocast, resolve_device, resolve_precision  # noqa: E402
-from benchmark.features import N_SLOTS, extract_features  # noqa: E402
+from benchmark.features import N_SLOTS, PartImageDataset, SplitTransform, extract_features  # noqa: E402
 
 
 class JpegPartDataset:
@@ -92,6 +92,19 @@ def forward_images_per_s(backbone, device, dtype, batch_size: int, n_batches: in
     return batch_size * n_batches / (time.perf_counter() - start)
 
 
+def loader_images_per_s(dataset, indices, backbone, batch_size: int, num_workers: int,
+                        masks: str) -> float:
+    """Images/s of the data path alone (decode, resize, masks to the grid; no model)."""
+    grid = (backbone.image_size[0] // 32, backbone.image_size[1] // 32)  # a CNN's stride-32 grid
+    split = SplitTransform.of(backbone.transform)
+    ds = PartImageDataset(dataset, indices, split or backbone.transform, grid if masks == "oracle" else None)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=num_workers)
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    return len(indices) / (time.perf_counter() - start)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet50")
@@ -139,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
         _sync(device)
         ext = len(indices) / (time.perf_counter() - start)
         peak_ext = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+        data_only = loader_images_per_s(dataset, indices, backbone, args.batch_size,
+                                        args.num_workers, args.masks)
 
     figures = {
         "model": args.model, "image_size": args.image_size, "n_images": int(len(indices)),
@@ -146,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cpu_threads": torch.get_num_threads(), "precision": str(dtype).removeprefix("torch."),
         "masks": args.masks, "forward_images_per_s": round(fwd, 1), "extract_images_per_s": round(ext, 1),
+        "data_path_alone_images_per_s": round(data_only, 1),
         "extract_over_forward": round(ext / fwd, 3), "data_path_cost": round(1 - ext / fwd, 3),
         # ru_maxrss is in KiB on Linux; workers are children of this process
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -159,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{figures['device_name']} ({len(indices)} images, {args.num_workers} workers, masks={args.masks})")
     print(f"  pure forward       {fwd:9.1f} images/s")
     print(f"  feature extraction {ext:9.1f} images/s")
+    print(f"  data path alone    {data_only:9.1f} images/s (no model)")
     print(f"  extract / forward  {ext / fwd:9.3f}   (data path cost {100 * (1 - ext / fwd):.1f}%, goal < 20%)")
     if device.type == "cuda":
         print(f"  peak GPU memory    {figures['peak_gpu_mib_extract']:9.1f} MiB (forward only: "
