@@ -209,7 +209,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         if "saw_test_classes" in meta:
             meta["saw_test_classes"] = str(meta["saw_test_classes"]).lower() in ("1", "true", "yes")
         return meta
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("meta"), dict):
         return dict(checkpoint["meta"])
     return {}

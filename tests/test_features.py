@@ -119,6 +119,22 @@ def test_split_transform_equals_the_timm_transform(data, backbone):
     torch.testing.assert_close(got[0], backbone.transform(image), atol=1e-5, rtol=1e-5)
 
 
+def test_vit_patch_tokens_pool_like_a_feature_map(data):
+    vit = build_backbone("test_vit", image_size=SIZE)  # 16 px patches: a 4x4 token grid
+    fs = _extract(data, vit, indices=[0, 5])
+    assert fs.part_embeddings.shape == (2, N_SLOTS, 64)
+    assert fs.part_present[:, :2].all() and not fs.part_present[:, 2:].any()
+    for row, i in enumerate((0, 5)):
+        x = vit.transform(data.load_image(i))[None]
+        with torch.inference_mode():
+            tokens = vit.model.forward_features(x)
+            cls = vit.model.forward_head(tokens, pre_logits=True)
+        grid = tokens[0, 1:].reshape(4, 4, 64)  # row-major patches after the class token
+        torch.testing.assert_close(fs.part_embeddings[row, 0].float(), grid[:2, :2].mean(dim=(0, 1)),
+                                   atol=2e-3, rtol=2e-3)  # Head = the top-left quarter
+        torch.testing.assert_close(fs.embeddings[row].float(), cls[0], atol=2e-3, rtol=2e-3)
+
+
 def test_gather_maps_any_index_shape_through_the_lookup(data, backbone):
     subset = np.array([9, 2, 5, 0])
     fs = _extract(data, backbone, indices=subset)
