@@ -129,6 +129,8 @@ def generate_twin(out: str | Path, *, images_per_class: int = 20, image_size: in
     out = Path(out)
     if image_size < 32:
         raise ValueError(f"image_size must be >= 32 pixels, got {image_size}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     params = twin_parameters(images_per_class=images_per_class, image_size=image_size,
                              seed=seed, full=full)
     plan = plan_counts(images_per_class=images_per_class, full=full)

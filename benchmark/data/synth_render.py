@@ -60,8 +60,14 @@ class PartAnnotation:
 
 @dataclass
 class RenderedImage:
-    """pixels: (H, W, 3) uint8 before JPEG; labels: (H, W) int16, index into the drawn part
-    instances (-1 background, -2 occluder); occluded: whether an occluder was drawn."""
+    """One rendered image.
+
+    pixels: (H, W, 3) uint8, before JPEG.
+    labels: (H, W) int16, which drawn part instance shows at each pixel, counting parts back to
+        front from 0 (-1 background, -2 occluder).
+    annotations: the visible parts, back to front.
+    occluded: whether an occluder was drawn.
+    """
 
     pixels: np.ndarray
     labels: np.ndarray
@@ -296,11 +302,18 @@ def render_image(synset: str, index: int, *, seed: int = 0, image_size: int = 12
     canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * 3.0
     pixels = np.clip(canvas, 0, 255).astype(np.uint8)
 
+    annotations = _annotate([s.part_id for s in shapes], pixel_geoms, cover, colours, size)
+    return RenderedImage(pixels=pixels, labels=labels, annotations=annotations, occluded=occluded)
+
+
+def _annotate(part_ids_drawn: list[int], geoms: list, cover, colours: list, size: int) -> list[PartAnnotation]:
+    """One annotation per drawn part (back to front) with what nearer parts and the occluder
+    leave visible of it; parts left with nothing visible get none."""
     annotations = []
     nearer = cover  # everything drawn after part k, built front to back
-    for k in range(len(shapes) - 1, -1, -1):
-        visible = pixel_geoms[k].difference(nearer) if not nearer.is_empty else pixel_geoms[k]
-        nearer = nearer.union(pixel_geoms[k]) if not nearer.is_empty else pixel_geoms[k]
+    for k in range(len(geoms) - 1, -1, -1):
+        visible = geoms[k].difference(nearer) if not nearer.is_empty else geoms[k]
+        nearer = nearer.union(geoms[k]) if not nearer.is_empty else geoms[k]
         polys = coco_polygons(visible)
         if not polys:
             continue
@@ -309,6 +322,6 @@ def render_image(synset: str, index: int, *, seed: int = 0, image_size: int = 12
         if area <= 0:
             continue
         bbox = [round(float(b), 2) for b in mask_utils.toBbox(rle)]
-        annotations.append(PartAnnotation(shapes[k].part_id, polys, area, bbox, colours[k]))
+        annotations.append(PartAnnotation(part_ids_drawn[k], polys, area, bbox, colours[k]))
     annotations.reverse()  # back to front, the order parts were drawn in
-    return RenderedImage(pixels=pixels, labels=labels, annotations=annotations, occluded=occluded)
+    return annotations

@@ -389,17 +389,17 @@ def _biped(s: Params, ids: dict[str, int], rng: np.random.Generator) -> list[Par
     return out
 
 
-def _outline_split(outline: Polygon, x_cut: float) -> tuple[Polygon, Polygon]:
-    """Split an outline at x = x_cut into (rear, front)."""
+def _front_of(outline: Polygon, x_cut: float) -> Polygon:
+    """The part of an outline in front of x = x_cut (a fish's head, a plane's nose); it is drawn
+    over the whole outline, so the body's visible rest is the outline minus it."""
     minx, miny, maxx, maxy = outline.bounds
-    front = union(outline.intersection(box(x_cut, miny - 1, maxx + 1, maxy + 1)))
-    return outline, front
+    return union(outline.intersection(box(x_cut, miny - 1, maxx + 1, maxy + 1)))
 
 
 def _fish(s: Params, ids: dict[str, int], rng: np.random.Generator) -> list[PartShape]:
     rx, ry = s.body_rx, s.body_ry
-    outline = superellipse(0, 0, rx, ry, s.body_power, n=40)
-    body, head = _outline_split(outline, rx * (1 - 2 * s.head_frac))
+    body = superellipse(0, 0, rx, ry, s.body_power, n=40)
+    head = _front_of(body, rx * (1 - 2 * s.head_frac))
 
     def top(x: float) -> float:  # y of the outline's upper edge at x
         return -ry * max(1 - abs(x / rx) ** s.body_power, 0.0) ** (1 / s.body_power)
@@ -615,7 +615,8 @@ def _boat(s: Params, ids: dict[str, int], rng: np.random.Generator) -> list[Part
 
 def _aeroplane(s: Params, ids: dict[str, int], rng: np.random.Generator) -> list[PartShape]:
     L, ry = s.length, s.body_ry
-    body, nose = _outline_split(superellipse(0, 0, L, ry, s.body_power, n=40), L * (1 - 2 * s.nose_frac))
+    body = superellipse(0, 0, L, ry, s.body_power, n=40)
+    nose = _front_of(body, L * (1 - 2 * s.nose_frac))
     wx, c, span, sweep = s.wing_x * L, s.wing_chord, s.wing_span, s.wing_sweep
     near_wing = Polygon([(wx + c * 0.5, 0.0), (wx - c * 0.5, 0.0), (wx - c * 0.3 - sweep, span),
                          (wx - sweep + c * 0.05, span)])
