@@ -112,14 +112,16 @@ class PartProtoNet(Learner):
         0/1 availability (B, m, N, T) of each term (global always available)."""
         parts, present = _parts(query, self.name)
         protos = self._fitted("slot_prototypes")  # (B, N, S, D)
-        b, m, s, d = parts.shape
+        b, m, s, _ = parts.shape
         if protos.shape[2] != s or protos.shape[0] != b:
             raise ValueError(f"{self.name}: query has (B, S) = ({b}, {s}) but fit() saw "
                              f"({protos.shape[0]}, {protos.shape[2]})")
-        n_way = protos.shape[1]
-        slot_dist = squared_euclidean(parts.transpose(1, 2).reshape(b * s, m, d),
-                                      protos.transpose(1, 2).reshape(b * s, n_way, d))
-        slot_dist = slot_dist.view(b, s, m, n_way).permute(0, 2, 3, 1)  # (B, m, N, S)
+        # One batched distance per slot (a loop over the S slots, not over episodes): each slot's
+        # (B, m, D) block is made contiguous on its own, 1/S of the query parts at a time, so the
+        # matmul runs on BLAS-friendly memory without a transposed copy of all of them.
+        slot_dist = torch.stack([squared_euclidean(parts[:, :, slot].contiguous(),
+                                                   protos[:, :, slot].contiguous())
+                                 for slot in range(s)], -1)  # (B, m, N, S)
         slot_valid = present.unsqueeze(2) * (self.slot_counts > 0).unsqueeze(1).float()
         global_dist = squared_euclidean(to_compute(query.embeddings), self.global_prototypes)
         dist = torch.cat([slot_dist, global_dist.unsqueeze(-1)], -1)
