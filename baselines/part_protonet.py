@@ -15,8 +15,9 @@ visible parts from being pushed away. Weights are fixed (`weighting="fixed"`: `g
 each term's weight is floor + its LOO nearest-prototype accuracy above chance, rescaled to
 [floor, 1 + floor]; a term with no LOO evidence (1-shot) keeps its fixed weight.
 
-Which masks made the part features (oracle, predicted, oracle on support only) is decided by the
-harness that pools them; `mask_mode` only labels the run.
+Which masks made the part features (oracle, predicted, or "support-oracle": oracle on the
+support set, predicted on the queries) is decided by the harness that pools them; `mask_mode`
+only labels the run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from baselines.base import (EpisodeFeatures, Learner, check_support, class_means
                             squared_euclidean, to_compute)
 from baselines.registry import register
 
-MASK_MODES = ("oracle", "predicted", "oracle_support")
+MASK_MODES = ("oracle", "predicted", "support-oracle")  # as features.masks in the config
 WEIGHTINGS = ("fixed", "loo")
 LOO_FLOOR = 0.05  # keeps every term (and so every denominator) alive under LOO weighting
 

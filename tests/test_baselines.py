@@ -330,7 +330,7 @@ def test_part_protonet_rejects_bad_options():
     support, labels, _, _ = toy_episodes()
     with pytest.raises(ValueError, match="part_weight has 2 values"):
         get_learner("part_protonet", part_weight=[1.0, 2.0]).fit(support, labels, N_WAY)
-    assert get_learner("part_protonet", mask_mode="oracle_support").mask_mode == "oracle_support"
+    assert get_learner("part_protonet", mask_mode="support-oracle").mask_mode == "support-oracle"
 
 
 @pytest.mark.parametrize("k_shot", [1, 3])
