@@ -81,7 +81,7 @@ def _render_class(job: tuple[str, str, int, int, int, str]) -> list[dict]:
     """
     split, synset, count, seed, size, folder = job
     class_dir = Path(folder) / split / synset
-    class_dir.mkdir(parents=True, exist_ok=True)
+    class_dir.mkdir(exist_ok=True)  # not parents: never recreate a folder the caller removed
     entries = []
     for i in range(count):
         file_name = f"{synset}_{i + 1}.JPEG"
@@ -124,7 +124,9 @@ def generate_twin(out: str | Path, *, images_per_class: int = 20, image_size: in
         image_size: width and height of every image, in pixels.
         seed: the one seed everything derives from.
         full: the real release's per-split counts (train 16540 / val 2957 / test 4598).
-        workers: processes rendering classes in parallel; the bytes do not depend on it.
+        workers: processes rendering classes in parallel; the bytes do not depend on it. The
+            processes are spawned, so a calling script needs the `if __name__ == "__main__":`
+            guard.
     """
     out = Path(out)
     if image_size < 32:
@@ -148,9 +150,14 @@ def generate_twin(out: str | Path, *, images_per_class: int = 20, image_size: in
     try:
         jobs = [(split, synset, n, seed, image_size, str(tmp))
                 for split in SPLITS for synset, n in plan[split].items()]
+        for split in SPLITS:
+            (tmp / split).mkdir()
         if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+            try:
                 rendered = list(pool.map(_render_class, jobs, chunksize=1))
+            finally:  # on Ctrl-C, drop the queued classes instead of rendering them all first
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             rendered = [_render_class(job) for job in jobs]
         per_split: dict[str, list[list[dict]]] = {split: [] for split in SPLITS}
