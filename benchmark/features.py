@@ -244,7 +244,8 @@ def feature_key_parts(dataset: Any, indices: np.ndarray, backbone: Backbone, mas
         "indices": indices_sha256(indices),
         "n_images": len(indices),
         "backbone": backbone.name,
-        "weights_sha256": backbone.weights_sha256,
+        # hashed now, not at build time: weights changed in place (fine-tuning) must miss
+        "weights_sha256": state_dict_sha256(backbone.model),
         "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(cfg.items())},
         "masks": masks,
         "part_head_sha256": state_dict_sha256(part_head) if part_head is not None else None,

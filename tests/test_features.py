@@ -298,6 +298,16 @@ def test_cache_hit_skips_the_model_and_returns_the_same_features(data, tmp_path)
         assert torch.equal(getattr(again, name), getattr(first, name))
 
 
+def test_cache_misses_when_weights_change_in_place(data, tmp_path):
+    backbone = build_backbone(TINY, image_size=SIZE)
+    _extract(data, backbone, cache_dir=tmp_path)
+    with torch.no_grad():
+        backbone.model.conv1[0].weight.mul_(1.01)  # e.g. fine-tuned after build_backbone
+    calls = _count_forwards(backbone)
+    _extract(data, backbone, cache_dir=tmp_path)
+    assert calls["forward"] > 0
+
+
 @pytest.mark.parametrize("change", ["indices", "masks", "image_size", "weights", "dataset", "precision", "part_head"])
 def test_cache_misses_when_any_key_part_changes(data, tmp_path, change):
     head = _SlotHead(96, seed=0)
