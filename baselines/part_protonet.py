@@ -2,8 +2,9 @@
 
 This benchmark's part-aware extension of ProtoNet (Snell et al. 2017, arXiv:1703.05175), over
 PartImageNet's part slots. Per class c and slot s the prototype is the mean of the slot's pooled
-embedding over the support images of c where the slot is present. The distance of query q to class c is a weighted mean of T = S + 1 squared Euclidean terms: each slot
-present in q and in at least one support image of c, and always the global embedding:
+embedding over the support images of c where the slot is present. The distance of query q to
+class c is a weighted mean of T = S + 1 squared Euclidean terms: each slot present in q and in at
+least one support image of c, and always the global embedding:
 
     dist(q, c) = sum_t w_t v_t(q, c) d_t(q, c) / sum_t w_t v_t(q, c),   score = -dist
 
