@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from episodes.workspace import Workspace, scratch
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
@@ -26,13 +28,17 @@ _S30, _S27, _S31, _S32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
-def mix64(z: np.ndarray) -> np.ndarray:
-    """splitmix64's output function on a uint64 array (any shape); returns a new array."""
-    z = z ^ (z >> _S30)
-    z *= _MUL1  # in place from here on: fewer temporaries, same values
-    z ^= z >> _S27
+def mix64(z: np.ndarray, shifted: np.ndarray | None = None) -> np.ndarray:
+    """splitmix64's output function on a uint64 array (any shape), computed in place; returns z.
+
+    `shifted`, if given, is a uint64 array of z's shape used for the shifted copies.
+    """
+    shifted = np.empty_like(z) if shifted is None else shifted
+    z ^= np.right_shift(z, _S30, out=shifted)
+    z *= _MUL1
+    z ^= np.right_shift(z, _S27, out=shifted)
     z *= _MUL2
-    z ^= z >> _S31
+    z ^= np.right_shift(z, _S31, out=shifted)
     return z
 
 
@@ -50,26 +56,40 @@ def stream_key(settings: dict[str, Any]) -> int:
 def episode_keys(stream: int, episodes: np.ndarray) -> np.ndarray:
     """Per-episode keys, shape (B,) uint64, for episode indices `episodes` (B,) (non-negative)."""
     counters = np.asarray(episodes, dtype=np.uint64) + np.uint64(1)
-    return mix64(np.uint64(stream) + counters * _GOLDEN)
+    return mix64(np.uint64(stream) + counters * _GOLDEN)  # a new array: mix64 works in place
 
 
 def draws(keys: np.ndarray, first_slot: int, n_slots: int) -> np.ndarray:
     """Random 64-bit words for slots [first_slot, first_slot + n_slots) of each episode: (B, n_slots) uint64."""
     slots = np.arange(first_slot + 1, first_slot + n_slots + 1, dtype=np.uint64) * _GOLDEN
-    return mix64(keys[:, None] + slots[None, :])
+    return mix64(keys[:, None] + slots[None, :])  # a new array: mix64 works in place
 
 
-def draws32(keys: np.ndarray, first_word: int, n: int, blocks: int = 1) -> np.ndarray:
+def draws32(keys: np.ndarray, first_word: int, n: int, blocks: int = 1, *,
+            ws: Workspace | None = None, name: str = "draws") -> np.ndarray:
     """Blocks of n random 32-bit draws per episode, step-major: (n, B, blocks) uint64 below 2**32.
 
     Block j uses the h = ceil(n / 2) words first_word + j*h .. first_word + j*h + h - 1 of each
     episode; its draw t is the high half of word t for t < h and the low half of word t - h
-    otherwise (two draws per mixing, since every use needs 32 bits).
+    otherwise (two draws per mixing, since every use needs 32 bits). With a workspace the result
+    lives in its buffer `name` (valid until the next request of that name).
     """
     h = (n + 1) // 2
-    slots = np.arange(first_word + 1, first_word + blocks * h + 1, dtype=np.uint64) * _GOLDEN
-    words = mix64(slots.reshape(blocks, h).T[:, None, :] + keys[None, :, None])
-    return np.concatenate([words >> _S32, words[:n - h] & _LOW32], axis=0)
+    b = len(keys)
+    out = scratch(ws, name, (n, b, blocks), np.uint64)
+    if h == 0:
+        return out
+    # counter of word t of block j = key + (first_word + j*h + t + 1) * golden, built as
+    # base[b, j] + t * golden so that every elementwise loop runs over B * blocks elements
+    block_starts = np.arange(first_word + 1, first_word + blocks * h + 1, h, dtype=np.uint64) * _GOLDEN
+    base = (keys[:, None] + block_starts[None, :]).reshape(-1)
+    steps = np.arange(h, dtype=np.uint64)[:, None] * _GOLDEN
+    words = np.add(base[None, :], steps, out=scratch(ws, name + ".words", (h, b * blocks), np.uint64))
+    mix64(words, scratch(ws, name + ".shifted", (h, b * blocks), np.uint64))
+    words = words.reshape(h, b, blocks)
+    np.right_shift(words, _S32, out=out[:h])
+    np.bitwise_and(words[:n - h], _LOW32, out=out[h:])
+    return out
 
 
 def below(draw32: np.ndarray, n: np.ndarray | int) -> np.ndarray:

@@ -40,6 +40,7 @@ from episodes.episode import Episode, EpisodeBatch
 from episodes.selection import choose_distinct
 from episodes.stacking import to_episodes
 from episodes.variable import MetaDatasetProtocol, variable_episode_arrays
+from episodes.workspace import Workspace
 
 FORMAT_VERSION = 1
 FIXED_MODES = ("mixed", "within", "across")
@@ -206,9 +207,10 @@ class EpisodeSampler:
         classes = np.empty((len(indices), n), dtype=np.int64)
         support = np.empty((len(indices), n, k), dtype=np.int64)
         query = np.empty((len(indices), n, q), dtype=np.int64)
+        ws = Workspace()  # scratch memory shared by the chunks of this call
         for s in range(0, len(indices), _CHUNK):
             e = s + _CHUNK
-            self._fill(indices[s:e], classes[s:e], support[s:e], query[s:e])
+            self._fill(indices[s:e], classes[s:e], support[s:e], query[s:e], ws)
         return EpisodeBatch(split=self.split, indices=indices, classes=classes, support=support, query=query)
 
     def __repr__(self) -> str:
@@ -219,7 +221,8 @@ class EpisodeSampler:
         )
 
     # ------------------------------------------------------------------ drawing
-    def _fill(self, indices: np.ndarray, classes: np.ndarray, support: np.ndarray, query: np.ndarray) -> None:
+    def _fill(self, indices: np.ndarray, classes: np.ndarray, support: np.ndarray, query: np.ndarray,
+              ws: Workspace) -> None:
         """Write episodes `indices` (B,) into classes (B, N), support (B, N, K), query (B, N, Q).
 
         Everything is computed step-major (draw t of all rows at once) and transposed only in
@@ -228,28 +231,31 @@ class EpisodeSampler:
         n, k, q = self.n_way, self.k_shot, self.n_query
         b = len(indices)
         keys = episode_keys(self._stream, indices)
-        head = draws32(keys, 0, 2 * n + 1)[:, :, 0]  # (2N+1, B)
+        head = draws32(keys, 0, 2 * n + 1, ws=ws, name="head")[:, :, 0]  # (2N+1, B)
         if self.mode == "mixed":
             n_classes = len(self.class_keys)
-            chosen = choose_distinct(np.full(b, n_classes), head[1:n + 1], n_classes)
+            chosen = choose_distinct(np.full(b, n_classes), head[1:n + 1], n_classes, ws=ws, name="classes")
         elif self.mode == "within":
             groups = self._eligible_groups[below(head[0], len(self._eligible_groups))]
-            picks = choose_distinct(self._group_sizes[groups], head[1:n + 1], self._group_table.shape[1])
+            picks = choose_distinct(self._group_sizes[groups], head[1:n + 1], self._group_table.shape[1],
+                                    ws=ws, name="classes")
             chosen = self._group_table[groups[None, :], picks]
         else:  # across
             n_groups = len(self._group_sizes)
-            groups = choose_distinct(np.full(b, n_groups), head[1:n + 1], n_groups)
+            groups = choose_distinct(np.full(b, n_groups), head[1:n + 1], n_groups, ws=ws, name="classes")
             within = below(head[n + 1:2 * n + 1], self._group_sizes[groups])
             chosen = self._group_table[groups, within]
         classes[:] = chosen.T
         rows = classes.reshape(-1)  # row b*N + j: way j of episode b
-        image_draws = draws32(keys, n + 1, k + q, blocks=n).reshape(k + q, b * n)  # way j of b: column b*N + j
+        image_draws = draws32(keys, n + 1, k + q, blocks=n, ws=ws, name="images")
+        image_draws = image_draws.reshape(k + q, b * n)  # way j of episode b: column b*N + j
         width = self._image_table.shape[1]
-        picks = choose_distinct(self._class_sizes[rows], image_draws, width)  # (K+Q, B*N)
-        flat_index = picks.T.reshape(b, n, k + q) + (classes * width)[:, :, None]
+        picks = choose_distinct(self._class_sizes[rows], image_draws, width, ws=ws, name="picks")  # (K+Q, B*N)
+        flat_index = np.add(picks.T.reshape(b, n, k + q), (classes * width)[:, :, None],
+                            out=ws.get("flat_index", (b, n, k + q), np.int64))
         table = self._image_table.reshape(-1)
-        table.take(flat_index[:, :, :k], out=support)
-        table.take(flat_index[:, :, k:], out=query)
+        table.take(flat_index[:, :, :k], out=support, mode="clip")  # in range: clip is a no-op
+        table.take(flat_index[:, :, k:], out=query, mode="clip")
 
     def _variable_episode(self, i: int) -> Episode:
         classes, picks, q = variable_episode_arrays(

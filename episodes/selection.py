@@ -19,11 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from episodes.counter_rng import below
+from episodes.workspace import Workspace, scratch
 
 _SHIFT32 = np.uint64(32)
 
 
-def choose_distinct(sizes: np.ndarray, draws: np.ndarray, width: int) -> np.ndarray:
+def choose_distinct(sizes: np.ndarray, draws: np.ndarray, width: int, *,
+                    ws: Workspace | None = None, name: str = "choose") -> np.ndarray:
     """m distinct positions in [0, sizes[r]) for each of R rows, in draw order (step-major).
 
     Args:
@@ -31,6 +33,7 @@ def choose_distinct(sizes: np.ndarray, draws: np.ndarray, width: int) -> np.ndar
         draws: (m, R) uint64 random 32-bit draws (counter_rng.draws32), draws[t, r] for step t
             of row r.
         width: an upper bound on `sizes` (the dense implementation's row length).
+        ws, name: an optional workspace; the result then lives in its buffer `name`.
 
     Returns:
         (m, R) integer positions (uint8, int16, int32 or int64, the narrowest that fits width);
@@ -39,38 +42,46 @@ def choose_distinct(sizes: np.ndarray, draws: np.ndarray, width: int) -> np.ndar
     m = draws.shape[0]
     sizes = np.asarray(sizes, dtype=np.uint64)
     if width <= 16 * m * m:  # measured crossover on one core, numpy 2.4
-        return _choose_dense(sizes, draws, width)
+        return _choose_dense(sizes, draws, width, ws, name)
     chunk = 2048
     parts = [_choose_sparse(sizes[s:s + chunk], draws[:, s:s + chunk].T).T for s in range(0, len(sizes), chunk)]
     return np.concatenate(parts, axis=1) if parts else np.empty((m, 0), dtype=np.int64)
 
 
-def _choose_dense(sizes: np.ndarray, draws: np.ndarray, width: int) -> np.ndarray:
+def _choose_dense(sizes: np.ndarray, draws: np.ndarray, width: int, ws: Workspace | None = None,
+                  name: str = "choose") -> np.ndarray:
     m, n_rows = draws.shape
     # the narrowest type that holds a position: less memory per row, more rows in cache
     dtype = next(t for t in (np.uint8, np.int16, np.int32, np.int64) if width - 1 <= np.iinfo(t).max)
-    out = np.empty((m, n_rows), dtype=dtype)
+    out = scratch(ws, name, (m, n_rows), dtype)
     steps = np.arange(m, dtype=np.uint64)[:, None]
     identity = np.arange(width, dtype=dtype)
-    # rows per chunk: a permutation block of ~512 KiB stays in cache (measured best)
-    chunk = max(64, (1 << 19) // (width * np.dtype(dtype).itemsize))
-    chunk = max(1, -(-n_rows // max(1, -(-n_rows // chunk))))  # equal chunks: no tiny last one
+    # rows per chunk: a permutation block of <= 1 MiB stays in L2 (measured best); equal chunks
+    chunk = max(64, (1 << 20) // (width * np.dtype(dtype).itemsize))
+    chunk = max(1, -(-n_rows // max(1, -(-n_rows // chunk))))
+    perm_buffer = scratch(ws, name + ".perm", (min(chunk, n_rows), width), dtype)
+    swap_buffer = scratch(ws, name + ".swap", (m, min(chunk, n_rows)), np.uint64)
+    span_buffer = scratch(ws, name + ".span", (m, min(chunk, n_rows)), np.uint64)
+    offsets = steps + np.arange(0, min(chunk, n_rows) * width, width, dtype=np.uint64)
     for start in range(0, n_rows, chunk):
         stop = min(start + chunk, n_rows)
-        perm = np.empty((stop - start, width), dtype=dtype)
+        rows = stop - start
+        perm = perm_buffer[:rows]
         perm[:] = identity
         flat = perm.reshape(-1)
         # swap_with[t, row] = flat position of r_t = row * width + t + below(draw, size - t)
-        swap_with = (draws[:, start:stop] * (sizes[start:stop] - steps)) >> _SHIFT32
-        swap_with += steps
-        swap_with += np.arange(0, (stop - start) * width, width, dtype=np.uint64)
+        span = np.subtract(sizes[start:stop], steps, out=span_buffer[:, :rows])
+        swap_with = np.multiply(draws[:, start:stop], span, out=swap_buffer[:, :rows])
+        swap_with >>= _SHIFT32
+        swap_with += offsets[:, :rows]
         swap_with = swap_with.view(np.int64)
         chosen = out[:, start:stop]
         for t in range(m):
             at_r = swap_with[t]
-            # perm[t] is final after step t and never read again: write it to the output only
-            flat.take(at_r, out=chosen[t])
-            flat.put(at_r, perm[:, t])
+            # perm[t] is final after step t and never read again: write it to the output only.
+            # mode="clip" (a no-op: positions are in range) spares numpy's buffered bounds check
+            flat.take(at_r, out=chosen[t], mode="clip")
+            flat.put(at_r, perm[:, t], mode="clip")
     return out
 
 
