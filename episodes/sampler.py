@@ -6,8 +6,10 @@
     batch = sampler.batch(0, 600)         # EpisodeBatch: (600, 5, 1) support, (600, 5, 15) query
 
 How episode i is drawn (fixed-shape modes). All randomness comes from counter_rng: 64-bit word s
-of episode i is mix64(key_i + (s + 1) * golden), key_i = mix64(stream + (i + 1) * golden), with
-stream = sha256(settings)[:8] and mix64 splitmix64's output function. A block of D 32-bit draws
+of episode i is mix64(key_i + (s + 1) * golden), key_i = mix64(stream + (i + 1) * golden), all
+modulo 2**64, where mix64 is splitmix64's output function, golden = 0x9E3779B97F4A7C15 and stream
+= the first 8 bytes (little-endian) of sha256 of `settings` as canonical JSON (sorted keys, no
+spaces). A block of D 32-bit draws
 at word s0 uses the h = ceil(D / 2) words s0 .. s0+h-1: draw d is the high half of word s0+d if
 d < h, else the low half of word s0+d-h. An integer in [0, n) is (draw * n) >> 32. Classes of
 the split are sorted by key (`class_keys`), super-categories by name, a class's images by
@@ -99,7 +101,7 @@ class EpisodeSampler:
             raise EpisodeSettingsError(f"seed must be an integer, got {seed!r}")
         if mode not in MODES:
             raise EpisodeSettingsError(f"unknown mode={mode!r}: expected one of {', '.join(MODES)}")
-        if n_episodes is not None and (isinstance(n_episodes, bool) or int(n_episodes) != n_episodes
+        if n_episodes is not None and (isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer))
                                        or n_episodes < 0):
             raise EpisodeSettingsError(f"n_episodes must be a non-negative integer or None, got {n_episodes!r}")
         self.mode = mode

@@ -71,6 +71,7 @@ def test_own_class_lists_need_super_categories_for_within():
         ({"seed": "0"}, "seed must be an integer"),
         ({"seed": True}, "seed must be an integer"),
         ({"n_episodes": -3}, "n_episodes must be a non-negative integer"),
+        ({"n_episodes": "5"}, "n_episodes must be a non-negative integer"),
         ({"mode": "variable", "n_way": 5}, r"mode='variable' draws ways.*remove n_way"),
         ({"protocol": MetaDatasetProtocol()}, "protocol= applies to mode='variable' only"),
         ({"mode": "variable", "split": "val", "protocol": MetaDatasetProtocol(min_ways=20)},
