@@ -102,6 +102,6 @@ def below(draw32: np.ndarray, n: np.ndarray | int) -> np.ndarray:
     return ((draw32 * np.asarray(n, dtype=np.uint64)) >> _S32).astype(np.int64)
 
 
-def unit_interval(words: np.ndarray) -> np.ndarray:
-    """Floats uniform in (0, 1] (53-bit resolution) from 64-bit words, same shape, float64."""
-    return ((words >> np.uint64(11)).astype(np.float64) + 1.0) * (1.0 / 9007199254740992.0)
+def uniform01(words: np.ndarray) -> np.ndarray:
+    """Floats uniform in [0, 1) (53-bit resolution, exact) from 64-bit words, same shape, float64."""
+    return (words >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)

@@ -6,13 +6,17 @@ the split:
 
 1. ways N uniform in [min_ways, min(max_ways, C)]; N classes uniformly without replacement;
 2. queries per class q = min(max_query, floor(min over chosen classes of |c| / 2));
-3. support-set size S = min(max_support, sum_c ceil(beta * min(max_support_per_class, |c| - q)))
-   with beta ~ U(0, 1];
+3. support-set size S = min(max_support, sum_c floor(beta * min(max_support_per_class, |c| - q) + 1))
+   with beta ~ U[0, 1);
 4. shots k_c = min(floor(R_c * (S - N)) + 1, |c| - q), where R_c is proportional to
-   |c| * exp(U(log min_shot_weight, log max_shot_weight)).
+   |c| * exp(U[log min_shot_weight, log max_shot_weight)).
+
+These are the formulas of Meta-Dataset's `sample_support_set_size` and
+`sample_num_support_per_class`, with its defaults (max_ways_upper_bound 50, max_num_query 10,
+max_support_set_size 500, max_support_size_contrib_per_class 100, log-weights log 0.5 .. log 2).
 
 All draws are counter-based (see counter_rng), one 64-bit word per draw: integer draws use its
-high 32 bits, floats its high 53 bits. Slot 0: N; slots 1..N: the Fisher-Yates steps choosing the
+high 32 bits, floats in [0, 1) its high 53 bits. Slot 0: N; slots 1..N: the Fisher-Yates steps choosing the
 classes; slot N+1: beta; slots N+2..2N+1: the shot weights; way j's image steps start at slot
 128 + j * (max_support + max_query). The few float steps use Python's math module
 (IEEE-754 +, *, /, floor, ceil, and libm's exp and log on two constants) rather than numpy's
@@ -26,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from episodes.counter_rng import below, draws, unit_interval
+from episodes.counter_rng import below, draws, uniform01
 from episodes.selection import choose_distinct
 
 HEADER_SLOTS = 128  # slots [0, 128) hold the per-episode draws; images start after them
@@ -89,14 +93,15 @@ def variable_episode_arrays(
     sizes = [int(class_sizes[c]) for c in classes]
     n_query = min(p.max_query, min(sizes) // 2)
     remaining = [s - n_query for s in sizes]
-    beta = float(unit_interval(header[:, n_way + 1])[0])
+    beta = float(uniform01(header[:, n_way + 1])[0])
+    # floor(beta * c + 1) with beta in [0, 1): every class adds at least one, so S >= N
     support_size = min(
-        p.max_support, sum(math.ceil(beta * min(p.max_support_per_class, r)) for r in remaining)
+        p.max_support, sum(math.floor(beta * min(p.max_support_per_class, r) + 1) for r in remaining)
     )
     log_low, log_high = math.log(p.min_shot_weight), math.log(p.max_shot_weight)
     noise = [
         math.exp(log_low + float(u) * (log_high - log_low))
-        for u in unit_interval(header[0, n_way + 2:2 * n_way + 2])
+        for u in uniform01(header[0, n_way + 2:2 * n_way + 2])
     ]
     weights = [s * w for s, w in zip(sizes, noise)]
     total = math.fsum(weights)

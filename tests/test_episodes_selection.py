@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_episodes_sampler import ref_fisher_yates
 
-from episodes.counter_rng import below, draws, draws32, episode_keys, unit_interval
+from episodes.counter_rng import below, draws, draws32, episode_keys, uniform01
 from episodes.selection import _choose_dense, _choose_sparse, choose_distinct
 
 
@@ -32,16 +33,16 @@ def test_draws32_are_the_halves_of_the_words():
     np.testing.assert_array_equal(blocks[:, :, 2], draws32(keys, 11, 5)[:, :, 0])
 
 
-def test_below_and_unit_interval_ranges():
+def test_below_and_uniform01_ranges():
     keys = episode_keys(3, np.arange(2000))
     words = draws(keys, 0, 10)
     n = np.arange(1, 11)
     r = below(draws32(keys, 0, 10)[:, :, 0].T, n)
     assert r.min() >= 0 and np.all(r < n)
     assert np.all(below(np.array([2**32 - 1], dtype=np.uint64), 7) == 6)
-    u = unit_interval(words)
-    assert u.min() > 0 and u.max() <= 1
-    assert unit_interval(np.array([0], dtype=np.uint64))[0] > 0
+    u = uniform01(words)
+    assert u.min() >= 0 and u.max() < 1
+    assert uniform01(np.array([0, 2**64 - 1], dtype=np.uint64)).tolist() == [0.0, 1 - 2.0**-53]
 
 
 @settings(max_examples=60, deadline=None)
@@ -65,3 +66,13 @@ def test_wide_rows_use_the_sparse_path_and_agree():
     out = choose_distinct(sizes, words, 70000)
     for s, row, got in zip(sizes, words.T, out.T):
         assert got.tolist() == ref_fisher_yates(int(s), [int(w) for w in row])
+
+
+@pytest.mark.parametrize("width, m", [(256, 8), (257, 8), (3000, 14), (40_000, 50)])
+def test_dense_position_types_match_the_textbook_loop(width, m):
+    # uint8 up to 256 items, int16 above, int32 above 32768: the type must not change results
+    sizes = np.array([width, width - 1, m, (width + m) // 2], dtype=np.int64)
+    words = draws32(episode_keys(9, np.arange(4)), 0, m)[:, :, 0]
+    got = _choose_dense(sizes.astype(np.uint64), words, width)
+    for s, row, col in zip(sizes, words.T, got.T):
+        assert col.tolist() == ref_fisher_yates(int(s), [int(w) for w in row])

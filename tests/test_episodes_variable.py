@@ -25,8 +25,8 @@ def ref_variable(labels, class_keys, settings_, i):
     def draw32(slot):  # integer draws use a word's high 32 bits
         return word(slot) >> 32
 
-    def unit(w):
-        return ((w >> 11) + 1) / 2.0**53
+    def unit(w):  # [0, 1)
+        return (w >> 11) / 2.0**53
 
     n_classes = len(class_keys)
     n = p["min_ways"] + ref_below(draw32(0), min(p["max_ways"], n_classes) - p["min_ways"] + 1)
@@ -34,7 +34,7 @@ def ref_variable(labels, class_keys, settings_, i):
     images = [[j for j, label in enumerate(labels) if label == c] for c in classes]
     q = min(p["max_query"], min(len(x) for x in images) // 2)
     beta = unit(word(n + 1))
-    support_size = min(p["max_support"], sum(math.ceil(beta * min(p["max_support_per_class"], len(x) - q)) for x in images))
+    support_size = min(p["max_support"], sum(math.floor(beta * min(p["max_support_per_class"], len(x) - q) + 1) for x in images))
     lo, hi = math.log(p["min_shot_weight"]), math.log(p["max_shot_weight"])
     weights = [len(x) * math.exp(lo + unit(word(n + 2 + j)) * (hi - lo)) for j, x in enumerate(images)]
     total = math.fsum(weights)
