@@ -227,6 +227,7 @@ def test_sequence_protocol():
     episodes = list(sampler)
     assert len(sampler) == 1500 == len(episodes)
     assert episodes[1234] == sampler[1234] == sampler[-266]
+    assert sampler[1499] == episodes[1499] and sampler[3] == episodes[3] and sampler[1498] == episodes[1498]
     assert [e.index for e in episodes] == list(range(1500))
     assert json.loads(json.dumps(sampler.settings)) == sampler.settings
     assert sampler.settings["format_version"] == 1
