@@ -138,9 +138,6 @@ def main() -> None:
         assert task.numel() == N_WAY * (K_SHOT + N_QUERY), task.shape
         p = args.peer_episodes
         runs["learn2learn TaskDataset.sample()"] = (lambda: [taskset.sample() for _ in range(p)], p)
-        runs["learn2learn sample_task_description() only"] = (
-            lambda: [taskset.sample_task_description() for _ in range(p)], p
-        )
 
     # ---- easyfsl
     from easyfsl.samplers import TaskSampler
