@@ -132,24 +132,25 @@ class EpisodeSource:
             return self.sampler.mode != "variable"
         return len({_shape(e) for e in self.fixed}) == 1 and _shape(self.fixed[0]) is not None
 
+    @property
+    def indices(self) -> list[int]:
+        """Episode index of each position (records identify an episode by its index)."""
+        if self.sampler is not None:
+            return list(range(self.n_episodes))
+        return [e.index for e in self.fixed]
+
     def class_keys(self) -> tuple[str, ...]:
         if self.sampler is not None:
             return tuple(self.sampler.class_keys)
         return tuple(sorted({c for e in self.fixed for c in e.classes}))
 
-    def episode(self, i: int) -> Episode:
-        return self.sampler[i] if self.sampler is not None else self.fixed[i]
+    def episode(self, position: int) -> Episode:
+        return self.sampler[position] if self.sampler is not None else self.fixed[position]
 
     def batch(self, positions: list[int]) -> EpisodeBatch:
-        """The episodes at `positions` (ascending), stacked."""
+        """The episodes at `positions`, stacked."""
         if self.sampler is not None:
-            first, last = positions[0], positions[-1] + 1
-            batch = self.sampler.batch(first, last)
-            if len(positions) == last - first:
-                return batch
-            rows = [p - first for p in positions]
-            return EpisodeBatch(batch.split, batch.indices[rows], batch.classes[rows],
-                                batch.support[rows], batch.query[rows])
+            return self.sampler.take(positions)
         return stack_episodes([self.fixed[p] for p in positions], self.class_keys())
 
     def image_indices(self, dataset: PartDataset) -> np.ndarray:
@@ -304,7 +305,7 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
         if writer.setting is not None:
             run_id = writer.setting["run_id"]  # resuming: keep the run's identity
         for spec, learner in learners:
-            todo = [i for i in range(source.n_episodes) if (spec.name, i) not in writer.done]
+            todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
             if not todo:
                 continue
             if type(learner).prepare is not _base_prepare():
@@ -324,11 +325,11 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
                         part_contributions=out.contributions))
                     bar.update(len(chunk))
             else:
-                for i in todo:
-                    episode = source.episode(i)
+                for p in todo:
+                    episode = source.episode(p)
                     out = predict_episode(learner, episode, gather_support, gather_query)
                     records = records_from_predictions(
-                        **common, k_shot=None, episodes=[i], classes=[episode.classes],
+                        **common, k_shot=None, episodes=[episode.index], classes=[episode.classes],
                         labels=out.labels, predicted=out.predicted,
                         part_contributions=out.contributions)
                     writer.append_many([{**r, "n_query": None} for r in records])

@@ -82,7 +82,7 @@ def plot_super_categories(table: pd.DataFrame, path: str | os.PathLike[str], *,
     if "mask_mode" in table.columns:  # one learner under several mask modes: tell the bars apart
         several = table.groupby("learner")["mask_mode"].transform(lambda m: m.nunique(dropna=False))
         table.loc[several > 1, "label"] = (table["learner"] + " [" +
-                                           table["mask_mode"].fillna("no masks") + "]")
+                                           table["mask_mode"].astype(object).fillna("no masks") + "]")
     categories = sorted(table["super_category"].unique())
     learners = sorted(table["label"].unique())
     width = 0.8 / max(len(learners), 1)

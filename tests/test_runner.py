@@ -162,3 +162,14 @@ def test_unknown_learner_is_named_with_a_suggestion(tiny_run_config, tmp_path):
     raw = dict(tiny_run_config, learners=["protonett"])
     with pytest.raises(ConfigError, match="did you mean 'protonet'"):
         runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
+
+
+def test_variable_way_variable_shot_episodes_run_one_by_one(tiny_run_config, tmp_path):
+    raw = dict(tiny_run_config, learners=["protonet"],
+               episodes={"mode": "variable", "n_episodes": 6})
+    run_dir = runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
+    records = read_records(run_dir / "records.jsonl")
+    assert len(records) == 6
+    assert records["k_shot"].isna().all() and records["n_query"].isna().all()
+    assert records["n_way"].between(5, 30).all() and records["n_way"].nunique() > 1
+    assert validate_result_file(run_dir / "result.json", records=records) == []
