@@ -1,6 +1,6 @@
 """Episodes per second: our batched ProtoNet against easyfsl's and learn2learn's per-episode loops.
 
-    python bench/bench_learners.py [--episodes 20000] [--threads 2] [--device cpu]
+    python bench/bench_learners.py [--episodes 20000] [--chunk 16] [--threads 1] [--device cpu]
 
 All three score 5-way 1-shot 15-query episodes on the same cached features: a (n_images, 512)
 float16 table of synthetic class-clustered embeddings standing in for the feature cache (30
@@ -20,8 +20,9 @@ Each timing is the best of `--repeats` runs (the machine is shared; the minimum 
 disturbed); CPU time is printed beside wall time. Small chunks win on CPU: a chunk's gathered
 block (16 episodes: 2.6 MB) stays in cache, while a 500-episode block (82 MB) is a fresh
 allocation whose page faults cost more than the arithmetic. One torch thread is the default: at
-16 episodes per call a second thread adds more synchronisation than work (`--threads 2` to see). The script installs easyfsl 1.5.0 (`pip install easyfsl==1.5.0 --no-deps`) if
-missing. Accuracies are printed as a sanity check: ours and easyfsl's must be equal.
+16 episodes per call a second thread adds more synchronisation than work (`--threads 2` to see).
+The script installs easyfsl 1.5.0 (`pip install easyfsl==1.5.0 --no-deps`) if missing.
+Accuracies are printed as a sanity check: ours and easyfsl's must be equal.
 """
 
 from __future__ import annotations
