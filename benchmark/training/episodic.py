@@ -29,54 +29,12 @@ class EpisodeSpec:
         return asdict(self)
 
 
-class _SeededEpisodes:
-    """Stand-in for episodes.EpisodeSampler when it is not importable: episode i is drawn from
-    np.random.default_rng([seed, i]) over the split's classes with enough images."""
-
-    def __init__(self, labels: Sequence[str], *, seed: int, split: str, n_way: int, k_shot: int,
-                 n_query: int) -> None:
-        from episodes.taxonomy import class_splits
-
-        splits = class_splits()
-        labels = np.asarray(labels)
-        by_class: dict[str, np.ndarray] = {}
-        for synset in sorted(set(labels.tolist())):
-            if splits.get(synset) == split:
-                idx = np.flatnonzero(labels == synset)
-                if idx.size >= k_shot + n_query:
-                    by_class[synset] = idx
-        if len(by_class) < n_way:
-            raise ValueError(f"split {split!r} has {len(by_class)} classes with >= "
-                             f"{k_shot + n_query} images; {n_way}-way episodes need {n_way}")
-        self.class_keys = tuple(by_class)
-        self._by_class, self.seed, self.split = by_class, seed, split
-        self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
-
-    def __getitem__(self, i: int) -> Episode:
-        rng = np.random.default_rng([self.seed, int(i)])
-        chosen = rng.choice(len(self.class_keys), self.n_way, replace=False)
-        classes = tuple(self.class_keys[c] for c in chosen)
-        support, query = [], []
-        for synset in classes:
-            picked = rng.choice(self._by_class[synset], self.k_shot + self.n_query, replace=False)
-            support.append(tuple(int(x) for x in picked[: self.k_shot]))
-            query.append(tuple(int(x) for x in picked[self.k_shot:]))
-        return Episode(int(i), self.split, classes, tuple(support), tuple(query))
-
-
 def episode_sampler(labels: Sequence[str], *, seed: int, split: str, spec: EpisodeSpec):
-    """episodes.EpisodeSampler when available, else the seeded stand-in above."""
-    try:
-        from episodes import EpisodeSampler  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from episodes.sampler import EpisodeSampler  # type: ignore[no-redef]
-        except ImportError:
-            return _SeededEpisodes(labels, seed=seed, split=split, n_way=spec.n_way,
-                                   k_shot=spec.k_shot, n_query=spec.n_query)
+    """episodes.EpisodeSampler over the classes of `split` that the dataset holds (a twin or a
+    subset may lack some of the split's classes)."""
+    from episodes import EpisodeSampler
     from episodes.taxonomy import class_splits
 
-    # Only the classes the dataset holds (a twin or a subset may lack some of the split's).
     splits = class_splits()
     present = {s: splits[s] for s in sorted(set(np.asarray(labels).tolist())) if s in splits}
     return EpisodeSampler(list(labels), seed=seed, split=split, n_way=spec.n_way,
@@ -85,12 +43,8 @@ def episode_sampler(labels: Sequence[str], *, seed: int, split: str, spec: Episo
 
 def episode_arrays(sampler, n_episodes: int) -> tuple[np.ndarray, np.ndarray]:
     """support (B, N, K) and query (B, N, Q) int64 image indices of episodes 0..n_episodes-1."""
-    if hasattr(sampler, "batch"):
-        batch = sampler.batch(0, n_episodes)
-        return np.asarray(batch.support, np.int64), np.asarray(batch.query, np.int64)
-    episodes = [sampler[i] for i in range(n_episodes)]
-    return (np.array([e.support for e in episodes], np.int64),
-            np.array([e.query for e in episodes], np.int64))
+    batch = sampler.batch(0, n_episodes)
+    return np.asarray(batch.support, np.int64), np.asarray(batch.query, np.int64)
 
 
 class EpisodeImages(Dataset):
