@@ -34,21 +34,29 @@ class TrainingModel(nn.Module):
         self.classifier = nn.Linear(dim, n_classes) if n_classes else None
         self.part_head = PartSegHead(dim) if part_head else None
 
-    def forward(self, images: torch.Tensor):
+    def trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) -> (feature map (B, C, h, w), pooled (B, C)), defined as in
+        benchmark.backbones.Backbone.feature_map (the features the harness extracts): the
+        model's own pooled embedding, or the map's average when its head changes the width."""
         raw = self.backbone.forward_features(images)
-        pooled = self.backbone.forward_head(raw)
-        # A head runs only while it trains (the part head trained after, on a frozen backbone,
-        # skips the classifier; the part head trained after skips itself during phase one).
+        fmap = feature_map(self.backbone, raw, tuple(images.shape[-2:]))
+        pooled = self.backbone.forward_head(raw, pre_logits=True)
+        if pooled.ndim != 2 or pooled.shape[1] != fmap.shape[1]:
+            pooled = fmap.mean(dim=(2, 3))
+        return fmap, pooled
+
+    def forward(self, images: torch.Tensor):
+        fmap, pooled = self.trunk(images)
+        # A head runs only while it trains: with part_head="after", the classifier sits out the
+        # part-head phase and the part head sits out the backbone phase.
         logits = self.classifier(pooled) if _training(self.classifier) else None
-        parts = None
-        if _training(self.part_head):
-            parts = self.part_head(feature_map(self.backbone, raw, tuple(images.shape[-2:])))
+        parts = self.part_head(fmap) if _training(self.part_head) else None
         return pooled, logits, parts
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, D) globally pooled backbone features."""
-        return self.backbone(images)
+        """(B, 3, S, S) -> (B, C) globally pooled backbone features."""
+        return self.trunk(images)[1]
 
 
 def build_training_model(model_name: str, *, image_size: int, n_classes: int | None,
