@@ -88,7 +88,7 @@ class EpisodesConfig:
     mode: str = "mixed"  # "mixed" | "within" | "across" | "variable"
     seed: int = 0
     file: str | None = None  # a fixed episode file; overrides the sampler settings above
-    batch_size: int = 500  # episodes evaluated per learner call
+    batch_size: int = 64  # episodes per learner call: larger batches only add allocation cost
 
 
 @dataclass

@@ -404,12 +404,19 @@ def _base_prepare():
 
 
 def build_learners(cfg: RunConfig) -> list:
-    from baselines import get_learner
+    from baselines import get_learner, get_learner_class
 
     learners = []
     for spec in cfg.learners:
+        options = dict(spec.options)
         try:
-            learners.append((spec, get_learner(spec.name, **spec.options)))
+            if get_learner_class(spec.name).uses_parts:
+                if cfg.features.masks == "none":
+                    raise ConfigError(f"learners: {spec.name} pools features over part masks, but "
+                                      "features.masks is none; set it to oracle, predicted or "
+                                      "support-oracle")
+                options.setdefault("mask_mode", cfg.features.masks)
+            learners.append((spec, get_learner(spec.name, **options)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc
     return learners

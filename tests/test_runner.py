@@ -173,3 +173,9 @@ def test_variable_way_variable_shot_episodes_run_one_by_one(tiny_run_config, tmp
     assert records["k_shot"].isna().all() and records["n_query"].isna().all()
     assert records["n_way"].between(5, 30).all() and records["n_way"].nunique() > 1
     assert validate_result_file(run_dir / "result.json", records=records) == []
+
+
+def test_part_learner_without_part_masks_is_a_config_error(tiny_run_config, tmp_path):
+    raw = dict(tiny_run_config, features={"masks": "none"})
+    with pytest.raises(ConfigError, match="features.masks is none"):
+        runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
