@@ -20,7 +20,6 @@ def _history(out_dir):
     return load_checkpoint(out_dir / "last.pt")["history"]
 
 
-@pytest.mark.slow
 def test_classification_reduces_the_loss_and_leaves_global_rng_alone(tmp_path):
     ds = make_toy_dataset()
     rng_before = torch.random.get_rng_state()
@@ -37,7 +36,6 @@ def test_classification_reduces_the_loss_and_leaves_global_rng_alone(tmp_path):
     assert meta["dataset_fingerprint"] == ds.fingerprint
 
 
-@pytest.mark.slow
 def test_protonet_episodic_training_runs_and_learns(tmp_path):
     ds = make_toy_dataset()
     best = train_backbone(ds, method="protonet", epochs=3, out_dir=tmp_path, n_way=3, k_shot=2,
@@ -53,7 +51,6 @@ def test_protonet_episodic_training_runs_and_learns(tmp_path):
     assert history[-1]["seg"] < history[1]["seg"]
 
 
-@pytest.mark.slow
 def test_part_head_after_trains_on_the_frozen_selected_backbone(tmp_path):
     ds = make_toy_dataset()
     best = train_backbone(ds, method="classification", epochs=1, part_head="after",
@@ -75,7 +72,6 @@ def test_part_head_after_trains_on_the_frozen_selected_backbone(tmp_path):
     assert head(fmap).shape == (2, 14, *fmap.shape[-2:])
 
 
-@pytest.mark.slow
 def test_part_head_joint_loss_drops(tmp_path):
     ds = make_toy_dataset()
     train_backbone(ds, method="classification", epochs=4, part_head="joint", part_head_weight=1.0,
@@ -111,7 +107,6 @@ def test_resume_refuses_other_settings(tmp_path):
         train_backbone(ds, epochs=1, out_dir=tmp_path, **{**TINY, "lr": 0.1})
 
 
-@pytest.mark.slow
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
     ds = make_toy_dataset()
     settings = dict(method="classification", epochs=3, part_head="joint", **TINY)
