@@ -454,7 +454,10 @@ class _Trainer:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
         rng_devices = [self.device] if self.cuda else []
         with torch.random.fork_rng(devices=rng_devices):  # dropout etc.: seeded by (seed, epoch)
-            torch.manual_seed(derive_seed(c.seed, epoch, 0xE0))
+            epoch_seed = derive_seed(c.seed, epoch, 0xE0)
+            torch.default_generator.manual_seed(epoch_seed)
+            if self.cuda:  # only this process's device, whose state fork_rng restores
+                torch.cuda.default_generators[self.device.index or 0].manual_seed(epoch_seed)
             for batch in bar:
                 if episodic:
                     loss, stats = self._step_episodes(net, batch)
