@@ -11,7 +11,7 @@ from PIL import Image
 
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.training.data import SplitImages, derive_seed, train_class_keys
-from benchmark.training.part_head import label_map_from_slot_masks, slot_targets
+from benchmark.training.part_head import label_map_from_slot_masks, part_seg_loss, slot_coverage
 from episodes.taxonomy import PART_SLOTS, split_classes
 
 TOY_SIZE = 48
@@ -125,11 +125,20 @@ def test_split_images_refuse_other_splits_and_unknown_classes():
         _split_images(bad)
 
 
-def test_label_map_and_majority_downsampling():
+def test_label_map_and_slot_coverage():
     masks = torch.zeros(13, 6, 6, dtype=torch.bool)
     masks[HEAD, :3, :4] = True
     masks[BODY, :, 3:] = True  # overlaps the head at [:3, 3]: the lower slot index (Head) wins
     labels = label_map_from_slot_masks(masks)
     assert labels[0, 3] == HEAD and labels[5, 5] == BODY and labels[5, 0] == 13
-    pooled = slot_targets(labels[None], (2, 2), 14)[0]  # 3x3 cells, majority vote
-    assert pooled.tolist() == [[HEAD, BODY], [13, BODY]]
+    coverage = slot_coverage(labels[None], (2, 2), 14)[0]  # 3x3-pixel cells
+    assert coverage.shape == (14, 2, 2)
+    assert torch.allclose(coverage.sum(0), torch.ones(2, 2))
+    # top-right cell (rows 0-2, cols 3-5): 3 head pixels (col 3), 6 body pixels
+    assert coverage[HEAD, 0, 1] == pytest.approx(3 / 9) and coverage[BODY, 0, 1] == pytest.approx(6 / 9)
+    assert coverage[HEAD, 0, 0] == 1 and coverage[13, 1, 0] == 1 and coverage[BODY, 1, 1] == 1
+    # the loss is smallest when the head's softmax equals the coverage
+    exact = part_seg_loss(coverage.clamp_min(1e-6).log()[None], labels[None])
+    majority = part_seg_loss(torch.nn.functional.one_hot(coverage.argmax(0), 14).permute(2, 0, 1)[None].float() * 20,
+                             labels[None])
+    assert exact < majority

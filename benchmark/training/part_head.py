@@ -48,20 +48,22 @@ class PartSegHead(nn.Module):
         return self.classifier(self.block(feature_map))
 
 
-def slot_targets(label_map: torch.Tensor, size: tuple[int, int], n_classes: int) -> torch.Tensor:
-    """Downsample per-pixel slot labels to a feature map by majority vote.
+def slot_coverage(label_map: torch.Tensor, size: tuple[int, int], n_classes: int) -> torch.Tensor:
+    """Per feature-map cell, the fraction of its pixels each slot (and background) covers.
 
     label_map: (B, H, W) int64 in [0, n_classes) (background = n_classes - 1).
-    Returns (B, h, w) int64: per cell, the label covering most of its pixels (area pooling of the
-    one-hot map), which keeps thin parts better than nearest-neighbour subsampling.
+    Returns (B, n_classes, h, w) float, summing to 1 over the class axis: area pooling of the
+    one-hot map, the same "area coverage" the oracle part masks give the features step.
     """
     one_hot = F.one_hot(label_map, n_classes).permute(0, 3, 1, 2).float()
-    return F.adaptive_avg_pool2d(one_hot, size).argmax(dim=1)
+    return F.adaptive_avg_pool2d(one_hot, size)
 
 
 def part_seg_loss(logits: torch.Tensor, label_map: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of (B, S+1, h, w) logits against (B, H, W) pixel labels pooled to (h, w)."""
-    targets = slot_targets(label_map, tuple(logits.shape[-2:]), logits.shape[1])
+    """Soft cross-entropy of (B, S+1, h, w) logits against each cell's slot coverage, pooled from
+    (B, H, W) pixel labels. The head's softmax so estimates the coverage of every slot in a cell
+    (a small part in a coarse cell still counts), and its argmax the majority slot."""
+    targets = slot_coverage(label_map, tuple(logits.shape[-2:]), logits.shape[1])
     return F.cross_entropy(logits.float(), targets)
 
 
