@@ -1,6 +1,6 @@
 """Train a backbone on a PartImageNet-format dataset's train split, select it on val episodes.
 
-    python -m benchmark.training --data <root> --model resnet10t --image-size 64 --epochs 8 \\
+    python -m benchmark.training --data <root> --model resnet10t --image-size 64 --epochs 10 \\
         --batch-size 64 --lr 0.2 --out outputs/train/resnet10t-64
     torchrun --nproc_per_node=4 -m benchmark.training --data <root> ... (DDP, one GPU a process)
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="resnet10t", help="timm model name")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--method", choices=["classification", "protonet"], default="classification")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64, help="global batch size")
     p.add_argument("--lr", type=float, default=0.2)
     p.add_argument("--optimizer", default="sgd")
