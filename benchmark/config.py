@@ -45,10 +45,10 @@ class DataConfig:
 class BackboneConfig:
     """A timm model and where its weights come from."""
 
-    name: str = "resnet18"
+    name: str = "resnet10t"
     weights: str = "train"  # "random" | "file" | "hub" | "train"
     checkpoint: str | None = None  # weights: file
-    image_size: int = 96
+    image_size: int = 64
     seed: int = 0
 
 
@@ -57,9 +57,9 @@ class TrainConfig:
     """Training on the train split, used when `backbone.weights: train`."""
 
     method: str = "classification"  # "classification" | "protonet"
-    epochs: int = 5
+    epochs: int = 12
     batch_size: int = 64
-    lr: float = 0.002
+    lr: float = 0.2  # SGD with Nesterov momentum, warm-up then cosine
     part_head: str | bool = False  # False | "joint" | "after"
     val_episodes: int = 100
     num_workers: int = 0

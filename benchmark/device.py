@@ -15,8 +15,12 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> cuda (the current device) when available, else cpu; anything else is checked."""
+def resolve_device(device: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else is checked.
+
+    A CUDA device without an index becomes cuda:<local_rank> (one GPU per torchrun process) when
+    local_rank is given, else the current CUDA device.
+    """
     if isinstance(device, torch.device):
         resolved = device
     elif device == "auto":
@@ -34,7 +38,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             "machine; use device='auto' to fall back to the CPU"
         )
     if resolved.type == "cuda" and resolved.index is None:
-        resolved = torch.device("cuda", torch.cuda.current_device())
+        index = (torch.cuda.current_device() if local_rank is None
+                 else local_rank % torch.cuda.device_count())
+        resolved = torch.device("cuda", index)
     return resolved
 
 

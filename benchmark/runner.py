@@ -273,34 +273,58 @@ class FeatureProvider:
 
 
 def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
-        progress: bool = True) -> Path:
-    """Run the benchmark described by `cfg`; returns the run folder.
+        progress: bool = True) -> Path | None:
+    """Run the benchmark described by `cfg`; returns the run folder (None on torchrun ranks > 0).
 
     Records are appended per batch of episodes; with resume=True the episodes already in
     run_dir/records.jsonl are skipped, so a stopped run loses nothing and repeats nothing.
+    Under `torchrun --nproc_per_node=N`, every process joins training (DDP) and feature
+    extraction (sharded); rank 0 alone evaluates the episodes and writes the outputs.
     """
+    from benchmark.training.distributed import init_distributed
+
+    started = time.time()
+    ctx = init_distributed(cfg.features.device)
+    try:
+        if ctx.is_main:
+            run_dir = run_dir or new_run_dir(cfg)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _say(f"run folder: {run_dir}")
+            if not (resume and (run_dir / "config.yaml").is_file()):
+                write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(),
+                                                                          sort_keys=False))
+            dataset = resolve_dataset(cfg)  # rank 0 first: it may generate the twin
+        ctx.barrier()
+        if not ctx.is_main:
+            dataset = resolve_dataset(cfg)
+        if dataset.defects and ctx.is_main:
+            _say("skipped annotations: " + ", ".join(f"{k}: {v}" for k, v in dataset.defects.items()))
+        source = episode_source(cfg, dataset)
+        learners = build_learners(cfg)
+        backbone = resolve_backbone(cfg, dataset, progress and ctx.is_main)
+        features = FeatureProvider(cfg, dataset, backbone, progress and ctx.is_main)
+        # Every rank takes part in (sharded) extraction of every feature set the learners use.
+        gathers = features.gatherers(source.image_indices(dataset))
+        if any(type(learner).prepare is not _base_prepare() for _, learner in learners):
+            features.base_embeddings()
+        if not ctx.is_main:
+            return None
+        run_id = evaluate_episodes(cfg, run_dir, source, learners, features, gathers, progress)
+        finish_run(cfg, run_dir, run_id, dataset, source, backbone, features, started)
+        return run_dir
+    finally:
+        ctx.close()
+
+
+def evaluate_episodes(cfg: RunConfig, run_dir: Path, source: EpisodeSource, learners: list,
+                      features: FeatureProvider, gathers: tuple, progress: bool) -> str:
+    """Evaluate every learner on every episode not yet in run_dir/records.jsonl; the run id."""
     from benchmark.evaluate import predict_batch, predict_episode
     from results.records import RecordWriter, records_from_predictions
 
-    started = time.time()
-    run_dir = run_dir or new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _say(f"run folder: {run_dir}")
-    config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    if not (resume and (run_dir / "config.yaml").is_file()):
-        write_text_atomic(run_dir / "config.yaml", config_text)
-
-    dataset = resolve_dataset(cfg)
-    if dataset.defects:
-        _say("skipped annotations: " + ", ".join(f"{k}: {v}" for k, v in dataset.defects.items()))
-    source = episode_source(cfg, dataset)
-    learners = build_learners(cfg)
-    backbone = resolve_backbone(cfg, dataset, progress)
-    features = FeatureProvider(cfg, dataset, backbone, progress)
-    gather_support, gather_query = features.gatherers(source.image_indices(dataset))
+    gather_support, gather_query = gathers
     supers = class_super_categories()
-    run_id = _key({"config": config_text, "dir": run_dir.name})
-
+    run_id = _key({"config": cfg.to_dict(), "dir": run_dir.name})
     with RecordWriter(run_dir / "records.jsonl", expect={"split": source.split}) as writer:
         if writer.setting is not None:
             run_id = writer.setting["run_id"]  # resuming: keep the run's identity
@@ -335,8 +359,7 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
                     writer.append_many([{**r, "n_query": None} for r in records])
                     bar.update(1)
             bar.close()
-    finish_run(cfg, run_dir, run_id, dataset, source, backbone, features, started)
-    return run_dir
+    return run_id
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

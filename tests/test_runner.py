@@ -179,3 +179,20 @@ def test_part_learner_without_part_masks_is_a_config_error(tiny_run_config, tmp_
     raw = dict(tiny_run_config, features={"masks": "none"})
     with pytest.raises(ConfigError, match="features.masks is none"):
         runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
+
+
+def test_torchrun_two_processes_give_the_records_of_one(tiny_run_config, tmp_path):
+    raw = dict(tiny_run_config, learners=["protonet", "simpleshot"])
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    two = tmp_path / "two"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "benchmark", "run", "--quiet", "--config", str(config), "--out", str(two)],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = runner.run(config_from_dict(raw), run_dir=tmp_path / "one", progress=False)
+    assert _records(two) == _records(one)
+    # the 2-process run sharded extraction: both shards went into one cache entry per feature set
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 2

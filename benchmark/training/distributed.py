@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from benchmark.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -49,18 +51,6 @@ class DistContext:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """"auto" -> cuda:<local_rank> when CUDA is usable, else cpu; anything else as given."""
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-    return device
 
 
 def init_distributed(device: str | torch.device = "auto") -> DistContext:
