@@ -18,6 +18,7 @@ examples:
   python -m benchmark synth --out /data/partbench-twin --images-per-class 40
   python -m benchmark episodes --config 5way1shot.yaml --out test-5w1s.episodes.json
   python -m benchmark list
+  python -m benchmark report outputs/5way1shot-* outputs/5way5shot-* --out report/
   python -m benchmark validate outputs/*/result.json
   python -m benchmark leaderboard results-dir/
 """
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the run's records.jsonl, to recompute the metrics")
     validate.add_argument("--episodes", metavar="FILE",
                           help="an episode file that the results must have been evaluated on")
+
+    report = sub.add_parser("report", help="tables and plots from the records of one or more runs")
+    report.add_argument("runs", nargs="+", help="run folders or records.jsonl files")
+    report.add_argument("--out", required=True, help="folder for the tables and plots")
+    report.add_argument("--baseline", help="learner the others are compared with, episode by episode")
+    report.add_argument("--bootstrap", action="store_true", help="bootstrap CIs (seeded)")
 
     board = sub.add_parser("leaderboard", help="merge valid result files into ranked tables")
     board.add_argument("dir", help="a folder of result files (searched recursively)")
@@ -159,6 +166,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
                          episode_file_hasher=lambda path: load_episodes(path).episodes_hash)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from results.plots import write_plots
+    from results.records import read_records
+    from results.tables import write_report
+
+    paths = [Path(p) / "records.jsonl" if Path(p).is_dir() else Path(p) for p in args.runs]
+    records = read_records(paths)
+    method = "bootstrap" if args.bootstrap else "normal"
+    write_report(records, Path(args.out), baseline=args.baseline, method=method)
+    for path in write_plots(records, Path(args.out), method=method):
+        print(f"plot: {path}")
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from results.cli import leaderboard_main
 
@@ -171,6 +192,7 @@ COMMANDS = {
     "episodes": cmd_episodes,
     "list": cmd_list,
     "validate": cmd_validate,
+    "report": cmd_report,
     "leaderboard": cmd_leaderboard,
 }
 

@@ -45,9 +45,13 @@ def plot_accuracy_vs_shots(table: pd.DataFrame, path: str | os.PathLike[str], *,
         if column not in table.columns:
             raise ValueError(f"table needs a {column!r} column; got {list(table.columns)}")
     ci = _ci_column(table)
-    # Lines differ by learner and by any other key column (run, setting, masks) that varies.
-    varying = [c for c in ("run_id", *SETTING_COLUMNS, "mask_mode")
+    # One line per learner across runs (each run is one K), split further by any other setting
+    # column that varies, and by mask mode where one learner ran with several.
+    varying = [c for c in SETTING_COLUMNS
                if c != "k_shot" and c in table.columns and table[c].nunique(dropna=False) > 1]
+    if "mask_mode" in table.columns and (
+            table.groupby("learner")["mask_mode"].nunique(dropna=False) > 1).any():
+        varying.append("mask_mode")
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     for key, line in table.groupby(["learner", *varying], dropna=False, sort=True):
