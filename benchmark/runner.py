@@ -8,6 +8,7 @@ stopped (`--resume RUN_DIR`) without losing or repeating an episode.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from benchmark.data.dataset import PartDataset
 from episodes import (EpisodeFileError, EpisodeSampler, EpisodeSettingsError, episodes_hash,
                       load_episodes, stack_episodes)
 from episodes.episode import Episode, EpisodeBatch
-from episodes.taxonomy import PART_SLOTS, class_super_categories
+from episodes.taxonomy import PART_SLOTS, class_super_categories, classes
 
 TWIN_MARKER = ".partbench-twin.json"
 
@@ -383,6 +384,7 @@ def finish_run(cfg: RunConfig, run_dir: Path, run_id: str, dataset: PartDataset,
     names = [spec.name for spec in cfg.learners]
     write_report(records, run_dir / "tables", baseline=names[0] if len(names) > 1 else None, **ci)
     write_plots(records, run_dir / "plots", **ci)
+    plot_first_episode(cfg, run_dir / "plots", dataset, source, features)
     commit, dirty = git_state(Path(__file__).resolve().parent)
     prov = backbone.provenance
     ep = cfg.episodes
@@ -410,6 +412,41 @@ def finish_run(cfg: RunConfig, run_dir: Path, run_id: str, dataset: PartDataset,
     path = write_result(run_dir / "result.json", result)
     _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
     _say(f"tables: {run_dir / 'tables'}   plots: {run_dir / 'plots'}")
+
+
+def plot_first_episode(cfg: RunConfig, out_dir: Path, dataset: PartDataset,
+                       source: EpisodeSource, features: FeatureProvider,
+                       queries_per_way: int = 2) -> Path:
+    """Draw the run's first episode (support and a few queries per way, part masks tinted) with
+    the predictions of the last learner in the config."""
+    from benchmark.evaluate import predict_episode
+    from episodes.episode import Episode
+    from results.plots import plot_episode
+
+    spec = cfg.learners[-1]
+    (_, learner), = build_learners(dataclasses.replace(cfg, learners=[spec]))
+    if type(learner).prepare is not _base_prepare():
+        learner.prepare(features.base_embeddings())
+    full = source.episode(0)
+    episode = Episode(full.index, full.split, full.classes, full.support,
+                      tuple(q[:queries_per_way] for q in full.query))
+    out = predict_episode(learner, episode, *features.gatherers(source.image_indices(dataset)))
+    names = {c.synset: c.name for c in classes()}
+
+    def pictures(indices: list[int]) -> tuple[list, list]:
+        images = [np.asarray(dataset.load_image(i).convert("RGB")) for i in indices]
+        return images, [dataset.slot_masks(i) for i in indices]
+
+    support = [i for way in episode.support for i in way]
+    query = [i for way in episode.query for i in way]
+    s_images, s_masks = pictures(support)
+    q_images, q_masks = pictures(query)
+    label = [names.get(c, c) for c in episode.classes]
+    return plot_episode(
+        s_images, [label[w] for w, way in enumerate(episode.support) for _ in way],
+        q_images, [label[w] for w in out.labels[0]], [label[w] for w in out.predicted[0]],
+        out_dir / "episode_0.png", support_masks=s_masks, query_masks=q_masks,
+        slot_names=PART_SLOTS, title=f"episode 0 ({full.split}), predictions of {spec.name}")
 
 
 def _accelerator(device) -> dict:

@@ -48,7 +48,8 @@ def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path):
     for name in ("accuracy", "super_category", "part_contributions", "paired"):
         assert (run_dir / "tables" / f"{name}.csv").is_file()
         assert (run_dir / "tables" / f"{name}.md").is_file()
-    assert list((run_dir / "plots").glob("*.png"))
+    assert (run_dir / "plots" / "episode_0.png").stat().st_size > 10_000
+    assert list((run_dir / "plots").glob("super_category_*.png"))
     # the run folder carries its resolved config, which loads back to the same settings
     again = runner.load_run_config(run_dir, [])
     assert again.to_dict() == cfg.to_dict()
