@@ -224,11 +224,22 @@ def test_simpleshot_requires_prepare():
         get_learner("simpleshot").prepare(None)
 
 
-def ref_part_distances(support, labels, query, n_way, weights):
+def unit(x: np.ndarray) -> np.ndarray:
+    """Each vector (last axis) divided by its Euclidean length; zero vectors stay zero."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def ref_part_features(features, normalize):
+    """(embeddings, part_embeddings) as float64 arrays, L2-normalised when normalize == "l2"."""
+    emb, parts = np64(features.embeddings), np64(features.part_embeddings)
+    return (unit(emb), unit(parts)) if normalize == "l2" else (emb, parts)
+
+
+def ref_part_distances(support, labels, query, n_way, weights, normalize="l2"):
     """Plain loops: (B, m, N) weighted-mean distances and (B, m, N, T) per-term shares of them."""
-    s_parts, s_present = np64(support.part_embeddings), support.part_present.numpy()
-    s_emb, q_emb = np64(support.embeddings), np64(query.embeddings)
-    q_parts, q_present = np64(query.part_embeddings), query.part_present.numpy()
+    s_emb, s_parts = ref_part_features(support, normalize)
+    q_emb, q_parts = ref_part_features(query, normalize)
+    s_present, q_present = support.part_present.numpy(), query.part_present.numpy()
     b, m, n_slots = q_present.shape
     dist = np.zeros((b, m, n_way))
     share = np.zeros((b, m, n_way, n_slots + 1))
@@ -266,22 +277,25 @@ def ref_margin_shares(dist, share):
     return out
 
 
-@pytest.mark.parametrize("options", [{}, {"global_weight": 2.0, "part_weight": [1.0, 0.0, 3.0]}])
+@pytest.mark.parametrize("options", [{}, {"global_weight": 2.0, "part_weight": [1.0, 0.0, 3.0]},
+                                     {"normalize": "none"},
+                                     {"normalize": "none", "global_weight": 2.0, "part_weight": 0.5}])
 def test_part_protonet_matches_reference(options):
     support, labels, query, _ = toy_episodes(seed=6, spread=1.0)
     learner, scores = run("part_protonet", support, labels, query, **options)
     parts = np.broadcast_to(options.get("part_weight", 1.0), (SLOTS,))
     weights = np.tile(np.r_[parts, options.get("global_weight", 1.0)], (3, 1))
-    dist, share = ref_part_distances(support, labels, query, N_WAY, weights)
+    dist, share = ref_part_distances(support, labels, query, N_WAY, weights,
+                                     options.get("normalize", "l2"))
     np.testing.assert_allclose(np64(scores), -dist, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(np64(learner.part_contributions()),
                                ref_margin_shares(dist, share)[:, :-1], atol=1e-4)
 
 
-def ref_loo_weights(support, labels, n_way, floor=0.05):
+def ref_loo_weights(support, labels, n_way, floor=0.05, normalize="l2"):
     """Each term's leave-one-out nearest-prototype accuracy, by literally leaving one out."""
-    s_parts, s_present = np64(support.part_embeddings), support.part_present.numpy()
-    s_emb = np64(support.embeddings)
+    s_emb, s_parts = ref_part_features(support, normalize)
+    s_present = support.part_present.numpy()
     b, n, n_slots = s_present.shape
     out = np.ones((b, n_slots + 1))
     for e in range(b):
@@ -305,14 +319,35 @@ def ref_loo_weights(support, labels, n_way, floor=0.05):
     return out
 
 
-def test_part_protonet_loo_weights_match_reference():
+@pytest.mark.parametrize("normalize", ["l2", "none"])
+def test_part_protonet_loo_weights_match_reference(normalize):
     support, labels, query, _ = toy_episodes(seed=7, spread=0.7)
-    learner, scores = run("part_protonet_loo", support, labels, query)
-    weights = ref_loo_weights(support, labels, N_WAY)
+    learner, scores = run("part_protonet_loo", support, labels, query, normalize=normalize)
+    weights = ref_loo_weights(support, labels, N_WAY, normalize=normalize)
     assert len(np.unique(weights.round(6))) > 2, "toy data should give varied LOO weights"
     np.testing.assert_allclose(np64(learner.weights), weights, atol=1e-6)
-    dist, _ = ref_part_distances(support, labels, query, N_WAY, weights)
+    dist, _ = ref_part_distances(support, labels, query, N_WAY, weights, normalize)
     np.testing.assert_allclose(np64(scores), -dist, rtol=1e-4, atol=1e-3)
+
+
+def test_part_protonet_l2_terms_ignore_each_embedding_scale():
+    """With normalize="l2" a term cannot win by its norm: rescaling every global and slot
+    embedding of every image by its own positive factor leaves the scores unchanged; the raw
+    formulation (normalize="none") does change, so the check has teeth."""
+    support, labels, query, _ = toy_episodes(seed=8, spread=1.0, dtype=torch.float32)
+    g = torch.Generator().manual_seed(9)
+
+    def rescaled(f: EpisodeFeatures) -> EpisodeFeatures:
+        b, n, s, _ = f.part_embeddings.shape
+        return EpisodeFeatures(f.embeddings * (0.2 + 5 * torch.rand(b, n, 1, generator=g)),
+                               f.part_embeddings * (0.2 + 5 * torch.rand(b, n, s, 1, generator=g)),
+                               f.part_present)
+
+    for normalize, unchanged in (("l2", True), ("none", False)):
+        _, before = run("part_protonet", support, labels, query, normalize=normalize)
+        _, after = run("part_protonet", rescaled(support), labels, rescaled(query),
+                       normalize=normalize)
+        assert torch.allclose(before, after, atol=1e-5) == unchanged, normalize
 
 
 def test_part_protonet_loo_keeps_fixed_weights_without_evidence():
@@ -327,6 +362,8 @@ def test_part_protonet_rejects_bad_options():
         get_learner("part_protonet", mask_mode="guessed")
     with pytest.raises(ValueError, match="global_weight"):
         get_learner("part_protonet", global_weight=0)
+    with pytest.raises(ValueError, match="normalize"):
+        get_learner("part_protonet", normalize="l1")
     support, labels, _, _ = toy_episodes()
     with pytest.raises(ValueError, match="part_weight has 2 values"):
         get_learner("part_protonet", part_weight=[1.0, 2.0]).fit(support, labels, N_WAY)
@@ -437,24 +474,42 @@ def golden_part_episode():
     return support, torch.tensor([[0, 1]]), query
 
 
-def test_golden_part_protonet():
+def test_golden_part_protonet_raw():
     support, labels, query = golden_part_episode()
-    learner = get_learner("part_protonet")
+    learner = get_learner("part_protonet", normalize="none")
     scores = learner.fit(support, labels, 2).predict(query)
     # way 0: slot 0 (1-0)^2 = 1, slot 1 unavailable, global 1 -> 2/2; way 1: (9 + 1 + 1)/3.
     torch.testing.assert_close(scores, torch.tensor([[[-1.0, -11.0 / 3.0]]]))
     # per-term margins: slot 0: 3 - 1/2, slot 1: 1/3 - 0, global: 1/3 - 1/2; total 8/3.
     torch.testing.assert_close(learner.part_contributions(), torch.tensor([[15 / 16, 1 / 8]]))
-    weighted = get_learner("part_protonet", global_weight=2.0, part_weight=[1.0, 3.0])
+    weighted = get_learner("part_protonet", global_weight=2.0, part_weight=[1.0, 3.0],
+                           normalize="none")
     scores = weighted.fit(support, labels, 2).predict(query)
     torch.testing.assert_close(scores, torch.tensor([[[-1.0, -7.0 / 3.0]]]))  # 14 / 6
+
+
+def test_golden_part_protonet_l2():
+    # D = 2, S = 1. Way 0: globals (2, 0), (0, 3) -> unit (1, 0), (0, 1), prototype their mean
+    # (0.5, 0.5) (not renormalised); slot only in the first image, (3, 4) -> (0.6, 0.8).
+    # Way 1: global (0, -5) -> (0, -1); slot (0, -2) -> (0, -1).
+    support = features([2.0, 0.0], [0.0, 3.0], [0.0, -5.0],
+                       parts=[[[3.0, 4.0]], [[0.0, 0.0]], [[0.0, -2.0]]],
+                       present=[[True], [False], [True]])
+    query = features([6.0, 0.0], parts=[[[0.0, 10.0]]], present=[[True]])  # (1, 0) and (0, 1)
+    learner = get_learner("part_protonet")
+    scores = learner.fit(support, torch.tensor([[0, 0, 1]]), 2).predict(query)
+    # way 0: global 0.25 + 0.25 = 0.5, slot 0.36 + 0.04 = 0.4 -> 0.45; way 1: (2 + 4) / 2 = 3.
+    torch.testing.assert_close(scores, torch.tensor([[[-0.45, -3.0]]]))
+    # margins (runner-up way 1 minus top way 0, each term / 2): slot 2 - 0.2, global 1 - 0.25.
+    torch.testing.assert_close(learner.part_contributions(), torch.tensor([[1.8 / 2.55]]))
 
 
 def test_golden_part_protonet_loo():
     # Global embeddings separate the ways; slot 0 is swapped between them, so LOO finds it useless.
     support = features([0.0], [1.0], [10.0], [11.0], parts=[[[0.0]], [[5.0]], [[5.0]], [[0.0]]],
                        present=[[True]] * 4)
-    learner = get_learner("part_protonet_loo").fit(support, torch.tensor([[0, 0, 1, 1]]), 2)
+    learner = get_learner("part_protonet_loo", normalize="none").fit(
+        support, torch.tensor([[0, 0, 1, 1]]), 2)
     torch.testing.assert_close(learner.weights, torch.tensor([[0.05, 1.05]]))
 
 
