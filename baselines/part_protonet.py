@@ -16,14 +16,15 @@ each term's weight is floor + its LOO nearest-prototype accuracy above chance, r
 
 Term scale (`normalize`). By default (`"l2"`) every embedding, the global one and each slot's, is
 L2-normalised before the prototypes are taken (the L2N step of SimpleShot, Wang et al. 2019,
-arXiv:1911.04623), so every term is a squared chord distance in [0, 4] and a fixed weight means
-the same thing for every term. Without it (`"none"`, the original formulation) the terms live on
-different scales: a slot embedding is average-pooled over the few feature-map cells its mask
-covers, so with a trained backbone its norm is 1.4-2.6x the global embedding's (which averages
-in the weakly activated background) and varies 2-3x more from image to image. Squared distances
-grow with the norm squared, so the slot terms (in practice Body, the one slot present in about
-half the images) carried ~95% of the decision margin, and a Body-only classifier is ~11 points
-worse than the global one: part_protonet lost 6-14 points to ProtoNet on the twin.
+arXiv:1911.04623), so every term is a squared distance from a unit vector to a unit vector (or to a
+mean of unit vectors), in [0, 4], and a fixed weight means the same thing for every term. Without
+it (`"none"`, the original formulation) the terms live on different scales: a slot embedding is
+average-pooled over the few feature-map cells its mask covers, so with a trained backbone its norm
+is 1.4-2.6x the global embedding's (which averages in the weakly activated background) and varies
+2-3x more from image to image. Squared distances grow with the norm squared, so the slot terms (in
+practice Body, the one slot present in about half the images) carried ~95% of the decision margin,
+though a Body-only classifier is ~11 points worse than the global one (64 px): part_protonet lost
+4-14 points to ProtoNet on the twin.
 
 Which masks made the part features (oracle, predicted, or "support-oracle": oracle on the
 support set, predicted on the queries) is decided by the harness that pools them; `mask_mode`

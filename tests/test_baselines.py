@@ -277,9 +277,9 @@ def ref_margin_shares(dist, share):
     return out
 
 
-@pytest.mark.parametrize("options", [{}, {"global_weight": 2.0, "part_weight": [1.0, 0.0, 3.0]},
-                                     {"normalize": "none"},
-                                     {"normalize": "none", "global_weight": 2.0, "part_weight": 0.5}])
+@pytest.mark.parametrize("options", [
+    {}, {"global_weight": 2.0, "part_weight": [1.0, 0.0, 3.0]}, {"normalize": "none"},
+    {"normalize": "none", "global_weight": 2.0, "part_weight": 0.5}])
 def test_part_protonet_matches_reference(options):
     support, labels, query, _ = toy_episodes(seed=6, spread=1.0)
     learner, scores = run("part_protonet", support, labels, query, **options)
