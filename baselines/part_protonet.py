@@ -22,11 +22,11 @@ it (`"none"`, the original formulation) the terms live on different scales: a sl
 average-pooled over the few feature-map cells its mask covers, so with a trained backbone its norm
 is 1.4-2.6x the global embedding's (which averages in the weakly activated background) and varies
 2-3x more from image to image. Squared distances grow with the norm squared, so part_protonet lost
-4-14 points to ProtoNet on the twin: where a slot (in practice Body, present in about half the
-images) is on both sides its noisy term takes over the decision (~95% of the margin at 96 px),
-though Body alone classifies ~11 points worse than the global embedding; and since the distance is
-a mean over the terms available per class, a class whose support shows the slot gets its distance
-inflated by the larger-scale term, so classes without it win.
+4-14 points to ProtoNet on the twin: where a slot (in practice Body, shown by half the twin's
+images at 64 px, 83% at 96 px) is on both sides its noisy term takes over the decision (~95% of the
+margin at 96 px), though Body alone classifies ~11 points worse than the global embedding; and
+since the distance is a mean over the terms available per class, a class whose support shows the
+slot gets its distance inflated by the larger-scale term, so classes without it win.
 
 Which masks made the part features (oracle, predicted, or "support-oracle": oracle on the
 support set, predicted on the queries) is decided by the harness that pools them; `mask_mode`
