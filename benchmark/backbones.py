@@ -40,6 +40,8 @@ import timm.data
 import torch
 from torch import nn
 
+from results.provenance import sha256_hex as file_sha256  # noqa: F401 (public name)
+
 WEIGHT_SOURCES = ("random", "file", "hub", "train")
 
 
@@ -147,15 +149,6 @@ def to_nchw(model: nn.Module, raw: torch.Tensor, hw: torch.Size) -> torch.Tensor
 
 
 _to_nchw = to_nchw  # the name benchmark.training.model imports
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor] | nn.Module) -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from results._io import atomic_write
 
 # Bump when the pooling, presence rule or stored layout changes: old cache files then miss.
 FEATURE_FORMAT_VERSION = 1
@@ -51,14 +52,7 @@ def save_features(path: Path, key: str, parts: dict[str, Any], tensors: dict[str
         if tensor is not None:
             tensor = tensor.detach().cpu()
             payload[name] = tensor.half() if tensor.is_floating_point() else tensor
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_features(path: Path, key: str, expected_indices: np.ndarray) -> dict[str, torch.Tensor] | None:

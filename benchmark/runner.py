@@ -24,6 +24,7 @@ import yaml
 
 from benchmark.config import ConfigError, RunConfig, config_from_dict, apply_override
 from benchmark.data.dataset import PartDataset
+from results._io import atomic_write_text
 from episodes import (EpisodeFileError, EpisodeSampler, EpisodeSettingsError, episodes_hash,
                       load_episodes, stack_episodes)
 from episodes.episode import Episode, EpisodeBatch
@@ -227,12 +228,6 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> RunConfig:
     return config_from_dict(raw)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class FeatureProvider:
     """Features of the images a run needs, extracted once per mask mode and cached on disk."""
 
@@ -292,7 +287,7 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
             run_dir.mkdir(parents=True, exist_ok=True)
             _say(f"run folder: {run_dir}")
             if not (resume and (run_dir / "config.yaml").is_file()):
-                write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(),
+                atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(),
                                                                           sort_keys=False))
             dataset = resolve_dataset(cfg)  # rank 0 first: it may generate the twin
         ctx.barrier()

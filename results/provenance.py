@@ -56,10 +56,15 @@ def hardware_info(device: str, **extra: Any) -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "python_implementation": sys.implementation.name} | extra
 
 
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """"sha256:<hex>" of a file's bytes (e.g. a weights checkpoint), read in chunks."""
+def sha256_hex(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (e.g. a weights checkpoint), read in chunks."""
     digest = hashlib.sha256()
     with open(Path(path), "rb") as handle:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """"sha256:<hex>" of a file's bytes."""
+    return "sha256:" + sha256_hex(path, chunk_size)

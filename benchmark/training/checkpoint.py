@@ -14,37 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from results._io import atomic_write_bytes
+from results.provenance import sha256_hex as sha256_file
+
 TRAIN_CLASSES_TAG = "partimagenet-ood-train"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -62,9 +40,9 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path, *, with_hash: bool = 
     torch.save(obj, buffer)
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     if with_hash:
-        _atomic_write_bytes(path.with_name(path.name + ".sha256"),
+        atomic_write_bytes(path.with_name(path.name + ".sha256"),
                             f"{digest}  {path.name}\n".encode())
     return digest
 
