@@ -22,7 +22,7 @@ import torch
 from results._io import atomic_write
 
 # Bump when the pooling, presence rule or stored layout changes: old cache files then miss.
-FEATURE_FORMAT_VERSION = 1
+FEATURE_FORMAT_VERSION = 2  # 2: predicted masks as softmax coverage
 
 
 def indices_sha256(indices: np.ndarray) -> str:

@@ -11,8 +11,8 @@ cross to the device as uint8 and are normalised there (timm's mean/std): 4x fewe
 Masks:
 - "oracle":    the image's annotated parts, united per slot (PartDataset.slot_masks).
 - "predicted": a part-segmentation head on the feature map, `part_head(fmap) -> (B, S+1, h, w)`
-               logits (background last); each cell goes to its argmax class, so coverage is 0/1
-               per cell. No annotation is read.
+               logits (background last); its softmax is each slot's estimated coverage of each
+               cell (what the head is trained to predict). No annotation is read.
 - "none":      no part features (part_embeddings and part_present are None).
 
 Under torch.distributed each rank extracts a contiguous shard of the indices and the shards are
@@ -226,13 +226,17 @@ def pool_parts(fmap: torch.Tensor, coverage: torch.Tensor) -> tuple[torch.Tensor
 
 
 def predicted_coverage(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(B, S+1, h', w') part-head logits (background last) -> (B, S, h, w) 0/1 coverage."""
+    """(B, S+1, h', w') part-head logits (background last) -> (B, S, h, w) soft coverage.
+
+    The head is trained against each cell's area coverage per slot (soft targets), so its softmax
+    estimates the same quantity the oracle masks give; an argmax would hand nearly every cell of a
+    small feature map to the background and no part would ever be present.
+    """
     if logits.ndim != 4 or logits.shape[1] != N_SLOTS + 1:
         raise ValueError(f"part_head returned shape {tuple(logits.shape)}; expected (B, {N_SLOTS + 1}, h, w)")
     if tuple(logits.shape[-2:]) != tuple(grid):
         logits = F.interpolate(logits.float(), size=grid, mode="bilinear", align_corners=False)
-    labels = logits.argmax(dim=1)
-    return F.one_hot(labels, N_SLOTS + 1)[..., :N_SLOTS].permute(0, 3, 1, 2).float()
+    return logits.float().softmax(dim=1)[:, :N_SLOTS]
 
 
 def feature_key_parts(dataset: Any, indices: np.ndarray, backbone: Backbone, masks: str,

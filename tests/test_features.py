@@ -399,3 +399,21 @@ def test_two_gloo_processes_give_the_same_features_as_one(data, tmp_path):
     calls = _count_forwards(backbone)
     _extract(data, backbone, indices=indices, cache_dir=tmp_path / "cache")
     assert calls["forward"] == 0
+
+
+def test_predicted_coverage_is_the_heads_softmax_over_slots():
+    from benchmark.features import N_SLOTS, predicted_coverage
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, N_SLOTS + 1, 3, 3, generator=gen)
+    coverage = predicted_coverage(logits, (3, 3))
+    assert coverage.shape == (2, N_SLOTS, 3, 3)
+    expected = torch.exp(logits) / torch.exp(logits).sum(1, keepdim=True)
+    assert torch.allclose(coverage, expected[:, :N_SLOTS], atol=1e-6)
+    # the background's share is what the slots leave: coverage of a cell sums below 1
+    assert torch.allclose(coverage.sum(1) + expected[:, N_SLOTS], torch.ones(2, 3, 3), atol=1e-6)
+    # a confident head gives (almost) the 0/1 coverage of its argmax
+    peaked = torch.full((1, N_SLOTS + 1, 2, 2), -30.0)
+    peaked[0, 1, 0, 0] = peaked[0, N_SLOTS, 1, 1] = 30.0
+    sharp = predicted_coverage(peaked, (2, 2))
+    assert sharp[0, 1, 0, 0] > 0.999 and sharp[0, :, 1, 1].sum() < 1e-6
