@@ -52,3 +52,11 @@ def test_protonet_accuracy_counts_queries_nearest_their_prototype():
     again = episode_arrays(episode_sampler(ds.labels, seed=0, split="val", spec=spec), 12)
     other = episode_arrays(episode_sampler(ds.labels, seed=1, split="val", spec=spec), 12)
     assert np.array_equal(again[1], query) and not np.array_equal(other[1], query)
+
+
+def test_protonet_accuracy_refuses_episodes_on_images_it_was_not_given():
+    embedded = np.array([0, 1, 2, 3])
+    support = np.array([[[0], [1]]])
+    query = np.array([[[2], [9]]])  # image 9 was never embedded
+    with pytest.raises(ValueError, match=r"not embedded.*\[9\]"):
+        protonet_accuracy(torch.eye(4), embedded, support, query)

@@ -102,19 +102,23 @@ def protonet_accuracy(embeddings: torch.Tensor, image_indices: np.ndarray, suppo
 
     embeddings: (n, D) for dataset images `image_indices` (n,); support (B, N, K) and query
     (B, N, Q) hold dataset image indices. Returns the mean over episodes (equal Q, so also queries).
+    The learner and gather are the benchmark's own, so selection scores what the runner scores.
     """
-    row = np.full(int(max(image_indices.max(), support.max(), query.max())) + 1, -1, np.int64)
-    row[image_indices] = np.arange(image_indices.size)
-    s_rows, q_rows = row[support], row[query]
-    if (s_rows < 0).any() or (q_rows < 0).any():
-        raise ValueError("episodes name images that were not embedded")
-    correct, total = 0.0, 0
+    from baselines import get_learner
+    from benchmark.evaluate import predict_batch
+    from benchmark.features import FeatureSet
+    from episodes.episode import EpisodeBatch
+
+    features = FeatureSet(embeddings, None, None, torch.as_tensor(image_indices, dtype=torch.int64))
+    learner = get_learner("protonet")
+    correct, total = 0, 0
     for start in range(0, support.shape[0], chunk):
-        s = embeddings[torch.from_numpy(s_rows[start:start + chunk])]  # (b, N, K, D)
-        q = embeddings[torch.from_numpy(q_rows[start:start + chunk])]  # (b, N, Q, D)
-        b, n_way, n_query, d = q.shape
-        logits = protonet_logits(s, q.reshape(b, n_way * n_query, d))  # (b, N*Q, N)
-        targets = torch.arange(n_way).repeat_interleave(n_query).expand(b, -1)
-        correct += (logits.argmax(-1).cpu() == targets).float().sum().item()
-        total += targets.numel()
+        s, q = support[start:start + chunk], query[start:start + chunk]
+        batch = EpisodeBatch("val", np.arange(len(s)), np.zeros(s.shape[:2], np.int64), s, q)
+        try:
+            out = predict_batch(learner, batch, features.gather, features.gather)
+        except KeyError as err:
+            raise ValueError(f"episodes name images that were not embedded: {err}") from None
+        correct += int((out.predicted == out.labels).sum())
+        total += out.labels.size
     return correct / total
