@@ -30,9 +30,6 @@ from episodes import (EpisodeFileError, EpisodeSampler, EpisodeSettingsError, ep
 from episodes.episode import Episode, EpisodeBatch
 from episodes.taxonomy import PART_SLOTS, class_super_categories, classes
 
-TWIN_MARKER = ".partbench-twin.json"
-
-
 def cache_root(cfg: RunConfig) -> Path:
     """Where the twin, trained weights and features are cached."""
     root = cfg.cache_dir or os.environ.get("PARTBENCH_CACHE") or Path.home() / ".cache" / "partbench"
@@ -55,14 +52,14 @@ def resolve_dataset(cfg: RunConfig) -> PartDataset:
 
     if cfg.data.source == "partimagenet":
         return load_partimagenet(Path(cfg.data.root).expanduser())
-    from benchmark.data.synth import generate_twin
+    from benchmark.data.synth import MARKER, generate_twin
 
     syn = cfg.data.synthetic
     params = {"images_per_class": syn.images_per_class, "image_size": syn.image_size,
               "seed": syn.seed, "full": syn.full}
     root = Path(cfg.data.root).expanduser() if cfg.data.root else (
         cache_root(cfg) / f"twin-{_key(params)}")
-    if not (root / TWIN_MARKER).is_file():
+    if not (root / MARKER).is_file():
         _say(f"generating the synthetic twin into {root} (once; reused by later runs)")
     generate_twin(root, **params)  # reuses a twin made with the same parameters
     return load_partimagenet(root)
@@ -89,9 +86,10 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
     tr = cfg.train
     part_head = tr.part_head or ("after" if cfg.features.masks in ("predicted", "support-oracle")
                                  else False)
+    # Everything that changes the weights; loader workers do not (augmentation is seeded per image).
     key = _key({"data": dataset.fingerprint, "backbone": cfg.backbone.name,
                 "image_size": cfg.backbone.image_size, "seed": cfg.backbone.seed,
-                "train": {**vars(tr), "part_head": part_head}})
+                "train": {**vars(tr), "part_head": part_head, "num_workers": None}})
     out_dir = cache_root(cfg) / "checkpoints" / f"{cfg.backbone.name}-{key}"
     best = out_dir / "best.pt"
     if best.is_file():
@@ -108,14 +106,6 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
 
 
 # --- episodes ------------------------------------------------------------------------------------
-
-def build_sampler(cfg: RunConfig, dataset: PartDataset) -> EpisodeSampler:
-    ep = cfg.episodes
-    return EpisodeSampler(
-        dataset.labels, seed=ep.seed, split=ep.split, n_way=ep.n_way, k_shot=ep.k_shot,
-        n_query=ep.n_query, mode=ep.mode, n_episodes=ep.n_episodes,
-    )
-
 
 @dataclass
 class EpisodeSource:
