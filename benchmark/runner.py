@@ -28,6 +28,7 @@ from results._io import atomic_write_text
 from episodes import (EpisodeFileError, EpisodeSampler, EpisodeSettingsError, episodes_hash,
                       load_episodes, stack_episodes)
 from episodes.episode import Episode, EpisodeBatch
+from episodes.stacking import episode_shape
 from episodes.taxonomy import PART_SLOTS, class_super_categories, classes
 
 def cache_root(cfg: RunConfig) -> Path:
@@ -122,7 +123,7 @@ class EpisodeSource:
         """True when the episodes share one shape and can be evaluated many at a time."""
         if self.sampler is not None:
             return self.sampler.mode != "variable"
-        return len({_shape(e) for e in self.fixed}) == 1 and _shape(self.fixed[0]) is not None
+        return len({episode_shape(e) for e in self.fixed}) == 1 and episode_shape(self.fixed[0]) is not None
 
     @property
     def indices(self) -> list[int]:
@@ -162,11 +163,6 @@ class EpisodeSource:
         return episodes_hash(
             e for start in range(0, self.n_episodes, step)
             for e in self.sampler.episodes(start, min(start + step, self.n_episodes)))
-
-
-def _shape(episode: Episode) -> tuple | None:
-    shots, queries = {len(s) for s in episode.support}, {len(q) for q in episode.query}
-    return (episode.n_way, *shots, *queries) if len(shots) == len(queries) == 1 else None
 
 
 def build_sampler(cfg: RunConfig, dataset: PartDataset) -> EpisodeSampler:

@@ -37,16 +37,16 @@ def stack_episodes(episodes: Iterable[Episode], class_keys: Sequence[str]) -> Ep
         raise ValueError("stack_episodes: no episodes given")
     position = {key: j for j, key in enumerate(class_keys)}
     first = episodes[0]
-    shape = _shape(first)
+    shape = episode_shape(first)
     for episode in episodes:
         if episode.split != first.split:
             raise ValueError(
                 f"stack_episodes: episode {episode.index} is from split {episode.split!r}, "
                 f"episode {first.index} from {first.split!r}; stack one split at a time"
             )
-        if shape is None or _shape(episode) != shape:
+        if shape is None or episode_shape(episode) != shape:
             raise ValueError(
-                f"stack_episodes: episode {episode.index} has (N, K, Q) = {_shape(episode)}, "
+                f"stack_episodes: episode {episode.index} has (N, K, Q) = {episode_shape(episode)}, "
                 f"episode {first.index} has {shape}; variable-shape episodes cannot be stacked "
                 "(None: the ways differ in shots or queries)"
             )
@@ -65,7 +65,8 @@ def stack_episodes(episodes: Iterable[Episode], class_keys: Sequence[str]) -> Ep
     )
 
 
-def _shape(episode: Episode) -> tuple[int, int, int] | None:
+def episode_shape(episode: Episode) -> tuple[int, int, int] | None:
+    """(N, K, Q) of a fixed-shape episode; None when its ways differ in shots or queries."""
     shots = {len(s) for s in episode.support}
     queries = {len(q) for q in episode.query}
     if len(shots) != 1 or len(queries) != 1:
