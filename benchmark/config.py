@@ -61,7 +61,9 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 0.2  # SGD with Nesterov momentum, warm-up then cosine
     part_head: str | bool = False  # False | "joint" | "after"
-    val_episodes: int = 100
+    val_episodes: int = 100  # 5-way val episodes for model selection
+    val_k_shot: int = 5
+    val_n_query: int = 10
     num_workers: int = 0
 
 
@@ -140,7 +142,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 
 POSITIVE: tuple[str, ...] = (
     "data.synthetic.images_per_class", "data.synthetic.image_size", "backbone.image_size",
-    "train.batch_size", "features.batch_size", "episodes.n_way", "episodes.k_shot",
+    "train.batch_size", "train.val_episodes", "train.val_k_shot", "train.val_n_query",
+    "features.batch_size", "episodes.n_way", "episodes.k_shot",
     "episodes.n_query", "episodes.n_episodes", "episodes.batch_size",
 )
 

@@ -97,13 +97,21 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
         return best
     _say(f"training {cfg.backbone.name} on the train split ({tr.method}, {tr.epochs} epochs) "
          f"into {out_dir}")
-    return train_backbone(
-        dataset, model_name=cfg.backbone.name, image_size=cfg.backbone.image_size,
-        method=tr.method, epochs=tr.epochs, batch_size=tr.batch_size, lr=tr.lr,
-        part_head=part_head, seed=cfg.backbone.seed, out_dir=out_dir,
-        device=cfg.features.device, num_workers=tr.num_workers, val_episodes=tr.val_episodes,
-        resume=True, progress=progress,
-    )
+    from benchmark.training import EpisodeSpec
+
+    val = EpisodeSpec(n_way=5, k_shot=tr.val_k_shot, n_query=tr.val_n_query,
+                      n_episodes=tr.val_episodes)
+    try:
+        return train_backbone(
+            dataset, model_name=cfg.backbone.name, image_size=cfg.backbone.image_size,
+            method=tr.method, epochs=tr.epochs, batch_size=tr.batch_size, lr=tr.lr,
+            part_head=part_head, seed=cfg.backbone.seed, out_dir=out_dir,
+            device=cfg.features.device, num_workers=tr.num_workers, val_episodes=val,
+            resume=True, progress=progress,
+        )
+    except EpisodeSettingsError as exc:
+        raise ConfigError(f"train.val_k_shot/train.val_n_query: model selection on the val "
+                          f"split cannot draw its episodes: {exc}") from None
 
 
 # --- episodes ------------------------------------------------------------------------------------

@@ -197,3 +197,30 @@ def test_torchrun_two_processes_give_the_records_of_one(tiny_run_config, tmp_pat
     assert _records(two) == _records(one)
     # the 2-process run sharded extraction: both shards went into one cache entry per feature set
     assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 2
+
+
+def test_weights_train_trains_once_on_the_train_split_and_reuses_the_checkpoint(tiny_run_config,
+                                                                                  tmp_path):
+    raw = dict(tiny_run_config, learners=["protonet"],
+               backbone=dict(tiny_run_config["backbone"], weights="train"),
+               train={"epochs": 1, "batch_size": 32, "val_episodes": 4, "val_k_shot": 1,
+                      "val_n_query": 2},
+               episodes=dict(tiny_run_config["episodes"], n_episodes=8))
+    first = runner.run(config_from_dict(raw), run_dir=tmp_path / "first", progress=False)
+    checkpoints = list((tmp_path / "cache" / "checkpoints").glob("*/best.pt"))
+    assert len(checkpoints) == 1
+    made = checkpoints[0].stat().st_mtime_ns
+    weights = json.loads((first / "result.json").read_text())["weights"]
+    assert weights["provenance"] == "train" and weights["saw_test_classes"] is False
+    assert weights["checkpoint"] == "best.pt" and len(weights["sha256"]) == 64
+
+    second = runner.run(config_from_dict(raw), run_dir=tmp_path / "second", progress=False)
+    assert checkpoints[0].stat().st_mtime_ns == made  # reused, not retrained
+    assert _records(second) == _records(first)
+
+
+def test_val_episodes_the_data_cannot_hold_are_a_config_error(tiny_run_config, tmp_path):
+    raw = dict(tiny_run_config, backbone=dict(tiny_run_config["backbone"], weights="train"),
+               train={"epochs": 1, "val_k_shot": 5, "val_n_query": 10})
+    with pytest.raises(ConfigError, match="train.val_k_shot/train.val_n_query"):
+        runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
