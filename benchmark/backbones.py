@@ -101,12 +101,7 @@ class Backbone:
                 head changes the width (e.g. MobileNetV3's conv head), so that global and
                 part embeddings share one space.
         """
-        raw = self.model.forward_features(images)
-        fmap = to_nchw(self.model, raw, images.shape[-2:])
-        pooled = self.model.forward_head(raw, pre_logits=True)
-        if pooled.ndim != 2 or pooled.shape[1] != fmap.shape[1]:
-            pooled = fmap.mean(dim=(2, 3))
-        return fmap, pooled
+        return trunk_features(self.model, images)
 
     def part_head(self) -> nn.Module:
         """The part-segmentation head saved with a "train" checkpoint, in eval mode.
@@ -123,6 +118,17 @@ class Backbone:
         head = PartSegHead(in_channels=self.num_features, n_slots=13)
         head.load_state_dict(self.part_head_state)
         return head.eval()
+
+
+def trunk_features(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fmap (B, C, h, w), pooled (B, C)) of a timm model (num_classes=0) on (B, 3, H, W) images;
+    see Backbone.feature_map. Training uses it too, so heads train on the features extracted."""
+    raw = model.forward_features(images)
+    fmap = to_nchw(model, raw, images.shape[-2:])
+    pooled = model.forward_head(raw, pre_logits=True)
+    if pooled.ndim != 2 or pooled.shape[1] != fmap.shape[1]:
+        pooled = fmap.mean(dim=(2, 3))
+    return fmap, pooled
 
 
 def to_nchw(model: nn.Module, raw: torch.Tensor, hw: torch.Size) -> torch.Tensor:
@@ -147,8 +153,6 @@ def to_nchw(model: nn.Module, raw: torch.Tensor, hw: torch.Size) -> torch.Tensor
         return tokens.transpose(1, 2).reshape(raw.shape[0], raw.shape[2], h, w)
     raise BackboneError(f"{type(model).__name__}.forward_features gave shape {tuple(raw.shape)}")
 
-
-_to_nchw = to_nchw  # the name benchmark.training.model imports
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor] | nn.Module) -> str:

@@ -8,14 +8,6 @@ from torch import nn
 from benchmark.training.part_head import PartSegHead
 
 
-def feature_map(backbone: nn.Module, raw: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
-    """timm forward_features output -> (B, C, h, w), exactly as benchmark.backbones lays it out
-    for feature extraction (so the part head sees the same map in training and at test time)."""
-    from benchmark.backbones import _to_nchw
-
-    return _to_nchw(backbone, raw, torch.Size(image_hw))
-
-
 def _training(head: nn.Module | None) -> bool:
     return head is not None and any(p.requires_grad for p in head.parameters())
 
@@ -38,12 +30,9 @@ class TrainingModel(nn.Module):
         """(B, 3, S, S) -> (feature map (B, C, h, w), pooled (B, C)), defined as in
         benchmark.backbones.Backbone.feature_map (the features the harness extracts): the
         model's own pooled embedding, or the map's average when its head changes the width."""
-        raw = self.backbone.forward_features(images)
-        fmap = feature_map(self.backbone, raw, tuple(images.shape[-2:]))
-        pooled = self.backbone.forward_head(raw, pre_logits=True)
-        if pooled.ndim != 2 or pooled.shape[1] != fmap.shape[1]:
-            pooled = fmap.mean(dim=(2, 3))
-        return fmap, pooled
+        from benchmark.backbones import trunk_features
+
+        return trunk_features(self.backbone, images)
 
     def forward(self, images: torch.Tensor):
         fmap, pooled = self.trunk(images)
