@@ -22,6 +22,7 @@ all-gathered, so every rank returns the same FeatureSet as one process would.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -154,23 +155,30 @@ class SplitTransform:
     pil_steps: Callable
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    squash: tuple[tuple[int, int], str] | None = None
 
     @classmethod
     def of(cls, transform: Callable) -> "SplitTransform | None":
-        """Split Compose([PIL steps..., ToTensor, Normalize]); None for any other shape."""
+        """Split Compose([PIL steps..., ToTensor, Normalize]); None for any other shape.
+
+        `squash` is ((width, height), interpolation) when the PIL steps only resize to a fixed
+        size (timm's "squash" crop mode): the decoder can then produce that size directly, at
+        reduced scale for large JPEGs (benchmark/data/decode.py)."""
         steps = list(getattr(transform, "transforms", []))
         at = [i for i, t in enumerate(steps) if isinstance(t, transforms.ToTensor)]
         if len(at) != 1 or at[0] != len(steps) - 2 or not isinstance(steps[-1], transforms.Normalize):
             return None
         norm = steps[-1]
         return cls(transforms.Compose(steps[: at[0]]), tuple(map(float, torch.as_tensor(norm.mean).flatten())),
-                   tuple(map(float, torch.as_tensor(norm.std).flatten())))
+                   tuple(map(float, torch.as_tensor(norm.std).flatten())), _squash_size(steps[: at[0]]))
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> (H, W, 3) uint8 tensor."""
         if image.mode != "RGB":  # load_image promises RGB; convert() would copy even then
             image = image.convert("RGB")
-        return torch.from_numpy(np.array(self.pil_steps(image), dtype=np.uint8))
+        if self.squash is None or image.size != self.squash[0]:  # else decoded at that size
+            image = self.pil_steps(image)
+        return torch.from_numpy(np.array(image, dtype=np.uint8))
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 channels_last, as ToTensor + Normalize."""
@@ -178,6 +186,30 @@ class SplitTransform:
         std = torch.tensor(self.std, device=pixels.device).view(1, 3, 1, 1)
         x = pixels.permute(0, 3, 1, 2).float().div_(255)
         return x.sub_(mean).div_(std)
+
+
+def _squash_size(pil_steps: list) -> tuple[tuple[int, int], str] | None:
+    """((width, height), interpolation) when pil_steps are Resize((h, w)) and at most a
+    CenterCrop of that same size (a no-op); else None."""
+    if not pil_steps or not isinstance(pil_steps[0], transforms.Resize):
+        return None
+    resize = pil_steps[0]
+    size = resize.size
+    if not isinstance(size, (tuple, list)) or len(size) != 2:
+        return None
+    rest = pil_steps[1:]
+    if rest and not (len(rest) == 1 and isinstance(rest[0], transforms.CenterCrop)
+                     and tuple(rest[0].size) == tuple(size)):
+        return None
+    return (int(size[1]), int(size[0])), resize.interpolation.value
+
+
+def _can_decode_resized(dataset: Any) -> bool:
+    """True when dataset.load_image takes a size (PartDataset does; in-memory test sets may not)."""
+    try:
+        return "size" in inspect.signature(dataset.load_image).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class PartImageDataset(Dataset):
@@ -194,13 +226,20 @@ class PartImageDataset(Dataset):
         self.indices = indices
         self.transform = transform
         self.grid = grid
+        squash = getattr(transform, "squash", None)
+        # decode straight to the model's input size (reduced-scale JPEG decoding) when possible
+        self.decode_size = squash if squash is not None and _can_decode_resized(dataset) else None
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         i = int(self.indices[k])
-        image = self.transform(self.dataset.load_image(i))
+        if self.decode_size is not None:
+            size, resample = self.decode_size
+            image = self.transform(self.dataset.load_image(i, size=size, resample=resample))
+        else:
+            image = self.transform(self.dataset.load_image(i))
         if self.grid is None:
             return image, torch.empty(0)
         masks = np.asarray(self.dataset.slot_masks(i), dtype=bool)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark.data import masks
+from benchmark.data import decode, masks
 from benchmark.data.errors import DatasetError
 from episodes import taxonomy
 
@@ -76,8 +76,11 @@ class PartDataset:
         """(n,) int64 indices of the images of one split."""
         return np.array([r.index for r in self.images if r.split == split], dtype=np.int64)
 
-    def load_image(self, i: int) -> Image.Image:
-        """The pixels of image i, as an RGB PIL image of the json's (width, height)."""
+    def load_image(self, i: int, size: tuple[int, int] | None = None,
+                   resample: str = "bicubic") -> Image.Image:
+        """The pixels of image i as an RGB PIL image of the json's (width, height), or resized
+        (squashed) to `size` = (width, height); see benchmark/data/decode.py (any colour mode,
+        PNG bytes in a .JPEG file, reduced-scale JPEG decoding)."""
         rec = self.images[i]
         with Image.open(rec.path) as img:
             if img.size != (rec.width, rec.height):
@@ -85,7 +88,7 @@ class PartDataset:
                     f"{rec.path}: the image is {img.size[0]}x{img.size[1]} (width x height) but "
                     f"its entry (image id {rec.image_id}) in the {rec.split} annotation file says "
                     f"{rec.width}x{rec.height}; its part masks would not line up")
-            return img.convert("RGB")
+            return decode.to_rgb(img, size, resample)
 
     def part_masks(self, i: int) -> dict[int, np.ndarray]:
         """Part id -> (H, W) bool mask (union of image i's annotations of that part).
