@@ -46,6 +46,7 @@ from benchmark.device import (
     resolve_device,
     resolve_precision,
 )
+from benchmark.device_decode import RoutedBatch, can_decode_on_device, collate_routed, read_routed
 from benchmark.feature_cache import cache_key, cache_path, indices_sha256, load_features, save_features
 from episodes.taxonomy import PART_SLOTS
 
@@ -221,11 +222,13 @@ class PartImageDataset(Dataset):
     """
 
     def __init__(self, dataset: Any, indices: np.ndarray, transform: Callable,
-                 grid: tuple[int, int] | None) -> None:
+                 grid: tuple[int, int] | None, device_decode: bool = False) -> None:
         self.dataset = dataset
         self.indices = indices
         self.transform = transform
         self.grid = grid
+        # items become (bytes or pixels, encoded, coverage) for benchmark.device_decode
+        self.device_decode = device_decode
         squash = getattr(transform, "squash", None)
         # decode straight to the model's input size (reduced-scale JPEG decoding) when possible
         self.decode_size = squash if squash is not None and _can_decode_resized(dataset) else None
@@ -233,19 +236,27 @@ class PartImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, ...]:
         i = int(self.indices[k])
+        if self.device_decode:
+            payload, encoded = read_routed(self.dataset, i)
+            image = payload if encoded else self._pixels(i)
+            return image, encoded, self._coverage(i)
+        return self._pixels(i), self._coverage(i)
+
+    def _pixels(self, i: int) -> torch.Tensor:
         if self.decode_size is not None:
             size, resample = self.decode_size
-            image = self.transform(self.dataset.load_image(i, size=size, resample=resample))
-        else:
-            image = self.transform(self.dataset.load_image(i))
+            return self.transform(self.dataset.load_image(i, size=size, resample=resample))
+        return self.transform(self.dataset.load_image(i))
+
+    def _coverage(self, i: int) -> torch.Tensor:
         if self.grid is None:
-            return image, torch.empty(0)
+            return torch.empty(0)
         masks = np.asarray(self.dataset.slot_masks(i), dtype=bool)
         if masks.ndim != 3 or masks.shape[0] != N_SLOTS:
             raise ValueError(f"slot_masks({i}) has shape {masks.shape}; expected ({N_SLOTS}, H, W)")
-        return image, slot_coverage(masks, self.grid)
+        return slot_coverage(masks, self.grid)
 
 
 def pool_parts(fmap: torch.Tensor, coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,23 +328,38 @@ def _feature_grid(backbone: Backbone, device: torch.device, dtype: torch.dtype) 
     return int(fmap.shape[2]), int(fmap.shape[3])
 
 
+def uses_device_decode(dataset: Any, backbone: Backbone, device: torch.device, allowed: bool) -> bool:
+    """True when extraction decodes JPEGs on the device: CUDA, a squash-resize transform and
+    images in files (benchmark/device_decode.py); `allowed` False forces the CPU path."""
+    split = SplitTransform.of(backbone.transform)
+    return (allowed and device.type == "cuda" and split is not None and split.squash is not None
+            and can_decode_on_device(dataset))
+
+
 def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: str,
                    part_head: nn.Module | None, batch_size: int, num_workers: int,
-                   device: torch.device, dtype: torch.dtype, progress: bool) -> dict[str, torch.Tensor]:
+                   device: torch.device, dtype: torch.dtype, progress: bool,
+                   device_decode: bool = True) -> dict[str, torch.Tensor]:
     """Features of one shard of images, on `device`: embeddings (n, D) f16, and unless
     masks="none", part_embeddings (n, S, D) f16 and part_present (n, S) bool."""
     grid = _feature_grid(backbone, device, dtype)
     split = SplitTransform.of(backbone.transform)
-    ds = PartImageDataset(dataset, shard, split or backbone.transform, grid if masks == "oracle" else None)
+    on_device = uses_device_decode(dataset, backbone, device, device_decode)
+    ds = PartImageDataset(dataset, shard, split or backbone.transform, grid if masks == "oracle" else None,
+                          device_decode=on_device)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=False,
-                        prefetch_factor=4 if num_workers > 0 else None)
+                        prefetch_factor=4 if num_workers > 0 else None,
+                        collate_fn=collate_routed if on_device else None)
     d = backbone.num_features
     names = ("embeddings",) if masks == "none" else ("embeddings", "part_embeddings", "part_present")
     out: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for images, coverage in tqdm(loader, desc=f"features {backbone.name}", disable=not progress,
                                  unit="batch", leave=False):
-        images = images.to(device, non_blocking=True)
+        if isinstance(images, RoutedBatch):
+            images = images.to_device(device, split.squash[0])
+        else:
+            images = images.to(device, non_blocking=True)
         images = split.normalise(images) if split is not None else images
         images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
@@ -397,6 +423,7 @@ def extract_features(
     precision: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    device_decode: bool = True,
 ) -> FeatureSet:
     """Extract (or load from the cache) the features of dataset images `indices`, in that order.
 
@@ -413,6 +440,8 @@ def extract_features(
         precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp16", "fp32".
         cache_dir: folder of the feature cache; None disables caching.
         progress: show a tqdm bar (rank 0 only).
+        device_decode: on CUDA, decode baseline JPEGs on the GPU in batches (nvjpeg), the other
+            files on the CPU (benchmark/device_decode.py); False keeps every decode on the CPU.
 
     Returns:
         A FeatureSet on the CPU, identical on every rank under torch.distributed.
@@ -429,6 +458,8 @@ def extract_features(
     if masks != "predicted":
         part_head = None
     parts = feature_key_parts(dataset, idx, backbone, masks, part_head, dtype)
+    if uses_device_decode(dataset, backbone, dev, device_decode):
+        parts["decode"] = "device"  # GPU resize differs from Pillow's by a few pixel levels
     key = cache_key(parts)
     rank, world = dist_rank_world()
 
@@ -448,7 +479,7 @@ def extract_features(
         part_head.to(dev).eval()
     with torch.inference_mode():
         local = _extract_shard(dataset, shards[rank], backbone, masks, part_head, batch_size,
-                               num_workers, dev, dtype, progress and rank == 0)
+                               num_workers, dev, dtype, progress and rank == 0, device_decode)
         if world > 1:
             local = _all_gather_shards(local, [len(s) for s in shards], dev)
     # clone: leave inference mode behind (on the CPU .cpu() would return the inference tensor)
