@@ -29,6 +29,7 @@ from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider
+from benchmark.stage_timer import StageTimer
 from benchmark.stages import build_learners, episode_source
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
@@ -63,47 +64,54 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
     extraction (sharded); rank 0 alone evaluates the episodes and writes the outputs.
     """
     started = time.time()
+    timer = StageTimer()
     ctx = init_distributed(cfg.features.device)
     try:
-        if ctx.is_main:
-            run_dir = prepare_run_dir(cfg, run_dir, resume)
-            dataset = resolve_dataset(cfg.data, cfg.cache_dir)  # rank 0 first: it may make the twin
-        ctx.barrier()
-        if not ctx.is_main:
-            dataset = resolve_dataset(cfg.data, cfg.cache_dir)
+        with timer.stage("twin" if cfg.data.source == "synthetic" else "dataset"):
+            if ctx.is_main:
+                run_dir = prepare_run_dir(cfg, run_dir, resume)
+                dataset = resolve_dataset(cfg.data, cfg.cache_dir)  # rank 0 first: it may make the twin
+            ctx.barrier()
+            if not ctx.is_main:
+                dataset = resolve_dataset(cfg.data, cfg.cache_dir)
         if dataset.defects and ctx.is_main:
             _say("skipped annotations: " + ", ".join(f"{k}: {v}" for k, v in dataset.defects.items()))
         source = episode_source(cfg, dataset)
         learners = build_learners(cfg)
         shown = progress and ctx.is_main
-        backbone = resolve_backbone(cfg, dataset, shown)
-        features = FeatureProvider(dataset, backbone, cfg.features,
-                                   cache_root(cfg.cache_dir) / "features", shown)
-        # Every rank takes part in (sharded) extraction of every feature set the learners use.
-        gathers = features.gatherers(source.image_indices(dataset))
-        for _, learner in learners:
-            if learner.needs_base_features:
-                learner.prepare(features.base_embeddings())
+        with timer.stage("training" if cfg.backbone.weights == "train" else "backbone"):
+            backbone = resolve_backbone(cfg, dataset, shown)
+        with timer.stage("features"):
+            features = FeatureProvider(dataset, backbone, cfg.features,
+                                       cache_root(cfg.cache_dir) / "features", shown)
+            # Every rank takes part in (sharded) extraction of every feature set the learners use.
+            gathers = features.gatherers(source.image_indices(dataset))
+            for _, learner in learners:
+                if learner.needs_base_features:
+                    learner.prepare(features.base_embeddings())
         if not ctx.is_main:
             return None
-        run_id = evaluate_episodes(cfg, run_dir, source, learners, gathers, progress)
-        records = read_records(run_dir / "records.jsonl")
-        ci = ci_settings(cfg.to_dict()["report"])
-        names = [spec.name for spec in cfg.learners]
-        tables = write_report(records, run_dir / "tables",
-                              baseline=names[0] if len(names) > 1 else None, **ci)
-        write_plots(records, run_dir / "plots", **ci)
-        plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
-                           learners[-1])
-        result = result_from_run(
-            run_id=run_id, config=cfg.to_dict(),
-            episodes={"split": source.split, "settings": source.settings, "hash": source.hash(),
-                      "requested": source.n_episodes},
-            dataset={"fingerprint": dataset.fingerprint, "n_images": len(dataset.images),
-                     "skipped_annotations": dataset.defects},
-            weights=backbone.provenance, hardware=hardware(features.device), records=records,
-            wall_time_s=time.time() - started)
-        path = write_result(run_dir / "result.json", result)
+        with timer.stage("episodes"):
+            run_id = evaluate_episodes(cfg, run_dir, source, learners, gathers, progress)
+        with timer.stage("report"):
+            records = read_records(run_dir / "records.jsonl")
+            ci = ci_settings(cfg.to_dict()["report"])
+            names = [spec.name for spec in cfg.learners]
+            tables = write_report(records, run_dir / "tables",
+                                  baseline=names[0] if len(names) > 1 else None, **ci)
+            write_plots(records, run_dir / "plots", **ci)
+            plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
+                               learners[-1])
+            result = result_from_run(
+                run_id=run_id, config=cfg.to_dict(),
+                episodes={"split": source.split, "settings": source.settings, "hash": source.hash(),
+                          "requested": source.n_episodes},
+                dataset={"fingerprint": dataset.fingerprint, "n_images": len(dataset.images),
+                         "skipped_annotations": dataset.defects},
+                weights=backbone.provenance, hardware=hardware(features.device), records=records,
+                wall_time_s=time.time() - started)
+            path = write_result(run_dir / "result.json", result)
+        _say(timer.summary())
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
         _say(f"tables: {run_dir / 'tables'}   plots: {run_dir / 'plots'}")
         return RunResult(run_dir, result, records, tables)

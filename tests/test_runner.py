@@ -4,6 +4,7 @@ stopped by a fault or a SIGKILL resumes to exactly the records of an uninterrupt
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -32,10 +33,14 @@ def _records(run_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: (r["learner"], r["episode"]))
 
 
-def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path):
+def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path, capsys):
     cfg = config_from_dict(tiny_run_config)
     produced = benchmark.run_benchmark(cfg, run_dir=tmp_path / "run", progress=False)
     run_dir = produced.run_dir
+    # the run ends with its wall time per stage
+    assert re.search(r"wall time per stage: twin [\d.]+ s, (backbone|training) [\d.]+ s, "
+                     r"features [\d.]+ s, episodes [\d.]+ s, report [\d.]+ s \(total [\d.]+ s\)",
+                     capsys.readouterr().err)
 
     records = read_records(run_dir / "records.jsonl")
     # the programmatic entry point returns what it wrote
