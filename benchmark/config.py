@@ -65,6 +65,9 @@ class TrainConfig:
     val_k_shot: int = 5
     val_n_query: int = 10
     num_workers: int = 0
+    # keep each image's decoded training view on disk (memory-mapped) so epochs after the first
+    # read pixels, not JPEGs; same weights either way (python -m benchmark cache --clear decoded)
+    decoded_cache: bool = False
 
 
 @dataclass

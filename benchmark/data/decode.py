@@ -15,6 +15,8 @@ decode, and masks given in the original image's coordinates stay aligned.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from PIL import Image
 
@@ -75,6 +77,17 @@ def _convert(image: Image.Image) -> Image.Image:
         grey = np.clip(pixels * (255.0 / top), 0, 255).round().astype(np.uint8)
         return Image.fromarray(grey, mode="L").convert("RGB")
     return image.convert("RGB")
+
+
+def load_image_at(dataset, i: int, size: tuple[int, int], resample: str = "bicubic") -> Image.Image:
+    """dataset.load_image(i) as RGB at `size` = (width, height): decoded at that size when the
+    dataset's load_image takes a size (PartDataset does), else loaded and resized here (in-memory
+    datasets of the tests)."""
+    if "size" in inspect.signature(dataset.load_image).parameters:
+        return dataset.load_image(i, size=size, resample=resample)
+    image = dataset.load_image(i)
+    image = image if image.mode == "RGB" else _convert(image)
+    return image if image.size == tuple(size) else image.resize(tuple(size), RESAMPLE[resample])
 
 
 def decode_rgb(path, size: tuple[int, int] | None = None, resample: str = "bicubic") -> Image.Image:

@@ -8,7 +8,7 @@ after a resume.
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
+from benchmark.data.decode import load_image_at
 from benchmark.training.part_head import label_map_from_slot_masks
 from episodes.taxonomy import split_classes
 
@@ -24,10 +25,10 @@ from episodes.taxonomy import split_classes
 class ImageSource(Protocol):
     """What training reads from a dataset (benchmark.data.dataset.PartDataset satisfies it)."""
 
-    images: Sequence  # records with .split and .synset
+    images: Sequence  # records with .split, .synset, .height and .width
     fingerprint: str
 
-    def load_image(self, i: int) -> Image.Image: ...
+    def load_image(self, i: int) -> Image.Image: ...  # PartDataset's also takes size=(w, h)
     def slot_masks(self, i: int) -> np.ndarray: ...  # (13, H, W) bool
     def split_indices(self, split: str) -> np.ndarray: ...
 
@@ -64,6 +65,38 @@ def random_resized_crop_box(
     return (height - side) // 2, (width - side) // 2, side, side
 
 
+# Side of the stored training view, relative to the training resolution: RandomResizedCrop's
+# smallest crop (area scale 0.35, aspect 4/3) spans ~0.51 of a side, so a view of twice the
+# training resolution feeds even that crop without upsampling.
+AUGMENT_MARGIN = 2
+
+
+def view_size(source: ImageSource, indices: np.ndarray, image_size: int) -> int:
+    """S: image_size * AUGMENT_MARGIN, but no larger than the largest stored side of the images
+    (a view never upsamples a small dataset, which then trains on its pixels unchanged)."""
+    largest = max(max(source.images[int(i)].height, source.images[int(i)].width) for i in indices)
+    return int(min(image_size * AUGMENT_MARGIN, largest))
+
+
+def training_view(source: ImageSource, image_index: int, size: int,
+                  with_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image squashed to (size, size): pixels (S, S, 3) uint8 (the shared decode path, at
+    reduced scale for large JPEGs), and with_labels the part label map (S, S) uint8 (slot
+    0..12, background 13; nearest)."""
+    record = source.images[image_index]
+    pixels = np.asarray(load_image_at(source, image_index, (size, size)), dtype=np.uint8)
+    if not with_labels:
+        return pixels, None
+    slot_masks = torch.from_numpy(np.ascontiguousarray(source.slot_masks(image_index)))
+    labels = label_map_from_slot_masks(slot_masks)[None]  # (1, H, W)
+    if tuple(labels.shape[-2:]) != (record.height, record.width):
+        raise ValueError(f"image {image_index}: slot masks {tuple(labels.shape[-2:])} "
+                         f"do not match the image size {(record.height, record.width)}")
+    if tuple(labels.shape[-2:]) != (size, size):
+        labels = TF.resize(labels, [size, size], interpolation=InterpolationMode.NEAREST_EXACT)
+    return pixels, labels[0].to(torch.uint8).numpy()
+
+
 class SplitImages(Dataset):
     """Images of one split, resized to a square `image_size`, optionally augmented.
 
@@ -78,7 +111,7 @@ class SplitImages(Dataset):
         self, source: ImageSource, split: str, *, image_size: int, mean: Sequence[float],
         std: Sequence[float], augment: bool, seed: int, with_masks: bool = False,
         class_keys: Sequence[str] | None = None, indices: np.ndarray | None = None,
-        interpolation: str = "bicubic",
+        interpolation: str = "bicubic", decoded: Any = None,
     ) -> None:
         self.source = source
         self.split = split
@@ -90,6 +123,9 @@ class SplitImages(Dataset):
         if wrong:
             raise ValueError(f"SplitImages({split!r}) was given images of another split: {wrong[:5]}")
         self.image_size = int(image_size)
+        self.view_size = view_size(source, self.indices, self.image_size)
+        # a benchmark.training.decoded_cache.DecodedViews of these views, or None: decode per read
+        self.decoded = decoded
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
         self.augment = augment
@@ -118,30 +154,42 @@ class SplitImages(Dataset):
     def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.load(int(self.indices[j]), self.labels[j])
 
+    def make_view(self, image_index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The training view of one image (what the decoded-image cache stores)."""
+        return training_view(self.source, image_index, self.view_size, self.with_masks)
+
     def load(self, image_index: int, label: torch.Tensor | int = -1):
-        """Load and transform dataset image `image_index` (a global index)."""
-        image = TF.pil_to_tensor(self.source.load_image(image_index).convert("RGB"))  # (3,H,W) u8
-        masks = None
-        if self.with_masks:
-            slot_masks = torch.from_numpy(np.ascontiguousarray(self.source.slot_masks(image_index)))
-            masks = label_map_from_slot_masks(slot_masks)[None]  # (1, H, W)
-            if masks.shape[-2:] != image.shape[-2:]:
-                raise ValueError(f"image {image_index}: slot masks {tuple(masks.shape[-2:])} "
-                                 f"do not match the image size {tuple(image.shape[-2:])}")
+        """Load and transform dataset image `image_index` (a global index).
+
+        The crop is drawn in the stored image's coordinates and taken from the (S, S) training
+        view scaled to it, so a run reads the same pixels from the decoded-image cache as from
+        the files.
+        """
+        if self.decoded is not None:
+            pixels, labels = self.decoded.view(image_index)
+        else:
+            pixels, labels = self.make_view(image_index)
+        if self.with_masks and labels is None:
+            raise ValueError("the decoded-image cache holds no label maps; build it with_labels")
+        image = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)  # (3, S, S) u8, a copy
+        record = self.source.images[image_index]
+        height, width, side = record.height, record.width, self.view_size
         size = [self.image_size, self.image_size]
-        height, width = image.shape[-2:]
         if self.augment:
             g = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, image_index))
             top, left, h, w = random_resized_crop_box(height, width, g)
             flip = bool(torch.rand(1, generator=g) < 0.5)
+            top, h = _to_view(top, h, height, side)
+            left, w = _to_view(left, w, width, side)
         else:
-            top, left, h, w, flip = 0, 0, height, width, False
+            top, left, h, w, flip = 0, 0, side, side, False
         image = TF.resized_crop(image, top, left, h, w, size, interpolation=self.interpolation,
                                 antialias=True)
         if flip:
             image = TF.horizontal_flip(image)
         image = (image.float() / 255.0 - self.mean) / self.std
-        if masks is not None:
+        if self.with_masks:
+            masks = torch.from_numpy(np.array(labels))[None]  # (1, S, S)
             masks = TF.resized_crop(masks, top, left, h, w, size,
                                     interpolation=InterpolationMode.NEAREST_EXACT)
             if flip:
@@ -150,3 +198,12 @@ class SplitImages(Dataset):
         else:
             masks = torch.zeros(0, dtype=torch.int64)
         return image, torch.as_tensor(label, dtype=torch.int64), masks
+
+
+def _to_view(start: int, length: int, stored: int, side: int) -> tuple[int, int]:
+    """A crop interval of a stored side in pixels of the view's side (identity when equal)."""
+    if stored == side:
+        return start, length
+    scale = side / stored
+    begin = min(int(round(start * scale)), side - 1)
+    return begin, max(1, min(int(round(length * scale)), side - begin))

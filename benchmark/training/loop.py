@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from benchmark.training.checkpoint import TRAIN_CLASSES_TAG, cpu_state_dict, load_checkpoint, save_checkpoint
 from benchmark.training.classification import classification_loss
 from benchmark.training.data import ImageSource, SplitImages, derive_seed, train_class_keys
+from benchmark.training.decoded_cache import DecodedViews
 from benchmark.training.distributed import DistContext, init_distributed
 from benchmark.training.episodic import (
     EpisodeImages, EpisodeSpec, episode_arrays, episode_sampler, protonet_accuracy, protonet_loss,
@@ -81,7 +82,7 @@ def train_backbone(
     epochs: int, batch_size: int, lr: float, part_head: PartHeadMode = False, seed: int,
     out_dir: str | Path, device: str = "auto", num_workers: int = 0,
     val_episodes: int | EpisodeSpec = 200, resume: bool = True, progress: bool = True,
-    **options: Any,
+    decoded_cache: str | Path | None = None, **options: Any,
 ) -> Path:
     """Train `model_name` from random init on `dataset`'s train split; return best.pt's path.
 
@@ -94,6 +95,9 @@ def train_backbone(
     val_episodes: number of 5-way 5-shot 10-query val episodes, or an EpisodeSpec.
     options: the other TrainConfig fields (optimizer "sgd"|"adamw", weight_decay, warmup_epochs,
         label_smoothing, batchnorm "auto"|"local"|"sync"|"frozen", val_seed, ...).
+    decoded_cache: a cache folder: decode each image's training view once into memory-mapped
+        files there (benchmark/training/decoded_cache.py) and read those in every epoch; the
+        weights are the same as without it. None decodes the JPEGs in every epoch.
     Writes out_dir/best.pt (+ .sha256) and out_dir/last.pt (resume state). Under torchrun, only
     rank 0 writes and prints.
     """
@@ -114,7 +118,9 @@ def train_backbone(
                          epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                          seed=int(seed), part_head=part_head, batchnorm=bn,
                          val_episodes=spec.as_dict(), **options)
-    return _Trainer(dataset, config, Path(out_dir), ctx, num_workers, resume, progress).run()
+    trainer = _Trainer(dataset, config, Path(out_dir), ctx, num_workers, resume, progress,
+                       Path(decoded_cache) if decoded_cache is not None else None)
+    return trainer.run()
 
 
 def _validate(config: TrainConfig, world_size: int) -> None:
@@ -136,8 +142,11 @@ def _validate(config: TrainConfig, world_size: int) -> None:
 
 class _Trainer:
     def __init__(self, dataset: ImageSource, config: TrainConfig, out_dir: Path, ctx: DistContext,
-                 num_workers: int, resume: bool, progress: bool) -> None:
+                 num_workers: int, resume: bool, progress: bool,
+                 decoded_cache: Path | None = None) -> None:
         _validate(config, ctx.world_size)
+        self.decoded_cache = decoded_cache
+        self._decoded_train: DecodedViews | None = None
         self.dataset, self.config, self.out_dir, self.ctx = dataset, config, out_dir, ctx
         self.num_workers, self.resume, self.progress = num_workers, resume, progress and ctx.is_main
         self.device = ctx.device
@@ -165,6 +174,7 @@ class _Trainer:
 
         val = SplitImages(dataset, "val", image_size=c.image_size, mean=self.mean, std=self.std,
                           augment=False, seed=c.seed, interpolation=self.interpolation)
+        val.decoded = self._decoded_views(val, with_labels=False)
         self.val_images = val
         spec = EpisodeSpec(**c.val_episodes)
         sampler = episode_sampler(self.labels, seed=c.val_seed, split="val", spec=spec)
@@ -234,8 +244,30 @@ class _Trainer:
         train = SplitImages(self.dataset, "train", image_size=c.image_size, mean=self.mean,
                             std=self.std, augment=True, seed=c.seed, with_masks=with_masks,
                             interpolation=self.interpolation, class_keys=self.class_keys)
+        if self.decoded_cache is not None and self._decoded_train is None:
+            # one set for all epochs; with label maps whenever a part head trains in any phase
+            labelled = SplitImages(self.dataset, "train", image_size=c.image_size, mean=self.mean,
+                                   std=self.std, augment=True, seed=c.seed,
+                                   with_masks=bool(c.part_head), class_keys=self.class_keys)
+            self._decoded_train = self._decoded_views(labelled, with_labels=bool(c.part_head))
+        train.decoded = self._decoded_train
         train.set_epoch(epoch)
         return train
+
+    def _decoded_views(self, images: SplitImages, with_labels: bool) -> DecodedViews | None:
+        """The decoded-image cache of `images`' views (built by rank 0 first), or None."""
+        if self.decoded_cache is None:
+            return None
+        common = dict(fingerprint=self.dataset.fingerprint, indices=images.indices,
+                      view_size=images.view_size, with_labels=with_labels,
+                      make_view=images.make_view, num_workers=self.num_workers,
+                      progress=self.progress)
+        if self.ctx.is_main:
+            views = DecodedViews.open(self.decoded_cache, **common)
+        self.ctx.barrier()
+        if not self.ctx.is_main:
+            views = DecodedViews.open(self.decoded_cache, **common)
+        return views
 
     def _image_loader(self, epoch: int, with_masks: bool) -> DataLoader:
         c = self.config

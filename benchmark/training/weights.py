@@ -31,10 +31,12 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
     # Predicted part masks need a part head; train one after the backbone unless configured.
     part_head = tr.part_head or ("after" if cfg.features.masks in ("predicted", "support-oracle")
                                  else False)
-    # Everything that changes the weights; loader workers do not (augmentation is seeded per image).
+    # Everything that changes the weights; loader workers do not (augmentation is seeded per
+    # image), nor does the decoded-image cache (it stores the very views training computes).
     key = short_key({"data": dataset.fingerprint, "backbone": cfg.backbone.name,
                      "image_size": cfg.backbone.image_size, "seed": cfg.backbone.seed,
-                     "train": {**vars(tr), "part_head": part_head, "num_workers": None}})
+                     "train": {**{k: v for k, v in vars(tr).items() if k != "decoded_cache"},
+                               "part_head": part_head, "num_workers": None}})
     out_dir = cache_root(cfg.cache_dir) / "checkpoints" / f"{cfg.backbone.name}-{key}"
     best = out_dir / "best.pt"
     if best.is_file():
@@ -50,6 +52,7 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
             part_head=part_head, seed=cfg.backbone.seed, out_dir=out_dir,
             device=cfg.features.device, num_workers=tr.num_workers, val_episodes=val,
             resume=True, progress=progress,
+            decoded_cache=cache_root(cfg.cache_dir) if tr.decoded_cache else None,
         )
     except EpisodeSettingsError as exc:
         raise ConfigError(f"train.val_k_shot/train.val_n_query: model selection on the val "
