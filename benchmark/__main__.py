@@ -21,6 +21,8 @@ examples:
   python -m benchmark report outputs/5way1shot-* outputs/5way5shot-* --out report/
   python -m benchmark validate outputs/*/result.json
   python -m benchmark leaderboard results-dir/
+  python -m benchmark cache --clear decoded
+  python -m benchmark doctor --device cuda
 """
 
 
@@ -76,6 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="folder for the tables and plots")
     report.add_argument("--baseline", help="learner the others are compared with, episode by episode")
     report.add_argument("--bootstrap", action="store_true", help="bootstrap CIs (seeded)")
+
+    cache = sub.add_parser("cache", help="list the cache's size per kind, or clear one kind")
+    cache.add_argument("--clear", choices=("twin", "checkpoints", "features", "decoded"),
+                       help="delete every entry of this kind (it is remade when next needed)")
+    cache.add_argument("--cache-dir", help="default: $PARTBENCH_CACHE or ~/.cache/partbench")
+
+    doctor = sub.add_parser("doctor", help="environment, devices, cache, and a tiny timed run")
+    doctor.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    doctor.add_argument("--cache-dir", help="default: $PARTBENCH_CACHE or ~/.cache/partbench")
+    doctor.add_argument("--model", default="resnet10t")
+    doctor.add_argument("--image-size", type=int, default=64)
+    doctor.add_argument("--n-images", type=int, default=128)
+    doctor.add_argument("--num-workers", type=int, default=0)
 
     board = sub.add_parser("leaderboard", help="merge valid result files into ranked tables")
     board.add_argument("dir", help="a folder of result files (searched recursively)")
@@ -187,6 +202,29 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return leaderboard_main(args.dir, allow_mixed=args.allow_mixed_episodes, out=args.out)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from benchmark.cache import cache_root, cache_usage, clear_cache
+
+    root = cache_root(args.cache_dir)
+    if args.clear:
+        freed = clear_cache(root, args.clear)
+        print(f"cleared {args.clear} in {root}: {freed / 2**20:.1f} MiB freed")
+        return 0
+    usage = cache_usage(root)
+    print(f"cache: {root}")
+    for kind, size in usage.items():
+        print(f"  {kind:<12} {size / 2**20:10.1f} MiB")
+    print(f"  {'total':<12} {sum(usage.values()) / 2**20:10.1f} MiB")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from benchmark.doctor import doctor
+
+    return doctor(args.device, args.cache_dir, args.model, args.image_size, args.n_images,
+                  args.num_workers)
+
+
 COMMANDS = {
     "run": cmd_run,
     "synth": cmd_synth,
@@ -195,6 +233,8 @@ COMMANDS = {
     "validate": cmd_validate,
     "report": cmd_report,
     "leaderboard": cmd_leaderboard,
+    "cache": cmd_cache,
+    "doctor": cmd_doctor,
 }
 
 

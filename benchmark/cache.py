@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 
@@ -18,3 +19,34 @@ def cache_root(cache_dir: str | None) -> Path:
 def short_key(payload: object) -> str:
     """16 hex digits of the sha256 of `payload`'s JSON (sorted keys): a cache entry's name."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# What `python -m benchmark cache` lists and clears: kind -> glob under the cache root.
+CACHE_KINDS = {
+    "twin": "twin-*",
+    "checkpoints": "checkpoints",
+    "features": "features",
+    "decoded": "decoded",
+}
+
+
+def cache_usage(root: Path) -> dict[str, int]:
+    """Bytes on disk per kind of cache entry under `root` (0 for kinds not there)."""
+    usage = {}
+    for kind, pattern in CACHE_KINDS.items():
+        files = (p for entry in root.glob(pattern) for p in [entry, *entry.rglob("*")])
+        usage[kind] = sum(p.stat().st_size for p in files if p.is_file())
+    return usage
+
+
+def clear_cache(root: Path, kind: str) -> int:
+    """Delete every entry of one kind under `root`; the bytes freed."""
+    if kind not in CACHE_KINDS:
+        raise ValueError(f"unknown cache kind {kind!r}; one of {sorted(CACHE_KINDS)}")
+    freed = cache_usage(root)[kind]
+    for entry in root.glob(CACHE_KINDS[kind]):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return freed
