@@ -22,7 +22,7 @@ import torch
 from results._io import atomic_write
 
 # Bump when the pooling, presence rule or stored layout changes: old cache files then miss.
-FEATURE_FORMAT_VERSION = 2  # 2: predicted masks as softmax coverage
+FEATURE_FORMAT_VERSION = 3  # 2: predicted masks as softmax coverage; 3: reduced-scale JPEG decoding
 
 
 def indices_sha256(indices: np.ndarray) -> str:
