@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from benchmark.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.decode import RESAMPLE, decode_rgb, to_rgb
 from benchmark.data.errors import DatasetError
+from benchmark.features import PartImageDataset, SplitTransform
 
 W, H = 375, 300  # not multiples of 8: the draft image's size is rounded up
 
@@ -107,3 +110,16 @@ def test_unknown_resample_is_refused(tmp_path):
     Image.fromarray(_scene(16, 16)).save(tmp_path / "a.JPEG")
     with pytest.raises(ValueError, match="resample"):
         decode_rgb(tmp_path / "a.JPEG", (8, 8), resample="cubic")
+
+
+def test_feature_items_are_decoded_straight_to_the_model_input(tmp_path):
+    path = tmp_path / "scene.JPEG"
+    Image.fromarray(_scene()).save(path, quality=92)
+    data = _dataset([path], [(W, H)])
+    split = SplitTransform.of(build_backbone("test_resnet", image_size=64).transform)
+    (size, resample) = split.squash
+    assert size == (64, 64) and resample in RESAMPLE  # the model's own interpolation
+    items = PartImageDataset(data, np.arange(1), split, None)
+    assert items.decode_size == split.squash
+    image, _ = items[0]
+    assert torch.equal(image, torch.from_numpy(np.asarray(decode_rgb(path, size, resample))))
