@@ -91,7 +91,7 @@ def test_config_table_gives_each_key_its_default():
         if key in table:
             cell = table[key]["default"]
             expected = REQUIRED if default is REQUIRED else f"`{yaml_text(default)}`"
-            assert cell == expected, f"docs/configuration.md: {key} default {cell}, code: {expected}"
+            assert cell == expected, f"configuration.md: {key} default {cell}, code: {expected}"
 
 
 def test_config_table_lists_exactly_the_checked_choices():
