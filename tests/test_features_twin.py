@@ -13,8 +13,7 @@ import torch
 from benchmark.backbones import build_backbone
 from benchmark.features import N_SLOTS, PRESENCE_MIN_CELLS, extract_features
 
-pytestmark = [pytest.mark.slow,  # the twin takes a few seconds to render
-              pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")]
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
 SIZE = 64  # twin images are 64x64; test_resnet (stride 32) gives a 2x2 grid of 32x32-pixel cells
 
