@@ -132,16 +132,19 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
 def slot_coverage(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     """(S, H, W) bool slot masks -> (S, h, w) float32 fraction of each grid cell covered."""
     s, h_in, w_in = masks.shape
-    coverage = torch.zeros((s, *grid), dtype=torch.float32)
-    # torch, not numpy: DataLoader workers run torch on one thread, while numpy's BLAS would
-    # start a thread pool per worker and oversubscribe the cores
-    rows = torch.from_numpy(area_weights(h_in, grid[0]))
-    cols = torch.from_numpy(area_weights(w_in, grid[1]))
+    coverage = np.zeros((s, *grid), dtype=np.float32)
     filled = np.flatnonzero(masks.reshape(s, -1).any(axis=1))  # most slots are empty
     if filled.size:
-        chosen = torch.from_numpy(np.ascontiguousarray(masks[filled])).float()
-        coverage[torch.from_numpy(filled)] = rows @ chosen @ cols.T
-    return coverage
+        # R_h @ mask @ R_w.T by numpy's own einsum loops (optimize=False: no BLAS), on one
+        # thread: a matrix product through torch or BLAS would wake a thread pool for this small
+        # reduction, which with num_workers=0 runs between forward passes, and on a busy 2-core
+        # machine the pool's spinning cost 20-100x the arithmetic
+        rows = area_weights(h_in, grid[0])
+        cols = area_weights(w_in, grid[1])
+        chosen = masks[filled].astype(np.float32)
+        banded = np.einsum("ih,fhw->fiw", rows, chosen, optimize=False)
+        coverage[filled] = np.einsum("fiw,jw->fij", banded, cols, optimize=False)
+    return torch.from_numpy(coverage)
 
 
 @dataclass(frozen=True)
