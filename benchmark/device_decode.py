@@ -80,7 +80,7 @@ def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return image.permute(1, 2, 0)
 
 
-def read_routed(dataset: Any, i: int) -> tuple[torch.Tensor, bool]:
+def read_routed(dataset: Any, i: int) -> tuple[torch.Tensor | None, bool]:
     """(file bytes (n,) uint8, True) when image i decodes on the device, else (None, False).
 
     The header's stored size is checked against the dataset record, as the CPU path does.

@@ -22,7 +22,6 @@ all-gathered, so every rank returns the same FeatureSet as one process would.
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -39,6 +38,7 @@ from tqdm.auto import tqdm
 from baselines.base import EpisodeFeatures
 from benchmark.backbones import Backbone, state_dict_sha256
 from benchmark.config import FeaturesConfig
+from benchmark.data.decode import accepts_size
 from benchmark.device import (
     autocast,
     comm_device,
@@ -209,14 +209,6 @@ def _squash_size(pil_steps: list) -> tuple[tuple[int, int], str] | None:
     return (int(size[1]), int(size[0])), resize.interpolation.value
 
 
-def _can_decode_resized(dataset: Any) -> bool:
-    """True when dataset.load_image takes a size (PartDataset does; in-memory test sets may not)."""
-    try:
-        return "size" in inspect.signature(dataset.load_image).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 class PartImageDataset(Dataset):
     """Images of a PartDataset as model inputs, with slot coverage on the feature grid.
 
@@ -235,7 +227,7 @@ class PartImageDataset(Dataset):
         self.device_decode = device_decode
         squash = getattr(transform, "squash", None)
         # decode straight to the model's input size (reduced-scale JPEG decoding) when possible
-        self.decode_size = squash if squash is not None and _can_decode_resized(dataset) else None
+        self.decode_size = squash if squash is not None and accepts_size(dataset) else None
 
     def __len__(self) -> int:
         return len(self.indices)

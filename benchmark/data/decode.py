@@ -79,11 +79,18 @@ def _convert(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def accepts_size(dataset) -> bool:
+    """True when dataset.load_image takes a size (PartDataset does; in-memory test sets may not)."""
+    try:
+        return "size" in inspect.signature(dataset.load_image).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def load_image_at(dataset, i: int, size: tuple[int, int], resample: str = "bicubic") -> Image.Image:
     """dataset.load_image(i) as RGB at `size` = (width, height): decoded at that size when the
-    dataset's load_image takes a size (PartDataset does), else loaded and resized here (in-memory
-    datasets of the tests)."""
-    if "size" in inspect.signature(dataset.load_image).parameters:
+    dataset's load_image takes a size, else loaded and resized here."""
+    if accepts_size(dataset):
         return dataset.load_image(i, size=size, resample=resample)
     image = dataset.load_image(i)
     image = image if image.mode == "RGB" else _convert(image)
