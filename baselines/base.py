@@ -48,6 +48,10 @@ class Learner(ABC):
     paper: ClassVar[str] = ""
     transductive: ClassVar[bool] = False  # predict() may use all queries of an episode jointly
     uses_parts: ClassVar[bool] = False  # needs part_embeddings / part_present
+    uses_local_descriptors: ClassVar[bool] = False  # needs local_descriptors (dense maps)
+    # the mask mode its part features must be pooled with, whatever the run's features.masks
+    # (the annotation-free controls); None: the run's
+    own_masks: ClassVar[str | None] = None
 
     def prepare(self, base_embeddings: torch.Tensor | None) -> None:
         """Optional hook: see train-split features (n, D) once before any episode (SimpleShot)."""
