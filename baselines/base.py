@@ -52,9 +52,19 @@ class Learner(ABC):
     # the mask mode its part features must be pooled with, whatever the run's features.masks
     # (the annotation-free controls); None: the run's
     own_masks: ClassVar[str | None] = None
+    # prepare() must see the train split's embeddings before any episode (SimpleShot's mean)
+    needs_base_features: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # A prepare() the runner would never call is a silent wrong number: make it declare itself.
+        if "prepare" in vars(cls) and not cls.needs_base_features:
+            raise TypeError(f"{cls.__qualname__} overrides prepare(); set the class attribute "
+                            "needs_base_features = True so that runners call it")
 
     def prepare(self, base_embeddings: torch.Tensor | None) -> None:
-        """Optional hook: see train-split features (n, D) once before any episode (SimpleShot)."""
+        """Hook called once before any episode with the train split's embeddings (n, D) when the
+        class declares needs_base_features (SimpleShot)."""
 
     @abstractmethod
     def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "Learner":

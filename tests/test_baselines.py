@@ -491,6 +491,18 @@ def test_controls_are_part_protonet_over_their_own_regions():
     assert baselines.get_learner_class("part_protonet").own_masks is None
 
 
+def test_random_learner_ignores_the_features_and_favours_no_way():
+    # a chance row: every way predicted about equally often, whatever the features say
+    support, labels, query, _ = toy_episodes(b=40, n_query=25)
+    _, scores = run("random", support, labels, query, seed=11)
+    shifted = EpisodeFeatures(query.embeddings * 3 + 1, query.part_embeddings, query.part_present)
+    _, again = run("random", support, labels, shifted, seed=11)
+    torch.testing.assert_close(scores, again)
+    share = torch.bincount(scores.argmax(-1).flatten(), minlength=N_WAY) / scores[..., 0].numel()
+    assert share.shape == (N_WAY,)
+    assert (share - 1 / N_WAY).abs().max() < 0.04  # 4000 queries: one standard error is ~0.007
+
+
 # ---------------------------------------------------------------- golden values, worked by hand
 
 
@@ -616,3 +628,5 @@ def test_golden_random():
         features([0.0], [0.0], [0.0]))
     expected = torch.rand(1, 3, 2, generator=torch.Generator().manual_seed(11))
     torch.testing.assert_close(scores, expected)
+
+
