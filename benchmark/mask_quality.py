@@ -116,7 +116,7 @@ class _ImagesMasksDataset(PartImageDataset):
     """Model inputs plus each image's full-resolution (S, H, W) bool slot masks."""
 
     def __getitem__(self, k: int):
-        image, _ = super().__getitem__(k)
+        image = super().__getitem__(k)[0]  # (image, coverage, area): the image alone
         masks = np.asarray(self.dataset.slot_masks(int(self.indices[k])), dtype=bool)
         return image, masks
 
