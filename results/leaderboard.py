@@ -34,12 +34,11 @@ LEAKED_MARK = "†"
 RECORDS_FILE = "records.jsonl"  # the runner writes it beside result.json
 
 RANK_RULE = (
-    "rank: tie-aware, as in Meta-Dataset. Rows are taken best first; the best row not yet ranked "
-    "opens a rank, and every lower row that is not significantly worse than it shares that rank. "
-    "'Significantly worse' is a paired t-test on the same episodes with p < {alpha:g} when both "
-    "rows have their per-episode records (column tie: 'paired p=...'), otherwise {confidence:g}% "
-    "CIs that do not overlap (column tie: 'CI overlap'). The next rank is 1 + the rows ranked "
-    "before it.")
+    "rank: tie-aware, as in Meta-Dataset. Best first, each row shares the rank of the row that "
+    "opened it unless it is significantly worse: a paired t-test on the same episodes, p < "
+    "{alpha:g} (where both rows have per-episode records), else disjoint {confidence:g}% CIs. "
+    "Column tie names the test; a row worse than the rank above opens the next rank, numbered "
+    "1 + the rows above it.")
 
 
 class LeaderboardError(ValueError):
@@ -207,7 +206,8 @@ def _check_file(path: Path, source: _RecordSource) -> _Checked | list[str]:
 
 def _tie(leader: pd.Series, row: pd.Series, scores: Mapping[int, pd.Series | None],
          alpha: float) -> tuple[bool, str]:
-    """Whether `row` is not significantly worse than `leader`, and the test that said so."""
+    """Whether `row` is not significantly worse than `leader`, and the test ("paired p=0.31",
+    "CIs overlap", "CIs disjoint", "no CI")."""
     a, b = scores.get(leader.name), scores.get(row.name)
     if a is not None and b is not None and leader["episodes_hash"] == row["episodes_hash"]:
         try:
@@ -215,11 +215,11 @@ def _tie(leader: pd.Series, row: pd.Series, scores: Mapping[int, pd.Series | Non
         except ValueError:  # not the same episode indices, or under 2 episodes
             pass
         else:
-            return test.p_value >= alpha, f"paired p={test.p_value:.3g}"
+            return test.p_value >= alpha, f"paired p={test.p_value:.2g}"
     if leader["ci"] is None or row["ci"] is None or pd.isna(leader["ci"]) or pd.isna(row["ci"]):
-        return True, "CI overlap (one episode: no CI)"
+        return True, "no CI (one episode)"
     overlap = leader["accuracy"] - leader["ci"] <= row["accuracy"] + row["ci"]
-    return bool(overlap), "CI overlap" if overlap else "CI apart"
+    return bool(overlap), "CIs overlap" if overlap else "CIs disjoint"
 
 
 def tie_aware_ranks(table: pd.DataFrame, scores: Mapping[int, pd.Series | None],
@@ -227,8 +227,8 @@ def tie_aware_ranks(table: pd.DataFrame, scores: Mapping[int, pd.Series | None],
     """Ranks and tie notes for `table` (columns accuracy, ci, episodes_hash; any index).
 
     scores: table index -> per-episode accuracy (%) Series indexed by episode, or None (then the
-    CIs decide). Returns, in the table's order, each row's rank and how it got it: "leader" (with
-    the test that set it apart from the leader above, if any), "paired p=0.31", "CI overlap", ...
+    CIs decide). Returns, in the table's order, each row's rank and how it got it: "leader",
+    "tied: paired p=0.31" (shares the rank above), "apart: CIs disjoint" (opens a rank), ...
     See RANK_RULE.
     """
     alpha = 1 - confidence
@@ -241,15 +241,14 @@ def tie_aware_ranks(table: pd.DataFrame, scores: Mapping[int, pd.Series | None],
             continue
         opened = len(rank) + 1
         rank[leader_id] = opened
-        note[leader_id] = (f"leader ({apart[leader_id]} vs the leader above)"
-                           if leader_id in apart else "leader")
+        note[leader_id] = f"apart: {apart[leader_id]}" if leader_id in apart else "leader"
         leader = table.loc[leader_id]
         for other_id in order:
             if other_id in rank:
                 continue
             tied, how = _tie(leader, table.loc[other_id], scores, alpha)
             if tied:
-                rank[other_id], note[other_id] = opened, how
+                rank[other_id], note[other_id] = opened, f"tied: {how}"
             else:
                 apart[other_id] = how
     return [rank[i] for i in table.index], [note[i] for i in table.index]

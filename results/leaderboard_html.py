@@ -36,13 +36,15 @@ _COLUMNS: tuple[tuple[str, str | None, bool], ...] = (
 )
 
 _CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:72rem;
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:90rem;
  padding:0 1rem;color:#1d232a;background:#fff}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin:2.2rem 0 .5rem}
 .meta,.rule,figcaption{color:#55606b;font-size:.86rem}
 .rule{max-width:60rem}
+.scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;margin:.4rem 0;font-size:.9rem}
-th,td{padding:.3rem .55rem;border-bottom:1px solid #dde2e7;text-align:left;white-space:nowrap}
+th,td{padding:.3rem .55rem;border-bottom:1px solid #dde2e7;text-align:left}
+th,td.num,td.nowrap{white-space:nowrap} td a{word-break:break-all}
 th{background:#f1f4f7;cursor:pointer;user-select:none;position:sticky;top:0}
 th:hover{background:#e3e9ef}
 th[aria-sort=ascending]::after{content:" \\25B2";font-size:.7em}
@@ -55,7 +57,7 @@ tr.rank1 td:first-child{font-weight:700}
 .badge.unverified{background:#f9d6d5;color:#8a1f1b}
 .badge.inductive{background:#dcefe0;color:#23602f}
 .leaked{color:#b3261e;font-weight:700}
-figure{margin:1rem 0} figure img{max-width:100%;height:auto;border:1px solid #e3e7eb}
+figure{margin:1rem 0} figure img{width:100%;max-width:38rem;height:auto;border:1px solid #e3e7eb}
 ul.problems li{font-family:ui-monospace,monospace;font-size:.82rem}
 nav ul{columns:2;font-size:.88rem}
 """
@@ -137,7 +139,7 @@ def _super_category_plot(board: Leaderboard, label: str, folder: Path) -> str:
     split, n_way, k_shot, n_query, _ = board.groups[label].setting
     supers = supers.assign(split=split, n_way=n_way, k_shot=k_shot, n_query=n_query)
     path = plot_super_categories(supers, folder / f"super_{len(os.listdir(folder))}.png",
-                                 title=f"Accuracy per super-category: {board.groups[label].title}")
+                                 title="Accuracy per super-category")
     return _figure(path, f"Accuracy per super-category, {board.groups[label].title}")
 
 
@@ -171,7 +173,7 @@ def _shots_plots(board: Leaderboard, folder: Path) -> list[str]:
         title = (f"{dataset} · {split} {n_way}-way {n_query} queries ({mode}) · {protocol}"
                  + ("" if verified else " · unverified"))
         path = plot_accuracy_vs_shots(frame, folder / f"shots_{len(figures)}.png",
-                                      title=f"Accuracy against shots: {title}")
+                                      title=f"{n_way}-way, {n_query} queries, {protocol}")
         figures.append(_figure(path, f"Accuracy against shots, {title}"))
     return figures
 
@@ -194,7 +196,10 @@ def _table(table: pd.DataFrame, group: Group, links: dict[str, str]) -> str:
                              "</span></td>")
             elif name == "result file":
                 href = links[row["file"]]
-                cells.append(f'<td><a href="{_e(href)}">{_e(Path(row["file"]).name)}</a></td>')
+                shown = "/".join(Path(row["file"]).parts[-2:])
+                cells.append(f'<td><a href="{_e(href)}">{_e(shown)}</a></td>')
+            elif column == "dataset":
+                cells.append(f'<td class="nowrap">{_e(row[column])}</td>')
             elif column == "leaked":
                 cells.append(f'<td class="leaked">{_e(row[column])}</td>')
             else:
@@ -202,8 +207,8 @@ def _table(table: pd.DataFrame, group: Group, links: dict[str, str]) -> str:
                 cells.append(f"<td{cls}>{_e(row[column])}</td>")
         rank_class = ' class="rank1"' if "rank" in table.columns and row["rank"] == 1 else ""
         body.append(f"<tr{rank_class}>{''.join(cells)}</tr>")
-    return (f'<table class="sortable"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
+    return (f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _problems(board: Leaderboard) -> str:

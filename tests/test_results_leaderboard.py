@@ -63,7 +63,7 @@ def test_verified_rows_are_ranked_with_paired_tests_and_leaked_weights_marked(tm
     assert list(table["run"]) == [r for _, r in expected]
     assert list(table["rank"]) == [1, 2, 3]  # 90% / 70% / 50% over 20 episodes: all apart
     assert table["tie"][0] == "leader"
-    assert all(t.startswith("leader (paired p=") for t in table["tie"][1:])
+    assert all(t.startswith("apart: paired p=") for t in table["tie"][1:])
     assert list(table["leaked"]) == [LEAKED_MARK if r == "leaky" else "" for _, r in expected]
     assert set(table["dataset"]) == {TWIN}
     assert board.rules[_label()] == rank_rule(0.95)
@@ -95,8 +95,8 @@ def test_ci_overlap_ties_share_the_leaders_rank():
     # 70±2 leads; 67±2 overlaps it, and a single episode (no CI) cannot be told apart from it.
     # 60±1 is apart, so it opens rank 4 (three rows above); 59.5±1 overlaps 60±1.
     assert ranks == [4, 1, 1, 4, 1]
-    assert ties == ["leader (CI apart vs the leader above)", "leader", "CI overlap",
-                    "CI overlap", "CI overlap (one episode: no CI)"]
+    assert ties == ["apart: CIs disjoint", "leader", "tied: CIs overlap", "tied: CIs overlap",
+                    "tied: no CI (one episode)"]
 
 
 def test_paired_test_separates_rows_whose_cis_overlap_and_ties_noise():
@@ -108,12 +108,13 @@ def test_paired_test_separates_rows_whose_cis_overlap_and_ties_noise():
                           "ci": [8.0, 8.0, 8.0], "episodes_hash": [HASH_A] * 3})
     ranks, ties = tie_aware_ranks(table, {0: better, 1: base, 2: same})
     assert ranks == [1, 2, 2]
-    assert ties[0] == "leader" and ties[1].startswith("leader (paired p=")
-    assert ties[2].startswith("paired p=")
-    assert tie_aware_ranks(table, {}) == ([1, 1, 1], ["leader", "CI overlap", "CI overlap"])
+    assert ties[0] == "leader" and ties[1].startswith("apart: paired p=")
+    assert ties[2].startswith("tied: paired p=")
+    assert tie_aware_ranks(table, {}) == ([1, 1, 1],
+                                          ["leader", "tied: CIs overlap", "tied: CIs overlap"])
     # different episode sets: the pairing is impossible and the CIs decide
     other = table.assign(episodes_hash=[HASH_A, HASH_B, HASH_A])
-    assert tie_aware_ranks(other, {0: better, 1: base, 2: same})[1][1] == "CI overlap"
+    assert tie_aware_ranks(other, {0: better, 1: base, 2: same})[1][1] == "tied: CIs overlap"
 
 
 def test_transductive_rows_get_their_own_table(tmp_path, monkeypatch):
