@@ -20,21 +20,35 @@ SETTING = "test_5way_1shot_5q_mixed"
 TWIN = "synthetic-twin@dddddddd"
 
 
+def allow_transductive_flag(monkeypatch) -> None:
+    """Let result files carry metrics.<learner>.transductive where this schema does not yet."""
+    if ("transductive" not in LEARNER_METRICS.fields
+            and "transductive" not in getattr(LEARNER_METRICS, "optional", {})):
+        monkeypatch.setattr(LEARNER_METRICS, "extra", BOOL)
+
+
 def _write(folder, name, learners, *, run_id, episodes_hash=HASH_A, leaked=False, k_shot=1,
-           records=True, dataset=None, edit=None, n_episodes=20):
+           records=True, dataset=None, edit=None, n_episodes=20, transductive=None):
     """A run folder folder/name/ holding result.json and (if `records`) its records.jsonl.
 
     learners: [(name, p_correct)]; dataset: replaces the result's dataset section; edit(result):
-    changes the result before it is (re-)sealed, as a forger would.
+    changes the result before it is (re-)sealed, as a forger would; transductive: the learners
+    flagged transductive (in the records, where they carry the flag, and in the result).
     """
     rows = [r for i, (learner, p) in enumerate(learners)
             for r in fake_records(learner, p, n_episodes, seed=i, run_id=run_id, k_shot=k_shot)]
+    if transductive is not None and "transductive" in rows[0]:
+        for row in rows:
+            row["transductive"] = row["learner"] in transductive
     frame = pd.DataFrame(rows)
     frame["accuracy"] = frame["correct"] / frame["total"]
     result = fake_result(frame, run_id=run_id, name=name, episodes_hash=episodes_hash,
                          saw_test_classes=leaked, k_shot=k_shot)
     if dataset is not None:
         result["dataset"] = dataset
+    if transductive is not None:
+        for learner, metric in result["metrics"].items():
+            metric["transductive"] = learner in transductive
     if edit is not None:
         edit(result)
     result = seal(result)
@@ -118,14 +132,8 @@ def test_paired_test_separates_rows_whose_cis_overlap_and_ties_noise():
 
 
 def test_transductive_rows_get_their_own_table(tmp_path, monkeypatch):
-    if "transductive" not in LEARNER_METRICS.fields:  # until the schema carries the flag
-        monkeypatch.setattr(LEARNER_METRICS, "extra", BOOL)
-
-    def mark(result):
-        for learner, metric in result["metrics"].items():
-            metric["transductive"] = learner == "tim"
-
-    _write(tmp_path, "run", [("protonet", 0.5), ("tim", 0.9)], run_id="r1", edit=mark)
+    allow_transductive_flag(monkeypatch)
+    _write(tmp_path, "run", [("protonet", 0.5), ("tim", 0.9)], run_id="r1", transductive={"tim"})
     board = merge(tmp_path)
     assert sorted(board) == [_label(protocol="inductive"), _label(protocol="transductive")]
     assert list(board[_label(protocol="transductive")]["learner"]) == ["tim"]

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from results.leaderboard import LEAKED_MARK, merge
 from results.leaderboard_html import write_html
-from results.schema import BOOL, LEARNER_METRICS
-from test_results_leaderboard import _write
+from test_results_leaderboard import _write, allow_transductive_flag
 
 
 class _Page(HTMLParser):
@@ -80,19 +79,15 @@ def _parse(path: Path) -> _Page:
 
 
 def test_html_page_is_self_contained_sortable_and_marked(tmp_path, monkeypatch):
-    if "transductive" not in LEARNER_METRICS.fields:  # until the schema carries the flag
-        monkeypatch.setattr(LEARNER_METRICS, "extra", BOOL)
-
-    def mark(result):
-        for learner, metric in result["metrics"].items():
-            metric["transductive"] = learner == "tim"
+    allow_transductive_flag(monkeypatch)
+    mark = {"tim"}
 
     results = tmp_path / "results"
     _write(results, "one-shot", [("protonet", 0.5), ("<b>evil</b>", 0.6), ("tim", 0.7)],
-           run_id="r1", leaked=True, edit=mark)
+           run_id="r1", leaked=True, transductive=mark)
     _write(results, "five-shot", [("protonet", 0.7), ("<b>evil</b>", 0.8)], run_id="r5",
-           k_shot=5, episodes_hash="sha256:" + "5" * 64, edit=mark)
-    _write(results, "bare", [("protonet", 0.9)], run_id="rb", records=False, edit=mark)
+           k_shot=5, episodes_hash="sha256:" + "5" * 64, transductive=mark)
+    _write(results, "bare", [("protonet", 0.9)], run_id="rb", records=False, transductive=mark)
     board = merge(results, allow_unverified=True)
     index = write_html(board, tmp_path / "site")
     page = _parse(index)
