@@ -2,7 +2,7 @@
 
 A row is ranked only after it is verified: its metrics are recomputed from its per-episode
 records (the `records.jsonl` beside the result file, or records passed in) by the schema's
-`validate_result_file`. A file that fails is refused (`.invalid`); one with no records to check
+`validate_result`. A file that fails is refused (`.invalid`); one with no records to check
 it against is refused as unverified (`.unverified`), or, with `allow_unverified`, listed in
 tables of its own that carry no rank. A file that cannot even be read (bad JSON, nested too deep)
 is one entry of `.invalid` and never stops the others.
@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from results.records import RecordError, read_records
-from results.schema import read_result, validate_result_file
+from results.schema import read_result, validate_result
 from results.stats import paired_difference
 from results.tables import format_acc
 
@@ -175,12 +175,13 @@ class _RecordSource:
         return own if not own.empty else f"{beside.name} beside it holds another run"
 
 
-def _verify(path: Path, records: pd.DataFrame | None) -> list[str]:
-    """Every problem with the file, metrics recomputed from `records` when given.
+def _verify(result: Any, records: pd.DataFrame | None) -> list[str]:
+    """Every problem with a loaded result, its metrics recomputed from `records` when given.
 
-    The one call into the schema's validation (kept to one place so a stronger validator drops in).
+    The one call into the schema's validation (kept to one place so a stronger validator drops
+    in). It checks the dict that was read, so what is ranked is exactly what was verified.
     """
-    return validate_result_file(path, records=records)
+    return validate_result(result, records=records)
 
 
 def _check_file(path: Path, source: _RecordSource) -> _Checked | list[str]:
@@ -188,9 +189,9 @@ def _check_file(path: Path, source: _RecordSource) -> _Checked | list[str]:
     try:
         result = read_result(path)
         if not isinstance(result, dict) or not isinstance(result.get("run_id"), str):
-            return _verify(path, None) or ["not a partbench result file (no run_id)"]
+            return _verify(result, None) or ["not a partbench result file (no run_id)"]
         records = source.find(path, result["run_id"])
-        problems = _verify(path, None if isinstance(records, str) else records)
+        problems = _verify(result, None if isinstance(records, str) else records)
     except RecursionError:
         return ["nested too deeply to read (not a partbench result file)"]
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
