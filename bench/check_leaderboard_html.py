@@ -69,7 +69,7 @@ def check_with_selenium(page: Path, screenshot: Path, width: int) -> list[str]:
                   if entry["level"] == "SEVERE"]
         problems += [f"browser console: {message}" for message in errors]
         height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, height)
+        driver.set_window_size(width, height + 200)  # + the window's own bars
         driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(str(screenshot))
     finally:

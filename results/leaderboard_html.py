@@ -29,8 +29,7 @@ RESULTS_FOLDER = "results"  # beside index.html: copies of the ranked files
 # (header, table column or None for a computed cell, numeric sort)
 _COLUMNS: tuple[tuple[str, str | None, bool], ...] = (
     ("rank", "rank", True), ("tie", "tie", False), ("learner", "learner", False),
-    ("accuracy (%)", None, True), (LEAKED_MARK, "leaked", False), ("protocol", None, False),
-    ("masks", "masks", False), ("dataset", "dataset", False), ("episodes", "episodes", True),
+    ("accuracy (%)", None, True), (LEAKED_MARK, "leaked", False), ("masks", "masks", False), ("dataset", "dataset", False), ("episodes", "episodes", True),
     ("backbone", "backbone", False), ("weights", "weights", False), ("run", "run", False),
     ("result file", None, False),
 )
@@ -42,9 +41,9 @@ h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin:2.2rem 0 .5
 .meta,.rule,figcaption{color:#55606b;font-size:.86rem}
 .rule{max-width:60rem}
 .scroll{overflow-x:auto}
-table{border-collapse:collapse;width:100%;margin:.4rem 0;font-size:.9rem}
-th,td{padding:.3rem .55rem;border-bottom:1px solid #dde2e7;text-align:left}
-th,td.num,td.nowrap{white-space:nowrap} td a{word-break:break-all}
+table{border-collapse:collapse;width:100%;margin:.4rem 0;font-size:.86rem}
+th,td{padding:.3rem .45rem;border-bottom:1px solid #dde2e7;text-align:left}
+th,td.num,td.nowrap{white-space:nowrap}
 th{background:#f1f4f7;cursor:pointer;user-select:none;position:sticky;top:0}
 th:hover{background:#e3e9ef}
 th[aria-sort=ascending]::after{content:" \\25B2";font-size:.7em}
@@ -57,7 +56,7 @@ tr.rank1 td:first-child{font-weight:700}
 .badge.unverified{background:#f9d6d5;color:#8a1f1b}
 .badge.inductive{background:#dcefe0;color:#23602f}
 .leaked{color:#b3261e;font-weight:700}
-figure{margin:1rem 0} figure img{width:100%;max-width:38rem;height:auto;border:1px solid #e3e7eb}
+figure{margin:1rem 0} figure img{max-width:100%;height:auto;border:1px solid #e3e7eb}
 ul.problems li{font-family:ui-monospace,monospace;font-size:.82rem}
 nav ul{columns:2;font-size:.88rem}
 """
@@ -190,15 +189,14 @@ def _table(table: pd.DataFrame, group: Group, links: dict[str, str]) -> str:
             if name == "accuracy (%)":
                 cells.append(f'<td class="num" data-sort="{row["accuracy"]:.6f}">'
                              f'{_e(row["acc ± ci"])}</td>')
-            elif name == "protocol":
-                mark = f" {TRANSDUCTIVE_MARK}" if group.transductive else ""
-                cells.append(f'<td><span class="badge {group.protocol}">{group.protocol}{mark}'
-                             "</span></td>")
             elif name == "result file":
                 href = links[row["file"]]
                 shown = "/".join(Path(row["file"]).parts[-2:])
-                cells.append(f'<td><a href="{_e(href)}">{_e(shown)}</a></td>')
-            elif column == "dataset":
+                cells.append(f'<td class="nowrap"><a href="{_e(href)}">{_e(shown)}</a></td>')
+            elif column == "learner" and group.transductive:
+                cells.append(f'<td>{_e(row[column])} <span class="badge transductive" '
+                             f'title="transductive">{TRANSDUCTIVE_MARK}</span></td>')
+            elif column == "tie":
                 cells.append(f'<td class="nowrap">{_e(row[column])}</td>')
             elif column == "leaked":
                 cells.append(f'<td class="leaked">{_e(row[column])}</td>')
@@ -244,9 +242,9 @@ def render_html(board: Leaderboard, links: dict[str, str], figures_folder: Path)
     n_files = len({f for table in board.values() for f in table["file"]})
     legend = (f'<p class="meta"><span class="leaked">{LEAKED_MARK}</span>: the weights saw the '
               "test classes (e.g. ImageNet-pretrained), not a clean few-shot result. "
-              f'<span class="badge transductive">transductive {TRANSDUCTIVE_MARK}</span>: the '
+              f'<span class="badge transductive">{TRANSDUCTIVE_MARK}</span>: transductive, the '
               "learner sees the whole query set at once; such rows are ranked only with each "
-              "other. Click a column header to sort.</p>")
+              "other, in tables of their own. Click a column header to sort.</p>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

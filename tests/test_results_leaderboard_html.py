@@ -113,9 +113,10 @@ def test_html_page_is_self_contained_sortable_and_marked(tmp_path, monkeypatch):
     column = dict(zip(one_shot["head"], zip(*one_shot["rows"])))
     assert sorted(column["learner"]) == ["<b>evil</b>", "protonet"]  # escaped, shown as text
     assert set(column[LEAKED_MARK]) == {LEAKED_MARK}
-    assert set(column["protocol"]) == {"inductive"}
     tim = by_id["synthetic-twin@dddddddd_test_5way_1shot_5q_mixed_transductive"]
-    assert dict(zip(tim["head"], tim["rows"][0]))["protocol"] == "transductive T"
+    assert dict(zip(tim["head"], tim["rows"][0]))["learner"] == "tim T"  # the transductive mark
+    transductive = [s for s in page.sections if s.get("id") == tim["section"]]
+    assert transductive[0]["class"] == "board transductive"
     unverified = by_id["synthetic-twin@dddddddd_test_5way_1shot_5q_mixed_inductive_unverified"]
     assert "rank" not in unverified["head"]
     # every row links to a copy of its result file beside the page
