@@ -15,6 +15,7 @@ screenshot. Without selenium it only takes the screenshot with `chromium --headl
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -96,9 +97,7 @@ def main() -> int:
     if not args.page.is_file():
         print(f"{args.page}: no such page; write one with leaderboard --html DIR")
         return 2
-    try:
-        import selenium  # noqa: F401  (optional: only for the interactive checks)
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:  # optional: only the interactive checks need it
         print("selenium not installed: taking a screenshot only, no interactive checks")
         problems = screenshot_only(args.page, args.screenshot, args.width)
     else:
