@@ -11,7 +11,7 @@ from results.leaderboard import (LEAKED_MARK, LeaderboardError, merge, rank_rule
                                  tie_aware_ranks)
 from results.records import RecordWriter
 from results.schema import LEARNER_METRICS, BOOL, seal, write_result
-from test_results_factories import fake_records, fake_result
+from results_factories import fake_records, fake_result
 
 HASH_A, HASH_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 SETTING = "test_5way_1shot_5q_mixed"
