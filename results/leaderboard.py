@@ -320,19 +320,24 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     source = _RecordSource(records)
     seen: dict[str, str] = {}
     grouped: dict[Group, list[tuple[dict[str, Any], pd.Series | None, pd.DataFrame]]] = {}
+    valid: list[tuple[Path, _Checked]] = []
     for path in result_files(dir_or_files):
         checked = _check_file(path, source)
         if isinstance(checked, list):
             board.invalid[str(path)] = checked
+        else:
+            valid.append((path, checked))
+    # Verified files first: a copy without records (e.g. under a --html folder) of a verified
+    # file is its duplicate, not an unverified entry.
+    for path, checked in sorted(valid, key=lambda item: item[1].records is None):
+        content = checked.result["content_hash"]
+        if content in seen:
+            board.duplicates[str(path)] = seen[content]
             continue
         if checked.records is None:
             board.unverified[str(path)] = checked.unverified_because
             if not allow_unverified:
                 continue
-        content = checked.result["content_hash"]
-        if content in seen:
-            board.duplicates[str(path)] = seen[content]
-            continue
         seen[content] = str(path)
         for group, row, scores, supers in _rows(path, checked):
             grouped.setdefault(group, []).append((row, scores, supers))

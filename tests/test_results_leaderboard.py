@@ -212,8 +212,15 @@ def test_malformed_and_deeply_nested_files_do_not_stop_the_folder(tmp_path, caps
 def test_duplicate_files_are_left_out(tmp_path):
     path, _ = _write(tmp_path, "good", [("protonet", 0.5)], run_id="r1")
     (tmp_path / "good" / "copy.json").write_text(path.read_text())
+    # a copy without records that sorts first (e.g. the --html folder's copy) is a duplicate too
+    (tmp_path / "a-site").mkdir()
+    (tmp_path / "a-site" / "001-good-result.json").write_text(path.read_text())
     board = merge(tmp_path)
-    assert len(board[_label()]) == 1 and len(board.duplicates) == 1
+    copies = {str(path), str(tmp_path / "good" / "copy.json")}  # both verified: either ranks
+    assert len(board[_label()]) == 1 and board[_label()]["file"][0] in copies
+    assert sorted(board.duplicates) == sorted(copies - {board[_label()]["file"][0]}
+                                              | {str(tmp_path / "a-site" / "001-good-result.json")})
+    assert not board.unverified
 
 
 def test_mixed_episode_sets_are_refused_unless_allowed(tmp_path, capsys):
