@@ -8,6 +8,8 @@ annotations add beyond pooling over local regions.
 
 A control names the mask mode of the features it must be given (`own_masks`): the harness pools
 its features that way whatever `features.masks` says (see benchmark.features.MASK_MODES).
+The same mechanism gives part_protonet_predicted (the part head's masks), so one run compares
+oracle and predicted masks on the same episodes.
 """
 
 from __future__ import annotations
@@ -48,3 +50,10 @@ class ShuffledPartProtoNet(_PartControl):
     name = "part_protonet_shuffled"
     paper = "control (this benchmark): part_protonet over another image's part masks"
     own_masks = "shuffled"
+
+
+@register
+class PredictedPartProtoNet(_PartControl):
+    name = "part_protonet_predicted"
+    paper = "part_protonet over the part head's predicted masks (no annotation at test time)"
+    own_masks = "predicted"

@@ -126,21 +126,6 @@ def _collate(items):
     return torch.stack(images), list(masks)
 
 
-# Mask modes whose part masks come (at least on the query side) from the part head.
-PREDICTED_MASK_MODES = ("predicted", "support-oracle")
-
-
-def run_mask_quality(masks: str, dataset: Any, indices: np.ndarray, backbone: Backbone, *,
-                     batch_size: int, num_workers: int, device: torch.device,
-                     precision: str) -> MaskQuality | None:
-    """The part head's quality on a run's evaluated images, or None when the run's mask mode
-    (`features.masks`) reads no predicted mask."""
-    if masks not in PREDICTED_MASK_MODES:
-        return None
-    return measure_mask_quality(dataset, indices, backbone, batch_size=batch_size,
-                                num_workers=num_workers, device=device, precision=precision)
-
-
 def measure_mask_quality(dataset: Any, indices: np.ndarray, backbone: Backbone, *,
                          part_head: nn.Module | None = None, batch_size: int = 64,
                          num_workers: int = 0, device: str | torch.device = "auto",

@@ -29,8 +29,8 @@ from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider, learner_masks, slot_names
-from benchmark.mask_quality import run_mask_quality
-from benchmark.stages import build_learners, episode_source
+from benchmark.mask_quality import measure_mask_quality
+from benchmark.stages import build_learners, episode_source, reads_predicted_masks
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
@@ -90,9 +90,10 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         if not ctx.is_main:
             return None
         fc = cfg.features
-        quality = run_mask_quality(fc.masks, dataset, source.image_indices(dataset), backbone,
-                                   batch_size=fc.batch_size, num_workers=fc.num_workers,
-                                   device=features.device, precision=fc.precision)
+        quality = measure_mask_quality(
+            dataset, source.image_indices(dataset), backbone, batch_size=fc.batch_size,
+            num_workers=fc.num_workers, device=features.device,
+            precision=fc.precision) if reads_predicted_masks(cfg) else None
         run_id = evaluate_episodes(cfg, run_dir, source, learners, gathers, progress)
         records = read_records(run_dir / "records.jsonl")
         ci = ci_settings(cfg.to_dict()["report"])

@@ -57,3 +57,19 @@ def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc
     return learners
+
+
+# Mask modes whose part masks come (at least on the query side) from the part head.
+PREDICTED_MASK_MODES = ("predicted", "support-oracle")
+
+
+def reads_predicted_masks(cfg: RunConfig) -> bool:
+    """True when the run pools any features over the part head's masks: through features.masks
+    or a learner's own mask mode (part_protonet_predicted). Such a run needs a part head."""
+    modes = {cfg.features.masks}
+    for spec in cfg.learners:
+        try:
+            modes.add(getattr(get_learner_class(spec.name), "own_masks", None))
+        except KeyError:  # an unknown name is reported by build_learners
+            continue
+    return bool(modes & set(PREDICTED_MASK_MODES))
