@@ -99,8 +99,10 @@ def read_routed(dataset: Any, i: int) -> tuple[torch.Tensor | None, bool]:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8), True
 
 
-def collate_routed(batch: list[tuple[torch.Tensor, bool, torch.Tensor]]) -> tuple[RoutedBatch, torch.Tensor]:
-    """Loader items (payload, encoded, coverage) -> (RoutedBatch, stacked coverage)."""
-    items = [payload for payload, _, _ in batch]
-    encoded = [enc for _, enc, _ in batch]
-    return RoutedBatch(items, encoded), torch.stack([cov for _, _, cov in batch])
+def collate_routed(batch: list[tuple]) -> tuple:
+    """Loader items (payload, encoded, *rest) -> (RoutedBatch, *rest stacked), e.g. the part
+    coverage and areas of benchmark.features.PartImageDataset."""
+    items = [item[0] for item in batch]
+    encoded = [bool(item[1]) for item in batch]
+    rest = [torch.stack([item[j] for item in batch]) for j in range(2, len(batch[0]))]
+    return (RoutedBatch(items, encoded), *rest)

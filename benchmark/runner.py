@@ -28,10 +28,10 @@ from benchmark.config import ConfigError, LearnerConfig, RunConfig, apply_overri
 from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.device import hardware
-from benchmark.features import FeatureProvider
-from benchmark.mask_quality import run_mask_quality
+from benchmark.features import FeatureProvider, learner_masks, slot_names
+from benchmark.mask_quality import measure_mask_quality
 from benchmark.stage_timer import StageTimer
-from benchmark.stages import build_learners, episode_source
+from benchmark.stages import build_learners, episode_source, reads_predicted_masks
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
@@ -85,8 +85,10 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         with timer.stage("features"):
             features = FeatureProvider(dataset, backbone, cfg.features,
                                        cache_root(cfg.cache_dir) / "features", shown)
-            # Every rank takes part in (sharded) extraction of every feature set the learners use.
-            gathers = features.gatherers(source.image_indices(dataset))
+            # Every rank takes part in (sharded) extraction of every feature set the learners use
+            # (the run's, and each annotation-free control's own); one (support, query) pair each.
+            gathers = [features.gatherers(source.image_indices(dataset), learner)
+                       for _, learner in learners]
             for _, learner in learners:
                 if learner.needs_base_features:
                     learner.prepare(features.base_embeddings())
@@ -94,9 +96,10 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
             return None
         fc = cfg.features
         with timer.stage("features"):
-            quality = run_mask_quality(fc.masks, dataset, source.image_indices(dataset), backbone,
-                                       batch_size=fc.batch_size, num_workers=fc.num_workers,
-                                       device=features.device, precision=fc.precision)
+            quality = measure_mask_quality(
+                dataset, source.image_indices(dataset), backbone, batch_size=fc.batch_size,
+                num_workers=fc.num_workers, device=features.device,
+                precision=fc.precision) if reads_predicted_masks(cfg) else None
         with timer.stage("episodes"):
             run_id = evaluate_episodes(cfg, run_dir, source, learners, gathers, progress)
         with timer.stage("report"):
@@ -112,7 +115,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                      f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
                      f"feature grid, {100 * quality.image_miou:.1f} per pixel")
             write_plots(records, run_dir / "plots", **ci)
-            plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
+            plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers[-1],
                                learners[-1])
             result = result_from_run(
                 run_id=run_id, config=cfg.to_dict(),
@@ -140,16 +143,18 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
 
 
 def evaluate_episodes(cfg: RunConfig, run_dir: Path, source: EpisodeSource,
-                      learners: list[tuple[LearnerConfig, Learner]], gathers: tuple,
+                      learners: list[tuple[LearnerConfig, Learner]], gathers: list[tuple],
                       progress: bool) -> str:
-    """Evaluate every learner on every episode not yet in run_dir/records.jsonl; the run id."""
+    """Evaluate every learner on every episode not yet in run_dir/records.jsonl; the run id.
+    gathers[i]: learner i's (gather_support, gather_query)."""
     supers = class_super_categories()
     run_id = short_key({"config": cfg.to_dict(), "dir": run_dir.name})
     size = cfg.episodes.batch_size if source.batched else 1  # variable shapes go one at a time
     with RecordWriter(run_dir / "records.jsonl", expect={"split": source.split}) as writer:
         if writer.setting is not None:
             run_id = writer.setting["run_id"]  # resuming: keep the run's identity
-        for spec, learner in learners:
+        for (spec, learner), gather in zip(learners, gathers):
+            masks = learner_masks(cfg.features.masks, learner)
             todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
             if not todo:
                 continue
@@ -157,15 +162,16 @@ def evaluate_episodes(cfg: RunConfig, run_dir: Path, source: EpisodeSource,
                       file=sys.stderr) as bar:
                 for start in range(0, len(todo), size):
                     done = evaluate.predict_positions(learner, source, todo[start:start + size],
-                                                      *gathers)
+                                                      *gather)
                     out = done.predictions
                     writer.append_many(records_from_predictions(
                         run_id=run_id, learner=spec.name, split=source.split,
                         k_shot=done.k_shot, variable_shape=not source.batched,
                         episodes=done.episodes, classes=done.classes, labels=out.labels,
                         predicted=out.predicted, part_contributions=out.contributions,
-                        super_categories=supers, slot_names=PART_SLOTS,
-                        mask_mode=cfg.features.masks if learner.uses_parts else None))
+                        super_categories=supers,
+                        slot_names=PART_SLOTS if masks is None else slot_names(masks),
+                        mask_mode=masks))
                     bar.update(len(done.episodes))
     return run_id
 

@@ -121,5 +121,5 @@ def test_feature_items_are_decoded_straight_to_the_model_input(tmp_path):
     assert size == (64, 64) and resample in RESAMPLE  # the model's own interpolation
     items = PartImageDataset(data, np.arange(1), split, None)
     assert items.decode_size == split.squash
-    image, _ = items[0]
+    image, _, _ = items[0]
     assert torch.equal(image, torch.from_numpy(np.asarray(decode_rgb(path, size, resample))))

@@ -88,7 +88,7 @@ def test_mixed_batches_assemble_in_order_and_match_the_cpu_path(tmp_path):
     routed = PartImageDataset(data, indices, split, None, device_decode=True)
     plain = PartImageDataset(data, indices, split, None)
     loader = DataLoader(routed, batch_size=len(kinds), collate_fn=collate_routed)
-    batch, coverage = next(iter(loader))
+    batch, coverage, area = next(iter(loader))
     assert batch.encoded == [k == "baseline" for k in kinds]
     pixels = batch.to_device(torch.device("cpu"), split.squash[0])
     assert pixels.shape == (len(kinds), 64, 64, 3) and pixels.dtype == torch.uint8
@@ -99,7 +99,7 @@ def test_mixed_batches_assemble_in_order_and_match_the_cpu_path(tmp_path):
             assert diff.mean() < 2.0 and diff.max() < 40, (kind, diff.mean(), diff.max())
         else:  # decoded by the worker on the CPU path: the very same pixels
             assert diff.max() == 0, kind
-    assert coverage.shape == (len(kinds), 0)
+    assert coverage.shape == area.shape == (len(kinds), 0)
 
 
 def test_a_header_size_unlike_the_record_is_refused(tmp_path):
