@@ -78,7 +78,7 @@ step "bench_features resnet50 224 bf16" timeout 240 "$py" bench/bench_features.p
 step "doctor" timeout 120 "$py" -m benchmark doctor --device cuda --model resnet50 \
     --image-size 224 --n-images 512 --num-workers 8
 step "benchmark run on the GPU" timeout 240 "$py" -m benchmark run --config configs/5way1shot.yaml \
-    --set features.device=cuda --set episodes.n_episodes=200 --out outputs/gpu-check --quiet
+    --set features.device=cuda --set episodes.n_episodes=200 --out "outputs/gpu-check-$(date +%Y%m%d-%H%M%S)" --quiet
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
     cp "$log" bench_features_cuda.json "$OUT/" 2>/dev/null
