@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cpu_threads": torch.get_num_threads(), "precision": str(dtype).removeprefix("torch."),
         "masks": args.masks, "reduced_decode": not args.full_decode,
-        "mean_file_kb": round(getattr(dataset, "mean_file_kb", float("nan")), 1),
+        "mean_file_kb": (round(dataset.mean_file_kb, 1) if hasattr(dataset, "mean_file_kb")
+                         else None),  # None for --data (JSON has no NaN that compares equal)
         "goal_extract_over_forward": args.goal, "goal_met": bool(ext / fwd >= args.goal),
         "forward_images_per_cpu_s": round(fwd_cpu, 1), "extract_images_per_cpu_s": round(ext_cpu, 1),
         "cpu_extract_over_forward": round(ext_cpu / fwd_cpu, 3),
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f"{args.model} @ {args.image_size}px, batch {args.batch_size}, {figures['precision']} on "
           f"{figures['device_name']} ({len(indices)} images of {args.source_size if not args.data else 'the dataset'}"
-          f", mean {figures['mean_file_kb']} KB, {args.num_workers} workers, masks={args.masks}, "
+          + (f", mean {figures['mean_file_kb']} KB" if figures["mean_file_kb"] is not None else "")
+          + f", {args.num_workers} workers, masks={args.masks}, "
           f"{'full' if args.full_decode else 'reduced-scale'} decode)")
     print(f"  pure forward       {fwd:9.1f} images/s")
     print(f"  feature extraction {ext:9.1f} images/s")
