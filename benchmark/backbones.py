@@ -40,6 +40,7 @@ import timm.data
 import torch
 from torch import nn
 
+from benchmark.part_head import PartSegHead
 from results.provenance import sha256_hex as file_sha256  # noqa: F401 (public name)
 
 WEIGHT_SOURCES = ("random", "file", "hub", "train")
@@ -106,16 +107,14 @@ class Backbone:
     def part_head(self) -> nn.Module:
         """The part-segmentation head saved with a "train" checkpoint, in eval mode.
 
-        Uses benchmark.training.part_head.PartSegHead(in_channels=C, n_slots=13).
+        A benchmark.part_head.PartSegHead(in_channels=C) over the 13 part slots.
         """
         if self.part_head_state is None:
             raise BackboneError(
                 f"backbone {self.name!r} ({self.provenance['source']} weights) has no "
                 "part-segmentation head; train one (part-aware pre-training) or use masks='oracle'"
             )
-        from benchmark.training.part_head import PartSegHead
-
-        head = PartSegHead(in_channels=self.num_features, n_slots=13)
+        head = PartSegHead(in_channels=self.num_features)
         head.load_state_dict(self.part_head_state)
         return head.eval()
 

@@ -17,6 +17,7 @@ import yaml
 import benchmark
 from benchmark import evaluate, runner
 from benchmark.config import ConfigError, config_from_dict
+from episodes import load_episodes
 from results.records import read_records
 from results.schema import validate_result_file
 
@@ -136,6 +137,9 @@ def test_fixed_episode_file_gives_the_same_episodes_as_the_sampler(tiny_run_conf
     made = subprocess.run([sys.executable, "-m", "benchmark", "episodes", "--config", str(config),
                            "--out", str(episode_file)], env=env, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr[-2000:]
+    frozen = load_episodes(episode_file)
+    assert made.stdout == (f"{len(frozen)} episodes written to {episode_file} "
+                           f"(episodes hash {frozen.episodes_hash})\n")
 
     sampled = runner.run(config_from_dict(tiny_run_config), run_dir=tmp_path / "sampled",
                          progress=False)

@@ -36,7 +36,7 @@ from benchmark.training.episodic import (
     EpisodeImages, EpisodeSpec, episode_arrays, episode_sampler, protonet_accuracy, protonet_loss,
 )
 from benchmark.training.model import TrainingModel, build_training_model, set_batchnorm_mode
-from benchmark.training.part_head import part_seg_loss
+from benchmark.part_head import part_seg_loss
 
 Method = Literal["classification", "protonet"]
 PartHeadMode = Literal[False, "joint", "after"]
