@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from benchmark.part_head import PartSegHead
-from results.provenance import sha256_hex as file_sha256  # noqa: F401 (public name)
+from episodes.storage import file_sha256
 
 WEIGHT_SOURCES = ("random", "file", "hub", "train")
 

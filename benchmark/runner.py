@@ -33,8 +33,8 @@ from benchmark.stages import build_learners, episode_source
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
+from episodes.storage import atomic_write_text
 from episodes.taxonomy import PART_SLOTS, class_super_categories, classes
-from results._io import atomic_write_text
 from results.plots import plot_predicted_episode, write_plots
 from results.records import RecordWriter, read_records, records_from_predictions
 from results.run_result import ci_settings, result_from_run

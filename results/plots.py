@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from episodes.storage import atomic_write
 from results.tables import SETTING_COLUMNS
 
 
@@ -29,10 +30,8 @@ def _save(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi,
+                                                          bbox_inches="tight"))
 
 
 def plot_accuracy_vs_shots(table: pd.DataFrame, path: str | os.PathLike[str], *,

@@ -85,9 +85,9 @@ def test_checkpoint_round_trip_hash_and_corruption(tmp_path):
     ds = make_toy_dataset()
     best = train_backbone(ds, epochs=1, out_dir=tmp_path, **TINY)
     digest = (tmp_path / "best.pt.sha256").read_text().split()[0]
-    from benchmark.training import sha256_file
+    from episodes.storage import file_sha256
 
-    assert sha256_file(best) == digest
+    assert file_sha256(best) == digest
     checkpoint = torch.load(best, weights_only=True)
     assert set(checkpoint) == {"model", "part_head", "meta"}
     backbone = build_backbone("test_resnet", "train", checkpoint=best, image_size=32)

@@ -4,10 +4,9 @@ meta-training, an optional part-segmentation head; val-episode model selection; 
 Entry point: `train_backbone(dataset, model_name=..., ...) -> Path` of best.pt.
 """
 
-from benchmark.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from benchmark.training.checkpoint import load_checkpoint, save_checkpoint
 from benchmark.training.episodic import EpisodeSpec
 from benchmark.training.loop import TrainConfig, train_backbone
-from benchmark.part_head import PartSegHead
 
-__all__ = ["EpisodeSpec", "PartSegHead", "TrainConfig", "load_checkpoint", "save_checkpoint",
-           "sha256_file", "train_backbone"]
+__all__ = ["EpisodeSpec", "TrainConfig", "load_checkpoint", "save_checkpoint",
+           "train_backbone"]
