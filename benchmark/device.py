@@ -13,8 +13,10 @@ import torch
 
 from results.provenance import hardware_info
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# Autocast precisions of feature extraction and training. No fp16: training would need loss
+# scaling, and bf16 (the CUDA default) keeps fp32's range.
+PRECISIONS = ("auto", "bf16", "fp32")
+_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def resolve_device(device: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
@@ -56,7 +58,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 
 def precision_name(dtype: torch.dtype) -> str:
-    """The short name ("bf16", "fp16", "fp32") of an autocast dtype."""
+    """The short name ("bf16", "fp32") of an autocast dtype."""
     return {v: k for k, v in _DTYPES.items()}[dtype]
 
 

@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 
 from baselines.base import EpisodeFeatures
 from benchmark.backbones import Backbone, state_dict_sha256
-from benchmark.config import FeaturesConfig
 from benchmark.device import (
     autocast,
     comm_device,
@@ -49,7 +48,11 @@ from benchmark.device import (
 from benchmark.feature_cache import cache_key, cache_path, indices_sha256, load_features, save_features
 from episodes.taxonomy import PART_SLOTS
 
-MASK_MODES = ("oracle", "predicted", "none")
+# Where a run's part masks come from: annotations, the part head, annotations on the support set
+# and the part head on the queries (FeatureProvider.gatherers), or no part features at all.
+MASK_MODES = ("oracle", "predicted", "support-oracle", "none")
+# What one extraction pools over ("support-oracle" combines two extractions).
+EXTRACTED_MASK_MODES = ("oracle", "predicted", "none")
 N_SLOTS = len(PART_SLOTS)
 PRESENCE_MIN_CELLS = 0.25  # a slot covering less than a quarter of one feature cell is absent
 
@@ -372,15 +375,15 @@ def extract_features(
             logits; default: the head saved with a "train" backbone checkpoint.
         batch_size, num_workers: DataLoader settings (workers decode and resize in parallel).
         device: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:N".
-        precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp16", "fp32".
+        precision: benchmark.device.PRECISIONS ("auto": bf16 autocast on CUDA, fp32 on CPU).
         cache_dir: folder of the feature cache; None disables caching.
         progress: show a tqdm bar (rank 0 only).
 
     Returns:
         A FeatureSet on the CPU, identical on every rank under torch.distributed.
     """
-    if masks not in MASK_MODES:
-        raise ValueError(f"masks={masks!r} is not one of {MASK_MODES}")
+    if masks not in EXTRACTED_MASK_MODES:
+        raise ValueError(f"masks={masks!r} is not one of {EXTRACTED_MASK_MODES}")
     if batch_size < 1 or num_workers < 0:
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0; got {batch_size}, {num_workers}")
     idx = _check_indices(dataset, indices)
@@ -435,6 +438,18 @@ def extract_features(
             dist.barrier()
     return FeatureSet(result["embeddings"], result["part_embeddings"], result["part_present"],
                       result["image_indices"], key)
+
+
+@dataclass
+class FeaturesConfig:
+    """Feature extraction (the run config's `features` section): part masks, batching, device
+    and precision."""
+
+    masks: str = "oracle"  # MASK_MODES
+    batch_size: int = 64
+    num_workers: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    precision: str = "auto"  # benchmark.device.PRECISIONS
 
 
 class FeatureProvider:

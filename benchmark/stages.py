@@ -37,7 +37,7 @@ def episode_source(cfg: RunConfig, dataset: PartDataset) -> EpisodeSource:
 
 
 def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
-    """(config entry, new learner) per entry of `learners`; part learners get the run's masks."""
+    """(config entry, new learner) per entry of `learners`; a part learner needs part masks."""
     learners = []
     for spec in cfg.learners:
         options = dict(spec.options)
@@ -47,7 +47,6 @@ def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
                     raise ConfigError(f"learners: {spec.name} pools features over part masks, but "
                                       "features.masks is none; set it to oracle, predicted or "
                                       "support-oracle")
-                options.setdefault("mask_mode", cfg.features.masks)
             learners.append((spec, get_learner(spec.name, **options)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc

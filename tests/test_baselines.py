@@ -358,8 +358,6 @@ def test_part_protonet_loo_keeps_fixed_weights_without_evidence():
 
 
 def test_part_protonet_rejects_bad_options():
-    with pytest.raises(ValueError, match="mask_mode"):
-        get_learner("part_protonet", mask_mode="guessed")
     with pytest.raises(ValueError, match="global_weight"):
         get_learner("part_protonet", global_weight=0)
     with pytest.raises(ValueError, match="normalize"):
@@ -367,7 +365,6 @@ def test_part_protonet_rejects_bad_options():
     support, labels, _, _ = toy_episodes()
     with pytest.raises(ValueError, match="part_weight has 2 values"):
         get_learner("part_protonet", part_weight=[1.0, 2.0]).fit(support, labels, N_WAY)
-    assert get_learner("part_protonet", mask_mode="support-oracle").mask_mode == "support-oracle"
 
 
 @pytest.mark.parametrize("k_shot", [1, 3])

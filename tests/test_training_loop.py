@@ -7,13 +7,20 @@ import pytest
 import torch
 
 from benchmark.backbones import build_backbone
-from benchmark.training import EpisodeSpec, load_checkpoint, train_backbone
+from benchmark.training import TrainConfig, load_checkpoint
 from benchmark.training import loop as training_loop
 from test_training_data import make_toy_dataset
 
-VAL = EpisodeSpec(n_way=5, k_shot=1, n_query=3, n_episodes=20)
 TINY = dict(model_name="test_resnet", image_size=32, batch_size=16, lr=0.05, seed=0,
-            val_episodes=VAL, progress=False)
+            val_episodes=20, val_k_shot=1, val_n_query=3)
+MODEL_KEYS = ("model_name", "image_size", "seed")
+
+
+def train_backbone(dataset, *, out_dir, **settings):
+    """training_loop.train_backbone with the model and the training settings in one dict."""
+    model = {k: settings.pop(k) for k in MODEL_KEYS}
+    return training_loop.train_backbone(dataset, TrainConfig(**settings), out_dir=out_dir,
+                                        progress=False, **model)
 
 
 def _history(out_dir):
