@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.config import load_config
     from benchmark.errors import ConfigError
-    from benchmark.runner import run, load_run_config
+    from benchmark.run_folder import load_run_config
+    from benchmark.runner import run
 
     if args.resume:
         if args.config or args.out:

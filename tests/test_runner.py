@@ -17,6 +17,7 @@ import yaml
 import benchmark
 from benchmark import evaluate, runner
 from benchmark.config import ConfigError, config_from_dict
+from benchmark.run_folder import load_run_config
 from episodes import load_episodes
 from results.records import read_records
 from results.schema import validate_result_file
@@ -58,7 +59,7 @@ def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path):
     assert (run_dir / "plots" / "episode_0.png").stat().st_size > 10_000
     assert list((run_dir / "plots").glob("super_category_*.png"))
     # the run folder carries its resolved config, which loads back to the same settings
-    again = runner.load_run_config(run_dir, [])
+    again = load_run_config(run_dir, [])
     assert again.to_dict() == cfg.to_dict()
 
 
@@ -97,7 +98,7 @@ def test_a_fault_keeps_finished_episodes_and_resume_completes_them(tiny_run_conf
     assert not (broken / "result.json").exists()
 
     monkeypatch.setattr(evaluate, "predict_batch", real)
-    runner.run(runner.load_run_config(broken, []), run_dir=broken, resume=True, progress=False)
+    runner.run(load_run_config(broken, []), run_dir=broken, resume=True, progress=False)
     assert _records(broken) == _records(reference)
 
 

@@ -140,3 +140,16 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
             assert torch.equal(a[part][key], b[part][key]), (part, key)
     assert a["history"] == b["history"]
     assert load_checkpoint(whole)["meta"] == load_checkpoint(resumed)["meta"]
+
+
+def test_training_autocasts_at_the_configured_precision(tmp_path, monkeypatch):
+    asked = []
+    real = training_loop.autocast
+
+    def spy(device, dtype):
+        asked.append(dtype)
+        return real(device, dtype)
+
+    monkeypatch.setattr(training_loop, "autocast", spy)
+    train_backbone(make_toy_dataset(), epochs=1, precision="bf16", out_dir=tmp_path, **TINY)
+    assert asked and set(asked) == {torch.bfloat16}  # "auto" would be float32 on the CPU
