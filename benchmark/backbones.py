@@ -40,10 +40,9 @@ import timm.data
 import torch
 from torch import nn
 
+from benchmark.backbone_config import WEIGHT_SOURCES
 from benchmark.part_head import PartSegHead
 from episodes.storage import file_sha256
-
-WEIGHT_SOURCES = ("random", "file", "hub", "train")
 
 
 class BackboneError(ValueError):

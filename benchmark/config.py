@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from benchmark.backbones import WEIGHT_SOURCES
+from benchmark.backbone_config import WEIGHT_SOURCES, BackboneConfig
 from benchmark.data.source import DATA_SOURCES, DataConfig, SyntheticConfig
 from benchmark.device import PRECISIONS
 from benchmark.errors import ConfigError
-from benchmark.features import MASK_MODES, FeaturesConfig
+from benchmark.feature_config import MASK_MODES, FeaturesConfig
 from benchmark.training.config import BATCHNORM_MODES, PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
 from episodes.sampler import MODES
 from episodes.taxonomy import SPLITS
@@ -29,20 +29,6 @@ from episodes.taxonomy import SPLITS
 __all__ = ["CHOICES", "BackboneConfig", "ConfigError", "DataConfig", "EpisodesConfig",
            "FeaturesConfig", "LearnerConfig", "ReportConfig", "RunConfig", "SyntheticConfig",
            "TrainConfig", "config_from_dict", "load_config"]
-
-
-@dataclass
-class BackboneConfig:
-    """A timm model and where its weights come from."""
-
-    name: str = "resnet10t"
-    weights: str = "train"  # WEIGHT_SOURCES
-    checkpoint: str | None = None  # weights: file
-    image_size: int = 64
-    seed: int = 0
-    # several training seeds: one backbone per seed, each evaluated on the same episodes, and
-    # the spread between seeds reported beside the episode CI (empty: the one `seed` above)
-    seeds: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -46,13 +46,9 @@ from benchmark.device import (
     resolve_precision,
 )
 from benchmark.feature_cache import cache_key, cache_path, indices_sha256, load_features, save_features
+from benchmark.feature_config import EXTRACTED_MASK_MODES, FeaturesConfig
 from episodes.taxonomy import PART_SLOTS
 
-# Where a run's part masks come from: annotations, the part head, annotations on the support set
-# and the part head on the queries (FeatureProvider.gatherers), or no part features at all.
-MASK_MODES = ("oracle", "predicted", "support-oracle", "none")
-# What one extraction pools over ("support-oracle" combines two extractions).
-EXTRACTED_MASK_MODES = ("oracle", "predicted", "none")
 N_SLOTS = len(PART_SLOTS)
 PRESENCE_MIN_CELLS = 0.25  # a slot covering less than a quarter of one feature cell is absent
 
@@ -438,18 +434,6 @@ def extract_features(
             dist.barrier()
     return FeatureSet(result["embeddings"], result["part_embeddings"], result["part_present"],
                       result["image_indices"], key)
-
-
-@dataclass
-class FeaturesConfig:
-    """Feature extraction (the run config's `features` section): part masks, batching, device
-    and precision."""
-
-    masks: str = "oracle"  # MASK_MODES
-    batch_size: int = 64
-    num_workers: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    precision: str = "auto"  # benchmark.device.PRECISIONS
 
 
 class FeatureProvider:

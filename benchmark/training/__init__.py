@@ -4,10 +4,19 @@ meta-training, an optional part-segmentation head; val-episode model selection; 
 Entry point: `train_backbone(dataset, TrainConfig(...), model_name=..., ...) -> Path` of best.pt.
 """
 
-from benchmark.training.checkpoint import load_checkpoint, save_checkpoint
-from benchmark.training.episodic import EpisodeSpec
 from benchmark.training.config import TrainConfig
-from benchmark.training.loop import train_backbone
 
-__all__ = ["EpisodeSpec", "TrainConfig", "load_checkpoint", "save_checkpoint",
-           "train_backbone"]
+__all__ = ["EpisodeSpec", "TrainConfig", "load_checkpoint", "save_checkpoint", "train_backbone"]
+
+_LAZY = {"EpisodeSpec": "episodic", "load_checkpoint": "checkpoint",
+         "save_checkpoint": "checkpoint", "train_backbone": "loop"}
+
+
+def __getattr__(name: str):
+    # Lazy: the trainer imports torch and timm; the config checker (and with it `benchmark list`)
+    # reads benchmark.training.config, which must not pay for them.
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f"benchmark.training.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'benchmark.training' has no attribute {name!r}")
