@@ -38,6 +38,9 @@ from urllib.parse import urlparse
 import timm
 import timm.data
 import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from safetensors import safe_open
 from torch import nn
 
 from benchmark.backbone_config import WEIGHT_SOURCES
@@ -196,8 +199,6 @@ def _random_model(name: str, image_size: int | None, fixed: bool, seed: int) -> 
 def _read_meta(path: Path) -> dict[str, Any]:
     """The metadata stored in a checkpoint file ({} when it carries none)."""
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         meta: dict[str, Any] = dict(header)
@@ -219,11 +220,9 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
     try:
-        from huggingface_hub import constants
-
-        if getattr(constants, "HF_HUB_OFFLINE", False):
+        if getattr(hf_constants, "HF_HUB_OFFLINE", False):
             return False
-        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+        host = urlparse(hf_constants.ENDPOINT).hostname or "huggingface.co"
     except ImportError:
         return False
     try:
@@ -239,8 +238,6 @@ def _hub_cached_file(name: str) -> Path | None:
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     if not hub_id:
         return None
-    from huggingface_hub import try_to_load_from_cache
-
     for filename in ("model.safetensors", "pytorch_model.bin"):
         found = try_to_load_from_cache(hub_id, filename)
         if isinstance(found, str):

@@ -10,6 +10,7 @@ import contextlib
 from typing import ContextManager
 
 import torch
+import torch.distributed as dist
 
 from results.provenance import hardware_info
 
@@ -71,8 +72,6 @@ def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager:
 
 def dist_rank_world() -> tuple[int, int]:
     """(rank, world_size) of the initialised torch.distributed group, else (0, 1)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -80,8 +79,6 @@ def dist_rank_world() -> tuple[int, int]:
 
 def comm_device(local_device: torch.device) -> torch.device:
     """The device collectives of the default group run on: CUDA for NCCL, CPU for gloo."""
-    import torch.distributed as dist
-
     if dist.get_backend() == "nccl":
         return local_device if local_device.type == "cuda" else torch.device("cuda")
     return torch.device("cpu")

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from PIL import Image
@@ -319,8 +320,6 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
 def _all_gather_shards(local: dict[str, torch.Tensor], sizes: list[int],
                        device: torch.device) -> dict[str, torch.Tensor]:
     """Concatenate every rank's shard in rank order (shards padded to the largest)."""
-    import torch.distributed as dist
-
     cdev = comm_device(device)
     longest = max(sizes)
     gathered = {}
@@ -338,8 +337,6 @@ def _all_gather_shards(local: dict[str, torch.Tensor], sizes: list[int],
 
 def _all_ranks_agree(flag: bool, device: torch.device) -> bool:
     """True when `flag` holds on every rank."""
-    import torch.distributed as dist
-
     t = torch.tensor([int(flag)], device=comm_device(device))
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
@@ -429,9 +426,7 @@ def extract_features(
         if rank == 0:
             save_features(path, key, parts, result)
         if world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+                    dist.barrier()
     return FeatureSet(result["embeddings"], result["part_embeddings"], result["part_present"],
                       result["image_indices"], key)
 

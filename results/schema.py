@@ -47,6 +47,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from episodes.storage import atomic_write_text, canonical_json, json_sha256
+from results.records import read_records
 from results.stats import CI_METHODS, mean_ci
 
 SCHEMA_VERSION = 2  # 2: content and section hashes are bare hex, like every partbench hash
@@ -517,6 +518,5 @@ def validate_result_file(path: str | os.PathLike[str], *, episodes_hash: str | N
             raise TypeError("episodes_file needs episode_file_hasher (a function Path -> hash)")
         episodes_hash = episode_file_hasher(Path(episodes_file))
     if records is not None and not isinstance(records, pd.DataFrame):
-        from results.records import read_records
         records = read_records(records)
     return validate_result(result, episodes_hash=episodes_hash, records=records)

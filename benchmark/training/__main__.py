@@ -13,6 +13,9 @@ import argparse
 import json
 import time
 
+import torch.distributed as dist
+
+from benchmark.data.partimagenet import load_partimagenet
 from benchmark.training.checkpoint import load_checkpoint
 from benchmark.training.config import PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
 from benchmark.training.loop import train_backbone
@@ -45,8 +48,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-resume", action="store_true")
     args = p.parse_args(argv)
 
-    from benchmark.data.partimagenet import load_partimagenet
-
     dataset = load_partimagenet(args.data)
     config = TrainConfig(
         method=args.method, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -59,8 +60,6 @@ def main(argv: list[str] | None = None) -> None:
     best = train_backbone(dataset, config, model_name=args.model, image_size=args.image_size,
                           seed=args.seed, out_dir=args.out, device=args.device,
                           resume=not args.no_resume)
-    import torch.distributed as dist
-
     if not dist.is_initialized() or dist.get_rank() == 0:
         last = load_checkpoint(best.parent / "last.pt")
         meta = load_checkpoint(best)["meta"]
