@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", help="a YAML file, or the name of a shipped config")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key, e.g. episodes.n_way=10 (repeatable)")
+                     help="override a config key, e.g. episodes.n_way=10 (repeatable); "
+                          "`python -m benchmark list` shows each key's choices")
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue a stopped run in RUN_DIR, skipping the episodes it finished")
     run.add_argument("--out", metavar="RUN_DIR", help="write to this folder instead of a new one")
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="KEY=VALUE")
     episodes.add_argument("--out", required=True, help="episode file to write (JSON)")
 
-    sub.add_parser("list", help="list the registered learners and shipped configs")
+    sub.add_parser("list", help="list the registered learners, shipped configs and the values "
+                                "each config choice takes")
 
     validate = sub.add_parser(
         "validate", help="check leaderboard result files",
@@ -97,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmark.config import ConfigError
     from benchmark.data.errors import DatasetError
+    from benchmark.errors import ConfigError
 
     try:
         return COMMANDS[args.command](args)
@@ -111,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.config import ConfigError, load_config
-    from benchmark.runner import run, load_run_config
+    from benchmark.config import load_config
+    from benchmark.errors import ConfigError
+    from benchmark.run_folder import load_run_config
+    from benchmark.runner import run
     from benchmark.seeds import run_seeds
 
     overrides = list(args.overrides)
@@ -166,7 +170,7 @@ def cmd_episodes(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from baselines import get_learner_class, learner_names
-    from benchmark.config import shipped_configs
+    from benchmark.config import CHOICES, shipped_configs
 
     print("learners:")
     for name in learner_names():
@@ -177,6 +181,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("shipped configs:")
     for name in shipped_configs():
         print(f"  {name}")
+    print("config keys with a fixed set of values:")
+    for key, choices in CHOICES.items():
+        print(f"  {key:<22}{' | '.join(str(c).lower() if c is False else c for c in choices)}")
     return 0
 
 

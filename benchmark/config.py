@@ -17,83 +17,30 @@ from typing import Any
 
 import yaml
 
+from benchmark.backbone_config import WEIGHT_SOURCES, BackboneConfig
+from benchmark.data.source import DATA_SOURCES, DataConfig, SyntheticConfig
+from benchmark.device import PRECISIONS
+from benchmark.errors import ConfigError
+from benchmark.feature_config import MASK_MODES, FeaturesConfig
+from benchmark.training.config import BATCHNORM_MODES, PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
+from episodes.sampler import MODES
+from episodes.taxonomy import SPLITS
 
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message says which key and why."""
-
-
-@dataclass
-class SyntheticConfig:
-    """Parameters of the synthetic twin generated on first use (see `python -m benchmark synth`)."""
-
-    images_per_class: int = 20
-    image_size: int = 128
-    seed: int = 0
-    full: bool = False
-
-
-@dataclass
-class DataConfig:
-    """Which dataset: the embedded synthetic twin, or the real PartImageNet_OOD release."""
-
-    source: str = "synthetic"  # "synthetic" | "partimagenet"
-    root: str | None = None  # partimagenet: the release folder; synthetic: where to put the twin
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-
-
-@dataclass
-class BackboneConfig:
-    """A timm model and where its weights come from."""
-
-    name: str = "resnet10t"
-    weights: str = "train"  # "random" | "file" | "hub" | "train"
-    checkpoint: str | None = None  # weights: file
-    image_size: int = 64
-    seed: int = 0
-    # several training seeds: one backbone per seed, each evaluated on the same episodes, and
-    # the spread between seeds reported beside the episode CI (empty: the one `seed` above)
-    seeds: list[int] = field(default_factory=list)
-
-
-@dataclass
-class TrainConfig:
-    """Training on the train split, used when `backbone.weights: train`."""
-
-    method: str = "classification"  # "classification" | "protonet"
-    epochs: int = 12
-    batch_size: int = 64
-    lr: float = 0.2  # SGD with Nesterov momentum, warm-up then cosine
-    part_head: str | bool = False  # False | "joint" | "after"
-    val_episodes: int = 100  # 5-way val episodes for model selection
-    val_k_shot: int = 5
-    val_n_query: int = 10
-    num_workers: int = 0
-
-
-@dataclass
-class FeaturesConfig:
-    """Feature extraction: part masks, batching, device and precision."""
-
-    masks: str = "oracle"  # "oracle" | "predicted" | "support-oracle" | "none" | "grid2" | "grid3" | "shuffled"
-    part_stage: int | str = "last"  # "last" | the stride of an earlier map the slots pool over (16, 8)
-    dense: bool = False  # keep the part-stage maps as local descriptors (DN4); float16
-    mask_seed: int = 0  # seed of masks "shuffled" (and of the part_protonet_shuffled control)
-    batch_size: int = 64
-    num_workers: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "bf16"
+__all__ = ["CHOICES", "BackboneConfig", "ConfigError", "DataConfig", "EpisodesConfig",
+           "FeaturesConfig", "LearnerConfig", "ReportConfig", "RunConfig", "SyntheticConfig",
+           "TrainConfig", "config_from_dict", "load_config"]
 
 
 @dataclass
 class EpisodesConfig:
     """Which episodes are evaluated."""
 
-    split: str = "test"
+    split: str = "test"  # episodes.taxonomy.SPLITS
     n_way: int = 5
     k_shot: int = 1
     n_query: int = 15
     n_episodes: int = 600
-    mode: str = "mixed"  # "mixed" | "within" | "across" | "variable"
+    mode: str = "mixed"  # episodes.sampler.MODES
     seed: int = 0
     file: str | None = None  # a fixed episode file; overrides the sampler settings above
     batch_size: int = 64  # episodes per learner call: larger batches only add allocation cost
@@ -135,22 +82,25 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+# The config keys with a fixed set of values, each list defined beside the code that uses it.
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "data.source": ("synthetic", "partimagenet"),
-    "backbone.weights": ("random", "file", "hub", "train"),
-    "train.method": ("classification", "protonet"),
-    "train.part_head": (False, "joint", "after"),
-    # benchmark.features.MASK_MODES plus support-oracle (a test checks they agree)
-    "features.masks": ("oracle", "predicted", "support-oracle", "none", "grid2", "grid3", "shuffled"),
-    "features.precision": ("auto", "fp32", "bf16"),
-    "episodes.split": ("train", "val", "test"),
-    "episodes.mode": ("mixed", "within", "across", "variable"),
+    "data.source": DATA_SOURCES,
+    "backbone.weights": WEIGHT_SOURCES,
+    "train.method": TRAIN_METHODS,
+    "train.part_head": PART_HEAD_MODES,
+    "train.precision": PRECISIONS,
+    "train.batchnorm": BATCHNORM_MODES,
+    "features.masks": MASK_MODES,
+    "features.precision": PRECISIONS,
+    "episodes.split": SPLITS,
+    "episodes.mode": MODES,
 }
 
 POSITIVE: tuple[str, ...] = (
     "data.synthetic.images_per_class", "data.synthetic.image_size", "backbone.image_size",
     "train.batch_size", "train.val_episodes", "train.val_k_shot", "train.val_n_query",
-    "features.batch_size", "episodes.n_way", "episodes.k_shot",
+    "train.epochs", "train.n_way", "train.k_shot", "train.n_query", "train.episodes_per_epoch",
+    "train.episodes_per_step", "features.batch_size", "episodes.n_way", "episodes.k_shot",
     "episodes.n_query", "episodes.n_episodes", "episodes.batch_size",
 )
 
@@ -301,12 +251,12 @@ def _check_values(cfg: RunConfig) -> None:
         )
     if cfg.backbone.weights == "file" and not cfg.backbone.checkpoint:
         raise ConfigError("backbone.checkpoint: required when backbone.weights is file")
+    if not 0 < cfg.report.confidence < 1:
+        raise ConfigError(f"report.confidence: must lie in (0, 1), got {cfg.report.confidence}")
     stage = cfg.features.part_stage
     if stage != "last" and not (isinstance(stage, int) and stage >= 1):
         raise ConfigError(f"features.part_stage: {stage!r} must be last or the stride of an "
                           "earlier feature map (an integer such as 16 or 8)")
-    if not 0 < cfg.report.confidence < 1:
-        raise ConfigError(f"report.confidence: must lie in (0, 1), got {cfg.report.confidence}")
     if len(set(cfg.backbone.seeds)) != len(cfg.backbone.seeds) or any(
             s < 0 for s in cfg.backbone.seeds):
         raise ConfigError(f"backbone.seeds: distinct seeds >= 0 please, got {cfg.backbone.seeds}")

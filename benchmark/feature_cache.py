@@ -10,8 +10,6 @@ cannot be read, or whose stored key or shapes disagree, is recomputed with a war
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from results._io import atomic_write
+from episodes.storage import atomic_write, canonical_json, json_sha256, sha256_hex
 
 # Bump when the pooling, presence rule or stored layout changes: old cache files then miss.
 FEATURE_FORMAT_VERSION = 3  # 2: predicted masks as softmax coverage; 3: presence by image area
@@ -28,13 +26,12 @@ FEATURE_FORMAT_VERSION = 3  # 2: predicted masks as softmax coverage; 3: presenc
 
 def indices_sha256(indices: np.ndarray) -> str:
     """Hex sha256 of an int64 index array (order matters)."""
-    return hashlib.sha256(np.ascontiguousarray(indices, dtype="<i8").tobytes()).hexdigest()
+    return sha256_hex(np.ascontiguousarray(indices, dtype="<i8").tobytes())
 
 
 def cache_key(parts: dict[str, Any]) -> str:
-    """Hex sha256 of the JSON of the key parts (sorted keys), plus the format version."""
-    payload = json.dumps({**parts, "format_version": FEATURE_FORMAT_VERSION}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """sha256 of the canonical JSON of the key parts plus the format version."""
+    return json_sha256({**parts, "format_version": FEATURE_FORMAT_VERSION})
 
 
 def cache_path(cache_dir: str | os.PathLike, key: str) -> Path:
@@ -46,7 +43,7 @@ def save_features(path: Path, key: str, parts: dict[str, Any], tensors: dict[str
     path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
         "key": key,
-        "key_parts": json.dumps(parts, sort_keys=True),
+        "key_parts": canonical_json(parts),
         "format_version": FEATURE_FORMAT_VERSION,
     }
     for name, tensor in tensors.items():

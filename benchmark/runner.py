@@ -1,8 +1,9 @@
 """`python -m benchmark run`: config -> dataset -> backbone -> features -> episodes -> learners
 -> per-episode records -> tables and a leaderboard result file.
 
-Each stage owns its policy (benchmark.data.source, benchmark.training.weights, benchmark.features,
-episodes.source, benchmark.stages, results.run_result); this module only passes data along.
+Each stage owns its policy (benchmark.run_folder, benchmark.data.source, benchmark.training.weights,
+benchmark.features, benchmark.stages with episodes.source and the learners, results.run_result);
+this module only passes data along.
 Costly stages cache under the cache folder, and per-episode records are appended as they are
 computed, so a stopped run resumes where it stopped (`--resume RUN_DIR`) without losing or
 repeating an episode. `run_benchmark(cfg)` is the programmatic entry point.
@@ -13,29 +14,27 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
 from baselines.base import Learner
 from benchmark import evaluate
 from benchmark.cache import cache_root, short_key
-from benchmark.config import ConfigError, LearnerConfig, RunConfig, apply_override, config_from_dict
+from benchmark.config import LearnerConfig, RunConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider, learner_masks, slot_names
 from benchmark.mask_quality import measure_mask_quality
+from benchmark.run_folder import prepare_run_dir
 from benchmark.stages import build_learners, episode_source, reads_predicted_masks
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
 from episodes.taxonomy import PART_SLOTS, class_super_categories, classes
-from results._io import atomic_write_text
 from results.plots import plot_predicted_episode, write_plots
 from results.records import RecordWriter, read_records, records_from_predictions
 from results.run_result import ci_settings, result_from_run
@@ -77,7 +76,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         source = episode_source(cfg, dataset)
         learners = build_learners(cfg)
         shown = progress and ctx.is_main
-        backbone = resolve_backbone(cfg, dataset, shown)
+        backbone = resolve_backbone(cfg, dataset, shown, needs_part_head=reads_predicted_masks(cfg))
         features = FeatureProvider(dataset, backbone, cfg.features,
                                    cache_root(cfg.cache_dir) / "features", shown)
         # Every rank takes part in (sharded) extraction of every feature set the learners use
@@ -179,33 +178,6 @@ def plot_first_episode(path: Path, dataset: PartDataset, source: EpisodeSource, 
         lambda i: (np.asarray(dataset.load_image(i).convert("RGB")), dataset.slot_masks(i)),
         path, slot_names=PART_SLOTS,
         title=f"episode 0 ({episode.split}), predictions of {spec.name}")
-
-
-def prepare_run_dir(cfg: RunConfig, run_dir: Path | None, resume: bool) -> Path:
-    """The run folder (a new one unless given), holding the run's resolved config.yaml."""
-    if run_dir is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        base = Path(cfg.output_dir).expanduser() / f"{cfg.name}-{stamp}"
-        run_dir, n = base, 1
-        while run_dir.exists():
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _say(f"run folder: {run_dir}")
-    if not (resume and (run_dir / "config.yaml").is_file()):
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return run_dir
-
-
-def load_run_config(run_dir: Path, overrides: list[str]) -> RunConfig:
-    """The config of a run folder (for --resume), with `KEY=VALUE` overrides applied."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a partbench run folder?")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for item in overrides:
-        apply_override(raw, item)
-    return config_from_dict(raw)
 
 
 def _say(message: str) -> None:

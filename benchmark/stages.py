@@ -52,7 +52,6 @@ def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
                     raise ConfigError(f"learners: {spec.name} pools features over part masks, but "
                                       "features.masks is none; set it to oracle, predicted or "
                                       "support-oracle")
-                options.setdefault("mask_mode", cfg.features.masks)
             learners.append((spec, get_learner(spec.name, **options)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc

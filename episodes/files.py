@@ -12,18 +12,16 @@ says which part no longer matches. One episode per line keeps diffs readable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from episodes.counter_rng import canonical_json
 from episodes.episode import Episode
 from episodes.hashing import episode_from_record, episode_record, episodes_hash
+from episodes.storage import atomic_write_text, canonical_json, json_sha256
 
 FILE_FORMAT = "partbench-episodes"
 FILE_VERSION = 1
@@ -63,7 +61,7 @@ def _content_hash(settings: Mapping[str, Any], fingerprint: str, ep_hash: str) -
         "dataset_fingerprint": fingerprint,
         "episodes_hash": ep_hash,
     }
-    return hashlib.sha256(canonical_json(header).encode("ascii")).hexdigest()
+    return json_sha256(header)
 
 
 def save_episodes(
@@ -73,10 +71,10 @@ def save_episodes(
     settings: Mapping[str, Any],
     dataset_fingerprint: str,
 ) -> EpisodeFile:
-    """Write episodes atomically (temporary file in the same folder, then os.replace).
+    """Write episodes atomically (episodes.storage.atomic_write).
 
     Args:
-        path: the JSON file to write; its folder must exist.
+        path: the JSON file to write (its folder is created if missing).
         episodes: the episodes, e.g. sampler.episodes(0, 600).
         settings: JSON-able settings that made them, normally sampler.settings.
         dataset_fingerprint: a string naming the exact dataset the image indices refer to.
@@ -101,19 +99,7 @@ def save_episodes(
     }
     lines = ",\n".join(canonical_json(episode_record(e)) for e in episodes)
     text = canonical_json(header)[:-1] + ',"episodes":[\n' + lines + "\n]}\n"
-    path = Path(path)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="ascii", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as tmp:
-        try:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    atomic_write_text(path, text)
     return EpisodeFile(episodes, settings, dataset_fingerprint, ep_hash, content)
 
 

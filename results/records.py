@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from episodes.storage import canonical_json
+
 try:
     import fcntl  # POSIX: one writer per records file
 except ImportError:  # pragma: no cover - Windows
@@ -226,7 +228,7 @@ def record_problems(record: Any) -> list[str]:
 
 
 def _dumps(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return canonical_json(record)
 
 
 def _parse_lines(path: Path, data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:

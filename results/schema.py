@@ -8,7 +8,7 @@ else), so an edit after writing is detected. The hash is a seal against accident
 edits, not a signature: anyone can recompute it. The strong check is recomputing the metrics
 from the per-episode records (`validate_result(..., records=...)`).
 
-Layout (SCHEMA_VERSION 1):
+Layout (SCHEMA_VERSION 2):
     schema_version: int                  kind: "partbench-result"
     run_id, name, created_utc: str
     setting: {split, n_way, k_shot, n_query, mode, mask_mode}   (null where not fixed; mask_mode:
@@ -30,12 +30,11 @@ Layout (SCHEMA_VERSION 1):
     seed_spread (optional): {seeds, n_seeds, this_seed, confidence, learners: {learner:
               {accuracy, seed_std, episode_ci, per_seed}}}   one backbone per training seed
     section_hashes: {section: sha256}   (top-level sections and each metrics.<learner>)
-    content_hash: "sha256:..."
+    content_hash: sha256 (64 hex digits, as every hash partbench writes)
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -47,10 +46,11 @@ from typing import Any
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from results._io import atomic_write_text
+from episodes.storage import atomic_write_text, canonical_json, json_sha256
+from results.records import read_records
 from results.stats import CI_METHODS, mean_ci
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: content and section hashes are bare hex, like every partbench hash
 KIND = "partbench-result"
 
 
@@ -199,16 +199,6 @@ RECOMPUTE_TOLERANCE = 1e-6
 
 # ------------------------------------------------------------------ hashing
 
-def canonical_json(value: Any) -> bytes:
-    """The bytes hashed: sorted keys, no spaces, UTF-8, NaN refused."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def _sha256(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(value)).hexdigest()
-
-
 def _sections(result: Mapping[str, Any]) -> dict[str, Any]:
     """What section_hashes covers: each top-level field and each learner's metrics."""
     sections = {k: v for k, v in result.items() if k not in SEAL_FIELDS}
@@ -221,15 +211,15 @@ def _sections(result: Mapping[str, Any]) -> dict[str, Any]:
 def seal(result: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `result` with section_hashes and content_hash (re)computed."""
     body = {k: v for k, v in result.items() if k not in SEAL_FIELDS}
-    body["section_hashes"] = {name: _sha256(value) for name, value in _sections(body).items()}
-    body["content_hash"] = _sha256(body)
+    body["section_hashes"] = {name: json_sha256(value) for name, value in _sections(body).items()}
+    body["content_hash"] = json_sha256(body)
     return body
 
 
 def _hash_problems(result: Mapping[str, Any]) -> list[str]:
     body = {k: v for k, v in result.items() if k != "content_hash"}
     try:
-        if result["content_hash"] == _sha256(body):
+        if result["content_hash"] == json_sha256(body):
             return []
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value
         return [f"content_hash: cannot hash the file's content ({exc})"]
@@ -237,7 +227,7 @@ def _hash_problems(result: Mapping[str, Any]) -> list[str]:
     stored = result.get("section_hashes")
     if not isinstance(stored, dict):
         return [f"{edited} (section_hashes missing, cannot say where)"]
-    recomputed = {name: _sha256(value) for name, value in _sections(result).items()}
+    recomputed = {name: json_sha256(value) for name, value in _sections(result).items()}
     changed = [name for name in sorted(set(stored) | set(recomputed))
                if stored.get(name) != recomputed.get(name)]
     # "metrics" changes whenever one learner's metrics change: name the learner instead.
@@ -528,6 +518,5 @@ def validate_result_file(path: str | os.PathLike[str], *, episodes_hash: str | N
             raise TypeError("episodes_file needs episode_file_hasher (a function Path -> hash)")
         episodes_hash = episode_file_hasher(Path(episodes_file))
     if records is not None and not isinstance(records, pd.DataFrame):
-        from results.records import read_records
         records = read_records(records)
     return validate_result(result, episodes_hash=episodes_hash, records=records)

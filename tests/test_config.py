@@ -77,8 +77,8 @@ def test_part_stage_and_control_masks_parse():
     assert config_from_dict({}).features.part_stage == "last"
 
 
-def test_mask_choices_are_the_feature_modes_plus_support_oracle():
+def test_mask_choices_are_the_extracted_modes_plus_support_oracle():
     from benchmark.config import CHOICES
-    from benchmark.features import MASK_MODES
+    from benchmark.feature_config import EXTRACTED_MASK_MODES
 
-    assert set(CHOICES["features.masks"]) == {*MASK_MODES, "support-oracle"}
+    assert set(CHOICES["features.masks"]) == {*EXTRACTED_MASK_MODES, "support-oracle"}

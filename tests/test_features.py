@@ -195,7 +195,7 @@ def test_predicted_masks_come_from_the_head_not_the_annotations(data, backbone):
 
 
 def test_predicted_masks_default_to_the_head_saved_with_a_train_checkpoint(data, tmp_path):
-    from benchmark.training.part_head import PartSegHead
+    from benchmark.part_head import PartSegHead
 
     trunk = build_backbone(TINY, image_size=SIZE, seed=4)
     head = PartSegHead(trunk.num_features)

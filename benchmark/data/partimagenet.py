@@ -28,6 +28,7 @@ from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.errors import DatasetDefectWarning, DatasetError, first_few
 from benchmark.data.layout import Layout, find_layout
 from episodes import taxonomy
+from episodes.storage import sha256_hex
 
 _CLASS_TABLE = "the packaged class table (episodes/data/classes.csv)"
 _PART_TABLE = "the packaged part table (episodes/data/parts.csv)"
@@ -245,7 +246,7 @@ def _load(root: Path, splits: tuple[str, ...], layout: Layout) -> PartDataset:
     for split in splits:
         path = layout.annotation_files[split]
         raw, data = _read_json(path)
-        hasher.update(f"{split}.json {hashlib.sha256(raw).hexdigest()}\n".encode())
+        hasher.update(f"{split}.json {sha256_hex(raw)}\n".encode())
         del raw
         _check_coco_shape(data, path)
         _check_categories(data["categories"], path)

@@ -4,13 +4,36 @@ cache on first use and reused by every later run with the same parameters."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.cache import cache_root, short_key
-from benchmark.config import DataConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.data.partimagenet import load_partimagenet
 from benchmark.data.synth import MARKER, generate_twin
+
+
+DATA_SOURCES = ("synthetic", "partimagenet")
+
+
+@dataclass
+class SyntheticConfig:
+    """Parameters of the synthetic twin generated on first use (see `python -m benchmark synth`)."""
+
+    images_per_class: int = 20
+    image_size: int = 128
+    seed: int = 0
+    full: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Which dataset (the run config's `data` section): the synthetic twin, or the real
+    PartImageNet_OOD release."""
+
+    source: str = "synthetic"  # DATA_SOURCES
+    root: str | None = None  # partimagenet: the release folder; synthetic: where to put the twin
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 def resolve_dataset(data: DataConfig, cache_dir: str | None = None) -> PartDataset:

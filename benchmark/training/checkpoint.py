@@ -12,15 +12,13 @@ last.pt (resume state): the same plus "classifier", "optimizer", "scheduler", "e
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from results._io import atomic_write_bytes
-from results.provenance import sha256_hex as sha256_file
+from episodes.storage import atomic_write_bytes, file_sha256, sha256_hex
 
 TRAIN_CLASSES_TAG = "partimagenet-ood-train"
 
@@ -39,7 +37,7 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path, *, with_hash: bool = 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_hex(data)
     atomic_write_bytes(path, data)
     if with_hash:
         atomic_write_bytes(path.with_name(path.name + ".sha256"),
@@ -56,7 +54,7 @@ def load_checkpoint(path: str | Path, *, verify: bool = True,
     hash_file = path.with_name(path.name + ".sha256")
     if verify and hash_file.is_file():
         expected = hash_file.read_text().split()[0]
-        actual = sha256_file(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise ValueError(f"checkpoint {path} is corrupt: sha256 {actual} != {expected} "
                              f"recorded in {hash_file.name}; delete both to retrain")

@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
-from benchmark.training.part_head import label_map_from_slot_masks
+from benchmark.part_head import label_map_from_slot_masks
 from episodes.taxonomy import split_classes
 
 
