@@ -14,7 +14,6 @@ import os
 import shutil
 import stat
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -86,11 +85,11 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
     for info in archive.infolist():
         if info.is_dir():
             continue
+        if why := unsafe_member(info):  # before the junk test: '..' would pass for hidden
+            out.refused.append(f"{where}!{info.filename} ({why})")
+            continue
         parts = info.filename.replace("\\", "/").split("/")
         if _junk_path(parts):
-            continue
-        if why := unsafe_member(info):
-            out.refused.append(f"{where}!{info.filename} ({why})")
             continue
         name = parts[-1]
         here = f"{where}!{info.filename}"
@@ -148,6 +147,3 @@ def collect(source: Path, staging: Path, skip: tuple[Path, ...] = ()) -> Collect
         _walk_zip_file(source, source.name, staging, 1, out)
     return out
 
-
-def files_named(files: list[FileRef], names: set[str]) -> Iterator[FileRef]:
-    return (f for f in files if f.name in names)
