@@ -96,8 +96,9 @@ def test_prepare_builds_the_canonical_tree_from_the_nested_zips(tmp_path):
     # Not the release: the tiny tree's counts are reported against the published ones.
     assert f"train: 5 images listed, the release has {release.SPLIT_IMAGES['train']:,}" in \
         report.differences
-    assert any(d.startswith(f"train/{TRAIN_A}: 2 images listed, the release has ")
-               for d in report.differences)
+    assert any(d.startswith(f"train: 109 classes differ from their published image counts: "
+                            f"{TRAIN_A} 2 (release ") for d in report.differences)
+    assert any(d.startswith("val: 18 of its 19 classes have no image: ") for d in report.differences)
     assert "not the full release" in "\n".join(report.lines())
 
 
@@ -153,8 +154,10 @@ def test_an_inner_zip_not_there_leaves_its_split_out(tmp_path):
             if not info.filename.endswith("test.zip"):
                 dst.writestr(info, src.read(info))
     out = tmp_path / "prepared"
-    report = prepare_release(trimmed, out, allow_partial=True)
+    prepare_release(archive, out, allow_partial=True)
+    report = prepare_release(trimmed, out, allow_partial=True)  # over the earlier output
     assert report.images == {"train": 5, "val": 1}
+    assert not (out / "test.json").exists() and not (out / "test").exists()  # nothing stale
     assert "none of its 1 images (is test.zip missing?)" in report.not_written["test"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DatasetDefectWarning)
@@ -180,6 +183,24 @@ def test_prepare_from_a_folder_of_inner_zips_and_from_an_unpacked_copy(tmp_path)
             (tmp_path / "canonical" / f"{split}.json").read_bytes())
     prepare_release(flat, tmp_path / "from-copy", allow_partial=True)
     assert load(tmp_path / "from-copy").fingerprint == expected
+
+
+def test_a_member_damaged_in_its_zip_is_reported_and_its_split_not_written(tmp_path):
+    archive = build_release_zip(tmp_path)
+    folder = tmp_path / "unzipped"
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(folder)
+    inner = folder / "PartImageNet_OOD" / "val.zip"
+    with zipfile.ZipFile(inner) as zf:
+        info = zf.getinfo(f"val/{VAL_A}/{VAL_A}_1.JPEG")
+    data = bytearray(inner.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + 100] ^= 0xFF  # the member is stored: one flipped byte fails its CRC
+    inner.write_bytes(bytes(data))
+    out = tmp_path / "prepared"
+    with pytest.raises(DatasetError, match=r"1 images cannot be decoded: .*val\.zip!val/"):
+        prepare_release(folder, out, allow_partial=True)
+    assert not (out / "val.json").exists() and (out / "train.json").is_file()
 
 
 def test_an_undecodable_image_is_reported(tmp_path):

@@ -21,6 +21,8 @@ import json
 import os
 import shutil
 import warnings
+import zipfile
+import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -161,6 +163,7 @@ def _decode_error(path: Path) -> str | None:
 
 
 def _compare_with_release(listed: dict[str, list[str]], report: PrepareReport) -> None:
+    """Differences of the written splits from the published counts, one line per kind."""
     for split, expected in release.SPLIT_IMAGES.items():
         if split not in listed:
             report.differences.append(f"no {split} split ({expected:,} images in the release)")
@@ -169,21 +172,34 @@ def _compare_with_release(listed: dict[str, list[str]], report: PrepareReport) -
             report.differences.append(f"{split}: {len(listed[split]):,} images listed, the "
                                       f"release has {expected:,}")
         per_class = Counter(name.split("_", 1)[0] for name in listed[split])
-        for synset, published in release.class_images(split).items():
-            if published is not None and per_class[synset] != published:
-                report.differences.append(f"{split}/{synset}: {per_class[synset]} images listed, "
-                                          f"the release has {published}")
-            elif published is None and not per_class[synset]:
-                report.differences.append(f"{split}/{synset}: no image listed")
+        published = release.class_images(split)
+        counts = [f"{s} {per_class[s]} (release {n})" for s, n in published.items()
+                  if n is not None and per_class[s] != n]
+        if counts:
+            report.differences.append(f"{split}: {len(counts)} classes differ from their "
+                                      f"published image counts: {first_few(counts, 3)}")
+        empty = [s for s, n in published.items() if n is None and not per_class[s]]
+        if empty:
+            report.differences.append(f"{split}: {len(empty)} of its {len(published)} classes "
+                                      f"have no image: {first_few(empty, 3)}")
 
 
 def _check_out(out: Path) -> None:
+    """`out` must be new, empty, or an earlier output of prepare (whose files are removed)."""
     if out.exists() and not out.is_dir():
         raise DatasetError(f"--out {out} is a file; name a folder to create")
-    if out.is_dir() and any(e for e in os.scandir(out) if e.name != _STAGING) and not (
-            out / MANIFEST).is_file():
-        raise DatasetError(f"--out {out} is not empty and holds no {MANIFEST}; name a new folder "
-                           f"(prepare only overwrites its own earlier output)")
+    if not out.is_dir():
+        return
+    if not (out / MANIFEST).is_file():
+        with os.scandir(out) as entries:
+            if any(e.name != _STAGING for e in entries):
+                raise DatasetError(f"--out {out} is not empty and holds no {MANIFEST}; name a "
+                                   f"new folder (prepare only overwrites its own earlier output)")
+        return
+    for split in taxonomy.SPLITS:  # what an earlier run wrote, so no stale split survives
+        (out / release.ANNOTATION_FILE.format(split=split)).unlink(missing_ok=True)
+        shutil.rmtree(out / split, ignore_errors=True)
+    # The manifest stays until the new one replaces it, so an interrupted rerun can be rerun.
 
 
 def prepare_release(source: str | os.PathLike, out: str | os.PathLike, *,
@@ -268,8 +284,16 @@ def _write(source: Path, out: Path, collected: Collected) -> PrepareReport:
             report.not_written[split] = (f"{len(missing):,} of its {len(names):,} listed images "
                                          f"are not in the source")
             continue
+        damaged = []
         for name in names:
-            _copy_into(images[name], out / split / name.split("_", 1)[0] / name)
+            try:
+                _copy_into(images[name], out / split / name.split("_", 1)[0] / name)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                damaged.append(f"{images[name].where} (cannot be read from its archive: {exc})")
+        if damaged:
+            report.undecodable += damaged
+            report.not_written[split] = f"{len(damaged)} of its images are damaged in the source"
+            continue
         atomic_write(out / f"{split}.json", lambda handle, raw=raws[split]: handle.write(raw))
         report.images[split] = len(names)
         report.annotation_sha256[f"{split}.json"] = hashlib.sha256(raws[split]).hexdigest()
@@ -288,7 +312,7 @@ def _verify(out: Path, report: PrepareReport, workers: int | None) -> None:
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes outside the GIL
         errors = pool.map(_decode_error, [rec.path for rec in dataset.images], chunksize=64)
-        report.undecodable = [e for e in errors if e is not None]
+        report.undecodable += [e for e in errors if e is not None]
 
 
 def _write_manifest(source: Path, out: Path, report: PrepareReport) -> None:

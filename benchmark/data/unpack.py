@@ -14,6 +14,7 @@ import os
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -96,8 +97,12 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
         if name.lower().endswith(".zip") and depth < MAX_ZIP_DEPTH:
             staging.mkdir(parents=True, exist_ok=True)
             copy = staging / f"{len(out._archives)}-{name}"
-            with archive.open(info) as src, open(copy, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            try:
+                with archive.open(info) as src, open(copy, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged download
+                out.refused.append(f"{here} (cannot be read from its archive: {exc})")
+                continue
             _walk_zip_file(copy, here, staging, depth + 1, out)
             continue
         out.files.append(FileRef(name=name, where=here, archive=archive,
