@@ -19,6 +19,13 @@ from episodes import EpisodeFileError, load_episodes
 from episodes.taxonomy import SPLITS
 
 
+# What training the backbone needs, and why (backbone.weights: train, python -m benchmark.training).
+TRAINING_SPLITS: dict[str, str] = {
+    "train": "trains the backbone on the train split",
+    "val": "selects the trained backbone on val episodes",
+}
+
+
 def episode_split(cfg: RunConfig) -> str:
     """The split the run's episodes come from: episodes.split, or that of episodes.file."""
     if not cfg.episodes.file:
@@ -60,9 +67,8 @@ def required_splits(cfg: RunConfig) -> dict[str, str]:
     source = " (episodes.file)" if cfg.episodes.file else ""
     reasons[split].append(f"evaluates on the {split} split{source}")
     if cfg.backbone.weights == "train":
-        reasons["train"].append("trains the backbone on the train split (backbone.weights: train)")
-        reasons["val"].append("selects the trained backbone on val episodes "
-                              "(backbone.weights: train)")
+        for s, why in TRAINING_SPLITS.items():
+            reasons[s].append(f"{why} (backbone.weights: train)")
     if preparing := learners_preparing_on_train(cfg):
         reasons["train"].append(f"gives the train-split features to {', '.join(preparing)} "
                                 f"(its prepare step)")

@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     from benchmark.data.partimagenet import load_partimagenet
+    from benchmark.data.splits import TRAINING_SPLITS
 
-    dataset = load_partimagenet(args.data)
+    dataset = load_partimagenet(args.data, needed=TRAINING_SPLITS)
     options = dict(optimizer=args.optimizer, weight_decay=args.weight_decay)
     if args.method == "protonet":
         options.update(n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,
