@@ -139,6 +139,16 @@ def test_zips_where_image_folders_should_be_point_to_prepare(tmp_path):
     assert f"python -m benchmark prepare {root} --out DIR" in message
 
 
+def test_a_folder_holding_the_downloaded_archive_points_to_prepare(tmp_path):
+    (tmp_path / "downloads").mkdir()
+    archive = tmp_path / "downloads" / "PartImageNet_OOD.zip"
+    archive.write_bytes(b"PK\5\6" + b"\0" * 18)
+    with pytest.raises(DatasetError) as err:
+        load(tmp_path / "downloads")
+    assert (f"{archive} is an archive: unpack it with `python -m benchmark prepare {archive} "
+            f"--out DIR`") in str(err.value)
+
+
 # --- partial copies ------------------------------------------------------------------------------
 
 @pytest.fixture

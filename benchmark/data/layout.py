@@ -245,6 +245,11 @@ def find_layout(root: Path, needed: Mapping[str, str]) -> Layout:
     anything = any(p.json or p.images or p.zips for b in candidates for p in probes[b].values())
     head = (f"dataset root {root}" + ("" if best == root else f" (in {best})") + ": "
             if anything else f"no PartImageNet_OOD layout found under dataset root {root}: ")
+    archives = [Path(e.path) for b in candidates for e in real_entries(b)
+                if e.is_file() and e.name.endswith(".zip")
+                and not any(Path(e.path) in p.zips for p in probes[b].values())]
+    hint = (f". {archives[0]} is an archive: " + PREPARE_HINT.format(source=archives[0])
+            if archives else "")
     raise DatasetError(
-        head + ". ".join(lacking) + ". Saw " + " | ".join(_seen(b) for b in candidates)
+        head + ". ".join(lacking) + hint + ". Saw " + " | ".join(_seen(b) for b in candidates)
         + f". Accepted layouts: {describe_layouts()}")
