@@ -262,3 +262,49 @@ def test_download_with_the_hub_unreachable_fails_at_once(tmp_path, monkeypatch, 
     assert err.startswith("error: download: the Hugging Face hub is not reachable: 127.0.0.1:9")
     assert release.HUB_PAGE in err and "prepare" in err and err.count("\n") == 1
     assert not (tmp_path / "dl").exists()
+
+
+@pytest.fixture
+def reachable_hub(monkeypatch):
+    """A local socket that accepts connections, as the hub's endpoint."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    yield
+    server.close()
+
+
+def test_download_asks_the_hub_for_the_release_file(tmp_path, monkeypatch, reachable_hub):
+    import huggingface_hub
+
+    calls = []
+
+    def fetch(**kwargs):
+        calls.append(kwargs)
+        path = Path(kwargs["local_dir"]) / kwargs["filename"]
+        path.write_bytes(b"PK")
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fetch)
+    path = download_release(tmp_path / "dl")
+    assert path == tmp_path / "dl" / "PartImageNet_OOD.zip" and path.is_file()
+    assert calls == [{"repo_id": "turkeyju/PartImageNet", "filename": "PartImageNet_OOD.zip",
+                      "repo_type": "dataset", "local_dir": tmp_path / "dl"}]
+
+
+def test_a_failed_download_says_how_to_fetch_it_by_hand(tmp_path, monkeypatch, reachable_hub):
+    import huggingface_hub
+
+    def fail(**kwargs):
+        raise ConnectionError("503 Service Unavailable\nmore detail")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fail)
+    with pytest.raises(DatasetError) as err:
+        download_release(tmp_path / "dl")
+    message = str(err.value)
+    assert "(ConnectionError: 503 Service Unavailable)" in message and "\n" not in message
+    assert release.HUB_PAGE in message and "python -m benchmark prepare" in message
