@@ -169,7 +169,9 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     from episodes import save_episodes
 
     cfg = load_config(args.config, args.overrides)
-    dataset = resolve_dataset(cfg.data, cfg.cache_dir)
+    split = cfg.episodes.split
+    dataset = resolve_dataset(cfg.data, cfg.cache_dir,
+                              needed={split: f"draws its episodes from the {split} split"})
     sampler = build_sampler(cfg, dataset)
     episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]
     written = save_episodes(Path(args.out), episodes, settings=sampler.settings,

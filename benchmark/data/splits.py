@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from baselines import UnknownLearnerError, get_learner_class
-from baselines.base import Learner
 from benchmark.config import ConfigError, RunConfig
 from episodes import EpisodeFileError, load_episodes
 from episodes.taxonomy import SPLITS
@@ -40,14 +39,15 @@ def episode_split(cfg: RunConfig) -> str:
 
 
 def learners_preparing_on_train(cfg: RunConfig) -> list[str]:
-    """Names of the configured learners that see the train-split features before any episode."""
+    """Names of the configured learners that see the train-split features before any episode
+    (those declaring needs_base_features, e.g. simpleshot)."""
     names = []
     for spec in cfg.learners:
         try:
             cls = get_learner_class(spec.name)
         except UnknownLearnerError as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from None
-        if cls.prepare is not Learner.prepare:
+        if cls.needs_base_features:
             names.append(spec.name)
     return names
 
