@@ -223,6 +223,12 @@ def test_prepare_refuses_a_source_without_annotations_and_a_foreign_out(tmp_path
     with pytest.raises(DatasetError, match="is not empty and holds no partbench-manifest.json"):
         prepare_release(build_release_zip(tmp_path / "src"), busy, allow_partial=True)
     assert (busy / "thesis.tex").read_text() == "mine"
+    prepared = tmp_path / "prepared"
+    prepare_release(build_release_zip(tmp_path / "src2"), prepared, allow_partial=True)
+    for out in (prepared, prepared.parent):  # the source itself, or a folder holding it
+        with pytest.raises(DatasetError, match="is or holds the source"):
+            prepare_release(prepared, out, allow_partial=True)
+    assert load(prepared).splits == SPLITS  # untouched
 
 
 def test_prepare_cli(tmp_path, capsys):

@@ -223,6 +223,9 @@ def prepare_release(source: str | os.PathLike, out: str | os.PathLike, *,
     if not source.exists():
         raise DatasetError(f"prepare: {source} does not exist; download {release.HUB_FILENAME} "
                            f"(python -m benchmark download --out DIR, or from {release.HUB_PAGE})")
+    if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
+        raise DatasetError(f"prepare: --out {out} is or holds the source {source}; name another "
+                           f"folder (prepare writes a new copy and never edits its source)")
     _check_out(out)
     staging = out / _STAGING
     collected: Collected | None = None
