@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from benchmark.training.checkpoint import load_checkpoint
@@ -47,7 +48,13 @@ def main(argv: list[str] | None = None) -> None:
     from benchmark.data.partimagenet import load_partimagenet
     from benchmark.data.splits import TRAINING_SPLITS
 
-    dataset = load_partimagenet(args.data, needed=TRAINING_SPLITS)
+    from benchmark.data.errors import DatasetError
+
+    try:
+        dataset = load_partimagenet(args.data, needed=TRAINING_SPLITS)
+    except DatasetError as exc:  # a wrong --data folder: one line, no traceback, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     options = dict(optimizer=args.optimizer, weight_decay=args.weight_decay)
     if args.method == "protonet":
         options.update(n_way=args.n_way, k_shot=args.k_shot, n_query=args.n_query,
