@@ -187,6 +187,19 @@ def test_unneeded_split_with_json_but_no_images_is_left_out(train_val_copy):
     assert ds.splits == ("train", "val")
 
 
+def test_training_cli_names_the_split_training_lacks(train_val_copy, tmp_path, capsys):
+    from benchmark.training.__main__ import main as train_main
+
+    shutil.rmtree(train_val_copy / "val")
+    with pytest.raises(SystemExit) as exit_:
+        train_main(["--data", str(train_val_copy), "--out", str(tmp_path / "weights")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert ("val/ is missing (its annotations are in "
+            f"{train_val_copy / 'val.json'}); this run selects the trained backbone") in err
+
+
 def _cfg(**sections) -> object:
     raw = {"data": {"source": "partimagenet", "root": "/nowhere"}, **sections}
     return config_from_dict(raw)

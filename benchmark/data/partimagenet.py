@@ -242,7 +242,8 @@ def load_partimagenet(root: str | os.PathLike,
         _normalise_splits(list(needed), "needed splits")
         needed = {s: needed[s] for s in taxonomy.SPLITS if s in needed}
     layout = find_layout(root, needed)
-    loaded = tuple(s for s in splits if s in layout.splits or s in needed)
+    loaded = tuple(s for s in taxonomy.SPLITS
+                   if s in needed or (s in splits and s in layout.splits))
     # The json's ~10^5 lists and dicts make the cyclic GC rescan the heap over and over (half the
     # load time); nothing built here is cyclic, so it is paused while loading.
     gc_was_enabled = gc.isenabled()
