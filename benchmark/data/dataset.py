@@ -68,7 +68,8 @@ class PartDataset:
     annotations: list[list[dict]]
     fingerprint: str
     defects: Counter = field(default_factory=Counter)
-    splits: tuple[str, ...] = taxonomy.SPLITS
+    # Keyword-only, so positional construction (tests' in-memory subclasses) keeps its meaning.
+    splits: tuple[str, ...] = field(default=taxonomy.SPLITS, kw_only=True)
 
     @property
     def labels(self) -> np.ndarray:
