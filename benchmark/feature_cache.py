@@ -3,7 +3,8 @@
 One file per key, `<cache_dir>/features-<key>.pt`: a torch.save'd dict of half-precision tensors,
 the key and the key's parts (JSON). The key covers the dataset fingerprint, the image indices,
 the backbone name and weights hash, the preprocessing, the mask mode (and the part head's weights
-hash), the autocast precision and FEATURE_FORMAT_VERSION. Files are written atomically; a file that
+hash, the shuffled masks' seed), the part stage, whether dense maps are kept, the autocast
+precision and FEATURE_FORMAT_VERSION. Files are written atomically; a file that
 cannot be read, or whose stored key or shapes disagree, is recomputed with a warning.
 """
 
@@ -22,7 +23,7 @@ import torch
 from results._io import atomic_write
 
 # Bump when the pooling, presence rule or stored layout changes: old cache files then miss.
-FEATURE_FORMAT_VERSION = 2  # 2: predicted masks as softmax coverage
+FEATURE_FORMAT_VERSION = 3  # 2: predicted masks as softmax coverage; 3: presence by image area
 
 
 def indices_sha256(indices: np.ndarray) -> str:
@@ -79,5 +80,5 @@ def load_features(path: Path, key: str, expected_indices: np.ndarray) -> dict[st
     if not np.array_equal(indices.numpy(), expected_indices) or embeddings.shape[0] != len(expected_indices):
         warnings.warn(f"feature cache file {path.name} covers other images; recomputing", stacklevel=3)
         return None
-    names = ("embeddings", "part_embeddings", "part_present", "image_indices")
+    names = ("embeddings", "part_embeddings", "part_present", "image_indices", "dense")
     return {name: payload.get(name) for name in names}

@@ -29,8 +29,9 @@ from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.data.splits import required_splits
 from benchmark.device import hardware
-from benchmark.features import FeatureProvider
-from benchmark.stages import build_learners, episode_source
+from benchmark.features import FeatureProvider, learner_masks, slot_names
+from benchmark.mask_quality import measure_mask_quality
+from benchmark.stages import build_learners, episode_source, reads_predicted_masks
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
@@ -40,7 +41,7 @@ from results.plots import plot_predicted_episode, write_plots
 from results.records import RecordWriter, read_records, records_from_predictions
 from results.run_result import ci_settings, result_from_run
 from results.schema import write_result
-from results.tables import write_report
+from results.tables import save_table, write_report
 
 
 @dataclass
@@ -82,21 +83,34 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         backbone = resolve_backbone(cfg, dataset, shown)
         features = FeatureProvider(dataset, backbone, cfg.features,
                                    cache_root(cfg.cache_dir) / "features", shown)
-        # Every rank takes part in (sharded) extraction of every feature set the learners use.
-        gathers = features.gatherers(source.image_indices(dataset))
+        # Every rank takes part in (sharded) extraction of every feature set the learners use
+        # (the run's, and each annotation-free control's own); one (support, query) pair each.
+        gathers = [features.gatherers(source.image_indices(dataset), learner)
+                   for _, learner in learners]
         for _, learner in learners:
             if learner.needs_base_features:
                 learner.prepare(features.base_embeddings())
         if not ctx.is_main:
             return None
+        fc = cfg.features
+        quality = measure_mask_quality(
+            dataset, source.image_indices(dataset), backbone, batch_size=fc.batch_size,
+            num_workers=fc.num_workers, device=features.device,
+            precision=fc.precision) if reads_predicted_masks(cfg) else None
         run_id = evaluate_episodes(cfg, run_dir, source, learners, gathers, progress)
         records = read_records(run_dir / "records.jsonl")
         ci = ci_settings(cfg.to_dict()["report"])
         names = [spec.name for spec in cfg.learners]
         tables = write_report(records, run_dir / "tables",
                               baseline=names[0] if len(names) > 1 else None, **ci)
+        if quality is not None:
+            tables["mask_quality"] = pd.DataFrame(quality.rows())
+            save_table(tables["mask_quality"], run_dir / "tables" / "mask_quality")
+            _say(f"predicted masks against the annotations ({quality.n_images} images): mIoU "
+                 f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
+                 f"feature grid, {100 * quality.image_miou:.1f} per pixel")
         write_plots(records, run_dir / "plots", **ci)
-        plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
+        plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers[-1],
                            learners[-1])
         result = result_from_run(
             run_id=run_id, config=cfg.to_dict(),
@@ -105,7 +119,8 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
             dataset={"fingerprint": dataset.fingerprint, "n_images": len(dataset.images),
                      "skipped_annotations": dataset.defects},
             weights=backbone.provenance, hardware=hardware(features.device), records=records,
-            wall_time_s=time.time() - started)
+            wall_time_s=time.time() - started,
+            sections={"mask_quality": quality.to_dict() if quality is not None else None})
         path = write_result(run_dir / "result.json", result)
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
         _say(f"tables: {run_dir / 'tables'}   plots: {run_dir / 'plots'}")
@@ -122,16 +137,18 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
 
 
 def evaluate_episodes(cfg: RunConfig, run_dir: Path, source: EpisodeSource,
-                      learners: list[tuple[LearnerConfig, Learner]], gathers: tuple,
+                      learners: list[tuple[LearnerConfig, Learner]], gathers: list[tuple],
                       progress: bool) -> str:
-    """Evaluate every learner on every episode not yet in run_dir/records.jsonl; the run id."""
+    """Evaluate every learner on every episode not yet in run_dir/records.jsonl; the run id.
+    gathers[i]: learner i's (gather_support, gather_query)."""
     supers = class_super_categories()
     run_id = short_key({"config": cfg.to_dict(), "dir": run_dir.name})
     size = cfg.episodes.batch_size if source.batched else 1  # variable shapes go one at a time
     with RecordWriter(run_dir / "records.jsonl", expect={"split": source.split}) as writer:
         if writer.setting is not None:
             run_id = writer.setting["run_id"]  # resuming: keep the run's identity
-        for spec, learner in learners:
+        for (spec, learner), gather in zip(learners, gathers):
+            masks = learner_masks(cfg.features.masks, learner)
             todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
             if not todo:
                 continue
@@ -139,15 +156,16 @@ def evaluate_episodes(cfg: RunConfig, run_dir: Path, source: EpisodeSource,
                       file=sys.stderr) as bar:
                 for start in range(0, len(todo), size):
                     done = evaluate.predict_positions(learner, source, todo[start:start + size],
-                                                      *gathers)
+                                                      *gather)
                     out = done.predictions
                     writer.append_many(records_from_predictions(
                         run_id=run_id, learner=spec.name, split=source.split,
                         k_shot=done.k_shot, variable_shape=not source.batched,
                         episodes=done.episodes, classes=done.classes, labels=out.labels,
                         predicted=out.predicted, part_contributions=out.contributions,
-                        super_categories=supers, slot_names=PART_SLOTS,
-                        mask_mode=cfg.features.masks if learner.uses_parts else None))
+                        super_categories=supers,
+                        slot_names=PART_SLOTS if masks is None else slot_names(masks),
+                        mask_mode=masks))
                     bar.update(len(done.episodes))
     return run_id
 
