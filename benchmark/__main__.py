@@ -16,6 +16,8 @@ examples:
   python -m benchmark run --config 5way1shot.yaml --set episodes.n_episodes=2000 --set episodes.k_shot=5
   python -m benchmark run --resume outputs/5way1shot-20261125-130000
   python -m benchmark synth --out /data/partbench-twin --images-per-class 40
+  python -m benchmark download --out ~/downloads
+  python -m benchmark prepare ~/downloads/PartImageNet_OOD.zip --out /data/PartImageNet_OOD
   python -m benchmark episodes --config 5way1shot.yaml --out test-5w1s.episodes.json
   python -m benchmark list
   python -m benchmark report outputs/5way1shot-* outputs/5way5shot-* --out report/
@@ -55,6 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--full", action="store_true",
                        help="the real release's per-split image counts (16540/2957/4598)")
     synth.add_argument("--workers", type=int, default=1)
+
+    download = sub.add_parser("download", help="fetch PartImageNet_OOD.zip from the Hugging Face hub")
+    download.add_argument("--out", required=True, help="folder to download the archive into")
+
+    prepare = sub.add_parser(
+        "prepare", help="unpack and verify the real release into the canonical layout",
+        description="Unpack PartImageNet_OOD.zip (or a folder of its inner zips, or an unpacked "
+                    "copy in any layout) into OUT/<split>.json and OUT/<split>/<synset>/, check "
+                    "it against the published release and write OUT/partbench-manifest.json.")
+    prepare.add_argument("source", help="PartImageNet_OOD.zip, a folder of its inner zips, or a copy")
+    prepare.add_argument("--out", required=True, help="folder to write (new, or an earlier output)")
+    prepare.add_argument("--allow-partial", action="store_true",
+                         help="accept a copy that differs from the release (e.g. train+val only)")
+    prepare.add_argument("--workers", type=int, default=None,
+                         help="threads decoding images for the check (default: up to 8)")
 
     episodes = sub.add_parser("episodes", help="write a fixed episode file from a config")
     episodes.add_argument("--config", required=True)
@@ -152,6 +169,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from benchmark.data.download import download_release
+
+    path = download_release(args.out)
+    print(f"downloaded {path}\nnext: python -m benchmark prepare {path} --out DIR")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from benchmark.data.prepare import prepare_release
+
+    report = prepare_release(args.source, args.out, allow_partial=args.allow_partial,
+                             workers=args.workers)
+    print("\n".join(report.lines()))
+    print(f"next: set data.root to {report.out} (data.source: partimagenet)")
+    return 0
+
+
 def cmd_episodes(args: argparse.Namespace) -> int:
     from benchmark.config import load_config
     from benchmark.data.source import resolve_dataset
@@ -159,7 +194,9 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     from episodes import save_episodes
 
     cfg = load_config(args.config, args.overrides)
-    dataset = resolve_dataset(cfg.data, cfg.cache_dir)
+    split = cfg.episodes.split
+    dataset = resolve_dataset(cfg.data, cfg.cache_dir,
+                              needed={split: f"draws its episodes from the {split} split"})
     sampler = build_sampler(cfg, dataset)
     episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]
     written = save_episodes(Path(args.out), episodes, settings=sampler.settings,
@@ -220,6 +257,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "synth": cmd_synth,
+    "download": cmd_download,
+    "prepare": cmd_prepare,
     "episodes": cmd_episodes,
     "list": cmd_list,
     "validate": cmd_validate,

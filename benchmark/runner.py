@@ -26,6 +26,7 @@ from benchmark.cache import cache_root, short_key
 from benchmark.config import LearnerConfig, RunConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
+from benchmark.data.splits import required_splits
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider, learner_masks, slot_names
 from benchmark.mask_quality import measure_mask_quality
@@ -65,12 +66,14 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
     started = time.time()
     ctx = init_distributed(cfg.features.device)
     try:
+        needed = required_splits(cfg)  # only these must be there: a train+val copy runs val
         if ctx.is_main:
             run_dir = prepare_run_dir(cfg, run_dir, resume)
-            dataset = resolve_dataset(cfg.data, cfg.cache_dir)  # rank 0 first: it may make the twin
+            # Rank 0 first: it may make the twin.
+            dataset = resolve_dataset(cfg.data, cfg.cache_dir, needed)
         ctx.barrier()
         if not ctx.is_main:
-            dataset = resolve_dataset(cfg.data, cfg.cache_dir)
+            dataset = resolve_dataset(cfg.data, cfg.cache_dir, needed)
         if dataset.defects and ctx.is_main:
             _say("skipped annotations: " + ", ".join(f"{k}: {v}" for k, v in dataset.defects.items()))
         source = episode_source(cfg, dataset)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import torch.distributed as dist
 
+from benchmark.data.errors import DatasetError
 from benchmark.data.partimagenet import load_partimagenet
+from benchmark.data.splits import TRAINING_SPLITS
 from benchmark.training.checkpoint import load_checkpoint
 from benchmark.training.config import PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
 from benchmark.training.loop import train_backbone
@@ -48,7 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-resume", action="store_true")
     args = p.parse_args(argv)
 
-    dataset = load_partimagenet(args.data)
+    try:
+        dataset = load_partimagenet(args.data, needed=TRAINING_SPLITS)
+    except DatasetError as exc:  # a wrong --data folder: one line, no traceback, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     config = TrainConfig(
         method=args.method, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         part_head=False if args.part_head == "none" else args.part_head,
