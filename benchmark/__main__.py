@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 EXAMPLES = """\
@@ -21,6 +22,7 @@ examples:
   python -m benchmark report outputs/5way1shot-* outputs/5way5shot-* --out report/
   python -m benchmark validate outputs/*/result.json
   python -m benchmark leaderboard results-dir/
+  python -m benchmark repair outputs/5way1shot-20261125-130000
 """
 
 
@@ -82,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--allow-mixed-episodes", action="store_true",
                        help="rank together rows evaluated on different episodes")
     board.add_argument("--out", help="folder for CSV/Markdown tables")
+
+    repair = sub.add_parser(
+        "repair", help="move the bad or repeated lines of a run's records aside",
+        description="Move every bad, edited, repeated or torn line of a records file into "
+                    "<file>.rejected beside it (verbatim; nothing is deleted) and keep the rest, "
+                    "so `report` and `run --resume` work again; --resume re-runs the moved "
+                    "episodes.")
+    repair.add_argument("run", help="a run folder or its records.jsonl")
     return parser
 
 
@@ -92,12 +102,41 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, DatasetError, *_loaded_user_errors()) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that is read-only, a file where a folder should be, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished episodes are kept; continue with --resume", file=sys.stderr)
         return 130
+    except Exception:  # a bug: keep the traceback, it is what a report needs
+        traceback.print_exc()
+        print("partbench hit an internal error (a bug, not a problem with your input): please "
+              "report it with the command line and the traceback above", file=sys.stderr)
+        return 1
+
+
+# (module, class) of the errors that mean "your input cannot be used"; looked up only in
+# modules already imported, so catching them never imports torch (an error of a module that
+# was never imported cannot have been raised).
+USER_ERRORS = (
+    ("benchmark.config", "ConfigError"), ("benchmark.data.errors", "DatasetError"),
+    ("benchmark.backbones", "BackboneError"), ("benchmark.cache_integrity", "CacheError"),
+    ("episodes.files", "EpisodeFileError"), ("episodes.sampler", "EpisodeSettingsError"),
+    ("results.records", "RecordError"), ("results._io", "StrictJSONError"),
+)
+
+
+def _loaded_user_errors() -> tuple[type[BaseException], ...]:
+    found = (getattr(sys.modules.get(module), name, None) for module, name in USER_ERRORS)
+    return tuple(error for error in found if isinstance(error, type))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -113,8 +152,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("run needs --config FILE_OR_NAME (or --resume RUN_DIR)")
     cfg = load_config(args.config, args.overrides)
+    if args.out:
+        check_new_run_folder(Path(args.out))
     run(cfg, run_dir=Path(args.out) if args.out else None, progress=not args.quiet)
     return 0
+
+
+def check_new_run_folder(out: Path) -> None:
+    """`run --out` writes only into a new or empty folder: never over a run or the user's files."""
+    from benchmark.config import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: names a file, not a folder; give a new folder's path")
+    if out.is_dir() and any(out.iterdir()):
+        what = ("a partbench run" if (out / "config.yaml").is_file()
+                or (out / "records.jsonl").is_file() else "files of yours")
+        raise ConfigError(f"--out {out}: the folder already holds {what}; nothing was written. "
+                          "Give a new or empty folder, or continue a stopped run with "
+                          f"`run --resume {out}`")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -186,6 +241,22 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return leaderboard_main(args.dir, allow_mixed=args.allow_mixed_episodes, out=args.out)
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    from results.records import repair_records
+
+    path = Path(args.run)
+    path = path / "records.jsonl" if path.is_dir() else path
+    report = repair_records(path)
+    if not report.moved:
+        print(f"{path}: nothing to repair ({report.kept} good records)")
+        return 0
+    for number, why in report.moved:
+        print(f"moved line {number}: {why}")
+    print(f"{path}: kept {report.kept} records; moved {len(report.moved)} lines to "
+          f"{report.side_file} (nothing deleted); `run --resume` runs their episodes again")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "synth": cmd_synth,
@@ -194,6 +265,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "report": cmd_report,
     "leaderboard": cmd_leaderboard,
+    "repair": cmd_repair,
 }
 
 
