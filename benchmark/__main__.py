@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 # was never imported cannot have been raised).
 USER_ERRORS = (
     ("benchmark.config", "ConfigError"), ("benchmark.data.errors", "DatasetError"),
-    ("benchmark.backbones", "BackboneError"), ("benchmark.cache_integrity", "CacheError"),
+    ("benchmark.backbones", "BackboneError"), ("benchmark.training.checkpoint", "CheckpointError"),
     ("episodes.files", "EpisodeFileError"), ("episodes.sampler", "EpisodeSettingsError"),
     ("results.records", "RecordError"), ("results._io", "StrictJSONError"),
 )
