@@ -462,6 +462,10 @@ class RecordWriter:
                         f"{self.path}: cannot resume: it holds {name}={record[name]!r} but this "
                         f"run has {name}={value!r}; delete the file or write elsewhere")
         self.done: set[tuple[str, int]] = {(r["learner"], r["episode"]) for r in records}
+        # learner -> the run fingerprints its existing records carry (a resume checks them)
+        self.fingerprints: dict[str, set[str | None]] = {}
+        for record in records:
+            self.fingerprints.setdefault(record["learner"], set()).add(record["fingerprint"])
         self.n_resumed = len(records)
 
     @property

@@ -23,8 +23,9 @@ Layout (SCHEMA_VERSION 1):
     episodes: {hash: str, requested: int, run: int}
     wall_time_s: float
     ci: {confidence: float, method: "normal"|"bootstrap", seed: int, n_boot: int}
-    metrics: {learner: {accuracy, ci, n_episodes, mask_mode, per_super_category: {name:
-              {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %
+    metrics: {learner: {accuracy, ci, n_episodes, mask_mode, fingerprint, per_super_category:
+              {name: {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %;
+              fingerprint: the run fingerprint of the learner's records (what they depend on)
     section_hashes: {section: sha256}   (top-level sections and each metrics.<learner>)
     content_hash: "sha256:..."
 """
@@ -129,6 +130,8 @@ METRIC = _Object({"accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT
 LEARNER_METRICS = _Object({
     "accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT,
     "mask_mode": _Optional(STR),  # part masks behind this learner's features; null: no parts
+    # the run fingerprint its records carry (benchmark.run_identity); null: records without one
+    "fingerprint": _Optional(STR),
     "per_super_category": _Mapping(METRIC),
 })
 
@@ -236,6 +239,11 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
         if len(modes) > 1:
             raise ValueError(f"learner {learner!r} has records under several mask modes {modes}; "
                              "one result covers one run")
+        fingerprints = sorted(set(group["fingerprint"].dropna()))
+        if len(fingerprints) > 1:
+            raise ValueError(f"learner {learner!r} has records of {len(fingerprints)} run "
+                             f"fingerprints {fingerprints}: they were made under different "
+                             "settings and cannot be pooled")
         per_super: dict[str, list[float]] = {}
         for counts in group["per_super_category"]:
             for name, (correct, total) in counts.items():
@@ -243,6 +251,7 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
                     per_super.setdefault(name, []).append(100.0 * correct / total)
         metrics[str(learner)] = entry(group["accuracy"].to_numpy() * 100.0) | {
             "mask_mode": modes[0] if modes else None,
+            "fingerprint": fingerprints[0] if fingerprints else None,
             "per_super_category": {name: entry(v) for name, v in sorted(per_super.items())},
         }
     return metrics
@@ -396,7 +405,7 @@ def _copied_metrics_problems(metrics: Mapping[str, Any]) -> list[str]:
     seen: dict[bytes, str] = {}
     problems = []
     for learner, m in metrics.items():
-        body = canonical_json({k: v for k, v in m.items() if k != "mask_mode"})
+        body = canonical_json({k: v for k, v in m.items() if k not in ("mask_mode", "fingerprint")})
         if body in seen:
             problems.append(f"metrics.{learner}: identical to metrics.{seen[body]} in every "
                             "number; the same results cannot stand under two learners")
@@ -444,9 +453,18 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
             problems.append(f"setting.{key}: {setting[key]!r} but the records hold "
                             f"{sorted(map(str, found))}")
     ci = result["ci"]
-    recomputed = metrics_from_records(own, confidence=ci["confidence"], method=ci["method"],
-                                      seed=ci["seed"], n_boot=ci["n_boot"])
+    try:
+        recomputed = metrics_from_records(own, confidence=ci["confidence"], method=ci["method"],
+                                          seed=ci["seed"], n_boot=ci["n_boot"])
+    except ValueError as exc:  # several mask modes or fingerprints under one learner
+        return problems + [f"records: {exc}"]
     stored = result["metrics"]
+    for learner in sorted(set(stored) & set(recomputed)):
+        mine, theirs = stored[learner]["fingerprint"], recomputed[learner]["fingerprint"]
+        if mine != theirs:
+            problems.append(f"metrics.{learner}.fingerprint: the result was made under run "
+                            f"fingerprint {mine!r} but the records carry {theirs!r}: records of "
+                            "another setting (data, weights, features, episodes or options)")
     for learner in sorted(set(stored) - set(recomputed)):
         problems.append(f"metrics.{learner}: not in the records")
     for learner in sorted(set(recomputed) - set(stored)):

@@ -250,3 +250,29 @@ def test_validate_reports_every_file_of_a_folder(result_file, tmp_path, capsys):
     assert f"FAIL {tmp_path / 'deep.json'}" in out and f"FAIL {tmp_path / 'dup.json'}" in out
     assert f"OK   {tmp_path / 'zz.json'}" in out and f"OK   {result_file}" in out
     assert "2 of 4 result files valid" in out
+
+
+def _fingerprinted(path, fingerprint):
+    with RecordWriter(path) as writer:
+        writer.append_many({**r, "fingerprint": fingerprint} for r in fake_records("protonet", 0.6, 6))
+    return read_records(path)
+
+
+def test_validate_records_refuses_records_of_another_fingerprint(tmp_path):
+    result = fake_result(_fingerprinted(tmp_path / "a.jsonl", "a" * 16))
+    assert result["metrics"]["protonet"]["fingerprint"] == "a" * 16
+    assert verify_result_against_records(result, read_records(tmp_path / "a.jsonl")) == []
+    problems = verify_result_against_records(result, _fingerprinted(tmp_path / "b.jsonl", "b" * 16))
+    assert problems == [f"metrics.protonet.fingerprint: the result was made under run fingerprint "
+                        f"'{'a' * 16}' but the records carry '{'b' * 16}': records of another "
+                        "setting (data, weights, features, episodes or options)"]
+
+
+def test_records_of_two_fingerprints_under_one_learner_are_refused(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    with RecordWriter(path) as writer:
+        writer.append_many({**r, "fingerprint": "a" * 16} for r in fake_records("protonet", 0.6, 3))
+        writer.append_many({**r, "fingerprint": "b" * 16}
+                           for r in fake_records("protonet", 0.6, 3, start=3))
+    with pytest.raises(ValueError, match="records of 2 run fingerprints"):
+        fake_result(read_records(path))
