@@ -158,6 +158,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output_file(out: Path) -> None:
+    """`--out FILE` must name a file in an existing folder (checked before any work)."""
+    from benchmark.config import ConfigError
+
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name the episode file to write, e.g. "
+                          f"{out / 'episodes.json'}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+
+
 def check_new_run_folder(out: Path) -> None:
     """`run --out` writes only into a new or empty folder: never over a run or the user's files."""
     from benchmark.config import ConfigError
@@ -173,8 +184,13 @@ def check_new_run_folder(out: Path) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from benchmark.config import ConfigError
     from benchmark.data.synth import generate_twin
 
+    for flag, value, low in (("--images-per-class", args.images_per_class, 1),
+                             ("--image-size", args.image_size, 32), ("--workers", args.workers, 1)):
+        if value < low:
+            raise ConfigError(f"synth {flag}: must be at least {low}, got {value}")
     out = generate_twin(Path(args.out), images_per_class=args.images_per_class,
                         image_size=args.image_size, seed=args.seed, full=args.full,
                         workers=args.workers)
@@ -188,6 +204,7 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     from episodes import save_episodes
 
     cfg = load_config(args.config, args.overrides)
+    check_output_file(Path(args.out))
     dataset = resolve_dataset(cfg)
     sampler = build_sampler(cfg, dataset)
     episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]

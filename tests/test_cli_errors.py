@@ -94,3 +94,18 @@ def test_a_bug_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "Traceback" in err and "RuntimeError: an internal mistake" in err
     assert "a bug, not a problem with your input" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["synth", "--out", "{tmp}/tw", "--images-per-class", "-5"], "synth --images-per-class: must be at least 1"),
+    (["synth", "--out", "{tmp}/tw", "--image-size", "2"], "synth --image-size: must be at least 32"),
+    (["episodes", "--config", "5way1shot", "--out", "{tmp}"], "is a folder; name the episode file"),
+    (["episodes", "--config", "5way1shot", "--out", "{tmp}/no/e.json"], "does not exist; create it"),
+    (["episodes", "--config", "5way1shot", "--out", "{tmp}/e.json",
+      "--set", "episodes.n_episodes=100000000000"], "at most about"),
+    (["run", "--resume", "{tmp}/nothing"], "no config.yaml there"),
+])
+def test_bad_arguments_are_one_line(tmp_path, capsys, argv, message):
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    assert message in _one_line_error(capsys)
+    assert not (tmp_path / "tw").exists() and not (tmp_path / "e.json").exists()
