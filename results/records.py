@@ -450,23 +450,33 @@ class RecordWriter:
                     handle.flush()
                     os.fsync(handle.fileno())
         self._setting = {name: records[0][name] for name in FILE_FIELDS} if records else None
-        self._expect = dict(expect or {})
-        unknown = sorted(set(self._expect) - set(EXPECTABLE_FIELDS))
-        if unknown:
-            raise RecordError(f"expect: unknown field {unknown[0]!r}; "
-                              f"valid: {', '.join(EXPECTABLE_FIELDS)}")
-        for record in records:
-            for name, value in self._expect.items():
-                if record[name] != value:
-                    raise RecordError(
-                        f"{self.path}: cannot resume: it holds {name}={record[name]!r} but this "
-                        f"run has {name}={value!r}; delete the file or write elsewhere")
+        self._records = records
+        self._expect: dict[str, Any] = {}
+        self.require(expect or {})
         self.done: set[tuple[str, int]] = {(r["learner"], r["episode"]) for r in records}
         # learner -> the run fingerprints its existing records carry (a resume checks them)
         self.fingerprints: dict[str, set[str | None]] = {}
         for record in records:
             self.fingerprints.setdefault(record["learner"], set()).add(record["fingerprint"])
         self.n_resumed = len(records)
+
+    def require(self, expect: Mapping[str, Any]) -> None:
+        """Pin fields (keys of EXPECTABLE_FIELDS) for the records read and every one appended.
+
+        Lets a caller take the lock first and pin what it learns later (e.g. the split, once the
+        episodes are known). Raises RecordError if a record read from the file differs.
+        """
+        unknown = sorted(set(expect) - set(EXPECTABLE_FIELDS))
+        if unknown:
+            raise RecordError(f"expect: unknown field {unknown[0]!r}; "
+                              f"valid: {', '.join(EXPECTABLE_FIELDS)}")
+        for record in self._records:
+            for name, value in expect.items():
+                if record[name] != value:
+                    raise RecordError(
+                        f"{self.path}: cannot resume: it holds {name}={record[name]!r} but this "
+                        f"run has {name}={value!r}; delete the file or write elsewhere")
+        self._expect.update(expect)
 
     @property
     def setting(self) -> dict[str, Any] | None:
