@@ -152,8 +152,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("run needs --config FILE_OR_NAME (or --resume RUN_DIR)")
     cfg = load_config(args.config, args.overrides)
-    if args.out:
-        check_new_run_folder(Path(args.out))
     run(cfg, run_dir=Path(args.out) if args.out else None, progress=not args.quiet)
     return 0
 
@@ -167,20 +165,6 @@ def check_output_file(out: Path) -> None:
                           f"{out / 'episodes.json'}")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it first")
-
-
-def check_new_run_folder(out: Path) -> None:
-    """`run --out` writes only into a new or empty folder: never over a run or the user's files."""
-    from benchmark.config import ConfigError
-
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: names a file, not a folder; give a new folder's path")
-    if out.is_dir() and any(out.iterdir()):
-        what = ("a partbench run" if (out / "config.yaml").is_file()
-                or (out / "records.jsonl").is_file() else "files of yours")
-        raise ConfigError(f"--out {out}: the folder already holds {what}; nothing was written. "
-                          "Give a new or empty folder, or continue a stopped run with "
-                          f"`run --resume {out}`")
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from benchmark.backbones import Backbone, build_backbone
 from benchmark.cache import cache_root, short_key
 from benchmark.config import ConfigError, RunConfig
 from benchmark.data.dataset import PartDataset
+from benchmark.training.checkpoint import usable_cached_checkpoint
 from benchmark.training.episodic import EpisodeSpec
 from benchmark.training.loop import train_backbone
 from episodes import EpisodeSettingsError
@@ -36,9 +37,9 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
                      "image_size": cfg.backbone.image_size, "seed": cfg.backbone.seed,
                      "train": {**vars(tr), "part_head": part_head, "num_workers": None}})
     out_dir = cache_root(cfg.cache_dir) / "checkpoints" / f"{cfg.backbone.name}-{key}"
-    best = out_dir / "best.pt"
-    if best.is_file():
-        return best
+    cached = usable_cached_checkpoint(out_dir)  # verified; a damaged one is set aside
+    if cached is not None:
+        return cached
     print(f"training {cfg.backbone.name} on the train split ({tr.method}, {tr.epochs} epochs) "
           f"into {out_dir}", file=sys.stderr, flush=True)
     val = EpisodeSpec(n_way=5, k_shot=tr.val_k_shot, n_query=tr.val_n_query,
