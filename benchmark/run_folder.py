@@ -62,6 +62,7 @@ class RunFolder:
     def __init__(self, cfg: RunConfig, run_dir: Path | None, resume: bool) -> None:
         self.cfg, self.resumed = cfg, resume
         self.started = time.time()
+        self._sealed = False  # the content check passed: this invocation's time counts
         self._made: list[Path] = []  # what this process created, newest last
         if resume:
             assert run_dir is not None
@@ -106,6 +107,7 @@ class RunFolder:
         content = dict(content)
         check_content(self.identity, content, self.path)
         self.identity["content"] = content
+        self._sealed = True
         write_identity(self.path, self.identity["config"], content, self.identity["wall_time_s"])
 
     def fingerprint(self, learner: Mapping[str, Any]) -> str:
@@ -138,8 +140,9 @@ class RunFolder:
                 pass  # not empty: someone else's files now live there
 
     def close(self) -> None:
-        """Record this invocation's time in run.json and release the lock."""
-        if self.path.is_dir() and (self.path / IDENTITY_FILE).is_file():
+        """Record this invocation's time in run.json (unless it was refused before its content
+        check: a refused resume changes nothing) and release the lock."""
+        if self._sealed and (self.path / IDENTITY_FILE).is_file():
             write_identity(self.path, self.identity["config"], self.identity["content"],
                            self.wall_time_s())
         self.writer.close()

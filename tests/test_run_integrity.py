@@ -98,8 +98,10 @@ def test_an_episode_file_changed_behind_the_same_path_is_refused(finished, tmp_p
     fixed = dict(raw, episodes=dict(raw["episodes"], file=str(episode_file)))
     run_dir = runner.run(config_from_dict(fixed), run_dir=tmp_path / "run", progress=False)
     write(1, episode_file)  # another valid file under the same name
+    before = _snapshot(run_dir)
     assert main(["run", "--quiet", "--resume", str(run_dir)]) == 2
     assert "what the run's config names has changed (episodes.file_hash: " in _one_line(capsys)
+    assert _snapshot(run_dir) == before
 
 
 def test_run_out_onto_a_finished_run_is_refused(finished, run_copy, capsys, tmp_path):
