@@ -9,7 +9,6 @@ that fails before its first record leaves no folder behind.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -155,7 +154,3 @@ def check_new_run_folder_held(path: Path) -> None:
     if others or (path / RECORDS_FILE).stat().st_size:
         raise ConfigError(f"--out {path}: another run started in this folder at the same time; "
                           "nothing was written. Give a new or empty folder")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -27,7 +27,7 @@ import torch
 
 from benchmark.tensor_hash import TENSORS_HASH_KEY, checkpoint_problem, file_hash_problem, tensors_sha256
 from results._io import atomic_write_bytes
-from results.provenance import sha256_hex as sha256_file
+from results.provenance import sha256_hex as sha256_file  # noqa: F401 (re-exported)
 
 TRAIN_CLASSES_TAG = "partimagenet-ood-train"
 # The files of one training folder (the trained-weights cache keeps one per setting).
