@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue a stopped run in RUN_DIR, skipping the episodes it finished")
     run.add_argument("--out", metavar="RUN_DIR", help="write to this folder instead of a new one")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--seeds", metavar="S,S,...",
+                     help="train one backbone per seed (e.g. 0,1,2), evaluate each on the same "
+                          "episodes and report the spread between seeds (= backbone.seeds)")
 
     synth = sub.add_parser("synth", help="write the synthetic twin in PartImageNet's on-disk format")
     synth.add_argument("--out", required=True, help="folder to create")
@@ -142,17 +145,28 @@ def _one_line(exc: BaseException) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.config import ConfigError, load_config
     from benchmark.runner import run, load_run_config
+    from benchmark.seeds import run_seeds
 
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: give integers separated by commas, "
+                              "e.g. --seeds 0,1,2") from None
+        overrides.append(f"backbone.seeds={seeds}")
     if args.resume:
         if args.config or args.out:
             raise ConfigError("--resume takes the run folder's own config; drop --config/--out")
-        cfg = load_run_config(Path(args.resume), args.overrides)
-        run(cfg, run_dir=Path(args.resume), resume=True, progress=not args.quiet)
-        return 0
-    if not args.config:
-        raise ConfigError("run needs --config FILE_OR_NAME (or --resume RUN_DIR)")
-    cfg = load_config(args.config, args.overrides)
-    run(cfg, run_dir=Path(args.out) if args.out else None, progress=not args.quiet)
+        cfg = load_run_config(Path(args.resume), overrides)
+        run_dir, resume = Path(args.resume), True
+    else:
+        if not args.config:
+            raise ConfigError("run needs --config FILE_OR_NAME (or --resume RUN_DIR)")
+        cfg = load_config(args.config, overrides)
+        run_dir, resume = (Path(args.out) if args.out else None), False
+    (run_seeds if cfg.backbone.seeds else run)(cfg, run_dir=run_dir, resume=resume,
+                                               progress=not args.quiet)
     return 0
 
 

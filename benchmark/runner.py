@@ -27,6 +27,7 @@ from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider
+from benchmark.mask_quality import run_mask_quality
 from benchmark.run_folder import RunFolder
 from benchmark.stages import build_learners, episode_source
 from benchmark.training.distributed import init_distributed
@@ -37,7 +38,7 @@ from results.plots import plot_predicted_episode, write_plots
 from results.records import read_records, records_from_predictions
 from results.run_result import ci_settings, result_from_run
 from results.schema import write_result
-from results.tables import write_report
+from results.tables import save_table, write_report
 
 
 @dataclass
@@ -87,12 +88,22 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         if not ctx.is_main:
             return None
         folder.seal_content(run_content(dataset, backbone, features, source))
+        fc = cfg.features
+        quality = run_mask_quality(fc.masks, dataset, source.image_indices(dataset), backbone,
+                                   batch_size=fc.batch_size, num_workers=fc.num_workers,
+                                   device=features.device, precision=fc.precision)
         run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress)
         records = read_records(run_dir / "records.jsonl")
         ci = ci_settings(cfg.to_dict()["report"])
         names = [spec.name for spec in cfg.learners]
         tables = write_report(records, run_dir / "tables",
                               baseline=names[0] if len(names) > 1 else None, **ci)
+        if quality is not None:
+            tables["mask_quality"] = pd.DataFrame(quality.rows())
+            save_table(tables["mask_quality"], run_dir / "tables" / "mask_quality")
+            _say(f"predicted masks against the annotations ({quality.n_images} images): mIoU "
+                 f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
+                 f"feature grid, {100 * quality.image_miou:.1f} per pixel")
         write_plots(records, run_dir / "plots", **ci)
         plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
                            learners[-1])
@@ -103,7 +114,8 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
             dataset={"fingerprint": dataset.fingerprint, "n_images": len(dataset.images),
                      "skipped_annotations": dataset.defects},
             weights=backbone.provenance, hardware=hardware(features.device), records=records,
-            wall_time_s=folder.wall_time_s())
+            wall_time_s=folder.wall_time_s(),
+            sections={"mask_quality": quality.to_dict() if quality is not None else None})
         path = write_result(run_dir / "result.json", result)
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
         _say(f"tables: {run_dir / 'tables'}   plots: {run_dir / 'plots'}")

@@ -26,6 +26,10 @@ Layout (SCHEMA_VERSION 1):
     metrics: {learner: {accuracy, ci, n_episodes, mask_mode, fingerprint, per_super_category:
               {name: {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %;
               fingerprint: the run fingerprint of the learner's records (what they depend on)
+    mask_quality (optional): {n_images, grid, grid_miou, image_miou, grid_iou, image_iou}
+              the part head's IoU against the annotations (runs with predicted masks)
+    seed_spread (optional): {seeds, n_seeds, this_seed, confidence, learners: {learner:
+              {accuracy, seed_std, episode_ci, per_seed}}}   one backbone per training seed
     section_hashes: {section: sha256}   (top-level sections and each metrics.<learner>)
     content_hash: "sha256:..."
 """
@@ -82,6 +86,18 @@ class _Optional(_Spec):
         return [] if value is None else self.inner.check(value, path)
 
 
+class _List(_Spec):
+    """A JSON array whose items all follow `items`."""
+
+    def __init__(self, items: _Spec):
+        self.items = items
+
+    def check(self, value: Any, path: str) -> list[str]:
+        if not isinstance(value, list):
+            return [f"{path}: expected a list, got {type(value).__name__}"]
+        return [p for i, v in enumerate(value) for p in self.items.check(v, f"{path}[{i}]")]
+
+
 class _Anything(_Spec):
     def check(self, value: Any, path: str) -> list[str]:
         return []
@@ -100,10 +116,12 @@ class _Mapping(_Spec):
 
 
 class _Object(_Spec):
-    """A JSON object with required fields; other keys allowed only if `extra` is given."""
+    """A JSON object with required fields and `optional` ones; other keys allowed only if
+    `extra` is given."""
 
-    def __init__(self, fields: Mapping[str, _Spec], extra: _Spec | None = None):
-        self.fields, self.extra = dict(fields), extra
+    def __init__(self, fields: Mapping[str, _Spec], extra: _Spec | None = None,
+                 optional: Mapping[str, _Spec] | None = None):
+        self.fields, self.extra, self.optional = dict(fields), extra, dict(optional or {})
 
     def check(self, value: Any, path: str) -> list[str]:
         if not isinstance(value, dict):
@@ -113,6 +131,8 @@ class _Object(_Spec):
         for key, item in value.items():
             if key in self.fields:
                 problems += self.fields[key].check(item, prefix + key)
+            elif key in self.optional:
+                problems += self.optional[key].check(item, prefix + key)
             elif self.extra is None:
                 problems.append(f"unknown field {prefix}{key}")
             else:
@@ -160,6 +180,18 @@ RESULT_SCHEMA = _Object({
     "metrics": _Mapping(LEARNER_METRICS),
     "section_hashes": _Mapping(STR),
     "content_hash": STR,
+}, optional={
+    # part head vs annotations on the evaluated images (runs with predicted masks)
+    "mask_quality": _Object({"n_images": INT, "grid": _List(INT),
+                             "grid_miou": _Optional(NUMBER), "image_miou": _Optional(NUMBER),
+                             "grid_iou": _Mapping(_Optional(NUMBER)),
+                             "image_iou": _Mapping(_Optional(NUMBER))}),
+    # one backbone per training seed on the same episodes (`backbone.seeds`)
+    "seed_spread": _Object({"seeds": _List(INT), "n_seeds": INT, "this_seed": INT,
+                            "confidence": NUMBER, "learners": _Mapping(_Object({
+                                "accuracy": NUMBER, "seed_std": _Optional(NUMBER),
+                                "episode_ci": _Optional(NUMBER),
+                                "per_seed": _Mapping(_Optional(NUMBER))}))}),
 })
 
 SEAL_FIELDS: tuple[str, ...] = ("section_hashes", "content_hash")
@@ -264,13 +296,15 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
                  weights: Mapping[str, Any], episodes_hash: str, episodes_requested: int,
                  wall_time_s: float, records: pd.DataFrame,
                  confidence: float = 0.95, ci_method: str = "normal", ci_seed: int = 0,
-                 n_boot: int = 10_000, created_utc: str | None = None) -> dict[str, Any]:
+                 n_boot: int = 10_000, created_utc: str | None = None,
+                 sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A sealed result dict for one run and setting; the metrics are computed from `records`.
 
     setting: {split, n_way, k_shot, n_query, mode, mask_mode}. dataset: {name, fingerprint, ...}.
     weights: {backbone, provenance, sha256, saw_test_classes, ...}. versions: {partbench, torch,
     timm, python, ...} (strings, collected by the runner; results/ never imports torch).
     records: the run's per-episode records (only rows of this run_id are used).
+    sections: optional sections of the schema (mask_quality, seed_spread), by name.
     Raises ValueError listing every problem if the result would not validate.
     """
     own = records[records["run_id"] == run_id]
@@ -299,7 +333,7 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
                "n_boot": int(n_boot)},
         "metrics": metrics_from_records(own, confidence=confidence, method=ci_method,
                                         seed=ci_seed, n_boot=n_boot),
-    }
+    } | {name: value for name, value in (sections or {}).items() if value is not None}
     for key, value in result.items():
         try:
             canonical_json(value)
@@ -312,6 +346,17 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
     if problems:
         raise ValueError("the result would not validate:\n  " + "\n  ".join(problems))
     return result
+
+
+def with_sections(result: Mapping[str, Any], sections: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a valid result with optional sections (e.g. seed_spread) added, sealed anew;
+    ValueError if the result would then not validate."""
+    body = {k: v for k, v in result.items() if k not in SEAL_FIELDS} | dict(sections)
+    sealed = seal(json.loads(canonical_json(body)))
+    problems = validate_result(sealed)
+    if problems:
+        raise ValueError("the result would not validate:\n  " + "\n  ".join(problems))
+    return sealed
 
 
 def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Path:

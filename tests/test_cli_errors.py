@@ -7,7 +7,7 @@ import pytest
 from benchmark import __main__ as cli
 from benchmark.__main__ import main
 from results.records import RecordWriter, record_line
-from test_results_factories import fake_records
+from results_factories import fake_records
 
 
 def _one_line_error(capsys) -> str:

@@ -10,7 +10,7 @@ import pytest
 from results.cli import leaderboard_main
 from results.leaderboard import LEAKED_MARK, LeaderboardError, merge
 from results.schema import write_result
-from test_results_factories import fake_records, fake_result
+from results_factories import fake_records, fake_result
 
 HASH_A, HASH_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
