@@ -9,6 +9,7 @@ that fails before its first record leaves no folder behind.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -49,6 +50,25 @@ def new_run_dir(cfg: RunConfig) -> Path:
         n += 1
         run_dir = base.with_name(f"{base.name}-{n}")
     return run_dir
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path | None, resume: bool) -> Path:
+    """A folder that holds sub-runs (a multi-seed run's seed-<s>/): new or empty unless resumed.
+
+    Its config.yaml is written once, when it is made; each sub-run is a RunFolder of its own
+    (locked, sealed and checked on resume).
+    """
+    if resume:
+        assert run_dir is not None
+        return run_dir
+    path = run_dir or new_run_dir(cfg)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 makes and checks the folder
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    check_new_run_folder(path)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path
 
 
 class RunFolder:
