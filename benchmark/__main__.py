@@ -82,11 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--baseline", help="learner the others are compared with, episode by episode")
     report.add_argument("--bootstrap", action="store_true", help="bootstrap CIs (seeded)")
 
-    board = sub.add_parser("leaderboard", help="merge valid result files into ranked tables")
+    board = sub.add_parser("leaderboard", help="rank result files verified against their records")
     board.add_argument("dir", help="a folder of result files (searched recursively)")
     board.add_argument("--allow-mixed-episodes", action="store_true",
                        help="rank together rows evaluated on different episodes")
     board.add_argument("--out", help="folder for CSV/Markdown tables")
+    board.add_argument("--records", nargs="+", metavar="JSONL",
+                       help="records.jsonl files to verify the rows against (default: the "
+                            "records.jsonl beside each result file)")
+    board.add_argument("--allow-unverified", action="store_true",
+                       help="list files without records apart, unranked, instead of refusing them")
+    board.add_argument("--html", metavar="DIR",
+                       help="also write a self-contained web page DIR/index.html")
 
     repair = sub.add_parser(
         "repair", help="move the bad or repeated lines of a run's records aside",
@@ -254,7 +261,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from results.cli import leaderboard_main
 
-    return leaderboard_main(args.dir, allow_mixed=args.allow_mixed_episodes, out=args.out)
+    return leaderboard_main(args.dir, allow_mixed=args.allow_mixed_episodes, out=args.out,
+                            records=args.records, allow_unverified=args.allow_unverified,
+                            html=args.html)
 
 
 def cmd_repair(args: argparse.Namespace) -> int:

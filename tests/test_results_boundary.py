@@ -13,7 +13,8 @@ def test_results_imports_neither_torch_nor_learners():
     code = (
         "import sys\n"
         "import results.records, results.stats, results.tables, results.schema\n"
-        "import results.leaderboard, results.plots, results.cli, results.provenance\n"
+        "import results.leaderboard, results.leaderboard_html, results.plots, results.cli\n"
+        "import results.provenance\n"
         "print(sorted(m for m in ('torch', 'timm', 'baselines', 'benchmark') if m in sys.modules))\n"
     )
     # -B: the child must not write __pycache__ folders into the source tree
