@@ -165,3 +165,30 @@ def test_a_config_error_after_the_data_loads_leaves_no_run_folder(finished, tmp_
         runner.run(config_from_dict(dict(raw, learners=["protonett"])), run_dir=run_dir,
                    progress=False)
     assert not run_dir.exists() and not (tmp_path / "outputs").exists()
+
+
+def test_a_rehashed_edited_episode_file_is_refused_and_leaves_no_folder(finished, tmp_path,
+                                                                       capsys):
+    import dataclasses
+
+    from benchmark.data.partimagenet import load_partimagenet
+    from episodes import EpisodeSampler, save_episodes
+
+    raw, _ = finished
+    dataset = load_partimagenet(raw["data"]["root"])
+    sampler = EpisodeSampler(dataset.labels, seed=0, split="test", n_way=5, k_shot=1, n_query=3)
+    episodes = sampler.episodes(0, 4)
+    e = episodes[2]
+    episodes[2] = dataclasses.replace(e, classes=(e.classes[1], e.classes[0], *e.classes[2:]))
+    episode_file = tmp_path / "edited.json"
+    save_episodes(episode_file, episodes, settings=sampler.settings,
+                  dataset_fingerprint=dataset.fingerprint)  # hashes recomputed: they agree
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(dict(raw, episodes=dict(raw["episodes"],
+                                                             file=str(episode_file)))))
+    out = tmp_path / "run"
+    assert main(["run", "--quiet", "--config", str(config), "--out", str(out)]) == 2
+    line = _one_line(capsys)
+    assert "episodes.file:" in line and "episode 2 (entry 2): image" in line
+    assert "not of way 0's class" in line
+    assert not out.exists()
