@@ -3,8 +3,8 @@
 Importing the package registers every learner; `get_learner(name, **options)` builds one.
 """
 
-from baselines import (logreg, maml, part_protonet, protonet, random_learner,  # noqa: F401
-                       simpleshot)
+from baselines import (dn4, logreg, maml, part_controls, part_protonet, protonet,  # noqa: F401
+                       random_learner, simpleshot)
 from baselines.base import EpisodeFeatures, Learner
 from baselines.registry import (UnknownLearnerError, get_learner, get_learner_class,
                                 learner_names, register)

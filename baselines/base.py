@@ -25,13 +25,16 @@ class EpisodeFeatures:
 
     Attributes:
         embeddings: (B, n, D) global embedding per image.
-        part_embeddings: (B, n, S, D) one pooled embedding per part slot, or None.
+        part_embeddings: (B, n, S, D_part) one pooled embedding per part slot, or None. D_part
+            (the width of the map the slots pool over) may differ from D.
         part_present: (B, n, S) bool, whether the part slot is present in the image, or None.
+        local_descriptors: (B, n, L, D_part) the feature map's L cells per image (DN4), or None.
     """
 
     embeddings: torch.Tensor
     part_embeddings: torch.Tensor | None = None
     part_present: torch.Tensor | None = None
+    local_descriptors: torch.Tensor | None = None
 
     @property
     def n_episodes(self) -> int:
@@ -45,6 +48,10 @@ class Learner(ABC):
     paper: ClassVar[str] = ""
     transductive: ClassVar[bool] = False  # predict() may use all queries of an episode jointly
     uses_parts: ClassVar[bool] = False  # needs part_embeddings / part_present
+    uses_local_descriptors: ClassVar[bool] = False  # needs local_descriptors (dense maps)
+    # the mask mode its part features must be pooled with, whatever the run's features.masks
+    # (the annotation-free controls); None: the run's
+    own_masks: ClassVar[str | None] = None
     # prepare() must see the train split's embeddings before any episode (SimpleShot's mean)
     needs_base_features: ClassVar[bool] = False
 

@@ -36,7 +36,9 @@ from baselines.base import (EpisodeFeatures, Learner, check_support, class_means
                             squared_euclidean, to_compute)
 from baselines.registry import register
 
-MASK_MODES = ("oracle", "predicted", "support-oracle")  # as features.masks in the config
+# as features.masks in the config (benchmark.features.MASK_MODES, plus support-oracle); the
+# controls' regions (baselines.part_controls) label their runs too
+MASK_MODES = ("oracle", "predicted", "support-oracle", "grid2", "grid3", "shuffled")
 WEIGHTINGS = ("fixed", "loo")
 NORMALIZATIONS = ("l2", "none")  # per-embedding scaling applied before any prototype
 LOO_FLOOR = 0.05  # keeps every term (and so every denominator) alive under LOO weighting

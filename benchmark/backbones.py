@@ -104,6 +104,58 @@ class Backbone:
         """
         return trunk_features(self.model, images)
 
+    def stage_index(self, stage: int | str) -> int | None:
+        """Which feature map part slots pool over: `stage` "last" (or the stride of the last map)
+        -> None, meaning forward_features' own map; an earlier stride (e.g. 16 or 8) -> the index
+        in timm's `feature_info` of the deepest stage with that stride (the index
+        `forward_intermediates` takes).
+
+        ViTs (and other isotropic models) report the patch size as the stride of every block, so
+        their only stage is the last one: a finer part grid there comes from a larger image size.
+
+        Raises:
+            BackboneError: a stride the model does not have, or a model without feature_info.
+        """
+        if stage == "last":
+            return None
+        strides = self.stage_strides()
+        if not isinstance(stage, int) or isinstance(stage, bool) or stage not in strides:
+            raise BackboneError(
+                f"part_stage={stage!r}: {self.name} has feature maps at strides "
+                f"{sorted(set(strides), reverse=True)}; use one of them or 'last'")
+        index = max(i for i, s in enumerate(strides) if s == stage)
+        return None if index == len(strides) - 1 else index
+
+    def stage_strides(self) -> list[int]:
+        """The stride (input pixels per feature cell) of each entry of timm's feature_info."""
+        info = getattr(self.model, "feature_info", None)
+        if not info or not hasattr(self.model, "forward_intermediates"):
+            raise BackboneError(f"{self.name} exposes no feature_info/forward_intermediates in "
+                                "this timm version; part_stage must be 'last'")
+        return [int(entry["reduction"]) for entry in info]
+
+    def part_channels(self, stage_index: int | None) -> int:
+        """C_part: channels of the map the part slots pool over (num_features for the last)."""
+        if stage_index is None:
+            return self.num_features
+        return int(self.model.feature_info[stage_index]["num_chs"])
+
+    def stage_features(self, images: torch.Tensor, stage_index: int | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the trunk once; return (fmap, pooled, part_map).
+
+        fmap (B, C, h, w) and pooled (B, C) are those of `feature_map`; part_map
+        (B, C_part, h', w') is fmap itself for stage_index None, else the output of
+        feature_info[stage_index] (taken with timm's forward_intermediates, no extra norm).
+        """
+        if stage_index is None:
+            fmap, pooled = trunk_features(self.model, images)
+            return fmap, pooled, fmap
+        raw, (part_map,) = self.model.forward_intermediates(
+            images, indices=[stage_index], intermediates_only=False)
+        fmap, pooled = _fmap_and_pooled(self.model, raw, images)
+        return fmap, pooled, part_map
+
     def part_head(self) -> nn.Module:
         """The part-segmentation head saved with a "train" checkpoint, in eval mode.
 
@@ -124,7 +176,12 @@ class Backbone:
 def trunk_features(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(fmap (B, C, h, w), pooled (B, C)) of a timm model (num_classes=0) on (B, 3, H, W) images;
     see Backbone.feature_map. Training uses it too, so heads train on the features extracted."""
-    raw = model.forward_features(images)
+    return _fmap_and_pooled(model, model.forward_features(images), images)
+
+
+def _fmap_and_pooled(model: nn.Module, raw: torch.Tensor,
+                     images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """forward_features output `raw` -> (fmap (B, C, h, w), pooled (B, C))."""
     fmap = to_nchw(model, raw, images.shape[-2:])
     pooled = model.forward_head(raw, pre_logits=True)
     if pooled.ndim != 2 or pooled.shape[1] != fmap.shape[1]:

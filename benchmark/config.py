@@ -76,7 +76,10 @@ class TrainConfig:
 class FeaturesConfig:
     """Feature extraction: part masks, batching, device and precision."""
 
-    masks: str = "oracle"  # "oracle" | "predicted" | "support-oracle" | "none"
+    masks: str = "oracle"  # "oracle" | "predicted" | "support-oracle" | "none" | "grid2" | "grid3" | "shuffled"
+    part_stage: int | str = "last"  # "last" | the stride of an earlier map the slots pool over (16, 8)
+    dense: bool = False  # keep the part-stage maps as local descriptors (DN4); float16
+    mask_seed: int = 0  # seed of masks "shuffled" (and of the part_protonet_shuffled control)
     batch_size: int = 64
     num_workers: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
@@ -139,7 +142,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "backbone.weights": ("random", "file", "hub", "train"),
     "train.method": ("classification", "protonet"),
     "train.part_head": (False, "joint", "after"),
-    "features.masks": ("oracle", "predicted", "support-oracle", "none"),
+    # benchmark.features.MASK_MODES plus support-oracle (a test checks they agree)
+    "features.masks": ("oracle", "predicted", "support-oracle", "none", "grid2", "grid3", "shuffled"),
     "features.precision": ("auto", "fp32", "bf16"),
     "episodes.split": ("train", "val", "test"),
     "episodes.mode": ("mixed", "within", "across", "variable"),
@@ -322,6 +326,10 @@ def _check_values(cfg: RunConfig) -> None:
         )
     if cfg.backbone.weights == "file" and not cfg.backbone.checkpoint:
         raise ConfigError("backbone.checkpoint: required when backbone.weights is file")
+    stage = cfg.features.part_stage
+    if stage != "last" and not (isinstance(stage, int) and stage >= 1):
+        raise ConfigError(f"features.part_stage: {stage!r} must be last or the stride of an "
+                          "earlier feature map (an integer such as 16 or 8)")
     if not 0 < cfg.report.confidence < 1:
         raise ConfigError(f"report.confidence: must lie in (0, 1), got {cfg.report.confidence}")
     if len(set(cfg.backbone.seeds)) != len(cfg.backbone.seeds) or any(

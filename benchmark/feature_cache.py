@@ -3,10 +3,11 @@
 One file per key, `<cache_dir>/features-<key>.pt`: a torch.save'd dict of half-precision tensors,
 the key and the key's parts (JSON). The key covers the dataset fingerprint, the image indices,
 the backbone name and weights hash, the preprocessing, the mask mode (and the part head's weights
-hash), the autocast precision and FEATURE_FORMAT_VERSION. Files are written atomically and carry
-`tensors_sha256`, a content hash of their tensors. A file that cannot be read, whose stored key or
-shapes disagree, whose tensors no longer match their hash (flipped bits) or hold a NaN or an
-infinity is recomputed with a warning naming the file: never used silently.
+hash, the shuffled masks' seed), the part stage, whether dense maps are kept, the autocast
+precision and FEATURE_FORMAT_VERSION. Files are written atomically and carry `tensors_sha256`,
+a content hash of their tensors. A file that cannot be read, whose stored key or shapes
+disagree, whose tensors no longer match their hash (flipped bits) or hold a NaN or an infinity
+is recomputed with a warning naming the file: never used silently.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from benchmark.tensor_hash import TENSORS_HASH_KEY, first_non_finite, tensors_sh
 from results._io import atomic_write
 
 # Bump when the pooling, presence rule or stored layout changes: old cache files then miss.
-FEATURE_FORMAT_VERSION = 3  # 2: predicted masks as softmax coverage; 3: tensors_sha256
+# 2: predicted masks as softmax coverage; 3: presence by image area; 4: tensors_sha256
+FEATURE_FORMAT_VERSION = 4
 
 
 def indices_sha256(indices: np.ndarray) -> str:
@@ -86,8 +88,8 @@ def load_features(path: Path, key: str, expected_indices: np.ndarray) -> dict[st
     if not np.array_equal(indices.numpy(), expected_indices) or embeddings.shape[0] != len(expected_indices):
         warnings.warn(f"feature cache file {path.name} covers other images; recomputing", stacklevel=3)
         return None
-    names = ("embeddings", "part_embeddings", "part_present", "image_indices")
-    tensors = {name: payload[name] for name in names if payload.get(name) is not None}
+    names = ("embeddings", "part_embeddings", "part_present", "image_indices", "dense")
+    tensors = {name: value for name, value in payload.items() if isinstance(value, torch.Tensor)}
     if payload.get(TENSORS_HASH_KEY) != tensors_sha256(tensors):
         warnings.warn(f"feature cache file {path} is damaged: its tensors no longer match the "
                       "content hash stored with them; recomputing", stacklevel=3)

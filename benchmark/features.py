@@ -4,9 +4,21 @@ Geometry: every image is resized to the backbone's square input size without cro
 "squash" mode, crop_pct=1), so cell (y, x) of the (h, w) feature map sees the same fraction of the
 original image as of the resized one. A slot's mask is therefore taken straight from the original
 image to the feature grid by area interpolation (the fraction of each cell the part covers), and
-the part embedding is the coverage-weighted mean of the feature map. A slot is present when its
-coverage sums to at least PRESENCE_MIN_CELLS cells; absent slots get a zero embedding. Images
-cross to the device as uint8 and are normalised there (timm's mean/std): 4x fewer bytes.
+the part embedding is the coverage-weighted mean of the feature map. A slot is present when it
+covers at least PRESENCE_MIN_AREA of the image (measured on the mask's own pixels, so presence is
+the same at every stage); absent slots get a zero embedding. Images cross to the device as uint8
+and are normalised there (timm's mean/std): 4x fewer bytes.
+
+Part stage (`part_stage`): the slots pool over the last feature map ("last", stride 32 for most
+CNNs) or an earlier, finer one (stride 16 or 8, taken with timm's forward_intermediates; see
+Backbone.stage_index). The global embedding is always the model's own pooled output, so the slot
+embeddings have C_part channels (e.g. resnet10t: 256 at stride 16, 128 at stride 8) while the
+global one has D = num_features (512): D_part != D in general. ViTs have one stride (the patch
+size) for every block, so their part_stage is always the last map.
+
+Dense local descriptors (`dense=True`): the part-stage map is also stored per image as
+(h' * w', C_part) float16 rows, for local-descriptor learners (DN4). Cost: n * h' * w' * C_part * 2
+bytes on disk and in memory (docs/parts.md gives measured figures).
 
 Masks:
 - "oracle":    the image's annotated parts, united per slot (PartDataset.slot_masks).
@@ -14,6 +26,11 @@ Masks:
                logits (background last); its softmax is each slot's estimated coverage of each
                cell (what the head is trained to predict). No annotation is read.
 - "none":      no part features (part_embeddings and part_present are None).
+Controls that read no annotation of the image itself (same slot machinery, other regions):
+- "grid2", "grid3": the n x n cells of the image as n^2 slots (every slot always present).
+- "shuffled":  each image pooled with the oracle slot masks of another image of the same set,
+               chosen by a seeded random cyclic order (`mask_seed`; never the image itself), so
+               the regions have realistic part shapes and areas but say nothing about this image.
 
 Under torch.distributed each rank extracts a contiguous shard of the indices and the shards are
 all-gathered, so every rank returns the same FeatureSet as one process would.
@@ -37,7 +54,7 @@ from tqdm.auto import tqdm
 
 from baselines.base import EpisodeFeatures
 from benchmark.backbones import Backbone, state_dict_sha256
-from benchmark.config import FeaturesConfig
+from benchmark.config import ConfigError, FeaturesConfig
 from benchmark.device import (
     autocast,
     comm_device,
@@ -49,9 +66,32 @@ from benchmark.device import (
 from benchmark.feature_cache import cache_key, cache_path, indices_sha256, load_features, save_features
 from episodes.taxonomy import PART_SLOTS
 
-MASK_MODES = ("oracle", "predicted", "none")
+GRID_MASK_MODES = {"grid2": 2, "grid3": 3}  # mask mode -> cells per image side
+CONTROL_MASK_MODES = (*GRID_MASK_MODES, "shuffled")  # regions that use no annotation of the image
+MASK_MODES = ("oracle", "predicted", "none", *CONTROL_MASK_MODES)
+PART_STAGE_LAST = "last"
 N_SLOTS = len(PART_SLOTS)
-PRESENCE_MIN_CELLS = 0.25  # a slot covering less than a quarter of one feature cell is absent
+# A slot covering less than 1% of the image is absent, whatever the feature grid: 0.25 of a cell
+# of a 7x7 map (224 px, stride 32) is 0.5%, of a 2x2 map (64 px) 6%; one image-level rule keeps
+# the set of present slots the same at every stage.
+PRESENCE_MIN_AREA = 0.01
+
+
+def n_slots(masks: str) -> int:
+    """S: the part slots the features of mask mode `masks` have (0 for "none")."""
+    if masks == "none":
+        return 0
+    if masks in GRID_MASK_MODES:
+        return GRID_MASK_MODES[masks] ** 2
+    return N_SLOTS
+
+
+def slot_names(masks: str) -> tuple[str, ...]:
+    """Names of the S slots of mask mode `masks`: PART_SLOTS, or "cell r,c" for a grid."""
+    if masks in GRID_MASK_MODES:
+        n = GRID_MASK_MODES[masks]
+        return tuple(f"cell {r},{c}" for r in range(n) for c in range(n))
+    return () if masks == "none" else tuple(PART_SLOTS)
 
 
 @dataclass
@@ -60,11 +100,14 @@ class FeatureSet:
 
     Attributes:
         embeddings: (n, D) float16 global embedding per image.
-        part_embeddings: (n, S, D) float16 pooled embedding per part slot (PART_SLOTS order),
-            zero where absent; None for masks="none".
+        part_embeddings: (n, S, D_part) float16 pooled embedding per part slot (PART_SLOTS
+            order, or grid cells), zero where absent; None for masks="none". D_part is the
+            part stage's width, D for the last stage.
         part_present: (n, S) bool; None for masks="none".
         image_indices: (n,) int64 dataset image index of each row.
         key: the cache key (sha256) of these features.
+        dense: (n, L, D_part) float16 local descriptors (the part-stage map's L = h' * w' cells,
+            row-major), or None when not extracted.
     """
 
     embeddings: torch.Tensor
@@ -72,6 +115,7 @@ class FeatureSet:
     part_present: torch.Tensor | None
     image_indices: torch.Tensor
     key: str = ""
+    dense: torch.Tensor | None = None
     _lookup: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,19 +140,21 @@ class FeatureSet:
 
     def gather(self, idx: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32) -> EpisodeFeatures:
         """Features of dataset images idx (...) as EpisodeFeatures with embeddings (..., D),
-        part_embeddings (..., S, D) and part_present (..., S), floats cast to `dtype`."""
+        part_embeddings (..., S, D_part), part_present (..., S) and local_descriptors
+        (..., L, D_part), floats cast to `dtype`."""
         pos = self.rows(idx)
         return EpisodeFeatures(
             embeddings=self.embeddings[pos].to(dtype),
             part_embeddings=None if self.part_embeddings is None else self.part_embeddings[pos].to(dtype),
             part_present=None if self.part_present is None else self.part_present[pos],
+            local_descriptors=None if self.dense is None else self.dense[pos].to(dtype),
         )
 
     def to(self, device: str | torch.device) -> "FeatureSet":
         """A copy with every tensor on `device`."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return FeatureSet(move(self.embeddings), move(self.part_embeddings), move(self.part_present),
-                          move(self.image_indices), self.key)
+                          move(self.image_indices), self.key, move(self.dense))
 
 
 @functools.lru_cache(maxsize=256)
@@ -140,6 +186,33 @@ def slot_coverage(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
         chosen = torch.from_numpy(np.ascontiguousarray(masks[filled])).float()
         coverage[torch.from_numpy(filled)] = rows @ chosen @ cols.T
     return coverage
+
+
+def grid_coverage(cells: int, grid: tuple[int, int]) -> torch.Tensor:
+    """(cells^2, h, w) float32: the fraction of each feature cell covered by each of the
+    cells x cells equal regions of the image (row-major), the "gridN" control's slot masks.
+
+    Region (r, c) is pixel (r, c) of a cells x cells "image", so area_weights gives it exactly:
+    coverage[r * cells + c] = R_h[:, r] outer R_w[:, c].
+    """
+    rows = torch.from_numpy(area_weights(cells, grid[0]))  # (h, cells)
+    cols = torch.from_numpy(area_weights(cells, grid[1]))  # (w, cells)
+    return torch.einsum("yr,xc->rcyx", rows, cols).reshape(cells * cells, *grid).contiguous()
+
+
+def shuffled_partners(indices: np.ndarray, seed: int) -> np.ndarray:
+    """(n,) the image whose masks each of `indices` borrows under masks="shuffled".
+
+    The images are put in a random order (numpy Generator seeded with `seed`) and each borrows the
+    masks of the next one in that cycle, so no image keeps its own masks (n >= 2) and every
+    image's masks are used exactly once.
+    """
+    if len(indices) < 2:
+        raise ValueError("masks='shuffled' needs at least 2 images to swap masks between")
+    order = np.random.default_rng(seed).permutation(len(indices))
+    partners = np.empty(len(indices), dtype=np.int64)
+    partners[order] = indices[np.roll(order, -1)]
+    return partners
 
 
 @dataclass(frozen=True)
@@ -184,44 +257,53 @@ class SplitTransform:
 class PartImageDataset(Dataset):
     """Images of a PartDataset as model inputs, with slot coverage on the feature grid.
 
-    Item k: (image, coverage). image: (H, W, 3) uint8 when `transform` is a SplitTransform, else
-    the transform's (3, H, W) float32; coverage: (S, h, w) float32 fraction of each feature cell
-    covered by each slot's mask, or an empty (0,) tensor when grid is None.
+    Item k: (image, coverage, area). image: (H, W, 3) uint8 when `transform` is a SplitTransform,
+    else the transform's (3, H, W) float32; coverage: (S, h, w) float32 fraction of each feature
+    cell covered by each slot's mask; area: (S,) float32 fraction of the image each slot's mask
+    covers. Both are empty (0,) tensors when grid is None. The masks are those of image
+    `mask_indices[k]` (default: image k's own; masks="shuffled" passes other images').
     """
 
     def __init__(self, dataset: Any, indices: np.ndarray, transform: Callable,
-                 grid: tuple[int, int] | None) -> None:
+                 grid: tuple[int, int] | None, mask_indices: np.ndarray | None = None) -> None:
         self.dataset = dataset
         self.indices = indices
         self.transform = transform
         self.grid = grid
+        self.mask_indices = indices if mask_indices is None else mask_indices
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        i = int(self.indices[k])
-        image = self.transform(self.dataset.load_image(i))
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image = self.transform(self.dataset.load_image(int(self.indices[k])))
         if self.grid is None:
-            return image, torch.empty(0)
+            return image, torch.empty(0), torch.empty(0)
+        i = int(self.mask_indices[k])
         masks = np.asarray(self.dataset.slot_masks(i), dtype=bool)
         if masks.ndim != 3 or masks.shape[0] != N_SLOTS:
             raise ValueError(f"slot_masks({i}) has shape {masks.shape}; expected ({N_SLOTS}, H, W)")
-        return image, slot_coverage(masks, self.grid)
+        area = torch.from_numpy(masks.reshape(N_SLOTS, -1).mean(axis=1, dtype=np.float64)).float()
+        return image, slot_coverage(masks, self.grid), area
 
 
-def pool_parts(fmap: torch.Tensor, coverage: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pool_parts(fmap: torch.Tensor, coverage: torch.Tensor,
+               area: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Coverage-weighted mean of a feature map per slot.
 
     Args:
         fmap: (B, C, h, w) float feature map.
         coverage: (B, S, h, w) fraction of each cell covered by each slot, in [0, 1].
+        area: (B, S) fraction of the image each slot covers; default: the mean coverage (equal
+            to it for exact area-interpolated masks; the estimate for predicted ones).
 
     Returns:
-        part_embeddings (B, S, C), zero for absent slots; part_present (B, S) bool.
+        part_embeddings (B, S, C), zero for absent slots; part_present (B, S) bool, true where
+        area >= PRESENCE_MIN_AREA.
     """
     mass = coverage.sum(dim=(2, 3))
-    present = mass >= PRESENCE_MIN_CELLS
+    area = coverage.mean(dim=(2, 3)) if area is None else area.to(mass.device)
+    present = (area >= PRESENCE_MIN_AREA) & (mass > 0)
     pooled = torch.einsum("bshw,bchw->bsc", coverage, fmap) / mass.clamp_min(1e-6)[..., None]
     return torch.where(present[..., None], pooled, torch.zeros_like(pooled)), present
 
@@ -241,7 +323,9 @@ def predicted_coverage(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Ten
 
 
 def feature_key_parts(dataset: Any, indices: np.ndarray, backbone: Backbone, masks: str,
-                      part_head: nn.Module | None, dtype: torch.dtype) -> dict[str, Any]:
+                      part_head: nn.Module | None, dtype: torch.dtype,
+                      stage_index: int | None = None, dense: bool = False,
+                      mask_seed: int = 0) -> dict[str, Any]:
     """Everything that determines the features, as JSON-able values."""
     cfg = backbone.data_config
     return {
@@ -255,6 +339,10 @@ def feature_key_parts(dataset: Any, indices: np.ndarray, backbone: Backbone, mas
         "masks": masks,
         "part_head_sha256": state_dict_sha256(part_head) if part_head is not None else None,
         "precision": precision_name(dtype),
+        # the feature_info index (None: the last map), and its stride for a reader of the key
+        "part_stage": None if stage_index is None else [stage_index, backbone.stage_strides()[stage_index]],
+        "dense": bool(dense),
+        "mask_seed": int(mask_seed) if masks == "shuffled" else None,
     }
 
 
@@ -271,49 +359,71 @@ def _check_indices(dataset: Any, indices: Sequence[int] | np.ndarray) -> np.ndar
     return idx
 
 
-def _feature_grid(backbone: Backbone, device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
+def _part_grid(backbone: Backbone, stage_index: int | None, device: torch.device,
+               dtype: torch.dtype) -> tuple[int, int]:
+    """(h', w') of the map the part slots pool over, from one probe image."""
     h, w = backbone.image_size
     probe = torch.zeros(1, 3, h, w, device=device).contiguous(memory_format=torch.channels_last)
     with autocast(device, dtype):
-        fmap, _ = backbone.feature_map(probe)
-    return int(fmap.shape[2]), int(fmap.shape[3])
+        _, _, part_map = backbone.stage_features(probe, stage_index)
+    return int(part_map.shape[2]), int(part_map.shape[3])
+
+
+def _batch_coverage(masks: str, coverage: torch.Tensor, area: torch.Tensor,
+                    logits: torch.Tensor | None, grid: tuple[int, int], batch: int,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(coverage (B, S, h', w'), area (B, S) or None) of one batch under mask mode `masks`."""
+    if masks == "predicted":
+        return predicted_coverage(logits, grid), None
+    if masks in GRID_MASK_MODES:
+        cells = grid_coverage(GRID_MASK_MODES[masks], grid).to(device)
+        return cells.expand(batch, *cells.shape), None
+    return coverage.to(device, non_blocking=True), area.to(device, non_blocking=True)
 
 
 def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: str,
                    part_head: nn.Module | None, batch_size: int, num_workers: int,
-                   device: torch.device, dtype: torch.dtype, progress: bool) -> dict[str, torch.Tensor]:
-    """Features of one shard of images, on `device`: embeddings (n, D) f16, and unless
-    masks="none", part_embeddings (n, S, D) f16 and part_present (n, S) bool."""
-    grid = _feature_grid(backbone, device, dtype)
+                   device: torch.device, dtype: torch.dtype, progress: bool,
+                   stage_index: int | None = None, dense: bool = False,
+                   mask_indices: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """Features of one shard of images, on `device`: embeddings (n, D) f16; unless
+    masks="none", part_embeddings (n, S, D_part) f16 and part_present (n, S) bool; with dense,
+    dense (n, L, D_part) f16. mask_indices: the image whose masks each shard image uses."""
+    grid = _part_grid(backbone, stage_index, device, dtype)
     split = SplitTransform.of(backbone.transform)
-    ds = PartImageDataset(dataset, shard, split or backbone.transform, grid if masks == "oracle" else None)
+    reads_masks = masks in ("oracle", "shuffled")
+    ds = PartImageDataset(dataset, shard, split or backbone.transform, grid if reads_masks else None,
+                          mask_indices)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=False,
                         prefetch_factor=4 if num_workers > 0 else None)
-    d = backbone.num_features
-    names = ("embeddings",) if masks == "none" else ("embeddings", "part_embeddings", "part_present")
+    d, d_part, s = backbone.num_features, backbone.part_channels(stage_index), n_slots(masks)
+    empty = {"embeddings": torch.zeros(0, d, dtype=torch.float16, device=device),
+             "part_embeddings": torch.zeros(0, s, d_part, dtype=torch.float16, device=device),
+             "part_present": torch.zeros(0, s, dtype=torch.bool, device=device),
+             "dense": torch.zeros(0, grid[0] * grid[1], d_part, dtype=torch.float16, device=device)}
+    names = ["embeddings"] + (["part_embeddings", "part_present"] if masks != "none" else [])
+    names += ["dense"] if dense else []
     out: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    for images, coverage in tqdm(loader, desc=f"features {backbone.name}", disable=not progress,
-                                 unit="batch", leave=False):
+    for images, coverage, area in tqdm(loader, desc=f"features {backbone.name}",
+                                       disable=not progress, unit="batch", leave=False):
         images = images.to(device, non_blocking=True)
         images = split.normalise(images) if split is not None else images
         images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            fmap, pooled = backbone.feature_map(images)
+            fmap, pooled, part_map = backbone.stage_features(images, stage_index)
+            # the head was trained on the last map; its logits are resized to the part grid
             logits = part_head(fmap) if masks == "predicted" else None
         out["embeddings"].append(pooled.half())
+        if dense:
+            out["dense"].append(part_map.flatten(2).transpose(1, 2).half())
         if masks == "none":
             continue
-        if masks == "predicted":
-            coverage = predicted_coverage(logits, grid)
-        else:
-            coverage = coverage.to(device, non_blocking=True)
-        part_emb, present = pool_parts(fmap.float(), coverage)
+        cover, cover_area = _batch_coverage(masks, coverage, area, logits, grid,
+                                            images.shape[0], device)
+        part_emb, present = pool_parts(part_map.float(), cover, cover_area)
         out["part_embeddings"].append(part_emb.half())
         out["part_present"].append(present)
-    empty = {"embeddings": torch.zeros(0, d, dtype=torch.float16, device=device),
-             "part_embeddings": torch.zeros(0, N_SLOTS, d, dtype=torch.float16, device=device),
-             "part_present": torch.zeros(0, N_SLOTS, dtype=torch.bool, device=device)}
     return {k: torch.cat(v) if v else empty[k] for k, v in out.items()}
 
 
@@ -359,6 +469,9 @@ def extract_features(
     precision: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    part_stage: int | str = PART_STAGE_LAST,
+    dense: bool = False,
+    mask_seed: int = 0,
 ) -> FeatureSet:
     """Extract (or load from the cache) the features of dataset images `indices`, in that order.
 
@@ -367,7 +480,7 @@ def extract_features(
             masks="oracle" .slot_masks(i) -> (S, H, W) bool).
         indices: (n,) distinct dataset image indices.
         backbone: from build_backbone; its model is moved to `device` (channels_last).
-        masks: "oracle", "predicted" or "none" (see the module docstring).
+        masks: one of MASK_MODES (see the module docstring).
         part_head: for masks="predicted": module mapping (B, C, h, w) -> (B, S+1, h', w')
             logits; default: the head saved with a "train" backbone checkpoint.
         batch_size, num_workers: DataLoader settings (workers decode and resize in parallel).
@@ -375,6 +488,10 @@ def extract_features(
         precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp16", "fp32".
         cache_dir: folder of the feature cache; None disables caching.
         progress: show a tqdm bar (rank 0 only).
+        part_stage: "last", or the stride of an earlier feature map of the backbone, which the
+            part slots pool over (and dense descriptors come from); see Backbone.stage_index.
+        dense: also keep every image's part-stage map as local descriptors (FeatureSet.dense).
+        mask_seed: seed of the mask swap of masks="shuffled" (ignored otherwise).
 
     Returns:
         A FeatureSet on the CPU, identical on every rank under torch.distributed.
@@ -390,7 +507,10 @@ def extract_features(
         part_head = backbone.part_head()
     if masks != "predicted":
         part_head = None
-    parts = feature_key_parts(dataset, idx, backbone, masks, part_head, dtype)
+    stage_index = backbone.stage_index(part_stage)
+    mask_indices = shuffled_partners(idx, mask_seed) if masks == "shuffled" else idx
+    parts = feature_key_parts(dataset, idx, backbone, masks, part_head, dtype, stage_index,
+                              dense, mask_seed)
     key = cache_key(parts)
     rank, world = dist_rank_world()
 
@@ -402,21 +522,24 @@ def extract_features(
     if hit:
         assert cached is not None
         return FeatureSet(cached["embeddings"], cached["part_embeddings"], cached["part_present"],
-                          cached["image_indices"], key)
+                          cached["image_indices"], key, cached["dense"])
 
     shards = np.array_split(idx, world)
+    mask_shards = np.array_split(mask_indices, world)
     backbone.model.to(dev, memory_format=torch.channels_last).eval()
     if part_head is not None:
         part_head.to(dev).eval()
     with torch.inference_mode():
         local = _extract_shard(dataset, shards[rank], backbone, masks, part_head, batch_size,
-                               num_workers, dev, dtype, progress and rank == 0)
+                               num_workers, dev, dtype, progress and rank == 0, stage_index,
+                               dense, mask_shards[rank])
         if world > 1:
             local = _all_gather_shards(local, [len(s) for s in shards], dev)
     # clone: leave inference mode behind (on the CPU .cpu() would return the inference tensor)
     result = {k: v.cpu().clone() for k, v in local.items()}
     result.setdefault("part_embeddings", None)
     result.setdefault("part_present", None)
+    result.setdefault("dense", None)
     result["image_indices"] = torch.from_numpy(idx)
     floats = [t for t in result.values() if t is not None and t.is_floating_point()]
     bad = sum(int((~torch.isfinite(t)).sum()) for t in floats)
@@ -434,15 +557,26 @@ def extract_features(
 
             dist.barrier()
     return FeatureSet(result["embeddings"], result["part_embeddings"], result["part_present"],
-                      result["image_indices"], key)
+                      result["image_indices"], key, result["dense"])
+
+
+def learner_masks(run_masks: str, learner: Any) -> str | None:
+    """The mask mode of the part features `learner` is given: its own (the annotation-free
+    controls), else the run's features.masks for a part learner; None for any other learner."""
+    if getattr(learner, "own_masks", None) is not None:
+        return learner.own_masks
+    return run_masks if getattr(learner, "uses_parts", False) else None
 
 
 class FeatureProvider:
     """The features a run needs, extracted once per (image set, mask mode), cached on disk and
     kept on the run's device.
 
-    config: the run's features section (masks, batching, device, precision).
+    config: the run's features section (masks, part_stage, dense, batching, device, precision).
     cache_dir: the feature cache folder, or None for no disk cache.
+
+    Raises:
+        ConfigError: features.part_stage names a stride the backbone does not have.
     """
 
     def __init__(self, dataset: Any, backbone: Backbone, config: FeaturesConfig,
@@ -450,30 +584,43 @@ class FeatureProvider:
         self.dataset, self.backbone, self.config = dataset, backbone, config
         self.cache_dir, self.progress = cache_dir, progress
         self.device = resolve_device(config.device)
-        self._sets: dict[tuple[str, str], FeatureSet] = {}
+        self._sets: dict[tuple[str, str, bool], FeatureSet] = {}
+        try:
+            backbone.stage_index(config.part_stage)
+        except ValueError as exc:  # BackboneError
+            raise ConfigError(f"features.{exc}") from None
 
-    def features(self, indices: np.ndarray, masks: str, tag: str) -> FeatureSet:
-        """FeatureSet (on the run's device) of dataset images `indices` with `masks` part masks;
-        `tag` names the image set (one set per tag and mask mode is kept in memory)."""
-        if (tag, masks) not in self._sets:
+    def features(self, indices: np.ndarray, masks: str, tag: str, dense: bool = False) -> FeatureSet:
+        """FeatureSet (on the run's device) of dataset images `indices` with `masks` part masks
+        (and dense maps if `dense`); `tag` names the image set (one set per tag, mask mode and
+        dense flag is kept in memory)."""
+        if (tag, masks, dense) not in self._sets:
             fc = self.config
             features = extract_features(
                 self.dataset, indices, self.backbone, masks=masks, batch_size=fc.batch_size,
                 num_workers=fc.num_workers, device=self.device, precision=fc.precision,
                 cache_dir=None if self.cache_dir is None else str(self.cache_dir),
-                progress=self.progress,
+                progress=self.progress, part_stage=fc.part_stage, dense=dense,
+                mask_seed=fc.mask_seed,
             )
-            self._sets[(tag, masks)] = features.to(self.device)
-        return self._sets[(tag, masks)]
+            self._sets[(tag, masks, dense)] = features.to(self.device)
+        return self._sets[(tag, masks, dense)]
 
-    def gatherers(self, indices: np.ndarray) -> tuple[Callable, Callable]:
-        """(gather_support, gather_query) over the images `indices` that the episodes use."""
-        masks = self.config.masks
+    def gatherers(self, indices: np.ndarray, learner: Any = None) -> tuple[Callable, Callable]:
+        """(gather_support, gather_query) over the images `indices` that the episodes use, for
+        `learner` (its own mask mode if it is a control); default: the run's masks.
+
+        The run's own set keeps the dense maps when features.dense is set, so local-descriptor
+        learners and the others share one extraction; a control's set has its own mask mode and
+        no dense maps."""
+        own = getattr(learner, "own_masks", None)
+        masks = own or self.config.masks
+        dense = own is None and self.config.dense
         if masks == "support-oracle":  # annotations on the support set only
-            support = self.features(indices, "oracle", "episodes")
-            query = self.features(indices, "predicted", "episodes")
+            support = self.features(indices, "oracle", "episodes", dense)
+            query = self.features(indices, "predicted", "episodes", dense)
         else:
-            support = query = self.features(indices, masks, "episodes")
+            support = query = self.features(indices, masks, "episodes", dense)
         return support.gather, query.gather
 
     def keys(self) -> list[str]:

@@ -116,7 +116,7 @@ class _ImagesMasksDataset(PartImageDataset):
     """Model inputs plus each image's full-resolution (S, H, W) bool slot masks."""
 
     def __getitem__(self, k: int):
-        image, _ = super().__getitem__(k)
+        image = super().__getitem__(k)[0]  # (image, coverage, area): the image alone
         masks = np.asarray(self.dataset.slot_masks(int(self.indices[k])), dtype=bool)
         return image, masks
 
@@ -124,21 +124,6 @@ class _ImagesMasksDataset(PartImageDataset):
 def _collate(items):
     images, masks = zip(*items)
     return torch.stack(images), list(masks)
-
-
-# Mask modes whose part masks come (at least on the query side) from the part head.
-PREDICTED_MASK_MODES = ("predicted", "support-oracle")
-
-
-def run_mask_quality(masks: str, dataset: Any, indices: np.ndarray, backbone: Backbone, *,
-                     batch_size: int, num_workers: int, device: torch.device,
-                     precision: str) -> MaskQuality | None:
-    """The part head's quality on a run's evaluated images, or None when the run's mask mode
-    (`features.masks`) reads no predicted mask."""
-    if masks not in PREDICTED_MASK_MODES:
-        return None
-    return measure_mask_quality(dataset, indices, backbone, batch_size=batch_size,
-                                num_workers=num_workers, device=device, precision=precision)
 
 
 def measure_mask_quality(dataset: Any, indices: np.ndarray, backbone: Backbone, *,

@@ -26,10 +26,10 @@ from benchmark.config import (ConfigError, LearnerConfig, RunConfig, apply_overr
 from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.device import hardware
-from benchmark.features import FeatureProvider
-from benchmark.mask_quality import run_mask_quality
+from benchmark.features import FeatureProvider, learner_masks, slot_names
+from benchmark.mask_quality import measure_mask_quality
 from benchmark.run_folder import RunFolder
-from benchmark.stages import build_learners, episode_source
+from benchmark.stages import build_learners, episode_source, reads_predicted_masks
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
@@ -80,8 +80,10 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         backbone = resolve_backbone(cfg, dataset, shown)
         features = FeatureProvider(dataset, backbone, cfg.features,
                                    cache_root(cfg.cache_dir) / "features", shown)
-        # Every rank takes part in (sharded) extraction of every feature set the learners use.
-        gathers = features.gatherers(source.image_indices(dataset))
+        # Every rank takes part in (sharded) extraction of every feature set the learners use
+        # (the run's, and each annotation-free control's own); one (support, query) pair each.
+        gathers = [features.gatherers(source.image_indices(dataset), learner)
+                   for _, learner in learners]
         for _, learner in learners:
             if learner.needs_base_features:
                 learner.prepare(features.base_embeddings())
@@ -89,9 +91,10 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
             return None
         folder.seal_content(run_content(dataset, backbone, features, source))
         fc = cfg.features
-        quality = run_mask_quality(fc.masks, dataset, source.image_indices(dataset), backbone,
-                                   batch_size=fc.batch_size, num_workers=fc.num_workers,
-                                   device=features.device, precision=fc.precision)
+        quality = measure_mask_quality(
+            dataset, source.image_indices(dataset), backbone, batch_size=fc.batch_size,
+            num_workers=fc.num_workers, device=features.device,
+            precision=fc.precision) if reads_predicted_masks(cfg) else None
         run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress)
         records = read_records(run_dir / "records.jsonl")
         ci = ci_settings(cfg.to_dict()["report"])
@@ -105,7 +108,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                  f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
                  f"feature grid, {100 * quality.image_miou:.1f} per pixel")
         write_plots(records, run_dir / "plots", **ci)
-        plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
+        plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers[-1],
                            learners[-1])
         result = result_from_run(
             run_id=run_id, config=cfg.to_dict(),
@@ -138,9 +141,10 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
 
 
 def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
-                      learners: list[tuple[LearnerConfig, Learner]], gathers: tuple,
+                      learners: list[tuple[LearnerConfig, Learner]], gathers: list[tuple],
                       progress: bool) -> str:
-    """Evaluate every learner on every episode not yet in the folder's records; the run id."""
+    """Evaluate every learner on every episode not yet in the folder's records; the run id.
+    gathers[i]: learner i's (gather_support, gather_query)."""
     supers = class_super_categories()
     run_id = short_key({"config": cfg.to_dict(), "dir": folder.path.name})
     size = cfg.episodes.batch_size if source.batched else 1  # variable shapes go one at a time
@@ -148,7 +152,8 @@ def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
     writer.require({"split": source.split})
     if writer.setting is not None:
         run_id = writer.setting["run_id"]  # resuming: keep the run's identity
-    for spec, learner in learners:
+    for (spec, learner), gather in zip(learners, gathers):
+        masks = learner_masks(cfg.features.masks, learner)
         fingerprint = folder.fingerprint({"name": spec.name, "options": spec.options})
         todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
         if not todo:
@@ -157,16 +162,16 @@ def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
                   file=sys.stderr) as bar:
             for start in range(0, len(todo), size):
                 done = evaluate.predict_positions(learner, source, todo[start:start + size],
-                                                  *gathers)
+                                                  *gather)
                 out = done.predictions
                 writer.append_many(records_from_predictions(
                     run_id=run_id, learner=spec.name, split=source.split,
                     k_shot=done.k_shot, variable_shape=not source.batched,
                     episodes=done.episodes, classes=done.classes, labels=out.labels,
                     predicted=out.predicted, part_contributions=out.contributions,
-                    super_categories=supers, slot_names=PART_SLOTS,
-                    mask_mode=cfg.features.masks if learner.uses_parts else None,
-                    fingerprint=fingerprint))
+                    super_categories=supers,
+                    slot_names=PART_SLOTS if masks is None else slot_names(masks),
+                    mask_mode=masks, fingerprint=fingerprint))
                 bar.update(len(done.episodes))
     return run_id
 

@@ -39,12 +39,17 @@ def episode_source(cfg: RunConfig, dataset: PartDataset) -> EpisodeSource:
 
 
 def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
-    """(config entry, new learner) per entry of `learners`; part learners get the run's masks."""
+    """(config entry, new learner) per entry of `learners`; part learners get the run's masks
+    (the annotation-free controls bring their own), local-descriptor learners need dense maps."""
     learners = []
     for spec in cfg.learners:
         options = dict(spec.options)
         try:
-            if get_learner_class(spec.name).uses_parts:
+            cls = get_learner_class(spec.name)
+            if cls.uses_local_descriptors and not cfg.features.dense:
+                raise ConfigError(f"learners: {spec.name} compares local descriptors of the feature "
+                                  "maps; set features.dense: true to keep them")
+            if cls.uses_parts and cls.own_masks is None:
                 if cfg.features.masks == "none":
                     raise ConfigError(f"learners: {spec.name} pools features over part masks, but "
                                       "features.masks is none; set it to oracle, predicted or "
@@ -54,3 +59,19 @@ def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc
     return learners
+
+
+# Mask modes whose part masks come (at least on the query side) from the part head.
+PREDICTED_MASK_MODES = ("predicted", "support-oracle")
+
+
+def reads_predicted_masks(cfg: RunConfig) -> bool:
+    """True when the run pools any features over the part head's masks: through features.masks
+    or a learner's own mask mode (part_protonet_predicted). Such a run needs a part head."""
+    modes = {cfg.features.masks}
+    for spec in cfg.learners:
+        try:
+            modes.add(getattr(get_learner_class(spec.name), "own_masks", None))
+        except KeyError:  # an unknown name is reported by build_learners
+            continue
+    return bool(modes & set(PREDICTED_MASK_MODES))

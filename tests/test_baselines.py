@@ -17,26 +17,30 @@ from baselines import EpisodeFeatures, Learner, get_learner, learner_names, regi
 from baselines.registry import UnknownLearnerError
 
 N_WAY, K_SHOT, N_QUERY, DIM, SLOTS = 4, 3, 5, 12, 3
+PART_DIM, LOCAL = 8, 4  # slot/local width != global width (an earlier part stage); cells per image
 NOT_LEARNING = {"random"}  # test doubles: no above-chance requirement
 
 
 def toy_episodes(b: int = 3, n_way: int = N_WAY, k_shot: int = K_SHOT, n_query: int = N_QUERY,
                  dim: int = DIM, slots: int = SLOTS, seed: int = 0, spread: float = 3.0,
-                 dtype: torch.dtype = torch.float16):
+                 dtype: torch.dtype = torch.float16, part_dim: int = PART_DIM, local: int = LOCAL):
     """B separable episodes: class centres ~ N(0, spread^2), images = centre + N(0, 1), per slot
-    likewise; each slot present with probability 0.7. Returns support, labels, query, truth."""
+    and per local descriptor likewise; each slot present with probability 0.7. Slots and local
+    descriptors are part_dim wide (not dim). Returns support, labels, query, truth."""
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(b, n_way, dim, generator=g) * spread
-    part_centres = torch.randn(b, n_way, slots, dim, generator=g) * spread
+    part_centres = torch.randn(b, n_way, slots, part_dim, generator=g) * spread
+    local_centres = torch.randn(b, n_way, local, part_dim, generator=g) * spread
     rows = torch.arange(b)[:, None]
 
     def side(per_way: int) -> tuple[EpisodeFeatures, torch.Tensor]:
         labels = torch.arange(n_way).repeat_interleave(per_way).expand(b, -1).contiguous()
         n = labels.shape[1]
         emb = centres[rows, labels] + torch.randn(b, n, dim, generator=g)
-        parts = part_centres[rows, labels] + torch.randn(b, n, slots, dim, generator=g)
+        parts = part_centres[rows, labels] + torch.randn(b, n, slots, part_dim, generator=g)
         present = torch.rand(b, n, slots, generator=g) < 0.7
-        return EpisodeFeatures(emb.to(dtype), parts.to(dtype), present), labels
+        cells = local_centres[rows, labels] + torch.randn(b, n, local, part_dim, generator=g)
+        return EpisodeFeatures(emb.to(dtype), parts.to(dtype), present, cells.to(dtype)), labels
 
     support, labels = side(k_shot)
     query, truth = side(n_query)
@@ -62,7 +66,9 @@ def np64(x: torch.Tensor) -> np.ndarray:
 
 def test_registry_lists_every_baseline():
     assert set(learner_names()) >= {"protonet", "protonet_cosine", "part_protonet",
-                                   "part_protonet_loo", "simpleshot", "logreg", "maml", "random"}
+                                   "part_protonet_loo", "simpleshot", "logreg", "maml", "random",
+                                   "part_protonet_grid2", "part_protonet_grid3",
+                                   "part_protonet_shuffled", "dn4"}
     assert learner_names() == sorted(learner_names())
     for name in learner_names():
         cls = baselines.get_learner_class(name)
@@ -90,7 +96,7 @@ def test_registry_suggests_nearest_name_on_typo():
     with pytest.raises(UnknownLearnerError, match="did you mean 'protonet'") as info:
         get_learner("protonte")
     assert isinstance(info.value, KeyError)  # the runner maps KeyError to a config error
-    with pytest.raises(KeyError, match="registered: logreg"):
+    with pytest.raises(KeyError, match="registered: dn4, logreg"):
         get_learner("zzzzzz")
 
 
@@ -127,7 +133,7 @@ def test_batched_equals_one_episode_at_a_time(name):
     _, together = run(name, support, labels, query)
     for b in range(3):
         one = lambda f: EpisodeFeatures(f.embeddings[b:b + 1], f.part_embeddings[b:b + 1],
-                                        f.part_present[b:b + 1])
+                                        f.part_present[b:b + 1], f.local_descriptors[b:b + 1])
         _, alone = run(name, one(support), labels[b:b + 1], one(query))
         torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-4, atol=1e-5)
 
@@ -161,6 +167,16 @@ def test_part_learners_demand_part_features():
         if baselines.get_learner_class(name).uses_parts:
             with pytest.raises(ValueError, match="part_embeddings"):
                 get_learner(name).fit(bare, labels, N_WAY)
+
+
+def test_local_descriptor_learners_demand_local_descriptors():
+    support, labels, _, _ = toy_episodes()
+    bare = EpisodeFeatures(support.embeddings, support.part_embeddings, support.part_present)
+    names = [n for n in learner_names() if baselines.get_learner_class(n).uses_local_descriptors]
+    assert names == ["dn4"]
+    for name in names:
+        with pytest.raises(ValueError, match="features.dense"):
+            get_learner(name).fit(bare, labels, N_WAY)
 
 
 def test_learners_work_under_inference_mode():
@@ -433,6 +449,48 @@ def test_random_learner_is_seeded_and_at_chance():
     assert abs(accuracy - 1 / N_WAY) < 0.05  # 4000 queries: 5 standard errors is ~0.034
 
 
+def ref_dn4(support, labels, query, n_way, k):
+    """DN4 by its definition, one episode, one query, one class at a time (float64)."""
+    s_loc, q_loc = unit(np64(support.local_descriptors)), unit(np64(query.local_descriptors))
+    b, m = q_loc.shape[:2]
+    out = np.zeros((b, m, n_way))
+    for e in range(b):
+        y = labels[e].numpy()
+        for c in range(n_way):
+            pool = s_loc[e][y == c].reshape(-1, s_loc.shape[-1])  # every descriptor of class c
+            for i in range(m):
+                for x in q_loc[e, i]:
+                    out[e, i, c] += np.sort(pool @ x)[::-1][:k].sum()
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 3, 50])  # 50 > the class pool (3 shots x 4 cells): all of it
+def test_dn4_matches_reference(k):
+    support, labels, query, _ = toy_episodes(seed=8, spread=1.0)
+    perm = torch.randperm(labels.shape[1], generator=torch.Generator().manual_seed(0))
+    support = EpisodeFeatures(support.embeddings[:, perm], None, None,
+                              support.local_descriptors[:, perm])  # ways interleaved
+    labels = labels[:, perm]
+    _, scores = run("dn4", support, labels, query, k=k)
+    np.testing.assert_allclose(np64(scores), ref_dn4(support, labels, query, N_WAY, k),
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_controls_are_part_protonet_over_their_own_regions():
+    support, labels, query, _ = toy_episodes(seed=9)
+    _, plain = run("part_protonet", support, labels, query)
+    for name, masks in (("part_protonet_grid2", "grid2"), ("part_protonet_grid3", "grid3"),
+                        ("part_protonet_shuffled", "shuffled")):
+        cls = baselines.get_learner_class(name)
+        assert cls.uses_parts and cls.own_masks == masks
+        learner, scores = run(name, support, labels, query)
+        assert learner.mask_mode == masks
+        torch.testing.assert_close(scores, plain)  # the difference is in the features alone
+    with pytest.raises(TypeError):
+        get_learner("part_protonet_grid2", mask_mode="oracle")
+    assert baselines.get_learner_class("part_protonet").own_masks is None
+
+
 def test_random_learner_ignores_the_features_and_favours_no_way():
     # a chance row: every way predicted about equally often, whatever the features say
     support, labels, query, _ = toy_episodes(b=40, n_query=25)
@@ -543,3 +601,32 @@ def test_golden_maml_one_step():
     scores = learner.fit(support, torch.tensor([[0, 1]]), 2).predict(features([1.0, 0.0], [0.6, 0.8]))
     # From zero: p = 1/2, W <- lr * (Y - p)^T X / n = [[1/4, -1/4], [-1/4, 1/4]], b stays 0.
     torch.testing.assert_close(scores, torch.tensor([[[0.25, -0.25], [-0.05, 0.05]]]))
+
+
+def test_golden_dn4():
+    # D = 2, L = 2 cells per image, 1 shot. Way 0: (1, 0), (0, 1); way 1: (-1, 0), (0, 2) ->
+    # unit (0, 1). Query: (2, 0), (3, 4) -> unit (1, 0), (0.6, 0.8).
+    support = EpisodeFeatures(torch.zeros(1, 2, 1), None, None,
+                              torch.tensor([[[[0.0, 1.0], [1.0, 0.0]], [[-1.0, 0.0], [0.0, 2.0]]]]))
+    query = EpisodeFeatures(torch.zeros(1, 1, 1), None, None, torch.tensor([[[[2.0, 0.0], [3.0, 4.0]]]]))
+    labels = torch.tensor([[0, 1]])
+    one = get_learner("dn4", k=1).fit(support, labels, 2).predict(query)
+    # k=1: way 0: 1 + 0.8; way 1: max(-1, 0) + max(-0.6, 0.8) = 0.8
+    torch.testing.assert_close(one, torch.tensor([[[1.8, 0.8]]]))
+    # k=2 (and k=3, clamped to the pool of 2): way 0: (1 + 0) + (0.6 + 0.8); way 1: (0 - 1) + (0.8 - 0.6)
+    for k in (2, 3):
+        both = get_learner("dn4", k=k).fit(support, labels, 2).predict(query)
+        torch.testing.assert_close(both, torch.tensor([[[2.4, -0.8]]]))
+    with pytest.raises(ValueError, match="k"):
+        get_learner("dn4", k=0)
+
+
+def test_golden_random():
+    # The documented definition: torch.rand from a CPU generator seeded with `seed`.
+    support = features([0.0], [1.0])
+    scores = get_learner("random", seed=11).fit(support, torch.tensor([[0, 1]]), 2).predict(
+        features([0.0], [0.0], [0.0]))
+    expected = torch.rand(1, 3, 2, generator=torch.Generator().manual_seed(11))
+    torch.testing.assert_close(scores, expected)
+
+

@@ -44,6 +44,9 @@ def test_overrides_win_and_are_parsed_as_yaml():
     ({"backbone": {"weights": "file"}}, "backbone.checkpoint: required"),
     ({"learners": [{"nme": "protonet"}]}, "unknown key 'learners[0].nme'"),
     ({"data": 3}, "data: expected a mapping"),
+    ({"features": {"part_stage": "first"}}, "features.part_stage: 'first' must be last or the stride"),
+    ({"features": {"part_stage": 0}}, "features.part_stage: 0 must be last or the stride"),
+    ({"features": {"masks": "grid4"}}, "features.masks: 'grid4' is not one of"),
 ])
 def test_bad_config_names_the_key_and_the_fix(raw, message):
     with pytest.raises(ConfigError) as err:
@@ -66,6 +69,19 @@ def test_bad_file_errors_name_the_file(tmp_path):
 def test_malformed_override_is_refused():
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         load_config("5way1shot", ["episodes.n_way"])
+
+
+def test_part_stage_and_control_masks_parse():
+    cfg = config_from_dict({"features": {"part_stage": 16, "dense": True, "masks": "grid3"}})
+    assert (cfg.features.part_stage, cfg.features.dense, cfg.features.masks) == (16, True, "grid3")
+    assert config_from_dict({}).features.part_stage == "last"
+
+
+def test_mask_choices_are_the_feature_modes_plus_support_oracle():
+    from benchmark.config import CHOICES
+    from benchmark.features import MASK_MODES
+
+    assert set(CHOICES["features.masks"]) == {*MASK_MODES, "support-oracle"}
 
 
 # --- issue 10: every bad value or file is one config error at load time ------------------------

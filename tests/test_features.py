@@ -16,7 +16,10 @@ from PIL import Image
 from benchmark.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.device import resolve_device, resolve_precision
-from benchmark.features import N_SLOTS, FeatureSet, SplitTransform, extract_features, slot_coverage
+from benchmark.backbones import BackboneError
+from benchmark.features import (N_SLOTS, PRESENCE_MIN_AREA, FeatureSet, SplitTransform,
+                                extract_features, grid_coverage, shuffled_partners, slot_coverage,
+                                slot_names)
 
 TINY = "test_resnet"  # stride 32: a 64 px input gives a 2x2 feature map
 SIZE = 64
@@ -269,15 +272,21 @@ def test_gpu_bf16_features_match_cpu_within_noise(data, backbone):
 
 
 def _count_forwards(backbone) -> Counter:
-    """Count calls of the backbone's trunk (instance-level wrapper of forward_features)."""
+    """Count calls of the backbone's trunk (instance-level wrappers of forward_features and
+    forward_intermediates, which an earlier part stage uses instead)."""
     calls: Counter = Counter()
-    original = backbone.model.forward_features
+    features, intermediates = backbone.model.forward_features, backbone.model.forward_intermediates
 
     def counted(x):
         calls["forward"] += 1
-        return original(x)
+        return features(x)
+
+    def counted_intermediates(x, **kw):
+        calls["forward"] += 1
+        return intermediates(x, **kw)
 
     backbone.model.forward_features = counted
+    backbone.model.forward_intermediates = counted_intermediates
     return calls
 
 
@@ -308,7 +317,8 @@ def test_cache_misses_when_weights_change_in_place(data, tmp_path):
     assert calls["forward"] > 0
 
 
-@pytest.mark.parametrize("change", ["indices", "masks", "image_size", "weights", "dataset", "precision", "part_head"])
+@pytest.mark.parametrize("change", ["indices", "masks", "image_size", "weights", "dataset", "precision",
+                                    "part_head", "part_stage", "dense", "mask_seed"])
 def test_cache_misses_when_any_key_part_changes(data, tmp_path, change):
     head = _SlotHead(96, seed=0)
     base = dict(masks="predicted", part_head=head) if change == "part_head" else {}
@@ -326,13 +336,20 @@ def test_cache_misses_when_any_key_part_changes(data, tmp_path, change):
         dataset = tiny_dataset(seed=1)
     elif change == "precision":
         kw["precision"] = "bf16"
+    elif change == "part_stage":
+        kw["part_stage"] = 16
+    elif change == "dense":
+        kw["dense"] = True
+    elif change == "mask_seed":  # only shuffled masks use the seed: shuffle in both runs
+        _extract(data, build_backbone(TINY, image_size=SIZE), cache_dir=tmp_path, masks="shuffled")
+        kw.update(masks="shuffled", mask_seed=1)
     else:
         kw["part_head"] = _SlotHead(96, seed=1)
     backbone = build_backbone(TINY, image_size=size, seed=seed)
     calls = _count_forwards(backbone)
     _extract(dataset, backbone, cache_dir=tmp_path, **kw)
     assert calls["forward"] > 0
-    assert len(list(tmp_path.glob("features-*.pt"))) == 2
+    assert len(list(tmp_path.glob("features-*.pt"))) == (3 if change == "mask_seed" else 2)
 
 
 def _flip_a_bit_of_the_embeddings(path):
@@ -449,3 +466,116 @@ def test_predicted_coverage_is_the_heads_softmax_over_slots():
     peaked[0, 1, 0, 0] = peaked[0, N_SLOTS, 1, 1] = 30.0
     sharp = predicted_coverage(peaked, (2, 2))
     assert sharp[0, 1, 0, 0] > 0.999 and sharp[0, :, 1, 1].sum() < 1e-6
+
+
+# --- part stage, controls, dense descriptors -------------------------------------------------------
+
+
+def _stage_map(backbone, dataset, i, index):
+    """(fmap, pooled, map of feature_info[index]) of image i, straight from timm."""
+    x = backbone.transform(dataset.load_image(i))[None]
+    with torch.inference_mode():
+        fmap, pooled = backbone.feature_map(x)
+        stage = backbone.model.forward_intermediates(x, indices=[index], intermediates_only=True)[0]
+    return fmap, pooled, stage
+
+
+def test_resnet_part_stage_pools_the_stride_16_map(data, backbone):
+    # test_resnet: strides 2, 4, 8, 16, 32 with 32, 32, 48, 192, 96 channels; 64 px -> 4x4 at 16
+    assert backbone.stage_index(16) == 3 and backbone.stage_index(32) is None
+    assert backbone.stage_index("last") is None and backbone.part_channels(3) == 192
+    last = _extract(data, backbone)
+    fs = _extract(data, backbone, part_stage=16, dense=True)
+    n = len(data.images)
+    assert fs.part_embeddings.shape == (n, N_SLOTS, 192)  # D_part = 192 != D = 96
+    assert fs.dense.shape == (n, 16, 192) and fs.dense.dtype == torch.float16
+    torch.testing.assert_close(fs.embeddings, last.embeddings)  # the global embedding stays
+    assert torch.equal(fs.part_present, last.part_present)  # presence is defined in the image
+    for i in (0, 7):
+        _, _, stage = _stage_map(backbone, data, i, 3)
+        assert stage.shape == (1, 192, 4, 4)
+        cover = slot_coverage(data.masks[i], (4, 4))  # the coverage at the stage's grid
+        for slot in (0, 1):
+            expected = (stage[0] * cover[slot]).sum(dim=(1, 2)) / cover[slot].sum()
+            torch.testing.assert_close(fs.part_embeddings[i, slot].float(), expected, atol=2e-3, rtol=2e-3)
+        # Head is the top-left quarter: exactly the 2x2 top-left cells of the 4x4 map
+        torch.testing.assert_close(fs.part_embeddings[i, 0].float(), stage[0, :, :2, :2].mean(dim=(1, 2)),
+                                   atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(fs.dense[i].float(), stage[0].flatten(1).T, atol=2e-3, rtol=2e-3)
+        got = fs.gather(np.array([[i]]))
+        assert got.local_descriptors.shape == (1, 1, 16, 192) and got.part_embeddings.shape[-1] == 192
+
+
+def test_stride_8_stage_and_bad_stages(data, backbone):
+    fs = _extract(data, backbone, indices=[1, 2], part_stage=8)
+    assert fs.part_embeddings.shape == (2, N_SLOTS, 48)
+    with pytest.raises(BackboneError, match=r"strides \[32, 16, 8, 4, 2\]"):
+        _extract(data, backbone, part_stage=64)
+    with pytest.raises(BackboneError, match="part_stage"):
+        _extract(data, backbone, part_stage="first")
+
+
+def test_vit_has_one_stage_the_patch_stride(data):
+    vit = build_backbone("test_vit", image_size=SIZE)  # 16 px patches: 4x4 tokens at every block
+    assert set(vit.stage_strides()) == {16} and vit.stage_index(16) is None
+    last = _extract(data, vit, indices=[0, 5])
+    fs = _extract(data, vit, indices=[0, 5], part_stage=16, dense=True)
+    assert last.dense is None and fs.key != last.key  # dense maps are part of the key
+    torch.testing.assert_close(fs.part_embeddings, last.part_embeddings)
+    assert fs.dense.shape == (2, 16, 64)
+    with pytest.raises(BackboneError, match=r"strides \[16\]"):
+        _extract(data, vit, indices=[0], part_stage=8)
+
+
+def test_grid_coverage_golden():
+    # 2x2 regions on a 2x2 map: each region is one cell
+    np.testing.assert_allclose(grid_coverage(2, (2, 2)).numpy(), np.eye(4).reshape(4, 2, 2))
+    # 3x3 regions on a 2x2 map: cell 0 spans regions [0, 1.5), so region 0 fills 2/3 of it per
+    # side and region 1 the other 1/3; region (0, 0) -> 4/9 of cell (0, 0), the centre 1/9 of each
+    cov = grid_coverage(3, (2, 2)).numpy()
+    np.testing.assert_allclose(cov[0], [[4 / 9, 0], [0, 0]], atol=1e-6)
+    np.testing.assert_allclose(cov[4], np.full((2, 2), 1 / 9), atol=1e-6)
+    np.testing.assert_allclose(cov[1], [[2 / 9, 2 / 9], [0, 0]], atol=1e-6)
+    np.testing.assert_allclose(cov.sum(0), np.ones((2, 2)), atol=1e-6)  # a partition
+    assert slot_names("grid2") == ("cell 0,0", "cell 0,1", "cell 1,0", "cell 1,1")
+
+
+def test_grid_masks_pool_fixed_cells_and_read_no_annotation(backbone):
+    data = tiny_dataset()
+
+    def no_masks(i):
+        raise AssertionError("grid masks must not read annotations")
+
+    data.slot_masks = no_masks
+    fs = _extract(data, backbone, masks="grid2", part_stage=16, indices=[0, 3])
+    assert fs.part_embeddings.shape == (2, 4, 192) and fs.part_present.all()
+    for row, i in enumerate((0, 3)):
+        _, _, stage = _stage_map(backbone, data, i, 3)
+        quads = [stage[0, :, r:r + 2, c:c + 2].mean(dim=(1, 2)) for r in (0, 2) for c in (0, 2)]
+        torch.testing.assert_close(fs.part_embeddings[row].float(), torch.stack(quads), atol=2e-3, rtol=2e-3)
+    assert _extract(data, backbone, masks="grid3", indices=[0]).part_embeddings.shape == (1, 9, 96)
+
+
+def test_shuffled_partners_are_a_seeded_derangement():
+    idx = np.arange(10, 50, 3)
+    partners = shuffled_partners(idx, seed=0)
+    assert sorted(partners) == sorted(idx) and not (partners == idx).any()
+    assert np.array_equal(partners, shuffled_partners(idx, seed=0))
+    assert not np.array_equal(partners, shuffled_partners(idx, seed=1))
+    with pytest.raises(ValueError, match="at least 2"):
+        shuffled_partners(idx[:1], seed=0)
+
+
+def test_shuffled_masks_pool_this_image_under_another_images_masks(data, backbone):
+    idx = np.arange(len(data.images))
+    fs = _extract(data, backbone, masks="shuffled", mask_seed=3)
+    partners = shuffled_partners(idx, seed=3)
+    for i in (0, 4):
+        fmap, pooled, _ = _stage_map(backbone, data, i, 3)
+        masks = data.masks[partners[i]]
+        cover = slot_coverage(masks, (2, 2))
+        present = torch.from_numpy(masks.mean(axis=(1, 2)) >= PRESENCE_MIN_AREA)
+        assert torch.equal(fs.part_present[i], present)
+        body = (fmap[0] * cover[1]).sum(dim=(1, 2)) / cover[1].sum()  # the partner's Body
+        torch.testing.assert_close(fs.part_embeddings[i, 1].float(), body, atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(fs.embeddings[i].float(), pooled[0], atol=2e-3, rtol=2e-3)

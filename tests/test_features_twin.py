@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmark.backbones import build_backbone
-from benchmark.features import N_SLOTS, PRESENCE_MIN_CELLS, extract_features
+from benchmark.features import N_SLOTS, PRESENCE_MIN_AREA, extract_features
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -36,8 +36,7 @@ def test_oracle_part_features_follow_the_annotated_masks(twin):
     for row, i in enumerate(indices):
         masks = torch.from_numpy(dataset.slot_masks(int(i))).float()
         assert masks.shape == (N_SLOTS, SIZE, SIZE)
-        cells = masks.mean(dim=(1, 2)) * 4  # covered area in 32x32 cells
-        assert torch.equal(fs.part_present[row], cells >= PRESENCE_MIN_CELLS)
+        assert torch.equal(fs.part_present[row], masks.mean(dim=(1, 2)) >= PRESENCE_MIN_AREA)
         x = backbone.transform(dataset.load_image(int(i)))[None]
         with torch.inference_mode():
             fmap, pooled = backbone.feature_map(x)

@@ -37,10 +37,14 @@ def test_predicted_mask_run_reports_the_part_heads_iou(tiny_run_config, tmp_path
     assert table["slot"].iloc[-1] == "mIoU"
     assert validate_result_file(tmp_path / "run" / "result.json") == []
 
-    oracle = dict(raw, features={"masks": "oracle", "batch_size": 128})
-    plain = runner.run_benchmark(config_from_dict(oracle), run_dir=tmp_path / "oracle",
+    # oracle masks for the run, predicted ones for one learner: the same head is measured
+    both = dict(raw, features={"masks": "oracle", "batch_size": 128},
+                learners=["part_protonet", "part_protonet_predicted"])
+    mixed = runner.run_benchmark(config_from_dict(both), run_dir=tmp_path / "mixed",
                                  progress=False)
-    assert "mask_quality" not in plain.result
+    assert mixed.result["mask_quality"] == quality  # same checkpoint (cached), same images
+    modes = mixed.records.groupby("learner")["mask_mode"].first().to_dict()
+    assert modes == {"part_protonet": "oracle", "part_protonet_predicted": "predicted"}
 
 
 def _split_size(out, split: str) -> int:
@@ -60,6 +64,7 @@ def test_each_seed_is_a_valid_run_on_the_same_episodes_with_the_spread_beside(ti
         assert validate_result_file(path) == []
         result = json.loads(path.read_text())
         assert result["config"]["backbone"]["seed"] == seed
+        assert "mask_quality" not in result  # oracle masks only: no part head to measure
         spread = result["seed_spread"]
         assert spread["n_seeds"] == 2 and spread["this_seed"] == seed
         per_seed[seed] = result["metrics"]["protonet"]["accuracy"]

@@ -10,6 +10,7 @@ from benchmark.backbones import Backbone, build_backbone
 from benchmark.cache import cache_root, short_key
 from benchmark.config import ConfigError, RunConfig
 from benchmark.data.dataset import PartDataset
+from benchmark.stages import reads_predicted_masks
 from benchmark.training.checkpoint import usable_cached_checkpoint
 from benchmark.training.episodic import EpisodeSpec
 from benchmark.training.loop import train_backbone
@@ -30,8 +31,7 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
     """The checkpoint trained on the train split for this (dataset, backbone, train) setting."""
     tr = cfg.train
     # Predicted part masks need a part head; train one after the backbone unless configured.
-    part_head = tr.part_head or ("after" if cfg.features.masks in ("predicted", "support-oracle")
-                                 else False)
+    part_head = tr.part_head or ("after" if reads_predicted_masks(cfg) else False)
     # Everything that changes the weights; loader workers do not (augmentation is seeded per image).
     key = short_key({"data": dataset.fingerprint, "backbone": cfg.backbone.name,
                      "image_size": cfg.backbone.image_size, "seed": cfg.backbone.seed,
