@@ -445,12 +445,14 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
 
 
 def _copied_metrics_problems(metrics: Mapping[str, Any]) -> list[str]:
-    """Two learners with the very same metrics (accuracy, CI, episodes, every super-category):
-    one learner's numbers copied under a second name."""
+    """Two learners with the very same metrics (accuracy, CI, episodes, every super-category)
+    and the same run fingerprint: one learner's numbers copied under a second name. (Two real
+    learners can tie on every number, e.g. on a degenerate backbone, but their records carry
+    different fingerprints, since a fingerprint covers the learner's name and options.)"""
     seen: dict[bytes, str] = {}
     problems = []
     for learner, m in metrics.items():
-        body = canonical_json({k: v for k, v in m.items() if k not in ("mask_mode", "fingerprint")})
+        body = canonical_json({k: v for k, v in m.items() if k != "mask_mode"})
         if body in seen:
             problems.append(f"metrics.{learner}: identical to metrics.{seen[body]} in every "
                             "number; the same results cannot stand under two learners")
@@ -459,11 +461,14 @@ def _copied_metrics_problems(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _copied_episodes_problems(records: pd.DataFrame) -> list[str]:
-    """Two learners whose records agree on every episode's per-class counts."""
+    """Two learners whose records agree on every episode's per-class counts under the same run
+    fingerprint (real learners' records carry different ones)."""
     seen: dict[bytes, str] = {}
     problems = []
     for learner, group in records.sort_values("episode").groupby("learner", sort=True):
-        body = canonical_json([[int(e), pc] for e, pc in zip(group["episode"], group["per_class"])])
+        fingerprints = sorted(map(str, set(group["fingerprint"])))
+        body = canonical_json([fingerprints] + [[int(e), pc] for e, pc in
+                                                zip(group["episode"], group["per_class"])])
         if body in seen:
             problems.append(f"records: learner {learner!r} has the same per-episode results as "
                             f"{seen[body]!r} on every episode; records copied under another name")

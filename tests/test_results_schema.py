@@ -276,3 +276,18 @@ def test_records_of_two_fingerprints_under_one_learner_are_refused(tmp_path):
                            for r in fake_records("protonet", 0.6, 3, start=3))
     with pytest.raises(ValueError, match="records of 2 run fingerprints"):
         fake_result(read_records(path))
+
+
+def test_real_learners_that_tie_on_every_number_are_not_copies(tmp_path):
+    # a degenerate backbone can make two learners agree everywhere; their fingerprints differ
+    path = tmp_path / "tie.jsonl"
+    with RecordWriter(path) as writer:
+        for learner, fingerprint in (("protonet", "a" * 16), ("simpleshot", "b" * 16)):
+            writer.append_many({**r, "learner": learner, "fingerprint": fingerprint}
+                               for r in fake_records("protonet", 0.6, 6))
+    frame = read_records(path)
+    result = fake_result(frame)
+    assert validate_result(result, records=frame) == []
+    copied = _resealed(result, lambda r: r["metrics"]["simpleshot"].__setitem__(
+        "fingerprint", r["metrics"]["protonet"]["fingerprint"]))
+    assert any("identical to metrics.protonet" in p for p in validate_result(copied))
