@@ -192,3 +192,26 @@ def test_a_rehashed_edited_episode_file_is_refused_and_leaves_no_folder(finished
     assert "episodes.file:" in line and "episode 2 (entry 2): image" in line
     assert "not of way 0's class" in line
     assert not out.exists()
+
+
+def test_a_damaged_trained_checkpoint_is_retrained_with_a_warning(finished, tmp_path):
+    from benchmark.training.checkpoint import load_checkpoint
+
+    raw, _ = finished
+    trained = dict(raw, cache_dir=str(tmp_path / "cache"),
+                   backbone=dict(raw["backbone"], weights="train"),
+                   train={"epochs": 1, "batch_size": 32, "val_episodes": 4, "val_k_shot": 1,
+                          "val_n_query": 2},
+                   episodes=dict(raw["episodes"], n_episodes=8))
+    first = runner.run(config_from_dict(trained), run_dir=tmp_path / "first", progress=False)
+    (best,) = (tmp_path / "cache" / "checkpoints").glob("*/best.pt")
+    data = bytearray(best.read_bytes())
+    data[len(data) // 2] ^= 0x08  # one flipped bit; its .sha256 still lies beside it
+    best.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=f"checkpoint {best} is damaged.*; retraining"):
+        second = runner.run(config_from_dict(trained), run_dir=tmp_path / "second",
+                            progress=False)
+    assert (best.parent / "best.pt.corrupt").is_file()
+    load_checkpoint(best)  # the retrained one verifies
+    sha = [json.loads((d / "result.json").read_text())["weights"]["sha256"] for d in (first, second)]
+    assert all(len(s) == 64 for s in sha)
