@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 EXAMPLES = """\
@@ -23,6 +24,7 @@ examples:
   python -m benchmark report outputs/5way1shot-* outputs/5way5shot-* --out report/
   python -m benchmark validate outputs/*/result.json
   python -m benchmark leaderboard results-dir/
+  python -m benchmark repair outputs/5way1shot-20261125-130000
 """
 
 
@@ -111,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list files without records apart, unranked, instead of refusing them")
     board.add_argument("--html", metavar="DIR",
                        help="also write a self-contained web page DIR/index.html")
+
+    repair = sub.add_parser(
+        "repair", help="move the bad or repeated lines of a run's records aside",
+        description="Move every bad, edited, repeated or torn line of a records file into "
+                    "<file>.rejected beside it (verbatim; nothing is deleted) and keep the rest, "
+                    "so `report` and `run --resume` work again; --resume re-runs the moved "
+                    "episodes.")
+    repair.add_argument("run", help="a run folder or its records.jsonl")
     return parser
 
 
@@ -121,12 +131,41 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, DatasetError, *_loaded_user_errors()) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that is read-only, a file where a folder should be, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished episodes are kept; continue with --resume", file=sys.stderr)
         return 130
+    except Exception:  # a bug: keep the traceback, it is what a report needs
+        traceback.print_exc()
+        print("partbench hit an internal error (a bug, not a problem with your input): please "
+              "report it with the command line and the traceback above", file=sys.stderr)
+        return 1
+
+
+# (module, class) of the errors that mean "your input cannot be used"; looked up only in
+# modules already imported, so catching them never imports torch (an error of a module that
+# was never imported cannot have been raised).
+USER_ERRORS = (
+    ("benchmark.config", "ConfigError"), ("benchmark.data.errors", "DatasetError"),
+    ("benchmark.backbones", "BackboneError"), ("benchmark.training.checkpoint", "CheckpointError"),
+    ("episodes.files", "EpisodeFileError"), ("episodes.sampler", "EpisodeSettingsError"),
+    ("results.records", "RecordError"), ("episodes.storage", "StrictJSONError"),
+)
+
+
+def _loaded_user_errors() -> tuple[type[BaseException], ...]:
+    found = (getattr(sys.modules.get(module), name, None) for module, name in USER_ERRORS)
+    return tuple(error for error in found if isinstance(error, type))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -159,9 +198,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output_file(out: Path) -> None:
+    """`--out FILE` must name a file in an existing folder (checked before any work)."""
+    from benchmark.config import ConfigError
+
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name the episode file to write, e.g. "
+                          f"{out / 'episodes.json'}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
+    from benchmark.config import ConfigError
     from benchmark.data.synth import generate_twin
 
+    for flag, value, low in (("--images-per-class", args.images_per_class, 1),
+                             ("--image-size", args.image_size, 32), ("--workers", args.workers, 1)):
+        if value < low:
+            raise ConfigError(f"synth {flag}: must be at least {low}, got {value}")
     out = generate_twin(Path(args.out), images_per_class=args.images_per_class,
                         image_size=args.image_size, seed=args.seed, full=args.full,
                         workers=args.workers)
@@ -194,6 +249,7 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     from episodes import save_episodes
 
     cfg = load_config(args.config, args.overrides)
+    check_output_file(Path(args.out))
     split = cfg.episodes.split
     dataset = resolve_dataset(cfg.data, cfg.cache_dir,
                               needed={split: f"draws its episodes from the {split} split"})
@@ -254,6 +310,22 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                             html=args.html)
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    from results.records import repair_records
+
+    path = Path(args.run)
+    path = path / "records.jsonl" if path.is_dir() else path
+    report = repair_records(path)
+    if not report.moved:
+        print(f"{path}: nothing to repair ({report.kept} good records)")
+        return 0
+    for number, why in report.moved:
+        print(f"moved line {number}: {why}")
+    print(f"{path}: kept {report.kept} records; moved {len(report.moved)} lines to "
+          f"{report.side_file} (nothing deleted); `run --resume` runs their episodes again")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "synth": cmd_synth,
@@ -264,6 +336,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "report": cmd_report,
     "leaderboard": cmd_leaderboard,
+    "repair": cmd_repair,
 }
 
 

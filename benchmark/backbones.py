@@ -45,6 +45,7 @@ from torch import nn
 
 from benchmark.backbone_config import WEIGHT_SOURCES
 from benchmark.part_head import PartSegHead
+from benchmark.tensor_hash import checkpoint_problem, file_hash_problem, first_non_finite
 from episodes.storage import file_sha256
 
 
@@ -335,7 +336,11 @@ def _train_model(
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise BackboneError(f"cannot read training checkpoint {path.name}: {err}") from err
+        raise BackboneError(f"cannot read training checkpoint {path}: "
+                            f"{' '.join(str(err).split())[:200]}") from None
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise BackboneError(f"training checkpoint {path} {problem}; retrain it or use another")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise BackboneError(
             f"{path.name} is not a partbench training checkpoint: expected a dict with a "
@@ -395,6 +400,9 @@ def build_backbone(
         path = Path(checkpoint)
         if not path.is_file():
             raise BackboneError(f"checkpoint file not found: {path}")
+        problem = file_hash_problem(path)  # a .sha256 beside it is a promise: keep it
+        if problem is not None:
+            raise BackboneError(f"checkpoint {path} {problem}; refusing to use it")
     elif checkpoint is not None:
         raise BackboneError(f"checkpoint= is only used with weights='file' or 'train', not {weights!r}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
@@ -426,6 +434,10 @@ def build_backbone(
         provenance.update(saw_test_classes=_saw_test_classes(meta), meta=_jsonable(meta))
 
     if path is not None:
+        bad = first_non_finite(dict(model.state_dict()))
+        if bad is not None:
+            raise BackboneError(f"checkpoint {path} holds NaN or infinite values in {bad!r}; "
+                                "those weights cannot give meaningful features")
         provenance.update(checkpoint=path.name, sha256=file_sha256(path), sha256_of="file")
     else:
         provenance.update(sha256=state_dict_sha256(model), sha256_of="state_dict")

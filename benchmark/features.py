@@ -616,6 +616,10 @@ class FeatureProvider:
             support = query = self.features(indices, masks, "episodes", dense)
         return support.gather, query.gather
 
+    def keys(self) -> list[str]:
+        """The cache keys of every feature set extracted so far, sorted (part of a run's identity)."""
+        return sorted(features.key for features in self._sets.values())
+
     def base_embeddings(self) -> torch.Tensor:
         """(n_train, D) float32 global embeddings of the train split, for learners' prepare()."""
         train = self.dataset.split_indices("train")

@@ -1,9 +1,8 @@
 """`python -m benchmark run`: config -> dataset -> backbone -> features -> episodes -> learners
 -> per-episode records -> tables and a leaderboard result file.
 
-Each stage owns its policy (benchmark.run_folder, benchmark.data.source, benchmark.training.weights,
-benchmark.features, benchmark.stages with episodes.source and the learners, results.run_result);
-this module only passes data along.
+Each stage owns its policy (benchmark.data.source, benchmark.training.weights, benchmark.features,
+episodes.source, benchmark.stages, results.run_result); this module only passes data along.
 Costly stages cache under the cache folder, and per-episode records are appended as they are
 computed, so a stopped run resumes where it stopped (`--resume RUN_DIR`) without losing or
 repeating an episode. `run_benchmark(cfg)` is the programmatic entry point.
@@ -12,7 +11,6 @@ repeating an episode. `run_benchmark(cfg)` is the programmatic entry point.
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +28,14 @@ from benchmark.data.splits import required_splits
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider, learner_masks, slot_names
 from benchmark.mask_quality import measure_mask_quality
-from benchmark.run_folder import prepare_run_dir
+from benchmark.run_folder import RunFolder
 from benchmark.stages import build_learners, episode_source, reads_predicted_masks
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
 from episodes.taxonomy import PART_SLOTS, class_super_categories, classes
 from results.plots import plot_predicted_episode, write_plots
-from results.records import RecordWriter, read_records, records_from_predictions
+from results.records import read_records, records_from_predictions
 from results.run_result import ci_settings, result_from_run
 from results.schema import write_result
 from results.tables import save_table, write_report
@@ -63,14 +61,15 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
     Under `torchrun --nproc_per_node=N`, every process joins training (DDP) and feature
     extraction (sharded); rank 0 alone evaluates the episodes and writes the outputs.
     """
-    started = time.time()
     ctx = init_distributed(cfg.features.device)
+    folder = None
     try:
         needed = required_splits(cfg)  # only these must be there: a train+val copy runs val
         if ctx.is_main:
-            run_dir = prepare_run_dir(cfg, run_dir, resume)
-            # Rank 0 first: it may make the twin.
-            dataset = resolve_dataset(cfg.data, cfg.cache_dir, needed)
+            folder = RunFolder(cfg, run_dir, resume)  # locked and checked before any data loads
+            run_dir = folder.path
+            _say(f"run folder: {run_dir}")
+            dataset = resolve_dataset(cfg.data, cfg.cache_dir, needed)  # rank 0 first: the twin
         ctx.barrier()
         if not ctx.is_main:
             dataset = resolve_dataset(cfg.data, cfg.cache_dir, needed)
@@ -91,12 +90,13 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                 learner.prepare(features.base_embeddings())
         if not ctx.is_main:
             return None
+        folder.seal_content(run_content(dataset, backbone, features, source))
         fc = cfg.features
         quality = measure_mask_quality(
             dataset, source.image_indices(dataset), backbone, batch_size=fc.batch_size,
             num_workers=fc.num_workers, device=features.device,
             precision=fc.precision) if reads_predicted_masks(cfg) else None
-        run_id = evaluate_episodes(cfg, run_dir, source, learners, gathers, progress)
+        run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress)
         records = read_records(run_dir / "records.jsonl")
         ci = ci_settings(cfg.to_dict()["report"])
         names = [spec.name for spec in cfg.learners]
@@ -118,13 +118,19 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
             dataset={"fingerprint": dataset.fingerprint, "n_images": len(dataset.images),
                      "skipped_annotations": dataset.defects},
             weights=backbone.provenance, hardware=hardware(features.device), records=records,
-            wall_time_s=time.time() - started,
+            wall_time_s=folder.wall_time_s(),
             sections={"mask_quality": quality.to_dict() if quality is not None else None})
         path = write_result(run_dir / "result.json", result)
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
         _say(f"tables: {run_dir / 'tables'}   plots: {run_dir / 'plots'}")
         return RunResult(run_dir, result, records, tables)
+    except BaseException:
+        if folder is not None:
+            folder.abandon()  # a new run that wrote no record leaves no folder behind
+        raise
     finally:
+        if folder is not None:
+            folder.close()
         ctx.close()
 
 
@@ -135,37 +141,39 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
     return None if outcome is None else outcome.run_dir
 
 
-def evaluate_episodes(cfg: RunConfig, run_dir: Path, source: EpisodeSource,
+def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
                       learners: list[tuple[LearnerConfig, Learner]], gathers: list[tuple],
                       progress: bool) -> str:
-    """Evaluate every learner on every episode not yet in run_dir/records.jsonl; the run id.
+    """Evaluate every learner on every episode not yet in the folder's records; the run id.
     gathers[i]: learner i's (gather_support, gather_query)."""
     supers = class_super_categories()
-    run_id = short_key({"config": cfg.to_dict(), "dir": run_dir.name})
+    run_id = short_key({"config": cfg.to_dict(), "dir": folder.path.name})
     size = cfg.episodes.batch_size if source.batched else 1  # variable shapes go one at a time
-    with RecordWriter(run_dir / "records.jsonl", expect={"split": source.split}) as writer:
-        if writer.setting is not None:
-            run_id = writer.setting["run_id"]  # resuming: keep the run's identity
-        for (spec, learner), gather in zip(learners, gathers):
-            masks = learner_masks(cfg.features.masks, learner)
-            todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
-            if not todo:
-                continue
-            with tqdm(total=len(todo), desc=spec.name, unit="ep", disable=not progress,
-                      file=sys.stderr) as bar:
-                for start in range(0, len(todo), size):
-                    done = evaluate.predict_positions(learner, source, todo[start:start + size],
-                                                      *gather)
-                    out = done.predictions
-                    writer.append_many(records_from_predictions(
-                        run_id=run_id, learner=spec.name, split=source.split,
-                        k_shot=done.k_shot, variable_shape=not source.batched,
-                        episodes=done.episodes, classes=done.classes, labels=out.labels,
-                        predicted=out.predicted, part_contributions=out.contributions,
-                        super_categories=supers,
-                        slot_names=PART_SLOTS if masks is None else slot_names(masks),
-                        mask_mode=masks))
-                    bar.update(len(done.episodes))
+    writer = folder.writer
+    writer.require({"split": source.split})
+    if writer.setting is not None:
+        run_id = writer.setting["run_id"]  # resuming: keep the run's identity
+    for (spec, learner), gather in zip(learners, gathers):
+        masks = learner_masks(cfg.features.masks, learner)
+        fingerprint = folder.fingerprint({"name": spec.name, "options": spec.options})
+        todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
+        if not todo:
+            continue
+        with tqdm(total=len(todo), desc=spec.name, unit="ep", disable=not progress,
+                  file=sys.stderr) as bar:
+            for start in range(0, len(todo), size):
+                done = evaluate.predict_positions(learner, source, todo[start:start + size],
+                                                  *gather)
+                out = done.predictions
+                writer.append_many(records_from_predictions(
+                    run_id=run_id, learner=spec.name, split=source.split,
+                    k_shot=done.k_shot, variable_shape=not source.batched,
+                    episodes=done.episodes, classes=done.classes, labels=out.labels,
+                    predicted=out.predicted, part_contributions=out.contributions,
+                    super_categories=supers,
+                    slot_names=PART_SLOTS if masks is None else slot_names(masks),
+                    mask_mode=masks, fingerprint=fingerprint))
+                bar.update(len(done.episodes))
     return run_id
 
 
@@ -181,6 +189,16 @@ def plot_first_episode(path: Path, dataset: PartDataset, source: EpisodeSource, 
         lambda i: (np.asarray(dataset.load_image(i).convert("RGB")), dataset.slot_masks(i)),
         path, slot_names=PART_SLOTS,
         title=f"episode 0 ({episode.split}), predictions of {spec.name}")
+
+
+def run_content(dataset: PartDataset, backbone, features: FeatureProvider,
+                source: EpisodeSource) -> dict:
+    """What the run's config names, measured: the content part of its identity."""
+    return {"dataset.fingerprint": dataset.fingerprint,
+            "backbone.weights_sha256": backbone.provenance.get("sha256"),
+            "features.keys": features.keys(),
+            "episodes.settings": source.settings,
+            "episodes.file_hash": source.hash() if source.fixed is not None else None}
 
 
 def _say(message: str) -> None:

@@ -30,7 +30,9 @@ def episode_source(cfg: RunConfig, dataset: PartDataset) -> EpisodeSource:
     if cfg.episodes.file:
         try:
             return EpisodeSource.from_file(Path(cfg.episodes.file).expanduser(),
-                                           dataset_fingerprint=dataset.fingerprint)
+                                           dataset_fingerprint=dataset.fingerprint,
+                                           labels=dataset.labels,
+                                           image_splits=[r.split for r in dataset.images])
         except (EpisodeFileError, OSError) as exc:
             raise ConfigError(f"episodes.file: {exc}") from None
     return EpisodeSource.sampled(build_sampler(cfg, dataset), cfg.episodes.n_episodes)

@@ -23,8 +23,9 @@ Layout (SCHEMA_VERSION 2):
     episodes: {hash: str, requested: int, run: int}
     wall_time_s: float
     ci: {confidence: float, method: "normal"|"bootstrap", seed: int, n_boot: int}
-    metrics: {learner: {accuracy, ci, n_episodes, mask_mode, per_super_category: {name:
-              {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %
+    metrics: {learner: {accuracy, ci, n_episodes, mask_mode, fingerprint, per_super_category:
+              {name: {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %;
+              fingerprint: the run fingerprint of the learner's records (what they depend on)
     mask_quality (optional): {n_images, grid, grid_miou, image_miou, grid_iou, image_iou}
               the part head's IoU against the annotations (runs with predicted masks)
     seed_spread (optional): {seeds, n_seeds, this_seed, confidence, learners: {learner:
@@ -46,7 +47,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from episodes.storage import atomic_write_text, canonical_json, json_sha256
+from episodes.storage import StrictJSONError, atomic_write_text, canonical_json, json_sha256, loads_strict
 from results.records import read_records
 from results.stats import CI_METHODS, mean_ci
 
@@ -149,6 +150,8 @@ METRIC = _Object({"accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT
 LEARNER_METRICS = _Object({
     "accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT,
     "mask_mode": _Optional(STR),  # part masks behind this learner's features; null: no parts
+    # the run fingerprint its records carry (benchmark.run_identity); null: records without one
+    "fingerprint": _Optional(STR),
     "per_super_category": _Mapping(METRIC),
 })
 
@@ -258,6 +261,11 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
         if len(modes) > 1:
             raise ValueError(f"learner {learner!r} has records under several mask modes {modes}; "
                              "one result covers one run")
+        fingerprints = sorted(set(group["fingerprint"].dropna()))
+        if len(fingerprints) > 1:
+            raise ValueError(f"learner {learner!r} has records of {len(fingerprints)} run "
+                             f"fingerprints {fingerprints}: they were made under different "
+                             "settings and cannot be pooled")
         per_super: dict[str, list[float]] = {}
         for counts in group["per_super_category"]:
             for name, (correct, total) in counts.items():
@@ -265,6 +273,7 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
                     per_super.setdefault(name, []).append(100.0 * correct / total)
         metrics[str(learner)] = entry(group["accuracy"].to_numpy() * 100.0) | {
             "mask_mode": modes[0] if modes else None,
+            "fingerprint": fingerprints[0] if fingerprints else None,
             "per_super_category": {name: entry(v) for name, v in sorted(per_super.items())},
         }
     return metrics
@@ -350,9 +359,12 @@ def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Pat
 
 
 def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a result file (no validation; see validate_result_file)."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """Load a result file (no validation; see validate_result_file).
+
+    Raises:
+        OSError: unreadable. StrictJSONError: not JSON, a key twice, or absurdly nested.
+    """
+    return loads_strict(Path(path).read_bytes())
 
 
 # ------------------------------------------------------------------ validating
@@ -371,6 +383,15 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
                         f"({episodes['requested']})")
     if episodes["run"] < 1:
         problems.append(f"episodes.run must be at least 1, got {episodes['run']}")
+    setting = result["setting"]
+    for key, low in (("n_way", 2), ("k_shot", 1), ("n_query", 1)):
+        if setting[key] is not None and setting[key] < low:
+            problems.append(f"setting.{key}: must be at least {low}, got {setting[key]}")
+    weights = result["weights"]
+    if weights["provenance"] == "hub" and not weights["saw_test_classes"]:
+        problems.append("weights.saw_test_classes: false, but hub weights (ImageNet-pretrained) "
+                        "saw the test classes; it must be true")
+    problems += _copied_metrics_problems(result["metrics"])
     if result["wall_time_s"] < 0:
         problems.append(f"wall_time_s: must be >= 0, got {result['wall_time_s']}")
     if not result["metrics"]:
@@ -391,8 +412,13 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
                 if n > 1:
                     problems.append(f"{where}.ci: null but {n} episodes give a CI")
                 continue
+            if n < 2:
+                problems.append(f"{where}.ci: {half} from {n} episode; a CI needs at least 2 "
+                                "episodes (null)")
             if half < 0:
                 problems.append(f"{where}.ci: negative half-width {half}")
+            elif half > 100:
+                problems.append(f"{where}.ci: half-width {half} exceeds 100 points")
             # Accuracies in [0, 1] with mean p have sample variance <= n/(n-1) p(1-p)
             # (Bhatia-Davis), which bounds the normal CI given the stored accuracy.
             if ci["method"] == "normal" and n > 1 and 0 <= acc <= 100:
@@ -406,6 +432,49 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
             problems.append(f"metrics.{learner}.n_episodes: {m['n_episodes']} but episodes.run is "
                             f"{episodes['run']}; every learner must run the same episodes")
     return problems
+
+
+def _copied_metrics_problems(metrics: Mapping[str, Any]) -> list[str]:
+    """Two learners with the very same metrics (accuracy, CI, episodes, every super-category)
+    and the same run fingerprint: one learner's numbers copied under a second name. (Two real
+    learners can tie on every number, e.g. on a degenerate backbone, but their records carry
+    different fingerprints, since a fingerprint covers the learner's name and options.)"""
+    seen: dict[bytes, str] = {}
+    problems = []
+    for learner, m in metrics.items():
+        body = canonical_json({k: v for k, v in m.items() if k != "mask_mode"})
+        if body in seen:
+            problems.append(f"metrics.{learner}: identical to metrics.{seen[body]} in every "
+                            "number; the same results cannot stand under two learners")
+        seen.setdefault(body, learner)
+    return problems
+
+
+def _copied_episodes_problems(records: pd.DataFrame) -> list[str]:
+    """Two learners whose records agree on every episode's per-class counts under the same run
+    fingerprint (real learners' records carry different ones)."""
+    seen: dict[bytes, str] = {}
+    problems = []
+    for learner, group in records.sort_values("episode").groupby("learner", sort=True):
+        fingerprints = sorted(map(str, set(group["fingerprint"])))
+        body = canonical_json([fingerprints] + [[int(e), pc] for e, pc in
+                                                zip(group["episode"], group["per_class"])])
+        if body in seen:
+            problems.append(f"records: learner {learner!r} has the same per-episode results as "
+                            f"{seen[body]!r} on every episode; records copied under another name")
+        seen.setdefault(body, str(learner))
+    return problems
+
+
+def verify_result_against_records(result: Mapping[str, Any], records: pd.DataFrame) -> list[str]:
+    """Every way a structurally valid result disagrees with the run's per-episode records.
+
+    records: `results.records.read_records(...)` rows (any run; only the result's run_id is
+    used). Recomputes every metric and compares; checks the setting, the episode count, and
+    that no learner's per-episode results are another's. Empty list: the result is what its
+    records say. This is the strong check (the content hash is a seal, not a signature).
+    """
+    return _record_problems(result, records)
 
 
 def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[str]:
@@ -424,9 +493,18 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
             problems.append(f"setting.{key}: {setting[key]!r} but the records hold "
                             f"{sorted(map(str, found))}")
     ci = result["ci"]
-    recomputed = metrics_from_records(own, confidence=ci["confidence"], method=ci["method"],
-                                      seed=ci["seed"], n_boot=ci["n_boot"])
+    try:
+        recomputed = metrics_from_records(own, confidence=ci["confidence"], method=ci["method"],
+                                          seed=ci["seed"], n_boot=ci["n_boot"])
+    except ValueError as exc:  # several mask modes or fingerprints under one learner
+        return problems + [f"records: {exc}"]
     stored = result["metrics"]
+    for learner in sorted(set(stored) & set(recomputed)):
+        mine, theirs = stored[learner]["fingerprint"], recomputed[learner]["fingerprint"]
+        if mine != theirs:
+            problems.append(f"metrics.{learner}.fingerprint: the result was made under run "
+                            f"fingerprint {mine!r} but the records carry {theirs!r}: records of "
+                            "another setting (data, weights, features, episodes or options)")
     for learner in sorted(set(stored) - set(recomputed)):
         problems.append(f"metrics.{learner}: not in the records")
     for learner in sorted(set(recomputed) - set(stored)):
@@ -455,6 +533,7 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
                             "of the file and the records")
         for name in sorted(set(s_super) & set(r_super)):
             compare(f"metrics.{learner}.per_super_category.{name}", s_super[name], r_super[name])
+    problems += _copied_episodes_problems(own)
     n_run = int(own.groupby("learner")["episode"].nunique().max())
     if n_run != result["episodes"]["run"]:
         problems.append(f"episodes.run: {result['episodes']['run']} in the file, {n_run} episodes "
@@ -509,10 +588,10 @@ def validate_result_file(path: str | os.PathLike[str], *, episodes_hash: str | N
         result = read_result(path)
     except FileNotFoundError:
         return ["no such file"]
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         return [f"cannot read: {exc}"]
-    except json.JSONDecodeError as exc:
-        return [f"not valid JSON: {exc}"]
+    except StrictJSONError as exc:
+        return [str(exc)]
     if episodes_file is not None:
         if episode_file_hasher is None:
             raise TypeError("episodes_file needs episode_file_hasher (a function Path -> hash)")

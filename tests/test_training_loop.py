@@ -96,14 +96,14 @@ def test_checkpoint_round_trip_hash_and_corruption(tmp_path):
 
     assert file_sha256(best) == digest
     checkpoint = torch.load(best, weights_only=True)
-    assert set(checkpoint) == {"model", "part_head", "meta"}
+    assert set(checkpoint) == {"model", "part_head", "meta", "tensors_sha256"}
     backbone = build_backbone("test_resnet", "train", checkpoint=best, image_size=32)
     for key, value in backbone.model.state_dict().items():
         assert torch.equal(value, checkpoint["model"][key]), key
     data = bytearray(best.read_bytes())
     data[len(data) // 2] ^= 0xFF
     best.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ValueError, match="is damaged: its sha256"):
         load_checkpoint(best)
 
 

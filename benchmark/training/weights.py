@@ -11,6 +11,7 @@ from benchmark.backbones import Backbone, build_backbone
 from benchmark.cache import cache_root, short_key
 from benchmark.config import ConfigError, RunConfig
 from benchmark.data.dataset import PartDataset
+from benchmark.training.checkpoint import usable_cached_checkpoint
 from benchmark.training.config import weights_identity
 from benchmark.training.loop import train_backbone
 from episodes import EpisodeSettingsError
@@ -38,9 +39,9 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
     identity = weights_identity(train, model_name=bb.name, image_size=bb.image_size, seed=bb.seed)
     key = short_key({"data": dataset.fingerprint, "weights": identity})
     out_dir = cache_root(cfg.cache_dir) / "checkpoints" / f"{bb.name}-{key}"
-    best = out_dir / "best.pt"
-    if best.is_file():
-        return best
+    cached = usable_cached_checkpoint(out_dir)  # verified; a damaged one is set aside
+    if cached is not None:
+        return cached
     print(f"training {bb.name} on the train split ({train.method}, {train.epochs} epochs) "
           f"into {out_dir}", file=sys.stderr, flush=True)
     try:
