@@ -33,7 +33,9 @@ class MAMLHead(Learner):
         self.bias: torch.Tensor | None = None  # (B, N)
 
     def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "MAMLHead":
-        from learn2learn.algorithms import MAML  # heavy import, only for this learner
+        # Lazy: learn2learn imports gym, which prints a deprecation banner and takes seconds;
+        # only a run that uses this learner should pay for it (`benchmark list` must stay quiet).
+        from learn2learn.algorithms import MAML
 
         check_support(support, labels, n_way, self.name)
         x_all = _normalise(support.embeddings)

@@ -7,7 +7,7 @@ annotations add beyond pooling over local regions.
   so the regions have realistic part shapes and areas but say nothing about this image.
 
 A control names the mask mode of the features it must be given (`own_masks`): the harness pools
-its features that way whatever `features.masks` says (see benchmark.features.MASK_MODES).
+its features that way whatever `features.masks` says (see benchmark.feature_config.MASK_MODES).
 The same mechanism gives part_protonet_predicted (the part head's masks), so one run compares
 oracle and predicted masks on the same episodes.
 """
@@ -28,7 +28,7 @@ class _PartControl(PartProtoNet):
 
     def __init__(self, global_weight: float = 1.0, part_weight: float | Sequence[float] = 1.0,
                  weighting: str | None = None, normalize: str = "l2") -> None:
-        super().__init__(global_weight, part_weight, weighting, self.own_masks, normalize)
+        super().__init__(global_weight, part_weight, weighting, normalize)
 
 
 @register

@@ -21,9 +21,8 @@ them), in [0, 4]. Why: raw slot embeddings, pooled over few cells, have larger a
 than the global one, so their terms dominate the mean; `"none"` keeps that raw formulation. The
 study that chose the rule, with its measurements, is in docs/learners.md.
 
-Which masks made the part features (oracle, predicted, or "support-oracle": oracle on the
-support set, predicted on the queries) is decided by the harness that pools them; `mask_mode`
-only labels the run.
+Which masks made the part features (oracle, predicted, or oracle on the support set and predicted
+on the queries) is decided by the harness that pools them, which also records it.
 """
 
 from __future__ import annotations
@@ -36,9 +35,6 @@ from baselines.base import (EpisodeFeatures, Learner, check_support, class_means
                             squared_euclidean, to_compute)
 from baselines.registry import register
 
-# as features.masks in the config (benchmark.features.MASK_MODES, plus support-oracle); the
-# controls' regions (baselines.part_controls) label their runs too
-MASK_MODES = ("oracle", "predicted", "support-oracle", "grid2", "grid3", "shuffled")
 WEIGHTINGS = ("fixed", "loo")
 NORMALIZATIONS = ("l2", "none")  # per-embedding scaling applied before any prototype
 LOO_FLOOR = 0.05  # keeps every term (and so every denominator) alive under LOO weighting
@@ -55,16 +51,13 @@ class PartProtoNet(Learner):
     default_weighting = "fixed"
 
     def __init__(self, global_weight: float = 1.0, part_weight: float | Sequence[float] = 1.0,
-                 weighting: str | None = None, mask_mode: str = "oracle",
-                 normalize: str = "l2") -> None:
+                 weighting: str | None = None, normalize: str = "l2") -> None:
         weighting = self.default_weighting if weighting is None else weighting
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"{self.name}: normalize must be one of {NORMALIZATIONS}, "
                              f"got {normalize!r}")
         if weighting not in WEIGHTINGS:
             raise ValueError(f"{self.name}: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        if mask_mode not in MASK_MODES:
-            raise ValueError(f"{self.name}: mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
         if not global_weight > 0:
             raise ValueError(f"{self.name}: global_weight must be > 0 (it keeps every query-class "
                              f"distance defined), got {global_weight}")
@@ -74,7 +67,6 @@ class PartProtoNet(Learner):
         self.global_weight = float(global_weight)
         self.part_weight = parts  # (1,) or (S,)
         self.weighting = weighting
-        self.mask_mode = mask_mode
         self.normalize = normalize
         self.n_way: int | None = None
         self.global_prototypes: torch.Tensor | None = None  # (B, N, D)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 EXAMPLES = """\
@@ -16,6 +17,8 @@ examples:
   python -m benchmark run --config 5way1shot.yaml --set episodes.n_episodes=2000 --set episodes.k_shot=5
   python -m benchmark run --resume outputs/5way1shot-20261125-130000
   python -m benchmark synth --out /data/partbench-twin --images-per-class 40
+  python -m benchmark download --out ~/downloads
+  python -m benchmark prepare ~/downloads/PartImageNet_OOD.zip --out /data/PartImageNet_OOD
   python -m benchmark episodes --config 5way1shot.yaml --out test-5w1s.episodes.json
   python -m benchmark list
   python -m benchmark report outputs/5way1shot-* outputs/5way5shot-* --out report/
@@ -23,6 +26,7 @@ examples:
   python -m benchmark leaderboard results-dir/
   python -m benchmark cache --clear decoded
   python -m benchmark doctor --device cuda
+  python -m benchmark repair outputs/5way1shot-20261125-130000
 """
 
 
@@ -39,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("--config", help="a YAML file, or the name of a shipped config")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key, e.g. episodes.n_way=10 (repeatable)")
+                     help="override a config key, e.g. episodes.n_way=10 (repeatable); "
+                          "`python -m benchmark list` shows each key's choices")
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue a stopped run in RUN_DIR, skipping the episodes it finished")
     run.add_argument("--out", metavar="RUN_DIR", help="write to this folder instead of a new one")
@@ -57,13 +62,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the real release's per-split image counts (16540/2957/4598)")
     synth.add_argument("--workers", type=int, default=1)
 
+    download = sub.add_parser("download", help="fetch PartImageNet_OOD.zip from the Hugging Face hub")
+    download.add_argument("--out", required=True, help="folder to download the archive into")
+
+    prepare = sub.add_parser(
+        "prepare", help="unpack and verify the real release into the canonical layout",
+        description="Unpack PartImageNet_OOD.zip (or a folder of its inner zips, or an unpacked "
+                    "copy in any layout) into OUT/<split>.json and OUT/<split>/<synset>/, check "
+                    "it against the published release and write OUT/partbench-manifest.json.")
+    prepare.add_argument("source", help="PartImageNet_OOD.zip, a folder of its inner zips, or a copy")
+    prepare.add_argument("--out", required=True, help="folder to write (new, or an earlier output)")
+    prepare.add_argument("--allow-partial", action="store_true",
+                         help="accept a copy that differs from the release (e.g. train+val only)")
+    prepare.add_argument("--workers", type=int, default=None,
+                         help="threads decoding images for the check (default: up to 8)")
+
     episodes = sub.add_parser("episodes", help="write a fixed episode file from a config")
     episodes.add_argument("--config", required=True)
     episodes.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY=VALUE")
     episodes.add_argument("--out", required=True, help="episode file to write (JSON)")
 
-    sub.add_parser("list", help="list the registered learners and shipped configs")
+    sub.add_parser("list", help="list the registered learners, shipped configs and the values "
+                                "each config choice takes")
 
     validate = sub.add_parser(
         "validate", help="check leaderboard result files",
@@ -107,27 +128,66 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list files without records apart, unranked, instead of refusing them")
     board.add_argument("--html", metavar="DIR",
                        help="also write a self-contained web page DIR/index.html")
+
+    repair = sub.add_parser(
+        "repair", help="move the bad or repeated lines of a run's records aside",
+        description="Move every bad, edited, repeated or torn line of a records file into "
+                    "<file>.rejected beside it (verbatim; nothing is deleted) and keep the rest, "
+                    "so `report` and `run --resume` work again; --resume re-runs the moved "
+                    "episodes.")
+    repair.add_argument("run", help="a run folder or its records.jsonl")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmark.config import ConfigError
     from benchmark.data.errors import DatasetError
+    from benchmark.errors import ConfigError
 
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DatasetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, DatasetError, *_loaded_user_errors()) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that is read-only, a file where a folder should be, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished episodes are kept; continue with --resume", file=sys.stderr)
         return 130
+    except Exception:  # a bug: keep the traceback, it is what a report needs
+        traceback.print_exc()
+        print("partbench hit an internal error (a bug, not a problem with your input): please "
+              "report it with the command line and the traceback above", file=sys.stderr)
+        return 1
+
+
+# (module, class) of the errors that mean "your input cannot be used"; looked up only in
+# modules already imported, so catching them never imports torch (an error of a module that
+# was never imported cannot have been raised).
+USER_ERRORS = (
+    ("benchmark.config", "ConfigError"), ("benchmark.data.errors", "DatasetError"),
+    ("benchmark.backbones", "BackboneError"), ("benchmark.training.checkpoint", "CheckpointError"),
+    ("episodes.files", "EpisodeFileError"), ("episodes.sampler", "EpisodeSettingsError"),
+    ("results.records", "RecordError"), ("episodes.storage", "StrictJSONError"),
+)
+
+
+def _loaded_user_errors() -> tuple[type[BaseException], ...]:
+    found = (getattr(sys.modules.get(module), name, None) for module, name in USER_ERRORS)
+    return tuple(error for error in found if isinstance(error, type))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.config import ConfigError, load_config
-    from benchmark.runner import run, load_run_config
+    from benchmark.config import load_config
+    from benchmark.errors import ConfigError
+    from benchmark.run_folder import load_run_config
+    from benchmark.runner import run
     from benchmark.seeds import run_seeds
 
     overrides = list(args.overrides)
@@ -153,13 +213,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output_file(out: Path) -> None:
+    """`--out FILE` must name a file in an existing folder (checked before any work)."""
+    from benchmark.config import ConfigError
+
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; name the episode file to write, e.g. "
+                          f"{out / 'episodes.json'}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
+    from benchmark.config import ConfigError
     from benchmark.data.synth import generate_twin
 
+    for flag, value, low in (("--images-per-class", args.images_per_class, 1),
+                             ("--image-size", args.image_size, 32), ("--workers", args.workers, 1)):
+        if value < low:
+            raise ConfigError(f"synth {flag}: must be at least {low}, got {value}")
     out = generate_twin(Path(args.out), images_per_class=args.images_per_class,
                         image_size=args.image_size, seed=args.seed, full=args.full,
                         workers=args.workers)
     print(f"synthetic twin written to {out}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from benchmark.data.download import download_release
+
+    path = download_release(args.out)
+    print(f"downloaded {path}\nnext: python -m benchmark prepare {path} --out DIR")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from benchmark.data.prepare import prepare_release
+
+    report = prepare_release(args.source, args.out, allow_partial=args.allow_partial,
+                             workers=args.workers)
+    print("\n".join(report.lines()))
+    print(f"next: set data.root to {report.out} (data.source: partimagenet)")
     return 0
 
 
@@ -170,7 +264,10 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     from episodes import save_episodes
 
     cfg = load_config(args.config, args.overrides)
-    dataset = resolve_dataset(cfg.data, cfg.cache_dir)
+    check_output_file(Path(args.out))
+    split = cfg.episodes.split
+    dataset = resolve_dataset(cfg.data, cfg.cache_dir,
+                              needed={split: f"draws its episodes from the {split} split"})
     sampler = build_sampler(cfg, dataset)
     episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]
     written = save_episodes(Path(args.out), episodes, settings=sampler.settings,
@@ -181,7 +278,7 @@ def cmd_episodes(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from baselines import get_learner_class, learner_names
-    from benchmark.config import shipped_configs
+    from benchmark.config import CHOICES, shipped_configs
 
     print("learners:")
     for name in learner_names():
@@ -192,6 +289,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("shipped configs:")
     for name in shipped_configs():
         print(f"  {name}")
+    print("config keys with a fixed set of values:")
+    for key, choices in CHOICES.items():
+        print(f"  {key:<22}{' | '.join(str(c).lower() if c is False else c for c in choices)}")
     return 0
 
 
@@ -248,9 +348,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                   args.num_workers)
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    from results.records import repair_records
+
+    path = Path(args.run)
+    path = path / "records.jsonl" if path.is_dir() else path
+    report = repair_records(path)
+    if not report.moved:
+        print(f"{path}: nothing to repair ({report.kept} good records)")
+        return 0
+    for number, why in report.moved:
+        print(f"moved line {number}: {why}")
+    print(f"{path}: kept {report.kept} records; moved {len(report.moved)} lines to "
+          f"{report.side_file} (nothing deleted); `run --resume` runs their episodes again")
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "synth": cmd_synth,
+    "download": cmd_download,
+    "prepare": cmd_prepare,
     "episodes": cmd_episodes,
     "list": cmd_list,
     "validate": cmd_validate,
@@ -258,6 +376,7 @@ COMMANDS = {
     "leaderboard": cmd_leaderboard,
     "cache": cmd_cache,
     "doctor": cmd_doctor,
+    "repair": cmd_repair,
 }
 
 

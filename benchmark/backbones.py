@@ -38,11 +38,15 @@ from urllib.parse import urlparse
 import timm
 import timm.data
 import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from safetensors import safe_open
 from torch import nn
 
-from results.provenance import sha256_hex as file_sha256  # noqa: F401 (public name)
-
-WEIGHT_SOURCES = ("random", "file", "hub", "train")
+from benchmark.backbone_config import WEIGHT_SOURCES
+from benchmark.part_head import PartSegHead
+from benchmark.tensor_hash import checkpoint_problem, file_hash_problem, first_non_finite
+from episodes.storage import file_sha256
 
 
 class BackboneError(ValueError):
@@ -158,16 +162,14 @@ class Backbone:
     def part_head(self) -> nn.Module:
         """The part-segmentation head saved with a "train" checkpoint, in eval mode.
 
-        Uses benchmark.training.part_head.PartSegHead(in_channels=C, n_slots=13).
+        A benchmark.part_head.PartSegHead(in_channels=C) over the 13 part slots.
         """
         if self.part_head_state is None:
             raise BackboneError(
                 f"backbone {self.name!r} ({self.provenance['source']} weights) has no "
                 "part-segmentation head; train one (part-aware pre-training) or use masks='oracle'"
             )
-        from benchmark.training.part_head import PartSegHead
-
-        head = PartSegHead(in_channels=self.num_features, n_slots=13)
+        head = PartSegHead(in_channels=self.num_features)
         head.load_state_dict(self.part_head_state)
         return head.eval()
 
@@ -255,8 +257,6 @@ def _random_model(name: str, image_size: int | None, fixed: bool, seed: int) -> 
 def _read_meta(path: Path) -> dict[str, Any]:
     """The metadata stored in a checkpoint file ({} when it carries none)."""
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
         meta: dict[str, Any] = dict(header)
@@ -278,11 +278,9 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
     try:
-        from huggingface_hub import constants
-
-        if getattr(constants, "HF_HUB_OFFLINE", False):
+        if getattr(hf_constants, "HF_HUB_OFFLINE", False):
             return False
-        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+        host = urlparse(hf_constants.ENDPOINT).hostname or "huggingface.co"
     except ImportError:
         return False
     try:
@@ -298,8 +296,6 @@ def _hub_cached_file(name: str) -> Path | None:
     hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
     if not hub_id:
         return None
-    from huggingface_hub import try_to_load_from_cache
-
     for filename in ("model.safetensors", "pytorch_model.bin"):
         found = try_to_load_from_cache(hub_id, filename)
         if isinstance(found, str):
@@ -340,7 +336,11 @@ def _train_model(
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise BackboneError(f"cannot read training checkpoint {path.name}: {err}") from err
+        raise BackboneError(f"cannot read training checkpoint {path}: "
+                            f"{' '.join(str(err).split())[:200]}") from None
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise BackboneError(f"training checkpoint {path} {problem}; retrain it or use another")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise BackboneError(
             f"{path.name} is not a partbench training checkpoint: expected a dict with a "
@@ -400,6 +400,9 @@ def build_backbone(
         path = Path(checkpoint)
         if not path.is_file():
             raise BackboneError(f"checkpoint file not found: {path}")
+        problem = file_hash_problem(path)  # a .sha256 beside it is a promise: keep it
+        if problem is not None:
+            raise BackboneError(f"checkpoint {path} {problem}; refusing to use it")
     elif checkpoint is not None:
         raise BackboneError(f"checkpoint= is only used with weights='file' or 'train', not {weights!r}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
@@ -431,6 +434,10 @@ def build_backbone(
         provenance.update(saw_test_classes=_saw_test_classes(meta), meta=_jsonable(meta))
 
     if path is not None:
+        bad = first_non_finite(dict(model.state_dict()))
+        if bad is not None:
+            raise BackboneError(f"checkpoint {path} holds NaN or infinite values in {bad!r}; "
+                                "those weights cannot give meaningful features")
         provenance.update(checkpoint=path.name, sha256=file_sha256(path), sha256_of="file")
     else:
         provenance.update(sha256=state_dict_sha256(model), sha256_of="state_dict")

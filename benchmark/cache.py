@@ -3,11 +3,11 @@ short keys that name cache entries after everything that changes their content."
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
+
+from episodes.storage import json_sha256
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -17,8 +17,8 @@ def cache_root(cache_dir: str | None) -> Path:
 
 
 def short_key(payload: object) -> str:
-    """16 hex digits of the sha256 of `payload`'s JSON (sorted keys): a cache entry's name."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    """The first 16 hex digits of json_sha256(payload): a cache entry's (or a run's) name."""
+    return json_sha256(payload)[:16]
 
 
 # What `python -m benchmark cache` lists and clears: kind -> glob under the cache root.

@@ -8,6 +8,8 @@ applied before the check, so they win over the file.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,88 +17,32 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
+from benchmark.strict_yaml import StrictYAMLError, load_yaml
 
+from benchmark.backbone_config import WEIGHT_SOURCES, BackboneConfig
+from benchmark.data.source import DATA_SOURCES, DataConfig, SyntheticConfig
+from benchmark.device import PRECISIONS
+from benchmark.errors import ConfigError
+from benchmark.feature_config import MASK_MODES, FeaturesConfig
+from benchmark.training.config import BATCHNORM_MODES, PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
+from episodes.sampler import MODES
+from episodes.taxonomy import SPLITS
 
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message says which key and why."""
-
-
-@dataclass
-class SyntheticConfig:
-    """Parameters of the synthetic twin generated on first use (see `python -m benchmark synth`)."""
-
-    images_per_class: int = 20
-    image_size: int = 128
-    seed: int = 0
-    full: bool = False
-
-
-@dataclass
-class DataConfig:
-    """Which dataset: the embedded synthetic twin, or the real PartImageNet_OOD release."""
-
-    source: str = "synthetic"  # "synthetic" | "partimagenet"
-    root: str | None = None  # partimagenet: the release folder; synthetic: where to put the twin
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-
-
-@dataclass
-class BackboneConfig:
-    """A timm model and where its weights come from."""
-
-    name: str = "resnet10t"
-    weights: str = "train"  # "random" | "file" | "hub" | "train"
-    checkpoint: str | None = None  # weights: file
-    image_size: int = 64
-    seed: int = 0
-    # several training seeds: one backbone per seed, each evaluated on the same episodes, and
-    # the spread between seeds reported beside the episode CI (empty: the one `seed` above)
-    seeds: list[int] = field(default_factory=list)
-
-
-@dataclass
-class TrainConfig:
-    """Training on the train split, used when `backbone.weights: train`."""
-
-    method: str = "classification"  # "classification" | "protonet"
-    epochs: int = 12
-    batch_size: int = 64
-    lr: float = 0.2  # SGD with Nesterov momentum, warm-up then cosine
-    part_head: str | bool = False  # False | "joint" | "after"
-    val_episodes: int = 100  # 5-way val episodes for model selection
-    val_k_shot: int = 5
-    val_n_query: int = 10
-    num_workers: int = 0
-    # keep each image's decoded training view on disk (memory-mapped) so epochs after the first
-    # read pixels, not JPEGs; same weights either way (python -m benchmark cache --clear decoded)
-    decoded_cache: bool = False
-
-
-@dataclass
-class FeaturesConfig:
-    """Feature extraction: part masks, batching, device and precision."""
-
-    masks: str = "oracle"  # "oracle" | "predicted" | "support-oracle" | "none" | "grid2" | "grid3" | "shuffled"
-    part_stage: int | str = "last"  # "last" | the stride of an earlier map the slots pool over (16, 8)
-    dense: bool = False  # keep the part-stage maps as local descriptors (DN4); float16
-    mask_seed: int = 0  # seed of masks "shuffled" (and of the part_protonet_shuffled control)
-    batch_size: int = 64
-    num_workers: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "bf16"
+__all__ = ["CHOICES", "BackboneConfig", "ConfigError", "DataConfig", "EpisodesConfig",
+           "FeaturesConfig", "LearnerConfig", "ReportConfig", "RunConfig", "SyntheticConfig",
+           "TrainConfig", "config_from_dict", "load_config"]
 
 
 @dataclass
 class EpisodesConfig:
     """Which episodes are evaluated."""
 
-    split: str = "test"
+    split: str = "test"  # episodes.taxonomy.SPLITS
     n_way: int = 5
     k_shot: int = 1
     n_query: int = 15
     n_episodes: int = 600
-    mode: str = "mixed"  # "mixed" | "within" | "across" | "variable"
+    mode: str = "mixed"  # episodes.sampler.MODES
     seed: int = 0
     file: str | None = None  # a fixed episode file; overrides the sampler settings above
     batch_size: int = 64  # episodes per learner call: larger batches only add allocation cost
@@ -138,22 +84,25 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+# The config keys with a fixed set of values, each list defined beside the code that uses it.
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "data.source": ("synthetic", "partimagenet"),
-    "backbone.weights": ("random", "file", "hub", "train"),
-    "train.method": ("classification", "protonet"),
-    "train.part_head": (False, "joint", "after"),
-    # benchmark.features.MASK_MODES plus support-oracle (a test checks they agree)
-    "features.masks": ("oracle", "predicted", "support-oracle", "none", "grid2", "grid3", "shuffled"),
-    "features.precision": ("auto", "fp32", "bf16"),
-    "episodes.split": ("train", "val", "test"),
-    "episodes.mode": ("mixed", "within", "across", "variable"),
+    "data.source": DATA_SOURCES,
+    "backbone.weights": WEIGHT_SOURCES,
+    "train.method": TRAIN_METHODS,
+    "train.part_head": PART_HEAD_MODES,
+    "train.precision": PRECISIONS,
+    "train.batchnorm": BATCHNORM_MODES,
+    "features.masks": MASK_MODES,
+    "features.precision": PRECISIONS,
+    "episodes.split": SPLITS,
+    "episodes.mode": MODES,
 }
 
 POSITIVE: tuple[str, ...] = (
     "data.synthetic.images_per_class", "data.synthetic.image_size", "backbone.image_size",
     "train.batch_size", "train.val_episodes", "train.val_k_shot", "train.val_n_query",
-    "features.batch_size", "episodes.n_way", "episodes.k_shot",
+    "train.epochs", "train.n_way", "train.k_shot", "train.n_query", "train.episodes_per_epoch",
+    "train.episodes_per_step", "features.batch_size", "episodes.n_way", "episodes.k_shot",
     "episodes.n_query", "episodes.n_episodes", "episodes.batch_size",
 )
 
@@ -182,20 +131,40 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML config (path or shipped name), apply `KEY=VALUE` overrides, check and type it."""
     path = resolve_config_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    raw = read_config_file(path)
     for item in overrides:
         apply_override(raw, item)
     try:
         return config_from_dict(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file, read strictly (see benchmark.strict_yaml).
+
+    Raises:
+        ConfigError: one line naming the file: unreadable, not UTF-8, empty, not YAML, a key
+            twice, an unsafe tag, an alias bomb, or a top level that is not a mapping.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start}); save the file as UTF-8") from None
+    try:
+        raw = load_yaml(text)
+    except StrictYAMLError as exc:
+        raise ConfigError(f"{path}: not a usable YAML config: {exc}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; a config names at least its learners "
+                          "(start from a shipped one: `python -m benchmark list`)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    return raw
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -210,7 +179,10 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: {part!r} is not a section")
         node = child
-    node[leaf] = yaml.safe_load(value)
+    try:
+        node[leaf] = load_yaml(value)
+    except StrictYAMLError as exc:
+        raise ConfigError(f"override {item!r}: not a usable YAML value: {exc}") from None
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -304,17 +276,92 @@ def _check_values(cfg: RunConfig) -> None:
         )
     if cfg.backbone.weights == "file" and not cfg.backbone.checkpoint:
         raise ConfigError("backbone.checkpoint: required when backbone.weights is file")
+    if not 0 < cfg.report.confidence < 1:
+        raise ConfigError(f"report.confidence: must lie in (0, 1), got {cfg.report.confidence}")
     stage = cfg.features.part_stage
     if stage != "last" and not (isinstance(stage, int) and stage >= 1):
         raise ConfigError(f"features.part_stage: {stage!r} must be last or the stride of an "
                           "earlier feature map (an integer such as 16 or 8)")
-    if not 0 < cfg.report.confidence < 1:
-        raise ConfigError(f"report.confidence: must lie in (0, 1), got {cfg.report.confidence}")
     if len(set(cfg.backbone.seeds)) != len(cfg.backbone.seeds) or any(
             s < 0 for s in cfg.backbone.seeds):
         raise ConfigError(f"backbone.seeds: distinct seeds >= 0 please, got {cfg.backbone.seeds}")
     if not cfg.learners:
         raise ConfigError("learners: name at least one learner (see `python -m benchmark list`)")
+    _check_integrity_values(cfg)
+
+
+# --- value checks of issue 10: every bad value is a config error at load time ----------------
+
+NON_NEGATIVE: tuple[str, ...] = ("train.num_workers", "features.num_workers")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# Peak bytes to read one (learner, episode) record back and report it (about 4.5 KB measured,
+# see docs/reliability.md), and to hold one episode: per image index and per episode.
+RECORD_PEAK_BYTES = 5_000
+EPISODE_BYTES_PER_IMAGE, EPISODE_BYTES = 48, 600
+VARIABLE_EPISODE_IMAGES = 500  # Meta-Dataset episodes hold up to ~500 images
+
+
+def _check_integrity_values(cfg: RunConfig) -> None:
+    for key in NON_NEGATIVE:
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"{key}: must be 0 (load in the main process) or more, got "
+                              f"{_get(cfg, key)}")
+    if cfg.train.epochs < 1:
+        raise ConfigError(f"train.epochs: must be at least 1, got {cfg.train.epochs}")
+    if not cfg.train.lr > 0 or cfg.train.lr == float("inf"):
+        raise ConfigError(f"train.lr: must be a positive finite number, got {cfg.train.lr}")
+    check_device(cfg.features.device, "features.device")
+    check_fits_in_memory(cfg)
+
+
+def check_device(device: str, key: str) -> None:
+    """A device string partbench can use: auto, cpu, cuda or cuda:N, CUDA only where it exists.
+
+    torch is imported only for a CUDA device (a CUDA run imports it anyway).
+    """
+    if not _DEVICE.fullmatch(device):
+        raise ConfigError(f"{key}: {device!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch  # lazy: only a CUDA config pays for it at load time
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}: {device!r}, but this machine has no usable CUDA device "
+                              "(torch.cuda.is_available() is False); use auto or cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"{key}: {device!r}, but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)")
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def episodes_memory_bytes(n_episodes: int, n_learners: int, images_per_episode: int) -> int:
+    """Peak bytes to hold the episodes of a run and read its records back for the report."""
+    episode = EPISODE_BYTES + EPISODE_BYTES_PER_IMAGE * images_per_episode
+    return n_episodes * (episode + n_learners * RECORD_PEAK_BYTES)
+
+
+def check_fits_in_memory(cfg: RunConfig, memory: int | None = None) -> None:
+    """Refuse an n_episodes whose records could never be reported on this machine."""
+    memory = physical_memory_bytes() if memory is None else memory
+    ep = cfg.episodes
+    if memory is None or ep.file:
+        return
+    images = (VARIABLE_EPISODE_IMAGES if ep.mode == "variable"
+              else ep.n_way * (ep.k_shot + ep.n_query))
+    need = episodes_memory_bytes(ep.n_episodes, len(cfg.learners), images)
+    if need > memory:
+        fits = memory // max(episodes_memory_bytes(1, len(cfg.learners), images), 1)
+        raise ConfigError(
+            f"episodes.n_episodes: {ep.n_episodes} episodes x {len(cfg.learners)} learner(s) need "
+            f"about {need / 2**30:.3g} GiB to record and report, but this machine has "
+            f"{memory / 2**30:.3g} GiB; at most about {fits} episodes fit")
 
 
 def _get(cfg: Any, dotted: str) -> Any:

@@ -10,11 +10,14 @@ import contextlib
 from typing import ContextManager
 
 import torch
+import torch.distributed as dist
 
 from results.provenance import hardware_info
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# Autocast precisions of feature extraction and training. No fp16: training would need loss
+# scaling, and bf16 (the CUDA default) keeps fp32's range.
+PRECISIONS = ("auto", "bf16", "fp32")
+_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def resolve_device(device: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
@@ -56,7 +59,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 
 def precision_name(dtype: torch.dtype) -> str:
-    """The short name ("bf16", "fp16", "fp32") of an autocast dtype."""
+    """The short name ("bf16", "fp32") of an autocast dtype."""
     return {v: k for k, v in _DTYPES.items()}[dtype]
 
 
@@ -69,8 +72,6 @@ def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager:
 
 def dist_rank_world() -> tuple[int, int]:
     """(rank, world_size) of the initialised torch.distributed group, else (0, 1)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -78,8 +79,6 @@ def dist_rank_world() -> tuple[int, int]:
 
 def comm_device(local_device: torch.device) -> torch.device:
     """The device collectives of the default group run on: CUDA for NCCL, CPU for gloo."""
-    import torch.distributed as dist
-
     if dist.get_backend() == "nccl":
         return local_device if local_device.type == "cuda" else torch.device("cuda")
     return torch.device("cpu")

@@ -45,6 +45,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from PIL import Image
@@ -54,7 +55,7 @@ from tqdm.auto import tqdm
 
 from baselines.base import EpisodeFeatures
 from benchmark.backbones import Backbone, state_dict_sha256
-from benchmark.config import ConfigError, FeaturesConfig
+from benchmark.errors import ConfigError
 from benchmark.data.decode import accepts_size
 from benchmark.device import (
     autocast,
@@ -66,12 +67,10 @@ from benchmark.device import (
 )
 from benchmark.device_decode import RoutedBatch, can_decode_on_device, collate_routed, read_routed
 from benchmark.feature_cache import cache_key, cache_path, indices_sha256, load_features, save_features
+from benchmark.feature_config import (EXTRACTED_MASK_MODES, GRID_MASK_MODES, PART_STAGE_LAST,
+                                      FeaturesConfig)
 from episodes.taxonomy import PART_SLOTS
 
-GRID_MASK_MODES = {"grid2": 2, "grid3": 3}  # mask mode -> cells per image side
-CONTROL_MASK_MODES = (*GRID_MASK_MODES, "shuffled")  # regions that use no annotation of the image
-MASK_MODES = ("oracle", "predicted", "none", *CONTROL_MASK_MODES)
-PART_STAGE_LAST = "last"
 N_SLOTS = len(PART_SLOTS)
 # A slot covering less than 1% of the image is absent, whatever the feature grid: 0.25 of a cell
 # of a 7x7 map (224 px, stride 32) is 0.5%, of a 2x2 map (64 px) 6%; one image-level rule keeps
@@ -492,8 +491,6 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
 def _all_gather_shards(local: dict[str, torch.Tensor], sizes: list[int],
                        device: torch.device) -> dict[str, torch.Tensor]:
     """Concatenate every rank's shard in rank order (shards padded to the largest)."""
-    import torch.distributed as dist
-
     cdev = comm_device(device)
     longest = max(sizes)
     gathered = {}
@@ -511,8 +508,6 @@ def _all_gather_shards(local: dict[str, torch.Tensor], sizes: list[int],
 
 def _all_ranks_agree(flag: bool, device: torch.device) -> bool:
     """True when `flag` holds on every rank."""
-    import torch.distributed as dist
-
     t = torch.tensor([int(flag)], device=comm_device(device))
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
@@ -543,12 +538,12 @@ def extract_features(
             masks="oracle" .slot_masks(i) -> (S, H, W) bool).
         indices: (n,) distinct dataset image indices.
         backbone: from build_backbone; its model is moved to `device` (channels_last).
-        masks: one of MASK_MODES (see the module docstring).
+        masks: one of EXTRACTED_MASK_MODES (see the module docstring).
         part_head: for masks="predicted": module mapping (B, C, h, w) -> (B, S+1, h', w')
             logits; default: the head saved with a "train" backbone checkpoint.
         batch_size, num_workers: DataLoader settings (workers decode and resize in parallel).
         device: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:N".
-        precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16", "fp16", "fp32".
+        precision: benchmark.device.PRECISIONS ("auto": bf16 autocast on CUDA, fp32 on CPU).
         cache_dir: folder of the feature cache; None disables caching.
         progress: show a tqdm bar (rank 0 only).
         part_stage: "last", or the stride of an earlier feature map of the backbone, which the
@@ -561,8 +556,8 @@ def extract_features(
     Returns:
         A FeatureSet on the CPU, identical on every rank under torch.distributed.
     """
-    if masks not in MASK_MODES:
-        raise ValueError(f"masks={masks!r} is not one of {MASK_MODES}")
+    if masks not in EXTRACTED_MASK_MODES:
+        raise ValueError(f"masks={masks!r} is not one of {EXTRACTED_MASK_MODES}")
     if batch_size < 1 or num_workers < 0:
         raise ValueError(f"batch_size must be >= 1 and num_workers >= 0; got {batch_size}, {num_workers}")
     idx = _check_indices(dataset, indices)
@@ -620,9 +615,7 @@ def extract_features(
         if rank == 0:
             save_features(path, key, parts, result)
         if world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+                    dist.barrier()
     return FeatureSet(result["embeddings"], result["part_embeddings"], result["part_present"],
                       result["image_indices"], key, result["dense"])
 
@@ -689,6 +682,10 @@ class FeatureProvider:
         else:
             support = query = self.features(indices, masks, "episodes", dense)
         return support.gather, query.gather
+
+    def keys(self) -> list[str]:
+        """The cache keys of every feature set extracted so far, sorted (part of a run's identity)."""
+        return sorted(features.key for features in self._sets.values())
 
     def base_embeddings(self) -> torch.Tensor:
         """(n_train, D) float32 global embeddings of the train split, for learners' prepare()."""

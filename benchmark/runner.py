@@ -11,34 +11,32 @@ repeating an episode. `run_benchmark(cfg)` is the programmatic entry point.
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
 from baselines.base import Learner
 from benchmark import evaluate
 from benchmark.cache import cache_root, short_key
-from benchmark.config import ConfigError, LearnerConfig, RunConfig, apply_override, config_from_dict
+from benchmark.config import LearnerConfig, RunConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
+from benchmark.data.splits import required_splits
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider, learner_masks, slot_names
 from benchmark.mask_quality import measure_mask_quality
+from benchmark.run_folder import RunFolder
 from benchmark.stage_timer import StageTimer
 from benchmark.stages import build_learners, episode_source, reads_predicted_masks
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
 from episodes.taxonomy import PART_SLOTS, class_super_categories, classes
-from results._io import atomic_write_text
 from results.plots import plot_predicted_episode, write_plots
-from results.records import RecordWriter, read_records, records_from_predictions
+from results.records import read_records, records_from_predictions
 from results.run_result import ci_settings, result_from_run
 from results.schema import write_result
 from results.tables import save_table, write_report
@@ -64,24 +62,27 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
     Under `torchrun --nproc_per_node=N`, every process joins training (DDP) and feature
     extraction (sharded); rank 0 alone evaluates the episodes and writes the outputs.
     """
-    started = time.time()
     timer = StageTimer()
     ctx = init_distributed(cfg.features.device)
+    folder = None
     try:
+        needed = required_splits(cfg)  # only these must be there: a train+val copy runs val
         with timer.stage("twin" if cfg.data.source == "synthetic" else "dataset"):
             if ctx.is_main:
-                run_dir = prepare_run_dir(cfg, run_dir, resume)
-                dataset = resolve_dataset(cfg.data, cfg.cache_dir)  # rank 0 first: it may make the twin
+                folder = RunFolder(cfg, run_dir, resume)  # locked and checked before any data loads
+                run_dir = folder.path
+                _say(f"run folder: {run_dir}")
+                dataset = resolve_dataset(cfg.data, cfg.cache_dir, needed)  # rank 0 first: the twin
             ctx.barrier()
             if not ctx.is_main:
-                dataset = resolve_dataset(cfg.data, cfg.cache_dir)
+                dataset = resolve_dataset(cfg.data, cfg.cache_dir, needed)
         if dataset.defects and ctx.is_main:
             _say("skipped annotations: " + ", ".join(f"{k}: {v}" for k, v in dataset.defects.items()))
         source = episode_source(cfg, dataset)
         learners = build_learners(cfg)
         shown = progress and ctx.is_main
         with timer.stage("training" if cfg.backbone.weights == "train" else "backbone"):
-            backbone = resolve_backbone(cfg, dataset, shown)
+            backbone = resolve_backbone(cfg, dataset, shown, needs_part_head=reads_predicted_masks(cfg))
         with timer.stage("features"):
             features = FeatureProvider(dataset, backbone, cfg.features,
                                        cache_root(cfg.cache_dir) / "features", shown)
@@ -94,6 +95,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                     learner.prepare(features.base_embeddings())
         if not ctx.is_main:
             return None
+        folder.seal_content(run_content(dataset, backbone, features, source))
         fc = cfg.features
         with timer.stage("features"):
             quality = measure_mask_quality(
@@ -101,7 +103,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                 num_workers=fc.num_workers, device=features.device,
                 precision=fc.precision) if reads_predicted_masks(cfg) else None
         with timer.stage("episodes"):
-            run_id = evaluate_episodes(cfg, run_dir, source, learners, gathers, progress)
+            run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress)
         with timer.stage("report"):
             records = read_records(run_dir / "records.jsonl")
             ci = ci_settings(cfg.to_dict()["report"])
@@ -124,14 +126,20 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                 dataset={"fingerprint": dataset.fingerprint, "n_images": len(dataset.images),
                          "skipped_annotations": dataset.defects},
                 weights=backbone.provenance, hardware=hardware(features.device), records=records,
-                wall_time_s=time.time() - started,
+                wall_time_s=folder.wall_time_s(),
                 sections={"mask_quality": quality.to_dict() if quality is not None else None})
             path = write_result(run_dir / "result.json", result)
         _say(timer.summary())
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
         _say(f"tables: {run_dir / 'tables'}   plots: {run_dir / 'plots'}")
         return RunResult(run_dir, result, records, tables)
+    except BaseException:
+        if folder is not None:
+            folder.abandon()  # a new run that wrote no record leaves no folder behind
+        raise
     finally:
+        if folder is not None:
+            folder.close()
         ctx.close()
 
 
@@ -142,37 +150,39 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
     return None if outcome is None else outcome.run_dir
 
 
-def evaluate_episodes(cfg: RunConfig, run_dir: Path, source: EpisodeSource,
+def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
                       learners: list[tuple[LearnerConfig, Learner]], gathers: list[tuple],
                       progress: bool) -> str:
-    """Evaluate every learner on every episode not yet in run_dir/records.jsonl; the run id.
+    """Evaluate every learner on every episode not yet in the folder's records; the run id.
     gathers[i]: learner i's (gather_support, gather_query)."""
     supers = class_super_categories()
-    run_id = short_key({"config": cfg.to_dict(), "dir": run_dir.name})
+    run_id = short_key({"config": cfg.to_dict(), "dir": folder.path.name})
     size = cfg.episodes.batch_size if source.batched else 1  # variable shapes go one at a time
-    with RecordWriter(run_dir / "records.jsonl", expect={"split": source.split}) as writer:
-        if writer.setting is not None:
-            run_id = writer.setting["run_id"]  # resuming: keep the run's identity
-        for (spec, learner), gather in zip(learners, gathers):
-            masks = learner_masks(cfg.features.masks, learner)
-            todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
-            if not todo:
-                continue
-            with tqdm(total=len(todo), desc=spec.name, unit="ep", disable=not progress,
-                      file=sys.stderr) as bar:
-                for start in range(0, len(todo), size):
-                    done = evaluate.predict_positions(learner, source, todo[start:start + size],
-                                                      *gather)
-                    out = done.predictions
-                    writer.append_many(records_from_predictions(
-                        run_id=run_id, learner=spec.name, split=source.split,
-                        k_shot=done.k_shot, variable_shape=not source.batched,
-                        episodes=done.episodes, classes=done.classes, labels=out.labels,
-                        predicted=out.predicted, part_contributions=out.contributions,
-                        super_categories=supers,
-                        slot_names=PART_SLOTS if masks is None else slot_names(masks),
-                        mask_mode=masks))
-                    bar.update(len(done.episodes))
+    writer = folder.writer
+    writer.require({"split": source.split})
+    if writer.setting is not None:
+        run_id = writer.setting["run_id"]  # resuming: keep the run's identity
+    for (spec, learner), gather in zip(learners, gathers):
+        masks = learner_masks(cfg.features.masks, learner)
+        fingerprint = folder.fingerprint({"name": spec.name, "options": spec.options})
+        todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
+        if not todo:
+            continue
+        with tqdm(total=len(todo), desc=spec.name, unit="ep", disable=not progress,
+                  file=sys.stderr) as bar:
+            for start in range(0, len(todo), size):
+                done = evaluate.predict_positions(learner, source, todo[start:start + size],
+                                                  *gather)
+                out = done.predictions
+                writer.append_many(records_from_predictions(
+                    run_id=run_id, learner=spec.name, split=source.split,
+                    k_shot=done.k_shot, variable_shape=not source.batched,
+                    episodes=done.episodes, classes=done.classes, labels=out.labels,
+                    predicted=out.predicted, part_contributions=out.contributions,
+                    super_categories=supers,
+                    slot_names=PART_SLOTS if masks is None else slot_names(masks),
+                    mask_mode=masks, fingerprint=fingerprint))
+                bar.update(len(done.episodes))
     return run_id
 
 
@@ -190,31 +200,14 @@ def plot_first_episode(path: Path, dataset: PartDataset, source: EpisodeSource, 
         title=f"episode 0 ({episode.split}), predictions of {spec.name}")
 
 
-def prepare_run_dir(cfg: RunConfig, run_dir: Path | None, resume: bool) -> Path:
-    """The run folder (a new one unless given), holding the run's resolved config.yaml."""
-    if run_dir is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        base = Path(cfg.output_dir).expanduser() / f"{cfg.name}-{stamp}"
-        run_dir, n = base, 1
-        while run_dir.exists():
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _say(f"run folder: {run_dir}")
-    if not (resume and (run_dir / "config.yaml").is_file()):
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return run_dir
-
-
-def load_run_config(run_dir: Path, overrides: list[str]) -> RunConfig:
-    """The config of a run folder (for --resume), with `KEY=VALUE` overrides applied."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a partbench run folder?")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for item in overrides:
-        apply_override(raw, item)
-    return config_from_dict(raw)
+def run_content(dataset: PartDataset, backbone, features: FeatureProvider,
+                source: EpisodeSource) -> dict:
+    """What the run's config names, measured: the content part of its identity."""
+    return {"dataset.fingerprint": dataset.fingerprint,
+            "backbone.weights_sha256": backbone.provenance.get("sha256"),
+            "features.keys": features.keys(),
+            "episodes.settings": source.settings,
+            "episodes.file_hash": source.hash() if source.fixed is not None else None}
 
 
 def _say(message: str) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.config import RunConfig
-from benchmark.runner import RunResult, prepare_run_dir, run_benchmark
+from benchmark.run_folder import prepare_run_dir
+from benchmark.runner import RunResult, run_benchmark
 from results.run_result import ci_settings
 from results.schema import with_sections, write_result
 from results.seeds import seed_accuracy_table, seed_paired_table, seed_summary

@@ -30,7 +30,9 @@ def episode_source(cfg: RunConfig, dataset: PartDataset) -> EpisodeSource:
     if cfg.episodes.file:
         try:
             return EpisodeSource.from_file(Path(cfg.episodes.file).expanduser(),
-                                           dataset_fingerprint=dataset.fingerprint)
+                                           dataset_fingerprint=dataset.fingerprint,
+                                           labels=dataset.labels,
+                                           image_splits=[r.split for r in dataset.images])
         except (EpisodeFileError, OSError) as exc:
             raise ConfigError(f"episodes.file: {exc}") from None
     return EpisodeSource.sampled(build_sampler(cfg, dataset), cfg.episodes.n_episodes)
@@ -52,7 +54,6 @@ def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
                     raise ConfigError(f"learners: {spec.name} pools features over part masks, but "
                                       "features.masks is none; set it to oracle, predicted or "
                                       "support-oracle")
-                options.setdefault("mask_mode", cfg.features.masks)
             learners.append((spec, get_learner(spec.name, **options)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc

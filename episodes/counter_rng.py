@@ -14,11 +14,11 @@ Lemire, "Fast random integer generation in an interval" (TOMACS 2019).
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import numpy as np
 
+from episodes.storage import canonical_json
 from episodes.workspace import Workspace, scratch
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -42,14 +42,9 @@ def mix64(z: np.ndarray, shifted: np.ndarray | None = None) -> np.ndarray:
     return z
 
 
-def canonical_json(obj: Any) -> str:
-    """The one JSON text of `obj` used for hashing: sorted keys, no spaces, ASCII only."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
 def stream_key(settings: dict[str, Any]) -> int:
     """A 64-bit key naming the random stream of one sampler: the first 8 bytes of sha256(settings)."""
-    digest = hashlib.sha256(canonical_json(settings).encode("ascii")).digest()
+    digest = hashlib.sha256(canonical_json(settings).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little")
 
 

@@ -12,18 +12,18 @@ says which part no longer matches. One episode per line keeps diffs readable.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from episodes.counter_rng import canonical_json
+from episodes import taxonomy
 from episodes.episode import Episode
 from episodes.hashing import episode_from_record, episode_record, episodes_hash
+from episodes.storage import (StrictJSONError, atomic_write_text, canonical_json, json_sha256,
+                              loads_strict)
 
 FILE_FORMAT = "partbench-episodes"
 FILE_VERSION = 1
@@ -63,7 +63,7 @@ def _content_hash(settings: Mapping[str, Any], fingerprint: str, ep_hash: str) -
         "dataset_fingerprint": fingerprint,
         "episodes_hash": ep_hash,
     }
-    return hashlib.sha256(canonical_json(header).encode("ascii")).hexdigest()
+    return json_sha256(header)
 
 
 def save_episodes(
@@ -73,10 +73,10 @@ def save_episodes(
     settings: Mapping[str, Any],
     dataset_fingerprint: str,
 ) -> EpisodeFile:
-    """Write episodes atomically (temporary file in the same folder, then os.replace).
+    """Write episodes atomically (episodes.storage.atomic_write).
 
     Args:
-        path: the JSON file to write; its folder must exist.
+        path: the JSON file to write (its folder is created if missing).
         episodes: the episodes, e.g. sampler.episodes(0, 600).
         settings: JSON-able settings that made them, normally sampler.settings.
         dataset_fingerprint: a string naming the exact dataset the image indices refer to.
@@ -101,19 +101,7 @@ def save_episodes(
     }
     lines = ",\n".join(canonical_json(episode_record(e)) for e in episodes)
     text = canonical_json(header)[:-1] + ',"episodes":[\n' + lines + "\n]}\n"
-    path = Path(path)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="ascii", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as tmp:
-        try:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    atomic_write_text(path, text)
     return EpisodeFile(episodes, settings, dataset_fingerprint, ep_hash, content)
 
 
@@ -122,23 +110,31 @@ def load_episodes(
     *,
     dataset_fingerprint: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    labels: Sequence[str] | None = None,
+    image_splits: Sequence[str] | None = None,
+    class_splits: Mapping[str, str] | None = None,
 ) -> EpisodeFile:
-    """Read and verify an episode file.
+    """Read and verify an episode file: its hashes, and with `labels`, what its episodes mean.
 
     Args:
         path: a file written by save_episodes.
         dataset_fingerprint: if given, the file must have been made for this dataset.
         settings: if given (e.g. the sampler settings a config asks for), the file's must be equal.
+        labels: (n_images,) the class key of every dataset image; if given, every episode is
+            checked with `episode_problems` (a re-hashed, edited file is refused too).
+        image_splits: (n_images,) the split each image belongs to (optional, with `labels`).
+        class_splits: class key -> split; default: PartImageNet's OOD splits.
 
     Raises:
         EpisodeFileError: naming the file and what is wrong (malformed field, edited episodes or
-            header, another dataset or other settings).
+            header, another dataset or other settings, or the first episode and image that
+            breaks the file's own settings or the dataset).
     """
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EpisodeFileError(f"{path}: cannot read an episode file: {err}") from err
+        doc = loads_strict(path.read_bytes())
+    except (OSError, StrictJSONError) as err:
+        raise EpisodeFileError(f"{path}: cannot read an episode file: {err}") from None
     if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
         raise EpisodeFileError(f"{path}: not a partbench episode file (field 'format' != {FILE_FORMAT!r})")
     if doc.get("format_version") != FILE_VERSION:
@@ -183,4 +179,81 @@ def load_episodes(
         if differ:
             shown = ", ".join(f"{k}: file {doc['settings'].get(k)!r} vs wanted {wanted.get(k)!r}" for k in differ)
             raise EpisodeFileError(f"{path}: settings differ from those wanted ({shown})")
+    if labels is not None:
+        problem = episodes_problem(episodes, doc["settings"], labels, image_splits=image_splits,
+                                   class_splits=class_splits)
+        if problem is not None:
+            raise EpisodeFileError(f"{path}: {problem}; the file was edited after it was made "
+                                   "(its hashes were recomputed): regenerate it with "
+                                   "`python -m benchmark episodes`")
     return EpisodeFile(episodes, doc["settings"], doc["dataset_fingerprint"], computed, content)
+
+
+def episodes_problem(
+    episodes: Sequence[Episode],
+    settings: Mapping[str, Any],
+    labels: Sequence[str],
+    *,
+    image_splits: Sequence[str] | None = None,
+    class_splits: Mapping[str, str] | None = None,
+) -> str | None:
+    """The first way `episodes` contradict their settings or the dataset, or None.
+
+    Checked per episode, in file order: the split is the settings' split; one distinct class per
+    way, each of that split; support and query sizes match n_way/k_shot/n_query where the
+    settings fix them (at least one support image per way otherwise); every image index lies in
+    [0, len(labels)), is of its way's class (and of the split, with `image_splits`), and appears
+    once in the episode (support and query disjoint).
+
+    labels: (n_images,) class key per image. image_splits: (n_images,) split per image.
+    """
+    class_splits = dict(taxonomy.class_splits() if class_splits is None else class_splits)
+    labels = [str(label) for label in labels]
+    splits = None if image_splits is None else [str(s) for s in image_splits]
+    n_images = len(labels)
+    want_split = settings.get("split")
+    shape = {name: settings.get(name) for name in ("n_way", "k_shot", "n_query")}
+    for position, episode in enumerate(episodes):
+        where = f"episode {episode.index} (entry {position})"
+        if want_split is not None and episode.split != want_split:
+            return f"{where}: split {episode.split!r}, but the file's settings say {want_split!r}"
+        if not len(episode.classes) == len(episode.support) == len(episode.query):
+            return (f"{where}: {len(episode.classes)} classes but {len(episode.support)} support "
+                    f"and {len(episode.query)} query ways")
+        if shape["n_way"] is not None and episode.n_way != shape["n_way"]:
+            return f"{where}: {episode.n_way} ways, but the settings say n_way={shape['n_way']}"
+        seen_classes: set[str] = set()
+        for way, cls in enumerate(episode.classes):
+            if cls in seen_classes:
+                return f"{where}: class {cls} is the class of two ways"
+            seen_classes.add(cls)
+            if class_splits.get(cls) != episode.split:
+                owner = class_splits.get(cls)
+                return (f"{where}: way {way}'s class {cls} belongs to "
+                        f"{'no split' if owner is None else f'the {owner} split'}, not to the "
+                        f"{episode.split} split")
+        seen: dict[int, str] = {}
+        for role, ways, size in (("support", episode.support, shape["k_shot"]),
+                                 ("query", episode.query, shape["n_query"])):
+            for way, images in enumerate(ways):
+                if size is not None and len(images) != size:
+                    name = "k_shot" if role == "support" else "n_query"
+                    return (f"{where}: way {way} has {len(images)} {role} images, but the "
+                            f"settings say {name}={size}")
+                if role == "support" and not images:
+                    return f"{where}: way {way} has no support image"
+                for image in images:
+                    slot = f"{role} of way {way}"
+                    if not 0 <= image < n_images:
+                        return (f"{where}: image {image} ({slot}) is not an image of the dataset "
+                                f"(indices lie in [0, {n_images}))")
+                    if image in seen:
+                        return f"{where}: image {image} is used twice ({seen[image]} and {slot})"
+                    seen[image] = slot
+                    if labels[image] != episode.classes[way]:
+                        return (f"{where}: image {image} ({slot}) is of class {labels[image]}, "
+                                f"not of way {way}'s class {episode.classes[way]}")
+                    if splits is not None and splits[image] != episode.split:
+                        return (f"{where}: image {image} ({slot}) belongs to the {splits[image]} "
+                                f"split, not to the {episode.split} split")
+    return None

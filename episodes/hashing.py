@@ -6,8 +6,8 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any
 
-from episodes.counter_rng import canonical_json
 from episodes.episode import Episode
+from episodes.storage import canonical_json
 
 
 def episode_record(episode: Episode) -> dict[str, Any]:
@@ -40,6 +40,6 @@ def episodes_hash(episodes: Iterable[Episode]) -> str:
     """
     digest = hashlib.sha256()
     for episode in episodes:
-        digest.update(canonical_json(episode_record(episode)).encode("ascii"))
+        digest.update(canonical_json(episode_record(episode)).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()

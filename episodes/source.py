@@ -54,11 +54,15 @@ class EpisodeSource:
         return cls(sampler.split, n_episodes, dict(sampler.settings), sampler=sampler)
 
     @classmethod
-    def from_file(cls, path: str | Path, dataset_fingerprint: str | None = None) -> "EpisodeSource":
-        """The episodes of an episode file, verified (and made for `dataset_fingerprint` if given).
+    def from_file(cls, path: str | Path, dataset_fingerprint: str | None = None,
+                  labels: Sequence[str] | None = None,
+                  image_splits: Sequence[str] | None = None) -> "EpisodeSource":
+        """The episodes of an episode file, verified (and made for `dataset_fingerprint` if given;
+        with `labels`/`image_splits` of the dataset, every episode is checked for meaning).
 
         Raises EpisodeFileError for a file that does not verify or holds no episode."""
-        loaded = load_episodes(path, dataset_fingerprint=dataset_fingerprint)
+        loaded = load_episodes(path, dataset_fingerprint=dataset_fingerprint, labels=labels,
+                               image_splits=image_splits)
         if not loaded.episodes:
             raise EpisodeFileError(f"{path} holds no episode")
         return cls(loaded.episodes[0].split, len(loaded.episodes), dict(loaded.settings),

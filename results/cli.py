@@ -35,11 +35,20 @@ def validate_main(paths: Iterable[str | os.PathLike[str]], *, episodes_hash: str
         except RecordError as exc:
             print(f"validate: cannot read the records: {exc}")
             return 2
+    if episodes_file is not None:
+        if episode_file_hasher is None:
+            raise TypeError("episodes_file needs episode_file_hasher (a function Path -> hash)")
+        try:  # once, not per result file: the episode file is the same for all of them
+            episodes_hash = episode_file_hasher(Path(episodes_file))
+        except (OSError, ValueError) as exc:
+            print(f"validate: cannot use --episodes {episodes_file}: {exc}")
+            return 2
     failed = 0
     for path in files:
-        problems = validate_result_file(path, episodes_hash=episodes_hash,
-                                        episodes_file=episodes_file,
-                                        episode_file_hasher=episode_file_hasher, records=frame)
+        try:  # one unreadable or hostile file must not stop the others from being checked
+            problems = validate_result_file(path, episodes_hash=episodes_hash, records=frame)
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            problems = [f"cannot be checked: {type(exc).__name__}: {exc}"]
         if problems:
             failed += 1
             print(f"FAIL {path}")

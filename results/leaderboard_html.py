@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from results._io import atomic_write_bytes, atomic_write_text
+from episodes.storage import atomic_write_bytes, atomic_write_text
 from results.leaderboard import LEAKED_MARK, Group, Leaderboard
 from results.plots import plot_accuracy_vs_shots, plot_super_categories
 

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from results.tables import SETTING_COLUMNS
+from episodes.storage import atomic_write
+from results.tables import SETTING_COLUMNS, accuracy_table, super_category_table
 
 
 def _ci_column(table: pd.DataFrame) -> str:
@@ -29,10 +32,8 @@ def _save(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi,
+                                                          bbox_inches="tight"))
 
 
 def plot_accuracy_vs_shots(table: pd.DataFrame, path: str | os.PathLike[str], *,
@@ -150,7 +151,6 @@ def plot_episode(support_images: Sequence[np.ndarray], support_labels: Sequence[
     query_rows = -(-n_query // columns)
     given = [m for m in [*support_masks, *query_masks] if m is not None]
     present = sorted({int(s) for m in given for s in np.flatnonzero(m.reshape(m.shape[0], -1).any(1))})
-    from matplotlib import colormaps
     # tab20's dark hues first, then the light ones: neighbouring slots get distinct hues.
     tab20 = colormaps["tab20"](np.arange(20))[:, :3]
     colors = np.concatenate([tab20[0::2], tab20[1::2]])
@@ -174,7 +174,6 @@ def plot_episode(support_images: Sequence[np.ndarray], support_labels: Sequence[
                 ax.set_title(f"true: {label}\npred: {predicted}", fontsize=7,
                              color="green" if ok else "red")
     if present and slot_names is not None:
-        from matplotlib.patches import Patch
         handles = [Patch(color=colors[s % len(colors)], label=slot_names[s])
                    for s in present if s < len(slot_names)]
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
@@ -214,8 +213,6 @@ def write_plots(records: pd.DataFrame, out_dir: str | os.PathLike[str], *,
     super_category_<setting>.png for each setting (and run), plus accuracy_vs_shots.png when the
     records span several K. Episode drawings need images: call `plot_episode` directly.
     """
-    from results.tables import accuracy_table, super_category_table
-
     out_dir = Path(out_dir)
     options = dict(confidence=confidence, method=method, seed=seed, n_boot=n_boot)
     paths = []

@@ -1,4 +1,4 @@
-"""What a result file records about where it came from: versions, git state, hardware, file hashes.
+"""What a result file records about where it came from: versions, git state, hardware.
 
 Versions are read from installed package metadata (importlib.metadata), so torch and timm are
 named without being imported. Helpers only: the runner decides what to pass to `build_result`.
@@ -6,7 +6,6 @@ named without being imported. Helpers only: the runner decides what to pass to `
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
@@ -54,17 +53,3 @@ def hardware_info(device: str, **extra: Any) -> dict[str, Any]:
     """
     return {"device": device, "platform": platform.platform(), "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "python_implementation": sys.implementation.name} | extra
-
-
-def sha256_hex(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes (e.g. a weights checkpoint), read in chunks."""
-    digest = hashlib.sha256()
-    with open(Path(path), "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """"sha256:<hex>" of a file's bytes."""
-    return "sha256:" + sha256_hex(path, chunk_size)

@@ -22,20 +22,38 @@ Record fields (`RECORD_FIELDS`):
     part_contributions: {slot: float} | None   mean share of the decision owed to each part slot
     mask_mode: str | None           part masks behind the learner's features ("oracle", ...);
                                     null for learners that use no parts
+    fingerprint: str | None         the run fingerprint (what determines the records: dataset,
+                                    weights, features, episodes, learner and options); a resume
+                                    under another fingerprint is refused
+
+Each line also carries `checksum` (CHECKSUM_FIELD): the first 16 hex digits of sha256 of the
+record's canonical JSON without it, added on write and checked on every read, so an edited
+record (a changed `correct`, say) is caught. Like the result file's content hash it is a seal
+against careless edits, not a signature.
+
+A bad line that is not the last (garbage, an edited or foreign record, a repeated episode) stops
+every reader with one line naming the file, the line number and the repair:
+`repair_records(path)` (`python -m benchmark repair RUN_DIR`) moves such lines into
+`<file>.rejected` beside the file, verbatim, and keeps the rest; nothing is deleted, and the
+moved episodes simply run again on `--resume`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from episodes.storage import StrictJSONError, atomic_write_bytes, canonical_json, loads_strict
 
 try:
     import fcntl  # POSIX: one writer per records file
@@ -57,12 +75,16 @@ RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "per_super_category": ((dict,), False),
     "part_contributions": ((dict,), True),
     "mask_mode": ((str,), True),
+    "fingerprint": ((str,), True),
 }
+CHECKSUM_FIELD = "checksum"
+REJECTED_SUFFIX = ".rejected"
 
 # Fields every record of one file shares: one file = one run on one split.
 FILE_FIELDS: tuple[str, ...] = ("run_id", "split")
 # Fields `RecordWriter(expect=...)` may pin (checked on every existing and appended record).
-EXPECTABLE_FIELDS: tuple[str, ...] = ("run_id", "split", "n_way", "k_shot", "n_query")
+EXPECTABLE_FIELDS: tuple[str, ...] = ("run_id", "split", "n_way", "k_shot", "n_query",
+                                      "fingerprint")
 
 
 class RecordError(ValueError):
@@ -84,6 +106,7 @@ def make_record(
     per_super_category: Mapping[str, tuple[int, int] | list[int]],
     part_contributions: Mapping[str, float] | None = None,
     mask_mode: str | None = None,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """One checked record as a plain JSON-able dict (numpy scalars become Python numbers)."""
     record = {
@@ -101,6 +124,7 @@ def make_record(
             else {str(k): float(v) for k, v in part_contributions.items()}
         ),
         "mask_mode": None if mask_mode is None else str(mask_mode),
+        "fingerprint": None if fingerprint is None else str(fingerprint),
     }
     problems = record_problems(record)
     if problems:
@@ -122,6 +146,7 @@ def records_from_predictions(
     part_contributions: Any = None,
     slot_names: Sequence[str] | None = None,
     mask_mode: str | None = None,
+    fingerprint: str | None = None,
     variable_shape: bool = False,
 ) -> list[dict[str, Any]]:
     """Records for B same-shape episodes from a learner's predictions (numpy in, dicts out).
@@ -177,7 +202,7 @@ def records_from_predictions(
             per_class=per_class, per_super_category=per_super,
             part_contributions=(None if part_contributions is None else
                                 dict(zip(slot_names, part_contributions[b].tolist()))),
-            mask_mode=mask_mode))
+            mask_mode=mask_mode, fingerprint=fingerprint))
     return records
 
 
@@ -226,58 +251,158 @@ def record_problems(record: Any) -> list[str]:
 
 
 def _dumps(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return canonical_json(record)
 
 
-def _parse_lines(path: Path, data: bytes) -> tuple[list[dict[str, Any]], int, str | None]:
-    """Records of a file's bytes, the byte length of its intact part, and why the tail was torn.
+def record_checksum(record: Mapping[str, Any]) -> str:
+    """The first 16 hex digits of sha256 of the record's canonical JSON (without a checksum)."""
+    body = {k: v for k, v in record.items() if k != CHECKSUM_FIELD}
+    return hashlib.sha256(_dumps(body).encode("utf-8")).hexdigest()[:16]
 
-    Only the last line may be torn (no final newline, or not valid JSON): a kill mid-write can only
-    damage the end of an append-only file. A bad line anywhere else is corruption and an error.
+
+def record_line(record: Mapping[str, Any]) -> str:
+    """The line a record is stored as: canonical JSON with its checksum, and a newline."""
+    body = {k: v for k, v in record.items() if k != CHECKSUM_FIELD}
+    return _dumps({**body, CHECKSUM_FIELD: record_checksum(body)}) + "\n"
+
+
+def _parse_record(raw: bytes) -> tuple[dict[str, Any] | None, str | None, bool]:
+    """(record, None, _) for a good line; (None, why, is_json_error) for a bad one."""
+    try:
+        record = loads_strict(raw)
+    except StrictJSONError as exc:
+        return None, str(exc), True
+    if not isinstance(record, dict):
+        return None, f"a record must be a JSON object, got {type(record).__name__}", False
+    stored = record.pop(CHECKSUM_FIELD, None)
+    problems = record_problems(record)
+    if problems:
+        return None, "; ".join(problems), False
+    if stored is None:
+        return None, f"no {CHECKSUM_FIELD!r} field: not written by this partbench", False
+    if stored != record_checksum(record):
+        return None, (f"{CHECKSUM_FIELD} mismatch: the record was edited after it was written "
+                      f"(e.g. its correct/total counts)"), False
+    return record, None, False
+
+
+@dataclass
+class _Scan:
+    """A records file read line by line, nothing raised yet."""
+
+    records: list[tuple[int, dict[str, Any]]]   # (line number, record) of the good lines
+    bad: list[tuple[int, bytes, str]]           # (line number, raw line, why) of the others
+    intact: int                                 # bytes up to the end of the last good/bad line
+    torn: tuple[int, bytes, str] | None         # a damaged last line (a kill mid-write)
+
+
+def _scan(data: bytes) -> _Scan:
+    """Classify every line: good, bad (garbage, edited, foreign, a repeat), or a torn tail.
+
+    Only the last line may be torn (no final newline, or invalid JSON): a kill mid-write can
+    only damage the end of an append-only file. Anything wrong elsewhere is corruption. A record
+    whose (learner, episode) appeared before, or whose run_id/split differ from the first
+    record's, is bad (one file = one run on one split; each episode once).
     """
-    records: list[dict[str, Any]] = []
-    offset = 0
+    scan = _Scan([], [], 0, None)
     lines = data.split(b"\n")
-    # data ending in "\n" yields a trailing b"": complete. Otherwise the last piece is torn.
+    first: dict[str, Any] | None = None
+    seen: dict[tuple[str, int], int] = {}
     for number, raw in enumerate(lines, start=1):
-        is_last = number == len(lines)
-        if is_last:
+        if number == len(lines):  # after the final newline: b"" when the file is complete
             if raw.strip():
-                return records, offset, f"line {number} has no final newline (torn write)"
-            return records, offset, None
+                scan.torn = (number, raw, f"line {number} has no final newline (torn write)")
+            return scan
         if not raw.strip():
-            offset += len(raw) + 1
+            scan.intact += len(raw) + 1
             continue
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            if number == len(lines) - 1:
-                return records, offset, f"line {number} is not valid JSON ({exc.msg})"
-            raise RecordError(f"{path}:{number}: not valid JSON ({exc}); only the last line of a "
-                              "records file may be damaged, so this file was edited or corrupted"
-                              ) from None
-        problems = record_problems(record)
-        if problems:
-            raise RecordError(f"{path}:{number}: " + "; ".join(problems))
-        records.append(record)
-        offset += len(raw) + 1
-    return records, offset, None
+        record, why, json_error = _parse_record(raw)
+        if record is None and json_error and number == len(lines) - 1:
+            scan.torn = (number, raw + b"\n", f"line {number} is {why}")
+            return scan
+        if record is not None:
+            key = (record["learner"], record["episode"])
+            first = first or record
+            foreign = [n for n in FILE_FIELDS if record[n] != first[n]]
+            if foreign:
+                why = (f"{foreign[0]}={record[foreign[0]]!r} but the first record has "
+                       f"{first[foreign[0]]!r}; a records file holds one run on one split")
+            elif key in seen:
+                why = (f"repeats learner={key[0]!r} episode={key[1]} of line {seen[key]} "
+                       "(it would be counted twice)")
+            else:
+                seen[key] = number
+                scan.records.append((number, record))
+        if why is not None:
+            scan.bad.append((number, raw, why))
+        scan.intact += len(raw) + 1
+    return scan
 
 
-def _check_one_run(path: Path, records: list[dict[str, Any]]) -> None:
-    seen: set[tuple[str, int]] = set()
-    first = records[0] if records else None
-    for number, record in enumerate(records, start=1):
-        for name in FILE_FIELDS:
-            if record[name] != first[name]:
-                raise RecordError(
-                    f"{path}: record {number} has {name}={record[name]!r} but the first record has "
-                    f"{first[name]!r}; a records file holds one run on one split "
-                    "(write other runs or splits to their own files)")
-        key = (record["learner"], record["episode"])
-        if key in seen:
-            raise RecordError(f"{path}: record {number} repeats learner={key[0]!r} episode={key[1]}")
-        seen.add(key)
+def rejected_path(path: str | os.PathLike[str]) -> Path:
+    """The side file `repair_records` moves bad lines into: `<records file>.rejected`."""
+    path = Path(path)
+    return path.with_name(path.name + REJECTED_SUFFIX)
+
+
+def _raise_on_bad_lines(path: Path, scan: _Scan) -> None:
+    if not scan.bad:
+        return
+    number, _, why = scan.bad[0]
+    more = f" (and {len(scan.bad) - 1} more bad lines)" if len(scan.bad) > 1 else ""
+    raise RecordError(
+        f"{path}:{number}: {why}{more}; repair with `python -m benchmark repair {path}`: it "
+        f"moves the bad lines to {rejected_path(path).name} (deleting nothing), and --resume "
+        "runs their episodes again")
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What `repair_records` did: lines kept, lines moved (line number, why), the side file."""
+
+    kept: int
+    moved: tuple[tuple[int, str], ...]
+    side_file: Path | None
+
+
+def repair_records(path: str | os.PathLike[str]) -> RepairReport:
+    """Move every bad, repeated, foreign or torn line of a records file into `<file>.rejected`.
+
+    The side file is appended to (verbatim lines, fsynced) before the records file is
+    rewritten atomically with the good lines in their order: nothing is ever deleted, and a
+    kill at any moment leaves every line in one of the two files. Holds the writer's lock, so a
+    running run's file cannot be repaired under it. A clean file is left untouched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(f"{path}: no such records file")
+    with open(path, "a", encoding="utf-8") as handle:
+        _lock_or_refuse(handle, path)
+        data = path.read_bytes()
+        scan = _scan(data)
+        moved = [(n, raw if raw.endswith(b"\n") else raw + b"\n", why) for n, raw, why in scan.bad]
+        if scan.torn is not None:
+            n, raw, why = scan.torn
+            moved.append((n, raw if raw.endswith(b"\n") else raw + b"\n", why))
+        if not moved:
+            return RepairReport(len(scan.records), (), None)
+        side = rejected_path(path)
+        with open(side, "ab") as out:
+            out.write(b"".join(raw for _, raw, _ in moved))
+            out.flush()
+            os.fsync(out.fileno())
+        atomic_write_bytes(path, "".join(record_line(r) for _, r in scan.records).encode("utf-8"))
+        return RepairReport(len(scan.records), tuple((n, why) for n, _, why in moved), side)
+
+
+def _lock_or_refuse(handle: Any, path: Path) -> None:
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RecordError(f"{path}: another process is writing this records file; "
+                          "wait for it to finish or write elsewhere") from None
 
 
 class RecordWriter:
@@ -306,41 +431,55 @@ class RecordWriter:
             raise
 
     def _lock(self) -> None:
-        if fcntl is None:
-            return
-        try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RecordError(f"{self.path}: another process is writing this records file; "
-                              "wait for it to finish or write elsewhere") from None
+        _lock_or_refuse(self._handle, self.path)
 
     def _resume(self, expect: Mapping[str, Any] | None) -> None:
         records: list[dict[str, Any]] = []
         if self.path.exists():
-            data = self.path.read_bytes()
-            records, intact, torn = _parse_lines(self.path, data)
-            if torn is not None:
-                warnings.warn(f"{self.path}: {torn}; cutting {len(data) - intact} bytes away "
+            scan = _scan(self.path.read_bytes())
+            _raise_on_bad_lines(self.path, scan)
+            records = [r for _, r in scan.records]
+            if scan.torn is not None:
+                _, raw, why = scan.torn
+                side = rejected_path(self.path)
+                warnings.warn(f"{self.path}: {why}; moving its {len(raw)} bytes to {side.name} "
                               "(that episode will run again)", stacklevel=3)
+                with open(side, "ab") as out:  # kept, never deleted
+                    out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                    out.flush()
+                    os.fsync(out.fileno())
                 with open(self.path, "r+b") as handle:
-                    handle.truncate(intact)
+                    handle.truncate(scan.intact)
                     handle.flush()
                     os.fsync(handle.fileno())
-            _check_one_run(self.path, records)
         self._setting = {name: records[0][name] for name in FILE_FIELDS} if records else None
-        self._expect = dict(expect or {})
-        unknown = sorted(set(self._expect) - set(EXPECTABLE_FIELDS))
+        self._records = records
+        self._expect: dict[str, Any] = {}
+        self.require(expect or {})
+        self.done: set[tuple[str, int]] = {(r["learner"], r["episode"]) for r in records}
+        # learner -> the run fingerprints its existing records carry (a resume checks them)
+        self.fingerprints: dict[str, set[str | None]] = {}
+        for record in records:
+            self.fingerprints.setdefault(record["learner"], set()).add(record["fingerprint"])
+        self.n_resumed = len(records)
+
+    def require(self, expect: Mapping[str, Any]) -> None:
+        """Pin fields (keys of EXPECTABLE_FIELDS) for the records read and every one appended.
+
+        Lets a caller take the lock first and pin what it learns later (e.g. the split, once the
+        episodes are known). Raises RecordError if a record read from the file differs.
+        """
+        unknown = sorted(set(expect) - set(EXPECTABLE_FIELDS))
         if unknown:
             raise RecordError(f"expect: unknown field {unknown[0]!r}; "
                               f"valid: {', '.join(EXPECTABLE_FIELDS)}")
-        for record in records:
-            for name, value in self._expect.items():
+        for record in self._records:
+            for name, value in expect.items():
                 if record[name] != value:
                     raise RecordError(
                         f"{self.path}: cannot resume: it holds {name}={record[name]!r} but this "
                         f"run has {name}={value!r}; delete the file or write elsewhere")
-        self.done: set[tuple[str, int]] = {(r["learner"], r["episode"]) for r in records}
-        self.n_resumed = len(records)
+        self._expect.update(expect)
 
     @property
     def setting(self) -> dict[str, Any] | None:
@@ -367,7 +506,7 @@ class RecordWriter:
                                       f"holds {name}={value!r}; one run on one split per file")
         if not batch:
             return
-        self._handle.write("".join(_dumps(r) + "\n" for r in batch))
+        self._handle.write("".join(record_line(r) for r in batch))
         self._handle.flush()
         os.fsync(self._handle.fileno())
         if self._setting is None:
@@ -410,10 +549,11 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
     for path in paths:
         if not path.is_file():
             raise RecordError(f"{path}: no such records file")
-        records, _, torn = _parse_lines(path, path.read_bytes())
-        if torn is not None:
-            warnings.warn(f"{path}: {torn}; ignoring that line", stacklevel=2)
-        rows += [{**r, "source": str(path)} for r in records]
+        scan = _scan(path.read_bytes())
+        _raise_on_bad_lines(path, scan)
+        if scan.torn is not None:
+            warnings.warn(f"{path}: {scan.torn[2]}; ignoring that line", stacklevel=2)
+        rows += [{**r, "source": str(path)} for _, r in scan.records]
     frame = pd.DataFrame(rows, columns=[*RECORD_FIELDS, "source"])
     for name in ("n_way", "episode", "correct", "total"):
         frame[name] = frame[name].astype("int64")

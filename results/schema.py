@@ -8,7 +8,7 @@ else), so an edit after writing is detected. The hash is a seal against accident
 edits, not a signature: anyone can recompute it. The strong check is recomputing the metrics
 from the per-episode records (`validate_result(..., records=...)`).
 
-Layout (SCHEMA_VERSION 1):
+Layout (SCHEMA_VERSION 2):
     schema_version: int                  kind: "partbench-result"
     run_id, name, created_utc: str
     setting: {split, n_way, k_shot, n_query, mode, mask_mode}   (null where not fixed; mask_mode:
@@ -23,19 +23,19 @@ Layout (SCHEMA_VERSION 1):
     episodes: {hash: str, requested: int, run: int}
     wall_time_s: float
     ci: {confidence: float, method: "normal"|"bootstrap", seed: int, n_boot: int}
-    metrics: {learner: {accuracy, ci, n_episodes, mask_mode, per_super_category: {name:
-              {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %
+    metrics: {learner: {accuracy, ci, n_episodes, mask_mode, fingerprint, per_super_category:
+              {name: {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %;
+              fingerprint: the run fingerprint of the learner's records (what they depend on)
     mask_quality (optional): {n_images, grid, grid_miou, image_miou, grid_iou, image_iou}
               the part head's IoU against the annotations (runs with predicted masks)
     seed_spread (optional): {seeds, n_seeds, this_seed, confidence, learners: {learner:
               {accuracy, seed_std, episode_ci, per_seed}}}   one backbone per training seed
     section_hashes: {section: sha256}   (top-level sections and each metrics.<learner>)
-    content_hash: "sha256:..."
+    content_hash: sha256 (64 hex digits, as every hash partbench writes)
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -47,10 +47,11 @@ from typing import Any
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from results._io import atomic_write_text
+from episodes.storage import StrictJSONError, atomic_write_text, canonical_json, json_sha256, loads_strict
+from results.records import read_records
 from results.stats import CI_METHODS, mean_ci
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: content and section hashes are bare hex, like every partbench hash
 KIND = "partbench-result"
 
 
@@ -149,6 +150,8 @@ METRIC = _Object({"accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT
 LEARNER_METRICS = _Object({
     "accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT,
     "mask_mode": _Optional(STR),  # part masks behind this learner's features; null: no parts
+    # the run fingerprint its records carry (benchmark.run_identity); null: records without one
+    "fingerprint": _Optional(STR),
     "per_super_category": _Mapping(METRIC),
 })
 
@@ -199,16 +202,6 @@ RECOMPUTE_TOLERANCE = 1e-6
 
 # ------------------------------------------------------------------ hashing
 
-def canonical_json(value: Any) -> bytes:
-    """The bytes hashed: sorted keys, no spaces, UTF-8, NaN refused."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def _sha256(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(value)).hexdigest()
-
-
 def _sections(result: Mapping[str, Any]) -> dict[str, Any]:
     """What section_hashes covers: each top-level field and each learner's metrics."""
     sections = {k: v for k, v in result.items() if k not in SEAL_FIELDS}
@@ -221,15 +214,15 @@ def _sections(result: Mapping[str, Any]) -> dict[str, Any]:
 def seal(result: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `result` with section_hashes and content_hash (re)computed."""
     body = {k: v for k, v in result.items() if k not in SEAL_FIELDS}
-    body["section_hashes"] = {name: _sha256(value) for name, value in _sections(body).items()}
-    body["content_hash"] = _sha256(body)
+    body["section_hashes"] = {name: json_sha256(value) for name, value in _sections(body).items()}
+    body["content_hash"] = json_sha256(body)
     return body
 
 
 def _hash_problems(result: Mapping[str, Any]) -> list[str]:
     body = {k: v for k, v in result.items() if k != "content_hash"}
     try:
-        if result["content_hash"] == _sha256(body):
+        if result["content_hash"] == json_sha256(body):
             return []
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value
         return [f"content_hash: cannot hash the file's content ({exc})"]
@@ -237,7 +230,7 @@ def _hash_problems(result: Mapping[str, Any]) -> list[str]:
     stored = result.get("section_hashes")
     if not isinstance(stored, dict):
         return [f"{edited} (section_hashes missing, cannot say where)"]
-    recomputed = {name: _sha256(value) for name, value in _sections(result).items()}
+    recomputed = {name: json_sha256(value) for name, value in _sections(result).items()}
     changed = [name for name in sorted(set(stored) | set(recomputed))
                if stored.get(name) != recomputed.get(name)]
     # "metrics" changes whenever one learner's metrics change: name the learner instead.
@@ -268,6 +261,11 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
         if len(modes) > 1:
             raise ValueError(f"learner {learner!r} has records under several mask modes {modes}; "
                              "one result covers one run")
+        fingerprints = sorted(set(group["fingerprint"].dropna()))
+        if len(fingerprints) > 1:
+            raise ValueError(f"learner {learner!r} has records of {len(fingerprints)} run "
+                             f"fingerprints {fingerprints}: they were made under different "
+                             "settings and cannot be pooled")
         per_super: dict[str, list[float]] = {}
         for counts in group["per_super_category"]:
             for name, (correct, total) in counts.items():
@@ -275,6 +273,7 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
                     per_super.setdefault(name, []).append(100.0 * correct / total)
         metrics[str(learner)] = entry(group["accuracy"].to_numpy() * 100.0) | {
             "mask_mode": modes[0] if modes else None,
+            "fingerprint": fingerprints[0] if fingerprints else None,
             "per_super_category": {name: entry(v) for name, v in sorted(per_super.items())},
         }
     return metrics
@@ -360,9 +359,12 @@ def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Pat
 
 
 def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a result file (no validation; see validate_result_file)."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """Load a result file (no validation; see validate_result_file).
+
+    Raises:
+        OSError: unreadable. StrictJSONError: not JSON, a key twice, or absurdly nested.
+    """
+    return loads_strict(Path(path).read_bytes())
 
 
 # ------------------------------------------------------------------ validating
@@ -381,6 +383,15 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
                         f"({episodes['requested']})")
     if episodes["run"] < 1:
         problems.append(f"episodes.run must be at least 1, got {episodes['run']}")
+    setting = result["setting"]
+    for key, low in (("n_way", 2), ("k_shot", 1), ("n_query", 1)):
+        if setting[key] is not None and setting[key] < low:
+            problems.append(f"setting.{key}: must be at least {low}, got {setting[key]}")
+    weights = result["weights"]
+    if weights["provenance"] == "hub" and not weights["saw_test_classes"]:
+        problems.append("weights.saw_test_classes: false, but hub weights (ImageNet-pretrained) "
+                        "saw the test classes; it must be true")
+    problems += _copied_metrics_problems(result["metrics"])
     if result["wall_time_s"] < 0:
         problems.append(f"wall_time_s: must be >= 0, got {result['wall_time_s']}")
     if not result["metrics"]:
@@ -401,8 +412,13 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
                 if n > 1:
                     problems.append(f"{where}.ci: null but {n} episodes give a CI")
                 continue
+            if n < 2:
+                problems.append(f"{where}.ci: {half} from {n} episode; a CI needs at least 2 "
+                                "episodes (null)")
             if half < 0:
                 problems.append(f"{where}.ci: negative half-width {half}")
+            elif half > 100:
+                problems.append(f"{where}.ci: half-width {half} exceeds 100 points")
             # Accuracies in [0, 1] with mean p have sample variance <= n/(n-1) p(1-p)
             # (Bhatia-Davis), which bounds the normal CI given the stored accuracy.
             if ci["method"] == "normal" and n > 1 and 0 <= acc <= 100:
@@ -416,6 +432,49 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
             problems.append(f"metrics.{learner}.n_episodes: {m['n_episodes']} but episodes.run is "
                             f"{episodes['run']}; every learner must run the same episodes")
     return problems
+
+
+def _copied_metrics_problems(metrics: Mapping[str, Any]) -> list[str]:
+    """Two learners with the very same metrics (accuracy, CI, episodes, every super-category)
+    and the same run fingerprint: one learner's numbers copied under a second name. (Two real
+    learners can tie on every number, e.g. on a degenerate backbone, but their records carry
+    different fingerprints, since a fingerprint covers the learner's name and options.)"""
+    seen: dict[bytes, str] = {}
+    problems = []
+    for learner, m in metrics.items():
+        body = canonical_json({k: v for k, v in m.items() if k != "mask_mode"})
+        if body in seen:
+            problems.append(f"metrics.{learner}: identical to metrics.{seen[body]} in every "
+                            "number; the same results cannot stand under two learners")
+        seen.setdefault(body, learner)
+    return problems
+
+
+def _copied_episodes_problems(records: pd.DataFrame) -> list[str]:
+    """Two learners whose records agree on every episode's per-class counts under the same run
+    fingerprint (real learners' records carry different ones)."""
+    seen: dict[bytes, str] = {}
+    problems = []
+    for learner, group in records.sort_values("episode").groupby("learner", sort=True):
+        fingerprints = sorted(map(str, set(group["fingerprint"])))
+        body = canonical_json([fingerprints] + [[int(e), pc] for e, pc in
+                                                zip(group["episode"], group["per_class"])])
+        if body in seen:
+            problems.append(f"records: learner {learner!r} has the same per-episode results as "
+                            f"{seen[body]!r} on every episode; records copied under another name")
+        seen.setdefault(body, str(learner))
+    return problems
+
+
+def verify_result_against_records(result: Mapping[str, Any], records: pd.DataFrame) -> list[str]:
+    """Every way a structurally valid result disagrees with the run's per-episode records.
+
+    records: `results.records.read_records(...)` rows (any run; only the result's run_id is
+    used). Recomputes every metric and compares; checks the setting, the episode count, and
+    that no learner's per-episode results are another's. Empty list: the result is what its
+    records say. This is the strong check (the content hash is a seal, not a signature).
+    """
+    return _record_problems(result, records)
 
 
 def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[str]:
@@ -434,9 +493,18 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
             problems.append(f"setting.{key}: {setting[key]!r} but the records hold "
                             f"{sorted(map(str, found))}")
     ci = result["ci"]
-    recomputed = metrics_from_records(own, confidence=ci["confidence"], method=ci["method"],
-                                      seed=ci["seed"], n_boot=ci["n_boot"])
+    try:
+        recomputed = metrics_from_records(own, confidence=ci["confidence"], method=ci["method"],
+                                          seed=ci["seed"], n_boot=ci["n_boot"])
+    except ValueError as exc:  # several mask modes or fingerprints under one learner
+        return problems + [f"records: {exc}"]
     stored = result["metrics"]
+    for learner in sorted(set(stored) & set(recomputed)):
+        mine, theirs = stored[learner]["fingerprint"], recomputed[learner]["fingerprint"]
+        if mine != theirs:
+            problems.append(f"metrics.{learner}.fingerprint: the result was made under run "
+                            f"fingerprint {mine!r} but the records carry {theirs!r}: records of "
+                            "another setting (data, weights, features, episodes or options)")
     for learner in sorted(set(stored) - set(recomputed)):
         problems.append(f"metrics.{learner}: not in the records")
     for learner in sorted(set(recomputed) - set(stored)):
@@ -465,6 +533,7 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
                             "of the file and the records")
         for name in sorted(set(s_super) & set(r_super)):
             compare(f"metrics.{learner}.per_super_category.{name}", s_super[name], r_super[name])
+    problems += _copied_episodes_problems(own)
     n_run = int(own.groupby("learner")["episode"].nunique().max())
     if n_run != result["episodes"]["run"]:
         problems.append(f"episodes.run: {result['episodes']['run']} in the file, {n_run} episodes "
@@ -519,15 +588,14 @@ def validate_result_file(path: str | os.PathLike[str], *, episodes_hash: str | N
         result = read_result(path)
     except FileNotFoundError:
         return ["no such file"]
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         return [f"cannot read: {exc}"]
-    except json.JSONDecodeError as exc:
-        return [f"not valid JSON: {exc}"]
+    except StrictJSONError as exc:
+        return [str(exc)]
     if episodes_file is not None:
         if episode_file_hasher is None:
             raise TypeError("episodes_file needs episode_file_hasher (a function Path -> hash)")
         episodes_hash = episode_file_hasher(Path(episodes_file))
     if records is not None and not isinstance(records, pd.DataFrame):
-        from results.records import read_records
         records = read_records(records)
     return validate_result(result, episodes_hash=episodes_hash, records=records)

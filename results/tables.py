@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from results._io import atomic_write_text
+from episodes.storage import atomic_write_text
 from results.stats import mean_ci, paired_difference
 
 # The columns that name one evaluation setting; a table has one block per distinct combination.

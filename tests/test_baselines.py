@@ -374,8 +374,6 @@ def test_part_protonet_loo_keeps_fixed_weights_without_evidence():
 
 
 def test_part_protonet_rejects_bad_options():
-    with pytest.raises(ValueError, match="mask_mode"):
-        get_learner("part_protonet", mask_mode="guessed")
     with pytest.raises(ValueError, match="global_weight"):
         get_learner("part_protonet", global_weight=0)
     with pytest.raises(ValueError, match="normalize"):
@@ -383,7 +381,6 @@ def test_part_protonet_rejects_bad_options():
     support, labels, _, _ = toy_episodes()
     with pytest.raises(ValueError, match="part_weight has 2 values"):
         get_learner("part_protonet", part_weight=[1.0, 2.0]).fit(support, labels, N_WAY)
-    assert get_learner("part_protonet", mask_mode="support-oracle").mask_mode == "support-oracle"
 
 
 @pytest.mark.parametrize("k_shot", [1, 3])
@@ -480,11 +477,11 @@ def test_controls_are_part_protonet_over_their_own_regions():
     support, labels, query, _ = toy_episodes(seed=9)
     _, plain = run("part_protonet", support, labels, query)
     for name, masks in (("part_protonet_grid2", "grid2"), ("part_protonet_grid3", "grid3"),
-                        ("part_protonet_shuffled", "shuffled")):
+                        ("part_protonet_shuffled", "shuffled"),
+                        ("part_protonet_predicted", "predicted")):
         cls = baselines.get_learner_class(name)
         assert cls.uses_parts and cls.own_masks == masks
-        learner, scores = run(name, support, labels, query)
-        assert learner.mask_mode == masks
+        _, scores = run(name, support, labels, query)
         torch.testing.assert_close(scores, plain)  # the difference is in the features alone
     with pytest.raises(TypeError):
         get_learner("part_protonet_grid2", mask_mode="oracle")

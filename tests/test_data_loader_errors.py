@@ -56,10 +56,12 @@ def test_root_in_no_known_layout_names_path_layouts_and_what_is_missing(tmp_path
     with pytest.raises(DatasetError) as err:
         load(root)
     message = str(err.value)
-    assert f"under dataset root {root}" in message
+    assert message.startswith(f"dataset root {root}: ")
     assert all(layout in message for layout in KNOWN_LAYOUTS)
-    assert "no image folders train/, val/, test/ nor JPEGImages/" in message
-    assert str(root / "{split}.json") in message  # val.json and test.json are missing
+    assert f"train/ is missing (its annotations are in {root / 'train.json'})" in message
+    assert "val/ and val.json are missing; this run loads the val split" in message
+    assert "test/ and test.json are missing; this run loads the test split" in message
+    assert f"Saw {root}: folders images/, json files train.json" in message
 
 
 def test_two_sub_folders_are_not_guessed_between(tmp_path):
@@ -227,13 +229,14 @@ def test_file_name_that_is_not_a_bare_name_is_refused_and_never_read(tmp_path, m
     assert not [p for p in stat_calls if p.endswith(".JPEG")]  # no image was even stat-ed
 
 
-def test_image_whose_size_disagrees_with_the_json(tmp_path):
+def test_image_whose_size_disagrees_with_the_json_is_refused_at_load(tmp_path):
     root = write_with(tmp_path, lambda d: None)
     data = fixture_annotations()
     data["test"]["images"][0]["width"] = 20
     write_json(root / "test.json", data["test"])
-    ds = load(root)
     with pytest.raises(DatasetError) as err:
-        ds.load_image(6)
-    assert f"{TEST_A}_1.JPEG" in str(err.value) and "16x12" in str(err.value)
-    assert "20x12" in str(err.value)
+        load(root)
+    message = str(err.value)
+    assert message.startswith("1 of 7 images differ in size")
+    assert f"{root / 'test' / TEST_A / TEST_A}_1.JPEG is 16x12" in message
+    assert "in test.json says 20x12" in message

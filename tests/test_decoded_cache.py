@@ -4,6 +4,7 @@ verified set, rebuilds a damaged one, and the trained weights do not depend on i
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.decode import RESAMPLE, decode_rgb
-from benchmark.training import EpisodeSpec, load_checkpoint, train_backbone
+from benchmark.training import TrainConfig, load_checkpoint, train_backbone
 from benchmark.training.data import SplitImages, train_class_keys
 from benchmark.training.decoded_cache import DecodedViews
 from test_training_data import MEAN, STD, make_toy_dataset
@@ -114,13 +115,12 @@ def test_views_of_large_images_are_reduced_and_keep_the_geometry(tmp_path):
 
 def test_trained_weights_do_not_depend_on_the_cache(tmp_path):
     ds = make_toy_dataset(n_train_classes=6, per_train_class=6, n_val_classes=5, per_val_class=3)
-    common = dict(model_name="test_resnet", image_size=32, batch_size=12, lr=0.05, seed=0,
-                  epochs=2, method="classification", part_head="joint",
-                  val_episodes=EpisodeSpec(n_way=5, k_shot=1, n_query=2, n_episodes=5),
-                  progress=False)
-    plain = train_backbone(ds, out_dir=tmp_path / "plain", **common)
-    cached = train_backbone(ds, out_dir=tmp_path / "cached", decoded_cache=tmp_path / "cache",
-                            **common)
+    config = TrainConfig(batch_size=12, lr=0.05, epochs=2, method="classification",
+                         part_head="joint", val_episodes=5, val_k_shot=1, val_n_query=2)
+    common = dict(model_name="test_resnet", image_size=32, seed=0, progress=False)
+    plain = train_backbone(ds, config, out_dir=tmp_path / "plain", **common)
+    cached = train_backbone(ds, replace(config, decoded_cache=True), out_dir=tmp_path / "cached",
+                            decoded_cache=tmp_path / "cache", **common)
     assert list((tmp_path / "cache" / "decoded").glob("*.json"))
     a, b = load_checkpoint(plain)["model"], load_checkpoint(cached)["model"]
     assert a.keys() == b.keys()

@@ -195,7 +195,7 @@ def test_predicted_masks_come_from_the_head_not_the_annotations(data, backbone):
 
 
 def test_predicted_masks_default_to_the_head_saved_with_a_train_checkpoint(data, tmp_path):
-    from benchmark.training.part_head import PartSegHead
+    from benchmark.part_head import PartSegHead
 
     trunk = build_backbone(TINY, image_size=SIZE, seed=4)
     head = PartSegHead(trunk.num_features)
@@ -352,20 +352,52 @@ def test_cache_misses_when_any_key_part_changes(data, tmp_path, change):
     assert len(list(tmp_path.glob("features-*.pt"))) == (3 if change == "mask_seed" else 2)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "other_key"])
-def test_damaged_cache_file_is_recomputed_with_a_warning(data, backbone, tmp_path, damage):
+def _flip_a_bit_of_the_embeddings(path):
+    """Flip one bit inside the stored embeddings' bytes, as a bad disk or RAM would."""
+    stored = torch.load(path, weights_only=True)["embeddings"].numpy().tobytes()
+    raw = bytearray(path.read_bytes())
+    start = raw.find(stored[:64])
+    assert start > 0
+    raw[start + 37] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def _nan_with_a_matching_hash(path):
+    from benchmark.tensor_hash import tensors_sha256
+
+    payload = torch.load(path, weights_only=True)
+    payload["embeddings"][3, 5] = float("nan")
+    names = ("embeddings", "part_embeddings", "part_present", "image_indices")
+    payload["tensors_sha256"] = tensors_sha256({n: payload[n] for n in names if n in payload})
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("damage, why", [
+    ("garbage", "unreadable"), ("truncated", "unreadable"), ("other_key", "holds key"),
+    ("flipped_bit", "damaged: its tensors no longer match|unreadable"),
+    ("edited_value", "damaged: its tensors no longer match"),
+    ("nan", "holds NaN or infinite values in 'embeddings'"),
+])
+def test_damaged_cache_file_is_recomputed_with_a_warning(data, backbone, tmp_path, damage, why):
     first = _extract(data, backbone, cache_dir=tmp_path)
     path = tmp_path / f"features-{first.key}.pt"
     if damage == "garbage":
         path.write_bytes(b"not a torch file")
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:200])
+    elif damage == "flipped_bit":
+        _flip_a_bit_of_the_embeddings(path)
+    elif damage == "nan":
+        _nan_with_a_matching_hash(path)
     else:
         payload = torch.load(path, weights_only=True)
-        payload["key"] = "0" * 64
+        if damage == "edited_value":
+            payload["embeddings"][0, 0] += 1
+        else:
+            payload["key"] = "0" * 64
         torch.save(payload, path)
     calls = _count_forwards(backbone)
-    with pytest.warns(UserWarning, match="recomputing"):
+    with pytest.warns(UserWarning, match=f"feature cache file .*{path.name}.*({why}).*recomputing"):
         again = _extract(data, backbone, cache_dir=tmp_path)
     assert calls["forward"] > 0
     torch.testing.assert_close(again.embeddings, first.embeddings)

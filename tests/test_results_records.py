@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from results.records import RecordError, RecordWriter, make_record, read_records
+from results.records import (RecordError, RecordWriter, make_record, read_records, record_line,
+                             rejected_path, repair_records)
 from results_factories import fake_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def test_resume_after_torn_last_line_equals_uninterrupted_run(tmp_path):
     with RecordWriter(path) as writer:
         writer.append_many(records[:7])
     # a kill mid-write: half of the 8th record, no newline
-    line = json.dumps(records[7])
+    line = record_line(records[7])
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line[: len(line) // 2])
     with pytest.warns(UserWarning, match="torn write"):
@@ -66,12 +67,12 @@ def test_resume_after_torn_last_line_equals_uninterrupted_run(tmp_path):
 def test_invalid_json_last_line_is_cut_but_a_bad_middle_line_is_an_error(tmp_path):
     records = _all(3)
     path = tmp_path / "r.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records[:2]) + "{garbage\n")
+    path.write_text("".join(record_line(r) for r in records[:2]) + "{garbage\n")
     with pytest.warns(UserWarning, match="not valid JSON"):
         writer = RecordWriter(path)
     writer.close()
     assert len(path.read_text().splitlines()) == 2
-    path.write_text(json.dumps(records[0]) + "\n{garbage\n" + json.dumps(records[1]) + "\n")
+    path.write_text(record_line(records[0]) + "{garbage\n" + record_line(records[1]))
     with pytest.raises(RecordError, match=r"r.jsonl:2: not valid JSON"):
         RecordWriter(path)
 
@@ -108,7 +109,7 @@ def test_make_record_and_reader_reject_bad_records(tmp_path):
     path = tmp_path / "r.jsonl"
     bad = dict(_all(1)[0])
     del bad["total"]
-    path.write_text(json.dumps(bad) + "\n")
+    path.write_text(record_line(bad))
     with pytest.raises(RecordError, match="r.jsonl:1: missing field 'total'"):
         read_records(path)
 
@@ -192,3 +193,71 @@ def test_records_from_predictions_counts_per_way_class_and_super_category():
         records_from_predictions(run_id="r", learner="a", split="test", k_shot=1, episodes=[7],
                                  classes=[classes[0]], labels=[labels[0]], predicted=[labels[0]],
                                  super_categories={"n01": "Fish", "n02": "Fish"})
+
+
+def _damaged(tmp_path):
+    """A records file with a garbage line, a repeated line and an edited record in the middle."""
+    records = _all(4)
+    lines = [record_line(r) for r in records]
+    edited = json.loads(lines[3])
+    edited["correct"] = edited["total"]  # a better score, checksum left as it was
+    damaged = [lines[0], "{garbage\n", lines[1], lines[1], lines[2], json.dumps(edited) + "\n",
+               *lines[4:]]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(damaged))
+    return path, lines, damaged
+
+
+@pytest.mark.parametrize("opener", [RecordWriter, read_records])
+def test_a_bad_middle_line_stops_resume_and_report_with_the_repair(tmp_path, opener):
+    path, lines, _ = _damaged(tmp_path)
+    with pytest.raises(RecordError) as info:
+        opener(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:2: not valid JSON") and "\n" not in message
+    assert "(and 2 more bad lines)" in message
+    assert f"repair with `python -m benchmark repair {path}`" in message
+    assert "records.jsonl.rejected" in message
+
+
+@pytest.mark.parametrize("line, left_at, reason", [
+    (4, 3, "repeats learner='protonet' episode=1 of line 2"),
+    (6, 4, "checksum mismatch: the record was edited after it was written"),
+])
+def test_repeated_and_edited_lines_are_named(tmp_path, line, left_at, reason):
+    path, _, damaged = _damaged(tmp_path)
+    keep = [text for n, text in enumerate(damaged, start=1) if n == line or n not in (2, 4, 6)]
+    path.write_text("".join(keep))
+    with pytest.raises(RecordError, match=rf"records.jsonl:{left_at}: {reason}"):
+        RecordWriter(path)
+    with pytest.raises(RecordError, match=reason):
+        read_records(path)
+
+
+def test_repair_moves_bad_lines_aside_and_deletes_nothing(tmp_path):
+    path, lines, damaged = _damaged(tmp_path)
+    with open(path, "a") as handle:
+        handle.write(lines[0][:20])  # and a torn tail
+    report = repair_records(path)
+    assert [n for n, _ in report.moved] == [2, 4, 6, len(damaged) + 1]
+    side = rejected_path(path)
+    assert report.side_file == side and report.kept == len(lines) - 1
+    kept, rejected = path.read_text().splitlines(), side.read_text().splitlines()
+    assert sorted(kept + rejected) == sorted(t.rstrip("\n") for t in damaged + [lines[0][:20]])
+    assert kept == [t.rstrip("\n") for t in lines if t != lines[3]]
+    with RecordWriter(path) as writer:  # resumable: the edited episode will simply run again
+        assert len(writer.done) == len(lines) - 1
+        writer.append(_all(4)[3])
+    assert len(read_records(path)) == len(lines)
+    assert repair_records(path).moved == ()  # a clean file is left alone
+    assert side.read_text().splitlines() == rejected
+
+
+def test_a_torn_tail_is_kept_aside_on_resume(tmp_path):
+    records = _all(2)
+    path = tmp_path / "r.jsonl"
+    path.write_text(record_line(records[0]) + record_line(records[1])[:30])
+    with pytest.warns(UserWarning, match="moving its 30 bytes to r.jsonl.rejected"):
+        RecordWriter(path).close()
+    assert rejected_path(path).read_text() == record_line(records[1])[:30] + "\n"
+    assert path.read_text() == record_line(records[0])

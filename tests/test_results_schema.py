@@ -11,6 +11,7 @@ from scipy import stats
 from results.cli import validate_main
 from results.records import RecordWriter, read_records
 from results.schema import (SCHEMA_VERSION, build_result, seal, validate_result,
+                            verify_result_against_records,
                             validate_result_file, write_result)
 from results_factories import fake_records, fake_result
 
@@ -177,3 +178,116 @@ def _runner_args(frame):
         weights={"backbone": "resnet18", "provenance": "train", "sha256": None,
                  "saw_test_classes": False},
         episodes_hash="sha256:1", episodes_requested=10, wall_time_s=1.0, records=frame)
+
+
+def _resealed(result, change):
+    bad = json.loads(json.dumps(result))
+    change(bad)
+    return seal(bad)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["setting"].__setitem__("k_shot", -5), "setting.k_shot: must be at least 1, got -5"),
+    (lambda r: r["setting"].__setitem__("n_way", 1), "setting.n_way: must be at least 2, got 1"),
+    (lambda r: r["setting"].__setitem__("n_query", 0), "setting.n_query: must be at least 1, got 0"),
+    (lambda r: r["weights"].__setitem__("provenance", "hub"),
+     "weights.saw_test_classes: false, but hub weights (ImageNet-pretrained) saw the test "
+     "classes; it must be true"),
+    (lambda r: r["metrics"]["protonet"].__setitem__("accuracy", 100.5),
+     "metrics.protonet.accuracy: 100.5 is not a percentage in [0, 100]"),
+    (lambda r: r["metrics"].__setitem__("copycat", r["metrics"]["part_protonet"]),
+     "metrics.copycat: identical to metrics.part_protonet in every number; the same results "
+     "cannot stand under two learners"),
+])
+def test_resealed_forgeries_break_the_consistency_rules(records, change, message):
+    result = fake_result(read_records(records))
+    assert message in validate_result(_resealed(result, change))
+
+
+def test_a_ci_from_one_episode_is_refused(tmp_path):
+    path = tmp_path / "one.jsonl"
+    with RecordWriter(path) as writer:
+        writer.append_many(fake_records("protonet", 0.6, 1))
+    result = fake_result(read_records(path))
+    assert result["metrics"]["protonet"]["ci"] is None and validate_result(result) == []
+
+    def forge(r):
+        r["metrics"]["protonet"]["ci"] = 1.0
+    assert any("a CI needs at least 2 episodes" in p for p in validate_result(_resealed(result, forge)))
+
+
+def test_records_copied_under_a_second_learner_are_named(tmp_path):
+    honest, copied = tmp_path / "honest.jsonl", tmp_path / "copy.jsonl"
+    for path, seed in ((honest, 1), (copied, 0)):
+        with RecordWriter(path) as writer:
+            writer.append_many(fake_records("protonet", 0.6, 8))
+            writer.append_many(fake_records("simpleshot", 0.6, 8, seed=seed))  # 0: same numbers
+    result = fake_result(read_records(honest))
+    assert verify_result_against_records(result, read_records(honest)) == []
+    with pytest.raises(ValueError, match="identical to metrics.protonet in every number"):
+        fake_result(read_records(copied))  # the runner can never write such a result
+    problems = verify_result_against_records(result, read_records(copied))
+    assert any("learner 'simpleshot' has the same per-episode results as 'protonet'" in p
+               for p in problems)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"schema_version": 1, "schema_version": 1}', "key 'schema_version' appears twice"),
+    ('{"a": ' * 3000 + "1" + "}" * 3000, "nest deeper than 64 levels"),
+])
+def test_ambiguous_or_absurd_json_is_named(tmp_path, text, message):
+    (tmp_path / "x.json").write_text(text)
+    assert message in validate_result_file(tmp_path / "x.json")[0]
+
+
+def test_validate_reports_every_file_of_a_folder(result_file, tmp_path, capsys):
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    version = f'"schema_version": {SCHEMA_VERSION},'
+    (tmp_path / "dup.json").write_text(result_file.read_text().replace(version, version * 2))
+    (tmp_path / "zz.json").write_text(result_file.read_text())
+    assert validate_main([tmp_path]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {tmp_path / 'deep.json'}" in out and f"FAIL {tmp_path / 'dup.json'}" in out
+    assert f"OK   {tmp_path / 'zz.json'}" in out and f"OK   {result_file}" in out
+    assert "2 of 4 result files valid" in out
+
+
+def _fingerprinted(path, fingerprint):
+    with RecordWriter(path) as writer:
+        writer.append_many({**r, "fingerprint": fingerprint} for r in fake_records("protonet", 0.6, 6))
+    return read_records(path)
+
+
+def test_validate_records_refuses_records_of_another_fingerprint(tmp_path):
+    result = fake_result(_fingerprinted(tmp_path / "a.jsonl", "a" * 16))
+    assert result["metrics"]["protonet"]["fingerprint"] == "a" * 16
+    assert verify_result_against_records(result, read_records(tmp_path / "a.jsonl")) == []
+    problems = verify_result_against_records(result, _fingerprinted(tmp_path / "b.jsonl", "b" * 16))
+    assert problems == [f"metrics.protonet.fingerprint: the result was made under run fingerprint "
+                        f"'{'a' * 16}' but the records carry '{'b' * 16}': records of another "
+                        "setting (data, weights, features, episodes or options)"]
+
+
+def test_records_of_two_fingerprints_under_one_learner_are_refused(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    with RecordWriter(path) as writer:
+        writer.append_many({**r, "fingerprint": "a" * 16} for r in fake_records("protonet", 0.6, 3))
+        writer.append_many({**r, "fingerprint": "b" * 16}
+                           for r in fake_records("protonet", 0.6, 3, start=3))
+    with pytest.raises(ValueError, match="records of 2 run fingerprints"):
+        fake_result(read_records(path))
+
+
+def test_real_learners_that_tie_on_every_number_are_not_copies(tmp_path):
+    # a degenerate backbone can make two learners agree everywhere; their fingerprints differ
+    path = tmp_path / "tie.jsonl"
+    with RecordWriter(path) as writer:
+        for learner, fingerprint in (("protonet", "a" * 16), ("simpleshot", "b" * 16)):
+            writer.append_many({**r, "learner": learner, "fingerprint": fingerprint}
+                               for r in fake_records("protonet", 0.6, 6))
+    frame = read_records(path)
+    result = fake_result(frame)
+    assert validate_result(result, records=frame) == []
+    copied = _resealed(result, lambda r: r["metrics"]["simpleshot"].__setitem__(
+        "fingerprint", r["metrics"]["protonet"]["fingerprint"]))
+    assert any("identical to metrics.protonet" in p for p in validate_result(copied))

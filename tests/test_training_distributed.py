@@ -16,12 +16,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from benchmark.training import EpisodeSpec, load_checkpoint, train_backbone
+from benchmark.training import TrainConfig, load_checkpoint, train_backbone
 from benchmark.training.distributed import init_distributed
 from test_training_data import make_toy_dataset
 
-SETTINGS = dict(model_name="test_resnet", image_size=32, epochs=1, batch_size=16, lr=0.05, seed=0,
-                val_episodes=EpisodeSpec(5, 1, 3, 10), progress=False, warmup_epochs=0.0)
+MODEL = dict(model_name="test_resnet", image_size=32, seed=0, progress=False)
+SETTINGS = dict(epochs=1, batch_size=16, lr=0.05, val_episodes=10, val_k_shot=1, val_n_query=3,
+                warmup_epochs=0.0)
 
 
 def _free_port() -> int:
@@ -38,8 +39,9 @@ JOBS = [("classification", "classification", "frozen"), ("protonet", "protonet",
 
 def _train_jobs(out_dir: Path) -> None:
     for name, method, batchnorm in JOBS:
-        train_backbone(make_toy_dataset(), out_dir=out_dir / name, device="cpu", method=method,
-                       batchnorm=batchnorm, **SETTINGS, **(PROTONET if method == "protonet" else {}))
+        config = TrainConfig(method=method, batchnorm=batchnorm, **SETTINGS,
+                             **(PROTONET if method == "protonet" else {}))
+        train_backbone(make_toy_dataset(), config, out_dir=out_dir / name, device="cpu", **MODEL)
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:

@@ -7,13 +7,20 @@ import pytest
 import torch
 
 from benchmark.backbones import build_backbone
-from benchmark.training import EpisodeSpec, load_checkpoint, train_backbone
+from benchmark.training import TrainConfig, load_checkpoint
 from benchmark.training import loop as training_loop
 from test_training_data import make_toy_dataset
 
-VAL = EpisodeSpec(n_way=5, k_shot=1, n_query=3, n_episodes=20)
 TINY = dict(model_name="test_resnet", image_size=32, batch_size=16, lr=0.05, seed=0,
-            val_episodes=VAL, progress=False)
+            val_episodes=20, val_k_shot=1, val_n_query=3)
+MODEL_KEYS = ("model_name", "image_size", "seed")
+
+
+def train_backbone(dataset, *, out_dir, **settings):
+    """training_loop.train_backbone with the model and the training settings in one dict."""
+    model = {k: settings.pop(k) for k in MODEL_KEYS}
+    return training_loop.train_backbone(dataset, TrainConfig(**settings), out_dir=out_dir,
+                                        progress=False, **model)
 
 
 def _history(out_dir):
@@ -85,18 +92,18 @@ def test_checkpoint_round_trip_hash_and_corruption(tmp_path):
     ds = make_toy_dataset()
     best = train_backbone(ds, epochs=1, out_dir=tmp_path, **TINY)
     digest = (tmp_path / "best.pt.sha256").read_text().split()[0]
-    from benchmark.training import sha256_file
+    from episodes.storage import file_sha256
 
-    assert sha256_file(best) == digest
+    assert file_sha256(best) == digest
     checkpoint = torch.load(best, weights_only=True)
-    assert set(checkpoint) == {"model", "part_head", "meta"}
+    assert set(checkpoint) == {"model", "part_head", "meta", "tensors_sha256"}
     backbone = build_backbone("test_resnet", "train", checkpoint=best, image_size=32)
     for key, value in backbone.model.state_dict().items():
         assert torch.equal(value, checkpoint["model"][key]), key
     data = bytearray(best.read_bytes())
     data[len(data) // 2] ^= 0xFF
     best.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ValueError, match="is damaged: its sha256"):
         load_checkpoint(best)
 
 
@@ -133,3 +140,16 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
             assert torch.equal(a[part][key], b[part][key]), (part, key)
     assert a["history"] == b["history"]
     assert load_checkpoint(whole)["meta"] == load_checkpoint(resumed)["meta"]
+
+
+def test_training_autocasts_at_the_configured_precision(tmp_path, monkeypatch):
+    asked = []
+    real = training_loop.autocast
+
+    def spy(device, dtype):
+        asked.append(dtype)
+        return real(device, dtype)
+
+    monkeypatch.setattr(training_loop, "autocast", spy)
+    train_backbone(make_toy_dataset(), epochs=1, precision="bf16", out_dir=tmp_path, **TINY)
+    assert asked and set(asked) == {torch.bfloat16}  # "auto" would be float32 on the CPU

@@ -57,7 +57,9 @@ class PartDataset:
         fingerprint: hex sha256 over the annotation files and the image list.
         defects: count of annotations skipped, by reason ("polygon with < 3 points",
             "area == 0", "segmentation pycocotools cannot decode"), plus the count of 2-point
-            polygons dropped from annotations kept with their other polygons; empty when clean.
+            polygons dropped from annotations kept with their other polygons, and of images
+            with no usable part annotation; empty when clean.
+        splits: the splits loaded, in canonical order (a partial copy may lack some).
     """
 
     root: Path
@@ -66,6 +68,8 @@ class PartDataset:
     annotations: list[list[dict]]
     fingerprint: str
     defects: Counter = field(default_factory=Counter)
+    # Keyword-only, so positional construction (tests' in-memory subclasses) keeps its meaning.
+    splits: tuple[str, ...] = field(default=taxonomy.SPLITS, kw_only=True)
 
     @property
     def labels(self) -> np.ndarray:

@@ -27,6 +27,8 @@ UNDECODABLE = "segmentation pycocotools cannot decode"
 SKIP_REASONS: tuple[str, ...] = (FEW_POINTS, ZERO_AREA, UNDECODABLE)
 # Not a skip: a polygon of < 3 points dropped from an annotation that still has a valid one.
 POLYGON_DROPPED = "polygon with < 3 points dropped (rest of its annotation kept)"
+# Counted per image, not per annotation: none listed, or every one skipped for a reason above.
+NO_PARTS = "image with no usable part annotation"
 
 
 class _Candidate(NamedTuple):
@@ -135,7 +137,7 @@ def screen_split(images: Sequence[tuple[int, int, int]], anns_by_image: Mapping[
          count of defects by reason). Kept annotations are new dicts with the json's "id",
          "image_id", "category_id" and "area" (NaN if absent), and as "segmentation" one
          compressed COCO RLE dict (the union of the annotation's polygons); "bbox" and
-         "iscrowd" are not kept.
+         "iscrowd" are not kept. The count has NO_PARTS: images left with no kept annotation.
     """
     defects: Counter = Counter()
     kept: list[list[tuple[int, dict]]] = [[] for _ in images]
@@ -170,6 +172,8 @@ def screen_split(images: Sequence[tuple[int, int, int]], anns_by_image: Mapping[
     for anns in kept:
         anns.sort(key=lambda item: item[0])  # RLE and polygon annotations back in json order
     out = [[ann for _, ann in anns] for anns in kept]
+    if no_parts := sum(1 for anns in out if not anns):
+        defects[NO_PARTS] += no_parts
     _detach_numbers([ann for anns in out for ann in anns])
     return out, defects
 

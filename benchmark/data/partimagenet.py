@@ -4,8 +4,9 @@
 
 reads `<split>.json` (COCO, one per split) and checks it against the packaged class and part
 tables (episodes/data/*.csv): every image's class is the synset prefix of its file name and must
-be a class of that split; the categories must be the 40 parts. Images are only stat-ed (for the
-missing-file check and the fingerprint); pixels and masks are read on demand by PartDataset.
+be a class of that split; the categories must be the 40 parts. Images are stat-ed (for the
+missing-file check and the fingerprint) and their headers read once per dataset fingerprint (the
+size check of image_sizes.py); pixels and masks are read on demand by PartDataset.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pycocotools.coco import COCO
@@ -26,8 +27,10 @@ from pycocotools.coco import COCO
 from benchmark.data import masks
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.errors import DatasetDefectWarning, DatasetError, first_few
+from benchmark.data.image_sizes import check_image_sizes
 from benchmark.data.layout import Layout, find_layout
 from episodes import taxonomy
+from episodes.storage import sha256_hex
 
 _CLASS_TABLE = "the packaged class table (episodes/data/classes.csv)"
 _PART_TABLE = "the packaged part table (episodes/data/parts.csv)"
@@ -196,43 +199,63 @@ def _coco_index(data: dict) -> COCO:
     return coco
 
 
-def _normalise_splits(splits: Sequence[str]) -> tuple[str, ...]:
+def _normalise_splits(splits: Sequence[str], what: str = "splits") -> tuple[str, ...]:
     if isinstance(splits, str):
         splits = (splits,)
     unknown = [s for s in splits if s not in taxonomy.SPLITS]
     if unknown or not splits:
-        raise DatasetError(f"splits: unknown {first_few(map(repr, unknown)) or '(none given)'}; "
+        raise DatasetError(f"{what}: unknown {first_few(map(repr, unknown)) or '(none given)'}; "
                            f"valid splits are {', '.join(taxonomy.SPLITS)}")
     return tuple(s for s in taxonomy.SPLITS if s in splits)  # canonical order, no duplicates
 
 
 def load_partimagenet(root: str | os.PathLike,
-                      splits: Sequence[str] = taxonomy.SPLITS) -> PartDataset:
+                      splits: Sequence[str] = taxonomy.SPLITS, *,
+                      needed: Mapping[str, str] | None = None,
+                      cache_dir: str | os.PathLike | None = None) -> PartDataset:
     """Read a PartImageNet_OOD copy (or the synthetic twin) under `root`.
 
     Args:
         root: the release folder, in one of the layouts of benchmark.data.layout.
         splits: which splits to load; images come in train, val, test order whatever the order here.
+        needed: split -> why the run needs it (a phrase after "this run", see
+            benchmark.data.splits.required_splits). When given, only these splits must be there;
+            the other splits of `splits` are loaded if the copy has them (so a full copy gives the
+            same images, indices and fingerprint whatever the run needs). None: all of `splits`
+            are needed.
+        cache_dir: where a passed image-size check is recorded (see image_sizes.py); None: the
+            image headers are read on every load.
     Returns:
         PartDataset with every listed image (json order within a split) and its kept annotations.
     Raises:
-        DatasetError: missing root or unknown layout; a json that is not COCO or disagrees with the
-            packaged tables; an unsafe file_name; images listed but missing on disk.
+        DatasetError: missing root, or a needed split not there; a json that is not COCO or
+            disagrees with the packaged tables; an unsafe file_name; images listed but missing on
+            disk or of another size than their json entry.
     Warns:
-        DatasetDefectWarning: once, summarising annotations skipped for known defects.
+        DatasetDefectWarning: once, summarising annotations skipped for known defects and images
+            left without a usable part annotation.
     """
     root = Path(root).expanduser()
     splits = _normalise_splits(splits)
-    layout = find_layout(root, splits)
+    if needed is None:
+        needed = {s: f"loads the {s} split" for s in splits}
+    else:
+        _normalise_splits(list(needed), "needed splits")
+        needed = {s: needed[s] for s in taxonomy.SPLITS if s in needed}
+    layout = find_layout(root, needed)
+    loaded = tuple(s for s in taxonomy.SPLITS
+                   if s in needed or (s in splits and s in layout.splits))
     # The json's ~10^5 lists and dicts make the cyclic GC rescan the heap over and over (half the
     # load time); nothing built here is cyclic, so it is paused while loading.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        dataset = _load(root, splits, layout)
+        dataset = _load(root, loaded, layout)
     finally:
         if gc_was_enabled:
             gc.enable()
+    check_image_sizes(dataset.images, dataset.fingerprint,
+                      None if cache_dir is None else Path(cache_dir).expanduser())
     _warn_defects(root, dataset.defects)
     return dataset
 
@@ -243,9 +266,9 @@ def _load(root: Path, splits: tuple[str, ...], layout: Layout) -> PartDataset:
     annotations: list[list[dict]] = []
     defects: Counter = Counter()
     for split in splits:
-        path = layout.annotation_files[split]
+        path = layout.splits[split].annotation_file
         raw, data = _read_json(path)
-        hasher.update(f"{split}.json {hashlib.sha256(raw).hexdigest()}\n".encode())
+        hasher.update(f"{split}.json {sha256_hex(raw)}\n".encode())
         del raw
         _check_coco_shape(data, path)
         _check_categories(data["categories"], path)
@@ -263,7 +286,7 @@ def _load(root: Path, splits: tuple[str, ...], layout: Layout) -> PartDataset:
         del data, by_image, kept
     _hash_image_files(images, layout, hasher)
     return PartDataset(root=root, layout=layout.name, images=images, annotations=annotations,
-                       fingerprint=hasher.hexdigest(), defects=defects)
+                       fingerprint=hasher.hexdigest(), defects=defects, splits=splits)
 
 
 def _hash_image_files(images: list[ImageRecord], layout: Layout, hasher) -> None:
@@ -284,11 +307,19 @@ def _hash_image_files(images: list[ImageRecord], layout: Layout, hasher) -> None
 
 
 def _warn_defects(root: Path, defects: Counter) -> None:
+    """One warning summarising what was skipped, dropped or left without parts."""
     if not defects:
         return
-    skipped = sum(defects[r] for r in masks.SKIP_REASONS)
-    counts = ", ".join(f"{reason}: {n}" for reason, n in sorted(defects.items()))
-    warnings.warn(
-        f"{root}: skipped {skipped} part annotations with known defects of the PartImageNet files "
-        f"and went on ({counts}); the counts are in PartDataset.defects",
-        DatasetDefectWarning, stacklevel=3)  # the caller of load_partimagenet
+    said = []
+    if skipped := sum(defects[r] for r in masks.SKIP_REASONS):
+        counts = ", ".join(f"{r}: {defects[r]}" for r in masks.SKIP_REASONS if defects[r])
+        said.append(f"skipped {skipped} part annotations with known defects of the PartImageNet "
+                    f"files ({counts})")
+    if dropped := defects[masks.POLYGON_DROPPED]:
+        said.append(f"dropped {dropped} polygons of < 3 points from annotations kept with their "
+                    f"other polygons ({masks.POLYGON_DROPPED}: {dropped})")
+    if no_parts := defects[masks.NO_PARTS]:
+        said.append(f"{no_parts} images have no usable part annotation, none listed or all "
+                    f"skipped ({masks.NO_PARTS}: {no_parts}); their part masks are empty")
+    warnings.warn(f"{root}: " + "; ".join(said) + "; went on, the counts are in "
+                  "PartDataset.defects", DatasetDefectWarning, stacklevel=3)

@@ -4,20 +4,52 @@ cache on first use and reused by every later run with the same parameters."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.cache import cache_root, short_key
-from benchmark.config import DataConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.data.partimagenet import load_partimagenet
 from benchmark.data.synth import MARKER, generate_twin
 
 
-def resolve_dataset(data: DataConfig, cache_dir: str | None = None) -> PartDataset:
+DATA_SOURCES = ("synthetic", "partimagenet")
+
+
+@dataclass
+class SyntheticConfig:
+    """Parameters of the synthetic twin generated on first use (see `python -m benchmark synth`)."""
+
+    images_per_class: int = 20
+    image_size: int = 128
+    seed: int = 0
+    full: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Which dataset (the run config's `data` section): the synthetic twin, or the real
+    PartImageNet_OOD release."""
+
+    source: str = "synthetic"  # DATA_SOURCES
+    root: str | None = None  # partimagenet: the release folder; synthetic: where to put the twin
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+def resolve_dataset(data: DataConfig, cache_dir: str | None = None,
+                    needed: Mapping[str, str] | None = None) -> PartDataset:
     """Load `data.root` (partimagenet), or the twin of `data.synthetic`'s parameters (synthetic):
-    at `data.root` if set, else in the cache folder under a key of the parameters."""
+    at `data.root` if set, else in the cache folder under a key of the parameters.
+
+    `needed` (split -> why, see benchmark.data.splits.required_splits): the splits the run uses,
+    so that a partial copy (train and val only) serves the runs it can; None: all three. The
+    image-size check of a copy is recorded in the cache folder.
+    """
+    checked_in = cache_root(cache_dir)
     if data.source == "partimagenet":
-        return load_partimagenet(Path(data.root).expanduser())
+        return load_partimagenet(Path(data.root).expanduser(), needed=needed,
+                                 cache_dir=checked_in)
     syn = data.synthetic
     params = {"images_per_class": syn.images_per_class, "image_size": syn.image_size,
               "seed": syn.seed, "full": syn.full}
@@ -27,4 +59,4 @@ def resolve_dataset(data: DataConfig, cache_dir: str | None = None) -> PartDatas
         print(f"generating the synthetic twin into {root} (once; reused by later runs)",
               file=sys.stderr, flush=True)
     generate_twin(root, **params)  # reuses a twin made with the same parameters
-    return load_partimagenet(root)
+    return load_partimagenet(root, needed=needed, cache_dir=checked_in)

@@ -25,12 +25,11 @@ from pathlib import Path
 
 from episodes.taxonomy import SPLITS, classes, parts
 
+from .release import SPLIT_IMAGES as FULL_SPLIT_IMAGES
 from .synth_render import render_image
 
 TWIN_VERSION = 1
 MARKER = ".partbench-twin.json"
-# Image counts of the real PartImageNet_OOD release; train per class is in classes.csv.
-FULL_SPLIT_IMAGES: dict[str, int] = {"train": 16540, "val": 2957, "test": 4598}
 
 
 def plan_counts(*, images_per_class: int = 20, full: bool = False) -> dict[str, dict[str, int]]:

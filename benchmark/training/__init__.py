@@ -1,13 +1,22 @@
 """Training on the train split (clean protocol): classification pre-training, ProtoNet
 meta-training, an optional part-segmentation head; val-episode model selection; checkpoints.
 
-Entry point: `train_backbone(dataset, model_name=..., ...) -> Path` of best.pt.
+Entry point: `train_backbone(dataset, TrainConfig(...), model_name=..., ...) -> Path` of best.pt.
 """
 
-from benchmark.training.checkpoint import load_checkpoint, save_checkpoint, sha256_file
-from benchmark.training.episodic import EpisodeSpec
-from benchmark.training.loop import TrainConfig, train_backbone
-from benchmark.training.part_head import PartSegHead
+from benchmark.training.config import TrainConfig
 
-__all__ = ["EpisodeSpec", "PartSegHead", "TrainConfig", "load_checkpoint", "save_checkpoint",
-           "sha256_file", "train_backbone"]
+__all__ = ["EpisodeSpec", "TrainConfig", "load_checkpoint", "save_checkpoint", "train_backbone"]
+
+_LAZY = {"EpisodeSpec": "episodic", "load_checkpoint": "checkpoint",
+         "save_checkpoint": "checkpoint", "train_backbone": "loop"}
+
+
+def __getattr__(name: str):
+    # Lazy: the trainer imports torch and timm; the config checker (and with it `benchmark list`)
+    # reads benchmark.training.config, which must not pay for them.
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f"benchmark.training.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'benchmark.training' has no attribute {name!r}")

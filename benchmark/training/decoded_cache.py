@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from results._io import atomic_write_text
+from episodes.storage import atomic_write_text
 
 DECODED_FORMAT_VERSION = 1
 FOLDER = "decoded"

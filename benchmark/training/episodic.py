@@ -12,8 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from baselines import get_learner
+from benchmark.evaluate import predict_batch
+from benchmark.features import FeatureSet
 from benchmark.training.data import SplitImages
-from episodes.episode import Episode
+from episodes import EpisodeSampler
+from episodes.episode import Episode, EpisodeBatch
+from episodes.taxonomy import class_splits
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,6 @@ class EpisodeSpec:
 def episode_sampler(labels: Sequence[str], *, seed: int, split: str, spec: EpisodeSpec):
     """episodes.EpisodeSampler over the classes of `split` that the dataset holds (a twin or a
     subset may lack some of the split's classes)."""
-    from episodes import EpisodeSampler
-    from episodes.taxonomy import class_splits
-
     splits = class_splits()
     present = {s: splits[s] for s in sorted(set(np.asarray(labels).tolist())) if s in splits}
     return EpisodeSampler(list(labels), seed=seed, split=split, n_way=spec.n_way,
@@ -104,11 +106,6 @@ def protonet_accuracy(embeddings: torch.Tensor, image_indices: np.ndarray, suppo
     (B, N, Q) hold dataset image indices. Returns the mean over episodes (equal Q, so also queries).
     The learner and gather are the benchmark's own, so selection scores what the runner scores.
     """
-    from baselines import get_learner
-    from benchmark.evaluate import predict_batch
-    from benchmark.features import FeatureSet
-    from episodes.episode import EpisodeBatch
-
     features = FeatureSet(embeddings, None, None, torch.as_tensor(image_indices, dtype=torch.int64))
     learner = get_learner("protonet")
     correct, total = 0, 0

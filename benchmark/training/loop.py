@@ -12,11 +12,9 @@ uninterrupted run, and N processes give the same result as one process with the 
 
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import timm
@@ -28,8 +26,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from benchmark.device import autocast, resolve_precision
 from benchmark.training.checkpoint import TRAIN_CLASSES_TAG, cpu_state_dict, load_checkpoint, save_checkpoint
 from benchmark.training.classification import classification_loss
+from benchmark.training.config import (BATCHNORM_MODES, PART_HEAD_MODES, TRAIN_METHODS, VAL_WAYS,
+                                       TrainConfig, weights_identity)
 from benchmark.training.data import ImageSource, SplitImages, derive_seed, train_class_keys
 from benchmark.training.decoded_cache import DecodedViews
 from benchmark.training.distributed import DistContext, init_distributed
@@ -37,100 +38,46 @@ from benchmark.training.episodic import (
     EpisodeImages, EpisodeSpec, episode_arrays, episode_sampler, protonet_accuracy, protonet_loss,
 )
 from benchmark.training.model import TrainingModel, build_training_model, set_batchnorm_mode
-from benchmark.training.part_head import part_seg_loss
-
-Method = Literal["classification", "protonet"]
-PartHeadMode = Literal[False, "joint", "after"]
-
-# Keys of TrainConfig that do not change the weights (a resumed run may differ in them).
-_RUNTIME_KEYS = ("device", "num_workers", "progress")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines the trained weights (recorded in every checkpoint's meta)."""
-
-    model_name: str
-    image_size: int
-    method: str
-    epochs: int
-    batch_size: int  # global: summed over processes
-    lr: float
-    seed: int
-    part_head: str | bool = False
-    part_head_weight: float = 0.5
-    part_head_epochs: int = 0
-    optimizer: str = "sgd"
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    batchnorm: str = "local"
-    n_way: int = 10
-    k_shot: int = 5
-    n_query: int = 10
-    episodes_per_epoch: int = 100
-    episodes_per_step: int = 1
-    val_episodes: dict = field(default_factory=lambda: EpisodeSpec().as_dict())
-    val_seed: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+from benchmark.part_head import part_seg_loss
 
 def train_backbone(
-    dataset: ImageSource, *, model_name: str, image_size: int, method: Method = "classification",
-    epochs: int, batch_size: int, lr: float, part_head: PartHeadMode = False, seed: int,
-    out_dir: str | Path, device: str = "auto", num_workers: int = 0,
-    val_episodes: int | EpisodeSpec = 200, resume: bool = True, progress: bool = True,
-    decoded_cache: str | Path | None = None, **options: Any,
+    dataset: ImageSource, config: TrainConfig, *, model_name: str, image_size: int, seed: int,
+    out_dir: str | Path, device: str = "auto", resume: bool = True, progress: bool = True,
+    decoded_cache: str | Path | None = None,
 ) -> Path:
     """Train `model_name` from random init on `dataset`'s train split; return best.pt's path.
 
-    method: "classification" (linear head, cross-entropy over the 109 train classes) or
-        "protonet" (episodic, Snell et al. 2017; options n_way, k_shot, n_query,
+    config.method: "classification" (linear head, cross-entropy over the 109 train classes) or
+        "protonet" (episodic, Snell et al. 2017; config n_way, k_shot, n_query,
         episodes_per_epoch, episodes_per_step).
-    part_head: False, "joint" (part-segmentation loss added with weight `part_head_weight`) or
-        "after" (trained `part_head_epochs` more epochs on the frozen selected backbone).
-    batch_size: global images per step (split evenly over torchrun processes).
-    val_episodes: number of 5-way 5-shot 10-query val episodes, or an EpisodeSpec.
-    options: the other TrainConfig fields (optimizer "sgd"|"adamw", weight_decay, warmup_epochs,
-        label_smoothing, batchnorm "auto"|"local"|"sync"|"frozen", val_seed, ...).
+    config.part_head: False, "joint" (part-segmentation loss added with weight
+        `part_head_weight`) or "after" (trained `part_head_epochs` more epochs on the frozen
+        selected backbone).
+    Model selection: config.val_episodes 5-way val episodes of val_k_shot/val_n_query.
     decoded_cache: a cache folder: decode each image's training view once into memory-mapped
         files there (benchmark/training/decoded_cache.py) and read those in every epoch; the
-        weights are the same as without it. None decodes the JPEGs in every epoch.
-    Writes out_dir/best.pt (+ .sha256) and out_dir/last.pt (resume state). Under torchrun, only
-    rank 0 writes and prints.
+        weights are the same as without it (config.decoded_cache says whether the run config
+        asked for it). None decodes the JPEGs in every epoch.
+    Writes out_dir/best.pt (+ .sha256) and out_dir/last.pt (resume state); both record
+    weights_identity(config, ...), which a resumed run must match. Under torchrun, only rank 0
+    writes and prints.
     """
     # Under torchrun this joins (or starts) the process group and leaves it up: the runner goes on
     # to shard feature extraction over it.
     ctx = init_distributed(device)
-    spec = val_episodes if isinstance(val_episodes, EpisodeSpec) else EpisodeSpec(n_episodes=int(val_episodes))
-    bn = options.pop("batchnorm", "auto")
-    if bn == "auto":
-        bn = "sync" if ctx.distributed and ctx.device.type == "cuda" else "local"
-    if part_head and "part_head_epochs" not in options:
-        options["part_head_epochs"] = max(1, epochs // 2) if part_head == "after" else 0
-    unknown = set(options) - set(TrainConfig.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"train_backbone got unknown options {sorted(unknown)}; "
-                        f"valid: {sorted(TrainConfig.__dataclass_fields__)}")
-    config = TrainConfig(model_name=model_name, image_size=int(image_size), method=method,
-                         epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
-                         seed=int(seed), part_head=part_head, batchnorm=bn,
-                         val_episodes=spec.as_dict(), **options)
-    trainer = _Trainer(dataset, config, Path(out_dir), ctx, num_workers, resume, progress,
-                       Path(decoded_cache) if decoded_cache is not None else None)
-    return trainer.run()
+    identity = weights_identity(config, model_name=model_name, image_size=image_size, seed=seed)
+    return _Trainer(dataset, config.resolved(), identity, Path(out_dir), ctx, resume, progress,
+                    Path(decoded_cache) if decoded_cache is not None else None).run()
 
 
-def _validate(config: TrainConfig, world_size: int) -> None:
-    if config.method not in ("classification", "protonet"):
-        raise ValueError(f"method must be 'classification' or 'protonet', got {config.method!r}")
-    if config.part_head not in (False, "joint", "after"):
-        raise ValueError(f"part_head must be False, 'joint' or 'after', got {config.part_head!r}")
-    if config.batchnorm not in ("local", "sync", "frozen"):
-        raise ValueError(f"batchnorm must be 'auto', 'local', 'sync' or 'frozen', got {config.batchnorm!r}")
-    if config.epochs < 1 or config.image_size < 8:
+def _validate(config: TrainConfig, image_size: int, world_size: int) -> None:
+    if config.method not in TRAIN_METHODS:
+        raise ValueError(f"method must be one of {TRAIN_METHODS}, got {config.method!r}")
+    if config.part_head not in PART_HEAD_MODES:
+        raise ValueError(f"part_head must be one of {PART_HEAD_MODES}, got {config.part_head!r}")
+    if config.batchnorm not in BATCHNORM_MODES:
+        raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {config.batchnorm!r}")
+    if config.epochs < 1 or image_size < 8:
         raise ValueError("epochs must be >= 1 and image_size >= 8")
     if config.batch_size % world_size:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of "
@@ -141,16 +88,23 @@ def _validate(config: TrainConfig, world_size: int) -> None:
 
 
 class _Trainer:
-    def __init__(self, dataset: ImageSource, config: TrainConfig, out_dir: Path, ctx: DistContext,
-                 num_workers: int, resume: bool, progress: bool,
+    def __init__(self, dataset: ImageSource, config: TrainConfig, identity: dict[str, Any],
+                 out_dir: Path, ctx: DistContext, resume: bool, progress: bool,
                  decoded_cache: Path | None = None) -> None:
-        _validate(config, ctx.world_size)
+        self.model_name, self.image_size = identity["model_name"], identity["image_size"]
+        self.seed = identity["seed"]
+        _validate(config, self.image_size, ctx.world_size)
+        self.dataset, self.config, self.identity, self.out_dir = dataset, config, identity, out_dir
+        self.ctx, self.resume, self.progress = ctx, resume, progress and ctx.is_main
+        self.num_workers = config.num_workers
         self.decoded_cache = decoded_cache
         self._decoded_train: DecodedViews | None = None
-        self.dataset, self.config, self.out_dir, self.ctx = dataset, config, out_dir, ctx
-        self.num_workers, self.resume, self.progress = num_workers, resume, progress and ctx.is_main
         self.device = ctx.device
         self.cuda = self.device.type == "cuda"
+        self.dtype = resolve_precision(config.precision, self.device)
+        self.batchnorm = config.batchnorm
+        if self.batchnorm == "auto":
+            self.batchnorm = "sync" if ctx.distributed and self.cuda else "local"
         self.class_keys = train_class_keys()
         self.labels = np.asarray(dataset.labels if hasattr(dataset, "labels")
                                  else [r.synset for r in dataset.images])
@@ -161,22 +115,23 @@ class _Trainer:
 
         c = config
         self.model, data_cfg = build_training_model(
-            c.model_name, image_size=c.image_size,
+            self.model_name, image_size=self.image_size,
             n_classes=len(self.class_keys) if c.method == "classification" else None,
-            part_head=bool(c.part_head), seed=derive_seed(c.seed, 0xB0) % (1 << 31))
+            part_head=bool(c.part_head), seed=derive_seed(self.seed, 0xB0) % (1 << 31))
         self.mean, self.std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])
         self.interpolation = str(data_cfg.get("interpolation", "bicubic"))
-        if c.batchnorm == "sync":
+        if self.batchnorm == "sync":
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         if self.cuda:
             self.model.to(memory_format=torch.channels_last)
 
-        val = SplitImages(dataset, "val", image_size=c.image_size, mean=self.mean, std=self.std,
-                          augment=False, seed=c.seed, interpolation=self.interpolation)
+        val = SplitImages(dataset, "val", image_size=self.image_size, mean=self.mean,
+                          std=self.std, augment=False, seed=self.seed,
+                          interpolation=self.interpolation)
         val.decoded = self._decoded_views(val, with_labels=False)
         self.val_images = val
-        spec = EpisodeSpec(**c.val_episodes)
+        spec = EpisodeSpec(VAL_WAYS, c.val_k_shot, c.val_n_query, c.val_episodes)
         sampler = episode_sampler(self.labels, seed=c.val_seed, split="val", spec=spec)
         self.val_support, self.val_query = episode_arrays(sampler, spec.n_episodes)
 
@@ -237,17 +192,17 @@ class _Trainer:
     def _loader_kwargs(self, epoch: int) -> dict[str, Any]:
         return dict(num_workers=self.num_workers, pin_memory=self.cuda,
                     persistent_workers=False,
-                    generator=torch.Generator().manual_seed(derive_seed(self.config.seed, epoch, 0xD1)))
+                    generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch, 0xD1)))
 
     def _train_images(self, epoch: int, with_masks: bool) -> SplitImages:
         c = self.config
-        train = SplitImages(self.dataset, "train", image_size=c.image_size, mean=self.mean,
-                            std=self.std, augment=True, seed=c.seed, with_masks=with_masks,
+        train = SplitImages(self.dataset, "train", image_size=self.image_size, mean=self.mean,
+                            std=self.std, augment=True, seed=self.seed, with_masks=with_masks,
                             interpolation=self.interpolation, class_keys=self.class_keys)
         if self.decoded_cache is not None and self._decoded_train is None:
             # one set for all epochs; with label maps whenever a part head trains in any phase
-            labelled = SplitImages(self.dataset, "train", image_size=c.image_size, mean=self.mean,
-                                   std=self.std, augment=True, seed=c.seed,
+            labelled = SplitImages(self.dataset, "train", image_size=self.image_size, mean=self.mean,
+                                   std=self.std, augment=True, seed=self.seed,
                                    with_masks=bool(c.part_head), class_keys=self.class_keys)
             self._decoded_train = self._decoded_views(labelled, with_labels=bool(c.part_head))
         train.decoded = self._decoded_train
@@ -273,7 +228,7 @@ class _Trainer:
         c = self.config
         train = self._train_images(epoch, with_masks)
         sampler = DistributedSampler(train, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
-                                     shuffle=True, seed=c.seed, drop_last=True)
+                                     shuffle=True, seed=self.seed, drop_last=True)
         sampler.set_epoch(epoch)
         return DataLoader(train, batch_size=c.batch_size // self.ctx.world_size, sampler=sampler,
                           drop_last=True, **self._loader_kwargs(epoch))
@@ -282,7 +237,7 @@ class _Trainer:
         c = self.config
         images = self._train_images(epoch, with_masks)
         spec = EpisodeSpec(c.n_way, c.k_shot, c.n_query, c.episodes_per_epoch)
-        sampler = episode_sampler(self.labels, seed=c.seed, split="train", spec=spec)
+        sampler = episode_sampler(self.labels, seed=self.seed, split="train", spec=spec)
         per_rank = c.episodes_per_step // self.ctx.world_size
         steps = self._steps_per_epoch(False)
         first = epoch * steps * c.episodes_per_step  # fresh episodes every epoch
@@ -293,9 +248,7 @@ class _Trainer:
 
     # ---- steps --------------------------------------------------------------------------
     def _autocast(self):
-        if self.cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.dtype)  # config.precision ("auto": bf16 on CUDA)
 
     def _to_device(self, x: torch.Tensor, image: bool = False) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -337,7 +290,7 @@ class _Trainer:
         # A DataLoader draws its workers' base seed from `generator`, else from the global RNG.
         loader = DataLoader(self.val_images, batch_size=max(64, self.config.batch_size),
                             shuffle=False, num_workers=self.num_workers, pin_memory=self.cuda,
-                            generator=torch.Generator().manual_seed(self.config.seed))
+                            generator=torch.Generator().manual_seed(self.seed))
         chunks = []
         for images, _, _ in loader:
             with self._autocast():
@@ -355,12 +308,12 @@ class _Trainer:
     def _meta(self, epoch: int, val_accuracy: float | None) -> dict[str, Any]:
         c = self.config
         return {
-            "model_name": c.model_name, "image_size": c.image_size, "method": c.method,
+            "model_name": self.model_name, "image_size": self.image_size, "method": c.method,
             "epoch": int(epoch), "val_accuracy": None if val_accuracy is None else float(val_accuracy),
             "train_classes": TRAIN_CLASSES_TAG, "saw_test_classes": False,
             "dataset_fingerprint": str(getattr(self.dataset, "fingerprint", "")),
             "part_head": c.part_head or None, "mean": list(self.mean), "std": list(self.std),
-            "config": c.as_dict(),
+            "batchnorm": self.batchnorm, "config": self.identity,
         }
 
     def _save_selected(self, epoch: int, acc: float) -> None:
@@ -398,9 +351,11 @@ class _Trainer:
         if not (self.resume and self.last_path.is_file()):
             return None
         state = load_checkpoint(self.last_path)
-        saved = {k: v for k, v in state["meta"]["config"].items() if k not in _RUNTIME_KEYS}
-        wanted = {k: v for k, v in self.config.as_dict().items() if k not in _RUNTIME_KEYS}
+        saved, wanted = state["meta"]["config"], self.identity
         if saved != wanted:
+            flat = lambda d: {**{k: v for k, v in d.items() if k != "train"},  # noqa: E731
+                              **d.get("train", {})}
+            saved, wanted = flat(saved), flat(wanted)
             diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
             raise ValueError(f"{self.last_path} was written by a run with other settings "
                              f"({', '.join(diff)}); use another out_dir or resume=False")
@@ -440,7 +395,7 @@ class _Trainer:
             self.ctx.barrier()
             acc0 = self.val_accuracy()
             self.history.append({"epoch": 0, "val_accuracy": acc0})
-        epochs_bar = tqdm(range(start, self.total_epochs), desc=f"train {c.model_name} ({c.method})",
+        epochs_bar = tqdm(range(start, self.total_epochs), desc=f"train {self.model_name} ({c.method})",
                           disable=not self.progress, initial=start, total=self.total_epochs)
         opt = sched = None
         phase = None
@@ -477,7 +432,7 @@ class _Trainer:
         c = self.config
         self.model.train()
         self.model.backbone.train(not after)  # frozen after: BN keeps the selected statistics
-        set_batchnorm_mode(self.model, c.batchnorm)
+        set_batchnorm_mode(self.model, self.batchnorm)
         episodic = c.method == "protonet" and not after
         with_masks = c.part_head == "joint" or after
         loader = self._episode_loader(epoch, with_masks) if episodic else self._image_loader(epoch, with_masks)
@@ -486,7 +441,7 @@ class _Trainer:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
         rng_devices = [self.device] if self.cuda else []
         with torch.random.fork_rng(devices=rng_devices):  # dropout etc.: seeded by (seed, epoch)
-            epoch_seed = derive_seed(c.seed, epoch, 0xE0)
+            epoch_seed = derive_seed(self.seed, epoch, 0xE0)
             torch.default_generator.manual_seed(epoch_seed)
             if self.cuda:  # only this process's device, whose state fork_rng restores
                 torch.cuda.default_generators[self.device.index or 0].manual_seed(epoch_seed)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.training.part_head import PartSegHead
+from benchmark.backbones import build_backbone, trunk_features
+from benchmark.part_head import PartSegHead
 
 
 def _training(head: nn.Module | None) -> bool:
@@ -30,8 +31,6 @@ class TrainingModel(nn.Module):
         """(B, 3, S, S) -> (feature map (B, C, h, w), pooled (B, C)), defined as in
         benchmark.backbones.Backbone.feature_map (the features the harness extracts): the
         model's own pooled embedding, or the map's average when its head changes the width."""
-        from benchmark.backbones import trunk_features
-
         return trunk_features(self.backbone, images)
 
     def forward(self, images: torch.Tensor):
@@ -55,8 +54,6 @@ def build_training_model(model_name: str, *, image_size: int, n_classes: int | N
     Returns the model and the backbone's timm data config (mean, std, interpolation). Heads are
     initialised from `seed` under fork_rng, so the caller's global RNG state is left untouched.
     """
-    from benchmark.backbones import build_backbone
-
     backbone = build_backbone(model_name, "random", image_size=image_size, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)

@@ -4,56 +4,51 @@ train split once per setting and cached under a key of everything that changes t
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from benchmark.backbones import Backbone, build_backbone
 from benchmark.cache import cache_root, short_key
 from benchmark.config import ConfigError, RunConfig
 from benchmark.data.dataset import PartDataset
-from benchmark.stages import reads_predicted_masks
-from benchmark.training.episodic import EpisodeSpec
+from benchmark.training.checkpoint import usable_cached_checkpoint
+from benchmark.training.config import weights_identity
 from benchmark.training.loop import train_backbone
 from episodes import EpisodeSettingsError
 
 
-def resolve_backbone(cfg: RunConfig, dataset: PartDataset, progress: bool = True) -> Backbone:
-    """Build the timm backbone; with `weights: train`, train it on the train split once and cache it."""
+def resolve_backbone(cfg: RunConfig, dataset: PartDataset, progress: bool = True, *,
+                     needs_part_head: bool = False) -> Backbone:
+    """Build the timm backbone; with `weights: train`, train it on the train split once and cache
+    it (with a part head too when `needs_part_head`: the run reads predicted masks)."""
     bb = cfg.backbone
     checkpoint = Path(bb.checkpoint).expanduser() if bb.checkpoint else None
     if bb.weights == "train":
-        checkpoint = trained_checkpoint(cfg, dataset, progress)
+        checkpoint = trained_checkpoint(cfg, dataset, progress, needs_part_head=needs_part_head)
     return build_backbone(bb.name, weights=bb.weights, checkpoint=checkpoint,
                           image_size=bb.image_size, seed=bb.seed)
 
 
-def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = True) -> Path:
+def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = True, *,
+                       needs_part_head: bool = False) -> Path:
     """The checkpoint trained on the train split for this (dataset, backbone, train) setting."""
-    tr = cfg.train
+    bb = cfg.backbone
     # Predicted part masks need a part head; train one after the backbone unless configured.
-    part_head = tr.part_head or ("after" if reads_predicted_masks(cfg) else False)
-    # Everything that changes the weights; loader workers do not (augmentation is seeded per
-    # image), nor does the decoded-image cache (it stores the very views training computes).
-    key = short_key({"data": dataset.fingerprint, "backbone": cfg.backbone.name,
-                     "image_size": cfg.backbone.image_size, "seed": cfg.backbone.seed,
-                     "train": {**{k: v for k, v in vars(tr).items() if k != "decoded_cache"},
-                               "part_head": part_head, "num_workers": None}})
-    out_dir = cache_root(cfg.cache_dir) / "checkpoints" / f"{cfg.backbone.name}-{key}"
-    best = out_dir / "best.pt"
-    if best.is_file():
-        return best
-    print(f"training {cfg.backbone.name} on the train split ({tr.method}, {tr.epochs} epochs) "
+    train = replace(cfg.train,
+                    part_head=cfg.train.part_head or ("after" if needs_part_head else False))
+    identity = weights_identity(train, model_name=bb.name, image_size=bb.image_size, seed=bb.seed)
+    key = short_key({"data": dataset.fingerprint, "weights": identity})
+    out_dir = cache_root(cfg.cache_dir) / "checkpoints" / f"{bb.name}-{key}"
+    cached = usable_cached_checkpoint(out_dir)  # verified; a damaged one is set aside
+    if cached is not None:
+        return cached
+    print(f"training {bb.name} on the train split ({train.method}, {train.epochs} epochs) "
           f"into {out_dir}", file=sys.stderr, flush=True)
-    val = EpisodeSpec(n_way=5, k_shot=tr.val_k_shot, n_query=tr.val_n_query,
-                      n_episodes=tr.val_episodes)
     try:
-        return train_backbone(
-            dataset, model_name=cfg.backbone.name, image_size=cfg.backbone.image_size,
-            method=tr.method, epochs=tr.epochs, batch_size=tr.batch_size, lr=tr.lr,
-            part_head=part_head, seed=cfg.backbone.seed, out_dir=out_dir,
-            device=cfg.features.device, num_workers=tr.num_workers, val_episodes=val,
-            resume=True, progress=progress,
-            decoded_cache=cache_root(cfg.cache_dir) if tr.decoded_cache else None,
-        )
+        return train_backbone(dataset, train, model_name=bb.name, image_size=bb.image_size,
+                              seed=bb.seed, out_dir=out_dir, device=cfg.features.device,
+                              resume=True, progress=progress, decoded_cache=(
+                                  cache_root(cfg.cache_dir) if train.decoded_cache else None))
     except EpisodeSettingsError as exc:
         raise ConfigError(f"train.val_k_shot/train.val_n_query: model selection on the val "
                           f"split cannot draw its episodes: {exc}") from None
