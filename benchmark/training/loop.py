@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from benchmark.cache import cache_root
 from benchmark.device import autocast, resolve_precision
 from benchmark.training.checkpoint import TRAIN_CLASSES_TAG, cpu_state_dict, load_checkpoint, save_checkpoint
 from benchmark.training.classification import classification_loss
@@ -56,8 +57,8 @@ def train_backbone(
     Model selection: config.val_episodes 5-way val episodes of val_k_shot/val_n_query.
     decoded_cache: a cache folder: decode each image's training view once into memory-mapped
         files there (benchmark/training/decoded_cache.py) and read those in every epoch; the
-        weights are the same as without it (config.decoded_cache says whether the run config
-        asked for it). None decodes the JPEGs in every epoch.
+        weights are the same as without it. None: the default cache folder when
+        config.decoded_cache is true, else decode the JPEGs in every epoch.
     Writes out_dir/best.pt (+ .sha256) and out_dir/last.pt (resume state); both record
     weights_identity(config, ...), which a resumed run must match. Under torchrun, only rank 0
     writes and prints.
@@ -66,6 +67,8 @@ def train_backbone(
     # to shard feature extraction over it.
     ctx = init_distributed(device)
     identity = weights_identity(config, model_name=model_name, image_size=image_size, seed=seed)
+    if decoded_cache is None and config.decoded_cache:
+        decoded_cache = cache_root(None)  # asked for in the config: the default cache folder
     return _Trainer(dataset, config.resolved(), identity, Path(out_dir), ctx, resume, progress,
                     Path(decoded_cache) if decoded_cache is not None else None).run()
 
