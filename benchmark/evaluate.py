@@ -2,7 +2,8 @@
 
 One call handles B same-shape episodes at once: features are gathered with one index per side,
 and the learner fits and predicts for all B. `results.records.records_from_predictions` turns
-the output into per-episode records.
+the output into per-episode records. A stochastic learner gets its episodes' seeds from
+(run_seed, learner name, episode index) before fit, so results never depend on the batching.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from baselines.base import EpisodeFeatures, Learner
+from baselines.seeding import episode_seeds
 from episodes.episode import Episode, EpisodeBatch
 
 # Given image indices of any shape (...), the features of those images: (..., D) etc.
@@ -36,8 +38,14 @@ class Predictions:
 
 
 def predict_batch(learner: Learner, batch: EpisodeBatch, gather_support: Gather,
-                  gather_query: Gather) -> Predictions:
-    """B fixed-shape episodes: batch.support (B, N, K) and batch.query (B, N, Q) image indices."""
+                  gather_query: Gather, *, run_seed: int = 0,
+                  learner_name: str | None = None) -> Predictions:
+    """B fixed-shape episodes: batch.support (B, N, K) and batch.query (B, N, Q) image indices.
+
+    run_seed, learner_name (default: learner.name): what a stochastic learner's per-episode
+    seeds are derived from, with batch.indices.
+    """
+    _seed(learner, run_seed, learner_name, batch.indices)
     n_episodes, n_way, k_shot = batch.support.shape
     n_query = batch.query.shape[2]
     shots = np.full(n_way, k_shot)
@@ -48,14 +56,21 @@ def predict_batch(learner: Learner, batch: EpisodeBatch, gather_support: Gather,
 
 
 def predict_episode(learner: Learner, episode: Episode, gather_support: Gather,
-                    gather_query: Gather) -> Predictions:
+                    gather_query: Gather, *, run_seed: int = 0,
+                    learner_name: str | None = None) -> Predictions:
     """One episode of any shape (variable ways and shots), as a batch of one."""
+    _seed(learner, run_seed, learner_name, [episode.index])
     support = np.fromiter((i for way in episode.support for i in way), dtype=np.int64)
     query = np.fromiter((i for way in episode.query for i in way), dtype=np.int64)
     shots = np.array([len(way) for way in episode.support])
     queries = np.array([len(way) for way in episode.query])
     return _predict(learner, support[None], query[None], shots, queries,
                     gather_support, gather_query)
+
+
+def _seed(learner: Learner, run_seed: int, learner_name: str | None, indices) -> None:
+    if learner.stochastic:
+        learner.seed_episodes(episode_seeds(run_seed, learner_name or learner.name, indices))
 
 
 def _predict(learner: Learner, support_idx: np.ndarray, query_idx: np.ndarray,

@@ -15,6 +15,7 @@ import torch
 import baselines
 from baselines import EpisodeFeatures, Learner, get_learner, learner_names, register
 from baselines.registry import UnknownLearnerError
+from baselines.seeding import episode_seeds
 
 N_WAY, K_SHOT, N_QUERY, DIM, SLOTS = 4, 3, 5, 12, 3
 NOT_LEARNING = {"random"}  # test doubles: no above-chance requirement
@@ -433,6 +434,36 @@ def test_random_learner_is_seeded_and_at_chance():
     assert abs(accuracy - 1 / N_WAY) < 0.05  # 4000 queries: 5 standard errors is ~0.034
 
 
+@pytest.mark.parametrize("name, options", [("random", {}), ("maml", {"init_std": 0.5})])
+def test_stochastic_learners_depend_on_the_episode_not_the_batch(name, options):
+    support, labels, query, _ = toy_episodes(b=4, seed=5)
+    indices = np.array([10, 11, 12, 13])
+    learner = get_learner(name, **options)
+    assert learner.stochastic
+    learner.seed_episodes(episode_seeds(3, name, indices))
+    together = learner.fit(support, labels, N_WAY).predict(query)
+    for b in (2, 0):  # alone, in another order, under its own index: the same scores
+        one = lambda f: EpisodeFeatures(f.embeddings[b:b + 1])
+        learner.seed_episodes(episode_seeds(3, name, indices[b:b + 1]))
+        alone = learner.fit(one(support), labels[b:b + 1], N_WAY).predict(one(query))
+        torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-5, atol=1e-6)
+    learner.seed_episodes(episode_seeds(4, name, indices))  # another run seed: other draws
+    assert not torch.equal(learner.fit(support, labels, N_WAY).predict(query), together)
+    learner.seed_episodes(episode_seeds(3, name, indices[:2]))
+    with pytest.raises(ValueError, match="2 seeds for a call with 4 episodes"):
+        learner.fit(support, labels, N_WAY).predict(query)
+
+
+def test_episode_seeds_are_a_function_of_run_learner_and_index():
+    seeds = episode_seeds(0, "random", np.arange(600))
+    assert seeds.dtype == np.int64 and (seeds >= 0).all()
+    assert len(set(seeds.tolist())) == 600  # no two episodes share a stream (the old bug: 64)
+    np.testing.assert_array_equal(episode_seeds(0, "random", [599, 3]), seeds[[599, 3]])
+    assert not set(episode_seeds(0, "maml", np.arange(600)).tolist()) & set(seeds.tolist())
+    with pytest.raises(ValueError):
+        episode_seeds(0, "random", [-1])
+
+
 # ---------------------------------------------------------------- golden values, worked by hand
 
 
@@ -534,9 +565,11 @@ def test_golden_maml_one_step():
 
 
 def test_golden_random():
-    # The documented definition: torch.rand from a CPU generator seeded with `seed`.
+    # The documented definition: torch.rand(n_query, n_way) from a CPU generator seeded with the
+    # episode's seed; without seed_episodes, call position b is episode index b of run `seed`.
     support = features([0.0], [1.0])
     scores = get_learner("random", seed=11).fit(support, torch.tensor([[0, 1]]), 2).predict(
         features([0.0], [0.0], [0.0]))
-    expected = torch.rand(1, 3, 2, generator=torch.Generator().manual_seed(11))
-    torch.testing.assert_close(scores, expected)
+    seed = int(episode_seeds(11, "random", [0])[0])
+    expected = torch.rand(3, 2, generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(scores, expected[None])
