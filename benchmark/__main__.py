@@ -152,10 +152,32 @@ def cmd_list(args: argparse.Namespace) -> int:
         flags = [f for f, on in (("parts", cls.uses_parts), ("transductive", cls.transductive)) if on]
         extra = f" [{', '.join(flags)}]" if flags else ""
         print(f"  {name:<22}{cls.paper}{extra}")
+    print_plugins()
     print("shipped configs:")
     for name in shipped_configs():
         print(f"  {name}")
     return 0
+
+
+def print_plugins() -> None:
+    """The `partbench.learners` entry points, where each comes from, and whether it loads."""
+    from baselines import LearnerSpecError, get_learner_class, learner_names
+    from baselines.plugins import ENTRY_POINT_GROUP, entry_points
+
+    found = entry_points()
+    print(f"plugin learners (entry points {ENTRY_POINT_GROUP}; also any package.module:ClassName):")
+    if not found:
+        print("  (none installed)")
+    for name, ep in sorted(found.items()):
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+        if name in learner_names():
+            status = "shadowed by the built-in learner of that name"
+        else:
+            try:
+                status = get_learner_class(name).paper or "loads"
+            except LearnerSpecError as exc:
+                status = f"FAILS: {exc}"
+        print(f"  {name:<22}{ep.value} from {dist}: {status}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -24,7 +24,11 @@ Layout (SCHEMA_VERSION 1):
     wall_time_s: float
     ci: {confidence: float, method: "normal"|"bootstrap", seed: int, n_boot: int}
     metrics: {learner: {accuracy, ci, n_episodes, mask_mode, per_super_category: {name:
-              {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %
+              {accuracy, ci, n_episodes}}, [transductive: bool], [origin: {kind, ...}]}}
+              accuracies and CI half-widths in %; transductive (recomputed from the records;
+              absent in older files = false); origin: where the learner came from (kind
+              "builtin" | "module" | "entry-point" | "predictions", module, distribution,
+              version, source_sha256, ...; see baselines.plugins.learner_origin)
     section_hashes: {section: sha256}   (top-level sections and each metrics.<learner>)
     content_hash: "sha256:..."
 """
@@ -99,10 +103,13 @@ class _Mapping(_Spec):
 
 
 class _Object(_Spec):
-    """A JSON object with required fields; other keys allowed only if `extra` is given."""
+    """A JSON object with required fields, optional ones (may be absent), and other keys only if
+    `extra` is given."""
 
-    def __init__(self, fields: Mapping[str, _Spec], extra: _Spec | None = None):
+    def __init__(self, fields: Mapping[str, _Spec], extra: _Spec | None = None,
+                 optional: Mapping[str, _Spec] | None = None):
         self.fields, self.extra = dict(fields), extra
+        self.optional = dict(optional or {})
 
     def check(self, value: Any, path: str) -> list[str]:
         if not isinstance(value, dict):
@@ -110,8 +117,9 @@ class _Object(_Spec):
         prefix = f"{path}." if path else ""
         problems = [f"missing field {prefix}{k}" for k in self.fields if k not in value]
         for key, item in value.items():
-            if key in self.fields:
-                problems += self.fields[key].check(item, prefix + key)
+            if key in self.fields or key in self.optional:
+                spec = self.fields[key] if key in self.fields else self.optional[key]
+                problems += spec.check(item, prefix + key)
             elif self.extra is None:
                 problems.append(f"unknown field {prefix}{key}")
             else:
@@ -130,6 +138,9 @@ LEARNER_METRICS = _Object({
     "accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT,
     "mask_mode": _Optional(STR),  # part masks behind this learner's features; null: no parts
     "per_super_category": _Mapping(METRIC),
+}, optional={
+    "transductive": BOOL,  # the learner used each episode's queries jointly
+    "origin": _Object({"kind": STR}, extra=ANY),  # where the learner's code came from
 })
 
 RESULT_SCHEMA = _Object({
@@ -244,6 +255,7 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
         metrics[str(learner)] = entry(group["accuracy"].to_numpy() * 100.0) | {
             "mask_mode": modes[0] if modes else None,
             "per_super_category": {name: entry(v) for name, v in sorted(per_super.items())},
+            "transductive": bool(group["transductive"].any()) if "transductive" in group else False,
         }
     return metrics
 
@@ -255,13 +267,15 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
                  weights: Mapping[str, Any], episodes_hash: str, episodes_requested: int,
                  wall_time_s: float, records: pd.DataFrame,
                  confidence: float = 0.95, ci_method: str = "normal", ci_seed: int = 0,
-                 n_boot: int = 10_000, created_utc: str | None = None) -> dict[str, Any]:
+                 n_boot: int = 10_000, created_utc: str | None = None,
+                 origins: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """A sealed result dict for one run and setting; the metrics are computed from `records`.
 
     setting: {split, n_way, k_shot, n_query, mode, mask_mode}. dataset: {name, fingerprint, ...}.
     weights: {backbone, provenance, sha256, saw_test_classes, ...}. versions: {partbench, torch,
     timm, python, ...} (strings, collected by the runner; results/ never imports torch).
     records: the run's per-episode records (only rows of this run_id are used).
+    origins: learner -> where its code came from ({kind, ...}), stored as metrics.<learner>.origin.
     Raises ValueError listing every problem if the result would not validate.
     """
     own = records[records["run_id"] == run_id]
@@ -291,6 +305,10 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
         "metrics": metrics_from_records(own, confidence=confidence, method=ci_method,
                                         seed=ci_seed, n_boot=n_boot),
     }
+    for learner, origin in (origins or {}).items():
+        if learner not in result["metrics"]:
+            raise ValueError(f"origins: learner {learner!r} has no records in this run")
+        result["metrics"][learner]["origin"] = dict(origin)
     for key, value in result.items():
         try:
             canonical_json(value)
@@ -398,9 +416,9 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
         problems.append(f"metrics.{learner}: in the records but missing from the file")
 
     def compare(where: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
-        for field in ("accuracy", "ci", "n_episodes", "mask_mode"):
+        for field in ("accuracy", "ci", "n_episodes", "mask_mode", "transductive"):
             if field not in a:
-                continue  # per-super-category entries carry no mask_mode
+                continue  # per-super-category entries carry no mask_mode; older files no flag
             x, y = a[field], b[field]
             if isinstance(x, str) or isinstance(y, str):
                 same = x == y
