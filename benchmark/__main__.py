@@ -17,6 +17,8 @@ examples:
   python -m benchmark run --resume outputs/5way1shot-20261125-130000
   python -m benchmark synth --out /data/partbench-twin --images-per-class 40
   python -m benchmark episodes --config 5way1shot.yaml --out test-5w1s.episodes.json
+  python -m benchmark episodes --config 5way1shot.yaml --out E.json --names
+  python -m benchmark score predictions.jsonl --episodes E.json --name mine --out scored/
   python -m benchmark list
   python -m benchmark report outputs/5way1shot-* outputs/5way5shot-* --out report/
   python -m benchmark validate outputs/*/result.json
@@ -57,6 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     episodes.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY=VALUE")
     episodes.add_argument("--out", required=True, help="episode file to write (JSON)")
+    episodes.add_argument("--names", action="store_true",
+                          help="also write OUT's .names.json: each episode's class synsets and "
+                               "image files (<split>/<file_name>), for a method's own loader")
+
+    score = sub.add_parser(
+        "score", help="turn a method's own predictions into records and a result file",
+        description="PREDICTIONS holds one JSON line per episode of the episode file: "
+                    '{"episode": i, "predictions": [predicted way of each query, in the '
+                    "episode's query order]}. Writes OUT/records.jsonl and OUT/result.json.")
+    score.add_argument("predictions", help="the predictions (JSONL)")
+    score.add_argument("--episodes", required=True, help="the episode file the method ran")
+    score.add_argument("--name", required=True, help="the method's name in the tables")
+    score.add_argument("--out", required=True, help="folder for records.jsonl and result.json")
+    score.add_argument("--backbone", help="the model whose features or weights the method used")
+    score.add_argument("--saw-test-classes", choices=("yes", "no"),
+                       help="whether those weights saw the test classes (undeclared: yes)")
+    score.add_argument("--transductive", action="store_true",
+                       help="the method used each episode's queries jointly")
+    score.add_argument("--dataset-name", help="dataset name for the result file (default: the "
+                                              "one in the episode file's .names.json)")
 
     sub.add_parser("list", help="list the registered learners and shipped configs")
 
@@ -138,7 +160,27 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]
     digest = save_episodes(Path(args.out), episodes, settings=sampler.settings,
                            dataset_fingerprint=dataset.fingerprint)
-    print(f"{len(episodes)} episodes written to {args.out} (hash {digest})")
+    print(f"{len(episodes)} episodes written to {args.out} (hash {digest.episodes_hash})")
+    if args.names:
+        from benchmark.own_loop import names_path, write_episode_names
+
+        # the dataset names result files use (as the runner's finish_run)
+        name = "synthetic-twin" if cfg.data.source == "synthetic" else "partimagenet-ood"
+        path = write_episode_names(names_path(args.out), dataset, episodes,
+                                   episodes_hash=digest.episodes_hash, dataset_name=name)
+        print(f"image names written to {path}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from benchmark.own_loop import score_files
+
+    declared = None if args.saw_test_classes is None else args.saw_test_classes == "yes"
+    path = score_files(args.predictions, args.episodes, name=args.name, out_dir=args.out,
+                       backbone=args.backbone, saw_test_classes=declared,
+                       transductive=args.transductive, dataset_name=args.dataset_name)
+    print(f"result file: {path}  (check it with: python -m benchmark validate {path} "
+          f"--records {Path(args.out) / 'records.jsonl'})")
     return 0
 
 
@@ -212,6 +254,7 @@ COMMANDS = {
     "run": cmd_run,
     "synth": cmd_synth,
     "episodes": cmd_episodes,
+    "score": cmd_score,
     "list": cmd_list,
     "validate": cmd_validate,
     "report": cmd_report,
