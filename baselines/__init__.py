@@ -5,8 +5,8 @@ Importing the package registers every learner; `get_learner(spec, **options)` bu
 registered name, a `module:Class` path, or a `partbench.learners` entry point).
 """
 
-from baselines import (logreg, maml, part_protonet, protonet, random_learner,  # noqa: F401
-                       simpleshot)
+from baselines import (finetune, logreg, maml, part_protonet, protonet,  # noqa: F401
+                       random_learner, simpleshot)
 from baselines.base import EpisodeFeatures, Learner
 from baselines.image_learner import ImageLearner
 from baselines.plugins import LearnerSpecError

@@ -11,7 +11,8 @@ adapt (a copy of) the backbone, and scores the query images:
 Images are (n, 3, H, W) float32, normalised as the backbone expects, on the run's device; the
 caller runs fit and predict under the run's precision (autocast). `backbone` is a torch module
 mapping such images to (n, D) embeddings (the same embeddings feature learners see); the learner
-must not change it in place: deep-copy it to fine-tune. `masks` are the support images' part
+must not change it in place: deep-copy it to fine-tune. It may offer `last_stage()`, the
+submodule holding its last stage (the runner's does). `masks` are the support images' part
 masks, (n, S, H, W) bool in taxonomy.PART_SLOTS order, given only to learners that set
 `uses_masks`. This package does not import `benchmark`: the runner does the image loading.
 """

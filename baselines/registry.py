@@ -73,6 +73,7 @@ def get_learner(name: str, **kwargs: Any) -> Learner:
     return get_learner_class(name)(**kwargs)
 
 
-def learner_names() -> list[str]:
-    """Registered (built-in) learner names, sorted; plugins: baselines.plugins.entry_points()."""
-    return sorted(_REGISTRY)
+def learner_names(protocol: type | None = None) -> list[str]:
+    """Registered (built-in) learner names, sorted; only subclasses of `protocol` (Learner or
+    ImageLearner) if given. Plugins: baselines.plugins.entry_points()."""
+    return sorted(n for n, cls in _REGISTRY.items() if protocol is None or issubclass(cls, protocol))

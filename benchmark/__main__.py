@@ -185,13 +185,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from baselines import get_learner_class, learner_names
+    from baselines import ImageLearner, get_learner_class, learner_names
     from benchmark.config import shipped_configs
 
     print("learners:")
     for name in learner_names():
         cls = get_learner_class(name)
-        flags = [f for f, on in (("parts", cls.uses_parts), ("transductive", cls.transductive)) if on]
+        flags = [f for f, on in (("parts", cls.uses_parts), ("transductive", cls.transductive),
+                                 ("images", issubclass(cls, ImageLearner))) if on]
         extra = f" [{', '.join(flags)}]" if flags else ""
         print(f"  {name:<22}{cls.paper}{extra}")
     print_plugins()

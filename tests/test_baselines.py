@@ -18,6 +18,7 @@ from baselines.registry import UnknownLearnerError
 from baselines.seeding import episode_seeds
 
 N_WAY, K_SHOT, N_QUERY, DIM, SLOTS = 4, 3, 5, 12, 3
+FEATURE_LEARNERS = learner_names(Learner)  # image learners: tests/test_image_learners.py
 NOT_LEARNING = {"random"}  # test doubles: no above-chance requirement
 
 
@@ -91,7 +92,7 @@ def test_registry_suggests_nearest_name_on_typo():
     with pytest.raises(UnknownLearnerError, match="did you mean 'protonet'") as info:
         get_learner("protonte")
     assert isinstance(info.value, KeyError)  # the runner maps KeyError to a config error
-    with pytest.raises(KeyError, match="registered: logreg"):
+    with pytest.raises(KeyError, match="registered: finetune, logreg"):
         get_learner("zzzzzz")
 
 
@@ -104,7 +105,7 @@ def test_get_learner_passes_options():
 # ---------------------------------------------------------------- every learner
 
 
-@pytest.mark.parametrize("name", learner_names())
+@pytest.mark.parametrize("name", FEATURE_LEARNERS)
 def test_every_learner_on_a_tiny_batch(name):
     support, labels, query, truth = toy_episodes()
     learner, scores = run(name, support, labels, query)
@@ -122,7 +123,7 @@ def test_every_learner_on_a_tiny_batch(name):
         assert contributions is None
 
 
-@pytest.mark.parametrize("name", sorted(set(learner_names()) - {"random"}))  # random: per batch
+@pytest.mark.parametrize("name", sorted(set(FEATURE_LEARNERS) - {"random"}))  # random: per batch
 def test_batched_equals_one_episode_at_a_time(name):
     support, labels, query, _ = toy_episodes(b=3, seed=4, spread=1.0)
     _, together = run(name, support, labels, query)
@@ -133,7 +134,7 @@ def test_batched_equals_one_episode_at_a_time(name):
         torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", learner_names())
+@pytest.mark.parametrize("name", FEATURE_LEARNERS)
 def test_predict_before_fit_is_a_clear_error(name):
     _, _, query, _ = toy_episodes()
     learner = get_learner(name)
@@ -142,7 +143,7 @@ def test_predict_before_fit_is_a_clear_error(name):
         learner.predict(query)
 
 
-@pytest.mark.parametrize("name", learner_names())
+@pytest.mark.parametrize("name", FEATURE_LEARNERS)
 def test_bad_labels_are_rejected(name):
     support, labels, _, _ = toy_episodes()
     learner = get_learner(name)
