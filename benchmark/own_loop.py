@@ -39,7 +39,8 @@ def write_episode_names(path: str | Path, dataset: Any, episodes: Sequence[Episo
                 for way in ways]
 
     doc = {"format": NAMES_FORMAT, "format_version": 1, "episodes_hash": episodes_hash,
-           "dataset": {"name": dataset_name, "fingerprint": dataset.fingerprint},
+           "dataset": {"name": dataset_name, "fingerprint": dataset.fingerprint,
+                       "root": str(dataset.root)},  # where this machine's copy lies
            "episodes": [{"episode": e.index, "split": e.split, "classes": list(e.classes),
                          "support": names(e.support), "query": names(e.query)}
                         for e in episodes]}

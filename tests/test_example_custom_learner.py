@@ -101,8 +101,8 @@ def test_own_loop_example_scores_into_a_valid_result(tiny_run_config, tmp_path, 
     config = run_config(tiny_run_config, tmp_path, ["protonet"])
     episodes = tmp_path / "E.json"
     assert main(["episodes", "--config", str(config), "--out", str(episodes), "--names"]) == 0
-    path = own_loop.main([str(episodes), "--root", tiny_run_config["data"]["root"],
-                          "--out", str(tmp_path / "scored")])
+    # --root defaults to the folder the names file was written from
+    path = own_loop.main([str(episodes), "--out", str(tmp_path / "scored")])
     result = read_result(path)
     assert result["metrics"]["colour_histogram"]["n_episodes"] == 16
     assert result["weights"]["saw_test_classes"] is False

@@ -1,7 +1,7 @@
 """A method's own evaluation loop over a partbench episode file, then scored by partbench.
 
     python -m benchmark episodes --config 5way1shot --out E.json --names
-    python -m partbench_example.own_loop E.json --root DATASET_ROOT --out scored/
+    python -m partbench_example.own_loop E.json --out scored/   [--root DATASET_FOLDER]
 
 The "method" here is deliberately simple and needs no torch: each image becomes a colour
 histogram, and a query takes the way of the nearest support class mean. What matters is the
@@ -57,18 +57,20 @@ def predict(names: dict, files: dict[str, Path]) -> list[dict]:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("episodes", type=Path, help="episode file written with --names")
-    parser.add_argument("--root", type=Path, required=True, help="the dataset folder")
+    parser.add_argument("--root", type=Path, help="the dataset folder (default: the one the "
+                                                  "names file was written from)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the scored result")
     args = parser.parse_args(argv)
     names = json.loads(args.episodes.with_name(f"{args.episodes.stem}.names.json").read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     predictions = args.out / "predictions.jsonl"
-    rows = predict(names, own_loader(args.root))
+    rows = predict(names, own_loader(args.root or Path(names["dataset"]["root"])))
     predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     frozen = load_episodes(args.episodes)
     path = score(read_predictions(predictions), frozen.episodes, name="colour_histogram",
                  out_dir=args.out, episodes_hash=frozen.episodes_hash, settings=frozen.settings,
-                 dataset=names["dataset"], super_categories=class_super_categories(),
+                 dataset={k: names["dataset"][k] for k in ("name", "fingerprint")},
+                 super_categories=class_super_categories(),
                  backbone="none (colour histograms)", saw_test_classes=False,
                  source=predictions_source(predictions))
     print(f"result file: {path}")
