@@ -56,9 +56,19 @@ class Learner(ABC):
     uses_parts: ClassVar[bool] = False  # needs part_embeddings / part_present
     stochastic: ClassVar[bool] = False  # draws random numbers: use episode_generators()
     seed: int = 0  # run seed assumed when the caller gives no per-episode seeds
+    # prepare() must see the train split's embeddings before any episode (SimpleShot's mean)
+    needs_base_features: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # A prepare() the runner would never call is a silent wrong number: make it declare itself.
+        if "prepare" in vars(cls) and not cls.needs_base_features:
+            raise TypeError(f"{cls.__qualname__} overrides prepare(); set the class attribute "
+                            "needs_base_features = True so that runners call it")
 
     def prepare(self, base_embeddings: torch.Tensor | None) -> None:
-        """Optional hook: see train-split features (n, D) once before any episode (SimpleShot)."""
+        """Hook called once before any episode with the train split's embeddings (n, D) when the
+        class declares needs_base_features (SimpleShot)."""
 
     @abstractmethod
     def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "Learner":

@@ -35,6 +35,7 @@ class ImageLearner(ABC):
     uses_masks: ClassVar[bool] = False  # wants the support images' part masks in fit()
     stochastic: ClassVar[bool] = False  # draws random numbers: use self.generator
     uses_parts: ClassVar[bool] = False  # (feature-learner flag; image learners use uses_masks)
+    needs_base_features: ClassVar[bool] = False  # (feature-learner flag: no prepare() here)
 
     generator: torch.Generator | None = None
 

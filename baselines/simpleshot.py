@@ -19,6 +19,7 @@ class SimpleShot(Learner):
 
     name = "simpleshot"
     paper = "Wang et al. 2019, SimpleShot (arXiv:1911.04623)"
+    needs_base_features = True
 
     def __init__(self) -> None:
         self.base_mean: torch.Tensor | None = None  # (D,)

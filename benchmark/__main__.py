@@ -151,16 +151,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_episodes(args: argparse.Namespace) -> int:
     from benchmark.config import load_config
-    from benchmark.runner import build_sampler, resolve_dataset
+    from benchmark.data.source import resolve_dataset
+    from benchmark.stages import build_sampler
     from episodes import save_episodes
 
     cfg = load_config(args.config, args.overrides)
-    dataset = resolve_dataset(cfg)
+    dataset = resolve_dataset(cfg.data, cfg.cache_dir)
     sampler = build_sampler(cfg, dataset)
     episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]
     digest = save_episodes(Path(args.out), episodes, settings=sampler.settings,
                            dataset_fingerprint=dataset.fingerprint)
-    print(f"{len(episodes)} episodes written to {args.out} (hash {digest.episodes_hash})")
+    print(f"{len(episodes)} episodes written to {args.out} (episodes hash {digest.episodes_hash})")
     if args.names:
         from benchmark.own_loop import names_path, write_episode_names
 

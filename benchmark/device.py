@@ -11,6 +11,8 @@ from typing import ContextManager
 
 import torch
 
+from results.provenance import hardware_info
+
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -81,3 +83,12 @@ def comm_device(local_device: torch.device) -> torch.device:
     if dist.get_backend() == "nccl":
         return local_device if local_device.type == "cuda" else torch.device("cuda")
     return torch.device("cpu")
+
+
+def hardware(device: torch.device) -> dict:
+    """What a result file records of the machine: results.provenance.hardware_info plus, on CUDA,
+    the GPU's name and count (results never imports torch, so torch's view is added here)."""
+    extra = {}
+    if device.type == "cuda":
+        extra = {"gpu": torch.cuda.get_device_name(device), "gpu_count": torch.cuda.device_count()}
+    return hardware_info(str(device), **extra)

@@ -1,9 +1,11 @@
 """Run a learner on episodes over cached features: true and predicted way labels per query.
 
 One call handles B same-shape episodes at once: features are gathered with one index per side,
-and the learner fits and predicts for all B. `results.records.records_from_predictions` turns
-the output into per-episode records. A stochastic learner gets its episodes' seeds from
-(run_seed, learner name, episode index) before fit, so results never depend on the batching.
+and the learner fits and predicts for all B; an episode of variable ways and shots goes alone.
+`predict_positions` picks the way for the episodes of an EpisodeSource, and
+`results.records.records_from_predictions` turns its output into per-episode records. A
+stochastic learner gets its episodes' seeds from (run_seed, learner name, episode index) before
+fit, so results never depend on the batching.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from baselines.base import EpisodeFeatures, Learner
 from baselines.seeding import episode_seeds
 from episodes.episode import Episode, EpisodeBatch
+from episodes.source import EpisodeSource
 
 # Given image indices of any shape (...), the features of those images: (..., D) etc.
 Gather = Callable[[np.ndarray], EpisodeFeatures]
@@ -91,3 +94,54 @@ def _predict(learner: Learner, support_idx: np.ndarray, query_idx: np.ndarray,
         predicted=scores.argmax(-1).cpu().numpy(),
         contributions=None if contributions is None else contributions.float().cpu().numpy(),
     )
+
+
+@dataclass
+class EvaluatedEpisodes:
+    """A learner's predictions on some episodes of a source, with what records need to name them.
+
+    Attributes:
+        predictions: labels and predicted (B, n_query_total), contributions (B, S) or None.
+        episodes: (B,) episode indices.
+        classes: (B, N) synsets of each episode's ways, in way order.
+        k_shot: support images per way, or None for an episode of variable shape.
+    """
+
+    predictions: Predictions
+    episodes: np.ndarray
+    classes: np.ndarray
+    k_shot: int | None
+
+
+def predict_positions(learner: Learner, source: EpisodeSource, positions: list[int],
+                      gather_support: Gather, gather_query: Gather, *, run_seed: int = 0,
+                      learner_name: str | None = None) -> EvaluatedEpisodes:
+    """The episodes at `positions` of `source`: stacked into one batch when the source's episodes
+    share a shape, else (variable ways and shots) one episode, len(positions) == 1.
+    run_seed, learner_name: the seeds of a stochastic learner (see predict_batch)."""
+    seeding = dict(run_seed=run_seed, learner_name=learner_name)
+    if source.batched:
+        batch = source.batch(positions)
+        return EvaluatedEpisodes(predict_batch(learner, batch, gather_support, gather_query,
+                                               **seeding),
+                                 np.asarray(batch.indices),
+                                 np.asarray(source.class_keys())[batch.classes],
+                                 int(batch.support.shape[2]))
+    (position,) = positions
+    episode = source.episode(position)
+    return EvaluatedEpisodes(predict_episode(learner, episode, gather_support, gather_query,
+                                             **seeding),
+                             np.array([episode.index]), np.array([episode.classes]), None)
+
+
+def preview(learner: Learner, episode: Episode, gather_support: Gather, gather_query: Gather,
+            queries_per_way: int = 2, predict: Callable[[Episode], Predictions] | None = None
+            ) -> tuple[Episode, np.ndarray]:
+    """`episode` cut to its first `queries_per_way` queries per way, and the learner's predicted
+    way (n,) of each of those queries (way-major), for drawing it. `predict`: how to run the
+    learner on an episode (default: predict_episode over the gathers)."""
+    shown = Episode(episode.index, episode.split, episode.classes, episode.support,
+                    tuple(q[:queries_per_way] for q in episode.query))
+    if predict is None:
+        return shown, predict_episode(learner, shown, gather_support, gather_query).predicted[0]
+    return shown, predict(shown).predicted[0]

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from baselines.base import EpisodeFeatures
 from benchmark.backbones import Backbone, state_dict_sha256
+from benchmark.config import FeaturesConfig
 from benchmark.device import (
     autocast,
     comm_device,
@@ -434,3 +435,48 @@ def extract_features(
             dist.barrier()
     return FeatureSet(result["embeddings"], result["part_embeddings"], result["part_present"],
                       result["image_indices"], key)
+
+
+class FeatureProvider:
+    """The features a run needs, extracted once per (image set, mask mode), cached on disk and
+    kept on the run's device.
+
+    config: the run's features section (masks, batching, device, precision).
+    cache_dir: the feature cache folder, or None for no disk cache.
+    """
+
+    def __init__(self, dataset: Any, backbone: Backbone, config: FeaturesConfig,
+                 cache_dir: str | os.PathLike | None, progress: bool = True) -> None:
+        self.dataset, self.backbone, self.config = dataset, backbone, config
+        self.cache_dir, self.progress = cache_dir, progress
+        self.device = resolve_device(config.device)
+        self._sets: dict[tuple[str, str], FeatureSet] = {}
+
+    def features(self, indices: np.ndarray, masks: str, tag: str) -> FeatureSet:
+        """FeatureSet (on the run's device) of dataset images `indices` with `masks` part masks;
+        `tag` names the image set (one set per tag and mask mode is kept in memory)."""
+        if (tag, masks) not in self._sets:
+            fc = self.config
+            features = extract_features(
+                self.dataset, indices, self.backbone, masks=masks, batch_size=fc.batch_size,
+                num_workers=fc.num_workers, device=self.device, precision=fc.precision,
+                cache_dir=None if self.cache_dir is None else str(self.cache_dir),
+                progress=self.progress,
+            )
+            self._sets[(tag, masks)] = features.to(self.device)
+        return self._sets[(tag, masks)]
+
+    def gatherers(self, indices: np.ndarray) -> tuple[Callable, Callable]:
+        """(gather_support, gather_query) over the images `indices` that the episodes use."""
+        masks = self.config.masks
+        if masks == "support-oracle":  # annotations on the support set only
+            support = self.features(indices, "oracle", "episodes")
+            query = self.features(indices, "predicted", "episodes")
+        else:
+            support = query = self.features(indices, masks, "episodes")
+        return support.gather, query.gather
+
+    def base_embeddings(self) -> torch.Tensor:
+        """(n_train, D) float32 global embeddings of the train split, for learners' prepare()."""
+        train = self.dataset.split_indices("train")
+        return self.features(train, "none", "train").embeddings.float()

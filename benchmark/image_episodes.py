@@ -21,10 +21,11 @@ from torch import nn
 from baselines.image_learner import ImageLearner
 from baselines.seeding import episode_seeds
 from benchmark.backbones import Backbone, trunk_features
-from benchmark.device import autocast
-from benchmark.evaluate import Predictions
+from benchmark.device import autocast, resolve_precision
+from benchmark.evaluate import EvaluatedEpisodes, Predictions
 from benchmark.features import SplitTransform
 from episodes.episode import Episode
+from episodes.source import EpisodeSource
 
 IMAGE_CACHE = 4096  # decoded images kept in memory (uint8, at the model's input size)
 
@@ -99,3 +100,29 @@ def predict_image_episode(learner: ImageLearner, episode: Episode, images: Episo
     query_labels = np.repeat(np.arange(episode.n_way), [len(way) for way in episode.query])
     return Predictions(labels=query_labels[None], predicted=scores.argmax(-1).cpu().numpy()[None],
                        contributions=None)
+
+
+class ImageEvaluator:
+    """What a run needs to evaluate image learners: the episodes' pixels, the backbone as an
+    EmbeddingNet, and the run's precision. Made only when a run has an image learner."""
+
+    def __init__(self, dataset, backbone: Backbone, device: torch.device, precision: str,
+                 run_seed: int) -> None:
+        self.images = EpisodeImages(dataset, backbone, device)
+        self.net = EmbeddingNet(backbone.model).to(device).eval()
+        self.precision = resolve_precision(precision, device)
+        self.run_seed = run_seed
+
+    def episode(self, learner: ImageLearner, episode: Episode, learner_name: str) -> Predictions:
+        return predict_image_episode(learner, episode, self.images, self.net, self.precision,
+                                     run_seed=self.run_seed, learner_name=learner_name)
+
+    def positions(self, learner: ImageLearner, source: EpisodeSource, positions: list[int],
+                  learner_name: str) -> EvaluatedEpisodes:
+        """The one episode at `positions` (len 1) of `source`, as evaluate.predict_positions."""
+        (position,) = positions
+        episode = source.episode(position)
+        shots = {len(way) for way in episode.support}
+        return EvaluatedEpisodes(self.episode(learner, episode, learner_name),
+                                 np.array([episode.index]), np.array([episode.classes]),
+                                 shots.pop() if source.batched and len(shots) == 1 else None)

@@ -9,6 +9,7 @@ from episodes.episode import Episode, EpisodeBatch
 from episodes.files import EpisodeFile, EpisodeFileError, load_episodes, save_episodes
 from episodes.hashing import episodes_hash
 from episodes.sampler import FORMAT_VERSION, MODES, EpisodeSampler, EpisodeSettingsError
+from episodes.source import EpisodeSource
 from episodes.stacking import stack_episodes, to_episodes
 from episodes.variable import MetaDatasetProtocol
 
@@ -21,6 +22,7 @@ __all__ = [
     "EpisodeFileError",
     "EpisodeSampler",
     "EpisodeSettingsError",
+    "EpisodeSource",
     "MetaDatasetProtocol",
     "episodes_hash",
     "load_episodes",

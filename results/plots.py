@@ -7,7 +7,7 @@ in parallel. results/ never loads data itself: `plot_episode` takes arrays.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +180,30 @@ def plot_episode(support_images: Sequence[np.ndarray], support_labels: Sequence[
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7)
     fig.suptitle(title or f"episode: {n_support} support, {n_query} query images", fontsize=9)
     return _save(fig, path, dpi)
+
+
+def plot_predicted_episode(support: Sequence[Sequence[int]], query: Sequence[Sequence[int]],
+                           way_labels: Sequence[str], predicted: Sequence[int],
+                           picture: Callable[[int], tuple[np.ndarray, np.ndarray | None]],
+                           path: str | os.PathLike[str], *, slot_names: Sequence[str] | None = None,
+                           title: str | None = None) -> Path:
+    """One episode with a learner's predictions (see `plot_episode`).
+
+    support, query: per way, the image indices of its support / query images (way order).
+    way_labels: (N,) display label of each way (a class name). predicted: (n_query_total,) the
+    predicted way of each query, in way-major order. picture(i): image i as an (H, W, 3) uint8
+    array and its (S, H, W) bool slot masks (or None), loaded by the caller.
+    """
+    def pictures(ways: Sequence[Sequence[int]]) -> tuple[list, list, list[str]]:
+        shown = [(picture(i), w) for w, way in enumerate(ways) for i in way]
+        return ([image for (image, _), _ in shown], [masks for (_, masks), _ in shown],
+                [way_labels[w] for _, w in shown])
+
+    s_images, s_masks, s_labels = pictures(support)
+    q_images, q_masks, q_labels = pictures(query)
+    return plot_episode(s_images, s_labels, q_images, q_labels,
+                        [way_labels[w] for w in predicted], path, support_masks=s_masks,
+                        query_masks=q_masks, slot_names=slot_names, title=title)
 
 
 def write_plots(records: pd.DataFrame, out_dir: str | os.PathLike[str], *,

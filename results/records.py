@@ -129,6 +129,7 @@ def records_from_predictions(
     part_contributions: Any = None,
     slot_names: Sequence[str] | None = None,
     mask_mode: str | None = None,
+    variable_shape: bool = False,
     transductive: bool = False,
 ) -> list[dict[str, Any]]:
     """Records for B same-shape episodes from a learner's predictions (numpy in, dicts out).
@@ -137,7 +138,8 @@ def records_from_predictions(
     labels, predicted: (B, n) int way indices of the queries (true / argmax of the scores).
     super_categories: synset -> super-category. part_contributions: (B, S) floats or None, with
     slot_names (S,) naming the slots (e.g. episodes.taxonomy.PART_SLOTS).
-    n_query in the record is n // N (queries per way).
+    n_query in the record is n // N (queries per way); with variable_shape (one episode whose
+    ways differ in shots or queries) k_shot and n_query are recorded as None.
     """
     episodes = np.asarray(episodes).reshape(-1)
     classes = np.asarray(classes)
@@ -176,8 +178,9 @@ def records_from_predictions(
             counts[0] += pair[0]
             counts[1] += pair[1]
         records.append(make_record(
-            run_id=run_id, learner=learner, split=split, n_way=n_way, k_shot=k_shot,
-            n_query=labels.shape[1] // n_way, episode=int(episodes[b]),
+            run_id=run_id, learner=learner, split=split, n_way=n_way,
+            k_shot=None if variable_shape else k_shot,
+            n_query=None if variable_shape else labels.shape[1] // n_way, episode=int(episodes[b]),
             correct=int(hits[b].sum()), total=int(labels.shape[1]),
             per_class=per_class, per_super_category=per_super,
             part_contributions=(None if part_contributions is None else

@@ -128,8 +128,9 @@ def score_records(predictions: Mapping[int, Sequence[int]], episodes: Sequence[A
             k_shot=shots.pop() if fixed else None, episodes=[index],
             classes=[list(episode.classes)],
             labels=[np.repeat(np.arange(n_way), n_queries)], predicted=[predicted],
-            super_categories=super_categories, transductive=transductive)
-        records += made if fixed else [{**r, "n_query": None} for r in made]
+            super_categories=super_categories, variable_shape=not fixed,
+            transductive=transductive)
+        records += made
     return records
 
 

@@ -141,3 +141,43 @@ def test_finetune_on_twin_episodes_does_not_depend_on_order(tiny_twin_root):
     assert forward[0].labels.tolist() == [[0, 0, 1, 1, 2, 2, 3, 3, 4, 4]]
     masks = images.masks([sampler[0].support[0][0]])
     assert masks.shape == (1, 13, 32, 32) and masks.dtype == torch.bool and masks.any()
+
+
+def test_finetune_runs_and_resumes_through_the_runner(tiny_run_config, tmp_path, monkeypatch):
+    from benchmark import runner
+    from benchmark.config import config_from_dict
+    from benchmark.image_episodes import ImageEvaluator
+    from results.cli import validate_main
+    from results.records import read_records
+    from results.schema import read_result
+
+    raw = dict(tiny_run_config, learners=[
+        "protonet", {"name": "finetune", "options": {"steps": 2, "last_stage": True}}],
+        episodes=dict(tiny_run_config["episodes"], n_episodes=6))
+    reference = runner.run(config_from_dict(raw), run_dir=tmp_path / "reference", progress=False)
+    result = read_result(reference / "result.json")
+    assert result["metrics"]["finetune"]["n_episodes"] == 6
+    assert result["metrics"]["finetune"]["origin"]["kind"] == "builtin"
+    assert result["metrics"]["finetune"]["transductive"] is False
+    assert validate_main([reference / "result.json"], records=[reference / "records.jsonl"]) == 0
+
+    # a fault after three fine-tuned episodes keeps them; --resume completes the other three
+    real, calls = ImageEvaluator.positions, []
+
+    def failing(self, *args, **kwargs):
+        if len(calls) == 3:
+            raise RuntimeError("simulated fault")
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImageEvaluator, "positions", failing)
+    broken = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="simulated fault"):
+        runner.run(config_from_dict(raw), run_dir=broken, progress=False)
+    assert (read_records(broken / "records.jsonl")["learner"] == "finetune").sum() == 3
+    monkeypatch.setattr(ImageEvaluator, "positions", real)
+    runner.run(runner.load_run_config(broken, []), run_dir=broken, resume=True, progress=False)
+    key = ["learner", "episode", "correct", "per_class"]
+    resumed = read_records(broken / "records.jsonl").sort_values(["learner", "episode"])[key]
+    fresh = read_records(reference / "records.jsonl").sort_values(["learner", "episode"])[key]
+    assert resumed.to_dict("records") == fresh.to_dict("records")

@@ -58,3 +58,21 @@ def test_random_is_no_longer_periodic_in_the_batch(sampler_and_gather):
     rows = records("random", {}, sampler, gather, 64)
     total = sum(r["correct"] for r in rows) / sum(r["total"] for r in rows)
     assert abs(total - 0.2) < 0.08  # chance on 70 x 15 queries
+
+
+def test_random_records_through_the_runner_are_identical_with_batch_size_1_7_64(tiny_run_config,
+                                                                                tmp_path):
+    from benchmark import runner
+    from benchmark.config import config_from_dict
+    from results.records import read_records
+
+    def run(batch_size):
+        raw = dict(tiny_run_config, learners=["random"],
+                   episodes=dict(tiny_run_config["episodes"], n_episodes=70,
+                                 batch_size=batch_size))
+        out = runner.run(config_from_dict(raw), run_dir=tmp_path / f"b{batch_size}",
+                         progress=False)
+        rows = read_records(out / "records.jsonl").sort_values("episode")
+        return rows.drop(columns=["run_id", "source"]).to_dict("records")
+
+    assert run(1) == run(7) == run(64)

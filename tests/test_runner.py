@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import benchmark
 from benchmark import evaluate, runner
 from benchmark.config import ConfigError, config_from_dict
 from results.records import read_records
@@ -33,9 +34,14 @@ def _records(run_dir: Path) -> list[dict]:
 
 def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path):
     cfg = config_from_dict(tiny_run_config)
-    run_dir = runner.run(cfg, run_dir=tmp_path / "run", progress=False)
+    produced = benchmark.run_benchmark(cfg, run_dir=tmp_path / "run", progress=False)
+    run_dir = produced.run_dir
 
     records = read_records(run_dir / "records.jsonl")
+    # the programmatic entry point returns what it wrote
+    assert produced.result == json.loads((run_dir / "result.json").read_text())
+    assert produced.records.equals(records)
+    assert produced.tables["accuracy"].shape[0] == 2
     assert sorted(records.groupby("learner")["episode"].nunique().items()) == [
         ("part_protonet", 40), ("protonet", 40)]
     assert (records["total"] == 15).all()
