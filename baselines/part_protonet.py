@@ -16,17 +16,10 @@ each term's weight is floor + its LOO nearest-prototype accuracy above chance, r
 
 Term scale (`normalize`). By default (`"l2"`) every embedding, the global one and each slot's, is
 L2-normalised before the prototypes are taken (the L2N step of SimpleShot, Wang et al. 2019,
-arXiv:1911.04623), so every term is a squared distance from a unit vector to a unit vector (or to a
-mean of unit vectors), in [0, 4], and a fixed weight means the same thing for every term. Without
-it (`"none"`, the original formulation) the terms live on different scales: a slot embedding is
-average-pooled over the few feature-map cells its mask covers, so with a trained backbone its norm
-is 1.4-2.6x the global embedding's (which averages in the weakly activated background) and varies
-2-3x more from image to image. Squared distances grow with the norm squared, so part_protonet lost
-4-14 points to ProtoNet on the twin: where a slot (in practice Body, shown by half the twin's
-images at 64 px, 83% at 96 px) is on both sides its noisy term takes over the decision (~95% of the
-margin at 96 px), though Body alone classifies ~11 points worse than the global embedding; and
-since the distance is a mean over the terms available per class, a class whose support shows the
-slot gets its distance inflated by the larger-scale term, so classes without it win.
+arXiv:1911.04623), so every term is a squared distance between unit vectors (or to a mean of
+them), in [0, 4]. Why: raw slot embeddings, pooled over few cells, have larger and noisier norms
+than the global one, so their terms dominate the mean; `"none"` keeps that raw formulation. The
+study that chose the rule, with its measurements, is in docs/learners.md.
 
 Which masks made the part features (oracle, predicted, or "support-oracle": oracle on the
 support set, predicted on the queries) is decided by the harness that pools them; `mask_mode`

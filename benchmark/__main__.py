@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue a stopped run in RUN_DIR, skipping the episodes it finished")
     run.add_argument("--out", metavar="RUN_DIR", help="write to this folder instead of a new one")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--seeds", metavar="S,S,...",
+                     help="train one backbone per seed (e.g. 0,1,2), evaluate each on the same "
+                          "episodes and report the spread between seeds (= backbone.seeds)")
 
     synth = sub.add_parser("synth", help="write the synthetic twin in PartImageNet's on-disk format")
     synth.add_argument("--out", required=True, help="folder to create")
@@ -99,11 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--baseline", help="learner the others are compared with, episode by episode")
     report.add_argument("--bootstrap", action="store_true", help="bootstrap CIs (seeded)")
 
-    board = sub.add_parser("leaderboard", help="merge valid result files into ranked tables")
+    board = sub.add_parser("leaderboard", help="rank result files verified against their records")
     board.add_argument("dir", help="a folder of result files (searched recursively)")
     board.add_argument("--allow-mixed-episodes", action="store_true",
                        help="rank together rows evaluated on different episodes")
     board.add_argument("--out", help="folder for CSV/Markdown tables")
+    board.add_argument("--records", nargs="+", metavar="JSONL",
+                       help="records.jsonl files to verify the rows against (default: the "
+                            "records.jsonl beside each result file)")
+    board.add_argument("--allow-unverified", action="store_true",
+                       help="list files without records apart, unranked, instead of refusing them")
+    board.add_argument("--html", metavar="DIR",
+                       help="also write a self-contained web page DIR/index.html")
     return parser
 
 
@@ -125,17 +135,28 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.config import ConfigError, load_config
     from benchmark.runner import run, load_run_config
+    from benchmark.seeds import run_seeds
 
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ConfigError(f"--seeds {args.seeds!r}: give integers separated by commas, "
+                              "e.g. --seeds 0,1,2") from None
+        overrides.append(f"backbone.seeds={seeds}")
     if args.resume:
         if args.config or args.out:
             raise ConfigError("--resume takes the run folder's own config; drop --config/--out")
-        cfg = load_run_config(Path(args.resume), args.overrides)
-        run(cfg, run_dir=Path(args.resume), resume=True, progress=not args.quiet)
-        return 0
-    if not args.config:
-        raise ConfigError("run needs --config FILE_OR_NAME (or --resume RUN_DIR)")
-    cfg = load_config(args.config, args.overrides)
-    run(cfg, run_dir=Path(args.out) if args.out else None, progress=not args.quiet)
+        cfg = load_run_config(Path(args.resume), overrides)
+        run_dir, resume = Path(args.resume), True
+    else:
+        if not args.config:
+            raise ConfigError("run needs --config FILE_OR_NAME (or --resume RUN_DIR)")
+        cfg = load_config(args.config, overrides)
+        run_dir, resume = (Path(args.out) if args.out else None), False
+    (run_seeds if cfg.backbone.seeds else run)(cfg, run_dir=run_dir, resume=resume,
+                                               progress=not args.quiet)
     return 0
 
 
@@ -249,7 +270,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from results.cli import leaderboard_main
 
-    return leaderboard_main(args.dir, allow_mixed=args.allow_mixed_episodes, out=args.out)
+    return leaderboard_main(args.dir, allow_mixed=args.allow_mixed_episodes, out=args.out,
+                            records=args.records, allow_unverified=args.allow_unverified,
+                            html=args.html)
 
 
 COMMANDS = {

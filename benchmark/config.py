@@ -50,6 +50,9 @@ class BackboneConfig:
     checkpoint: str | None = None  # weights: file
     image_size: int = 64
     seed: int = 0
+    # several training seeds: one backbone per seed, each evaluated on the same episodes, and
+    # the spread between seeds reported beside the episode CI (empty: the one `seed` above)
+    seeds: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -296,6 +299,9 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError("backbone.checkpoint: required when backbone.weights is file")
     if not 0 < cfg.report.confidence < 1:
         raise ConfigError(f"report.confidence: must lie in (0, 1), got {cfg.report.confidence}")
+    if len(set(cfg.backbone.seeds)) != len(cfg.backbone.seeds) or any(
+            s < 0 for s in cfg.backbone.seeds):
+        raise ConfigError(f"backbone.seeds: distinct seeds >= 0 please, got {cfg.backbone.seeds}")
     if not cfg.learners:
         raise ConfigError("learners: name at least one learner (see `python -m benchmark list`)")
 

@@ -31,6 +31,7 @@ from benchmark.data.source import resolve_dataset
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider
 from benchmark.image_episodes import ImageEvaluator
+from benchmark.mask_quality import run_mask_quality
 from benchmark.stages import build_learners, episode_source
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
@@ -41,7 +42,7 @@ from results.plots import plot_predicted_episode, write_plots
 from results.records import RecordWriter, read_records, records_from_predictions
 from results.run_result import ci_settings, result_from_run
 from results.schema import write_result
-from results.tables import write_report
+from results.tables import save_table, write_report
 
 
 @dataclass
@@ -88,6 +89,10 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                 learner.prepare(features.base_embeddings())
         if not ctx.is_main:
             return None
+        fc = cfg.features
+        quality = run_mask_quality(fc.masks, dataset, source.image_indices(dataset), backbone,
+                                   batch_size=fc.batch_size, num_workers=fc.num_workers,
+                                   device=features.device, precision=fc.precision)
         images = None
         if any(isinstance(learner, ImageLearner) for _, learner in learners):
             images = ImageEvaluator(dataset, backbone, features.device, cfg.features.precision,
@@ -98,6 +103,12 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         names = [spec.name for spec in cfg.learners]
         tables = write_report(records, run_dir / "tables",
                               baseline=names[0] if len(names) > 1 else None, **ci)
+        if quality is not None:
+            tables["mask_quality"] = pd.DataFrame(quality.rows())
+            save_table(tables["mask_quality"], run_dir / "tables" / "mask_quality")
+            _say(f"predicted masks against the annotations ({quality.n_images} images): mIoU "
+                 f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
+                 f"feature grid, {100 * quality.image_miou:.1f} per pixel")
         write_plots(records, run_dir / "plots", **ci)
         plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
                            learners[-1], images)
@@ -109,6 +120,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                      "skipped_annotations": dataset.defects},
             weights=backbone.provenance, hardware=hardware(features.device), records=records,
             wall_time_s=time.time() - started,
+            sections={"mask_quality": quality.to_dict() if quality is not None else None},
             origins={spec.name: get_learner_origin(spec.name) for spec, _ in learners})
         path = write_result(run_dir / "result.json", result)
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")

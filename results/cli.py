@@ -52,37 +52,61 @@ def validate_main(paths: Iterable[str | os.PathLike[str]], *, episodes_hash: str
 
 
 def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
-                     out: str | os.PathLike[str] | None = None) -> int:
-    """Print one ranked table per setting; with `out`, also write <out>/<setting>.{csv,md,tex}.
+                     out: str | os.PathLike[str] | None = None, *,
+                     records: Iterable[str | os.PathLike[str]] | None = None,
+                     allow_unverified: bool = False,
+                     html: str | os.PathLike[str] | None = None) -> int:
+    """Print the ranked tables (one per dataset, setting and protocol), each with its rank rule.
 
-    Invalid files are listed and skipped. Returns 0 when tables were built, 1 when mixing episode
-    sets was refused or no valid result was found.
+    out: also write <out>/<label>.{csv,md,tex}; html: write <html>/index.html (see
+    results.leaderboard_html). records: records.jsonl files to verify against (else the one
+    beside each result file). Refused files get one line each and the others are still ranked.
+    Returns 0 when tables were built, 1 when mixing episode sets was refused or nothing could be
+    ranked, 2 when the folder or the records given cannot be read.
     """
     if not Path(dir).is_dir():
         print(f"leaderboard: {dir} is not a folder (give the folder holding the result files)")
-        return 1
+        return 2
+    frame = None
+    if records:
+        try:
+            frame = read_records(list(records))
+        except (RecordError, OSError) as exc:
+            print(f"leaderboard: cannot read the records: {exc}")
+            return 2
     try:
-        board = merge(dir, allow_mixed_episodes=allow_mixed)
+        board = merge(dir, allow_mixed_episodes=allow_mixed, records=frame,
+                      allow_unverified=allow_unverified)
     except LeaderboardError as exc:
         print(f"leaderboard: {exc}")
         return 1
     for path, problems in board.invalid.items():
-        print(f"skipped invalid {path}:")
-        for problem in problems:
-            print(f"  - {problem}")
+        more = f" (+{len(problems) - 1} more: run validate on it)" if len(problems) > 1 else ""
+        print(f"refused {path}: {problems[0]}{more}")
+    for path, why in board.unverified.items():
+        if allow_unverified:
+            print(f"unverified {path}: {why}; listed apart, not ranked")
+        else:
+            print(f"refused {path}: cannot be verified ({why}); pass --records RECORDS.jsonl, "
+                  "or --allow-unverified to list it apart")
     for path, original in board.duplicates.items():
         print(f"skipped {path}: same content as {original}")
     if not board:
-        print(f"leaderboard: no valid result files in {dir}")
+        print(f"leaderboard: no verifiable result files in {dir}")
         return 1
     for label, table in board.items():
-        print(f"\n== {label} ==")
-        shown = table.drop(columns=["accuracy", "ci", "file"]).copy()
+        print(f"\n== {board.groups[label].title} ==")
+        shown = table.drop(columns=["accuracy", "ci", "confidence", "file"]).copy()
         shown["episodes_hash"] = shown["episodes_hash"].str[:15]
         print(to_text(shown))
+        print(board.rules[label])
         if out is not None:
             save_table(table, Path(out) / label)
     if any((t["leaked"] == LEAKED_MARK).any() for t in board.values()):
         print(f"\n{LEAKED_MARK}: weights saw the test classes (e.g. ImageNet-pretrained); "
               "not a clean few-shot result")
+    if html is not None:
+        # Imported here: the page's plots load matplotlib, which `validate` never needs.
+        from results.leaderboard_html import write_html
+        print(f"html: {write_html(board, html)}")
     return 0

@@ -1,37 +1,106 @@
-"""Merge result files into one ranked table per setting.
+"""Merge result files into ranked tables: one per dataset, setting and protocol.
 
-Only files that validate take part (the others are listed with their problems in `.invalid`).
-Rows ranked together must have been evaluated on the same episodes (same episodes.hash); mixing
-is refused unless `allow_mixed_episodes`. Rows whose weights saw the test classes (e.g.
-ImageNet-pretrained backbones: PartImageNet's test classes are ImageNet classes) are marked "†".
+A row is ranked only after it is verified: its metrics are recomputed from its per-episode
+records (the `records.jsonl` beside the result file, or records passed in) by the schema's
+`validate_result`. A file that fails is refused (`.invalid`); one with no records to check
+it against is refused as unverified (`.unverified`), or, with `allow_unverified`, listed in
+tables of its own that carry no rank. A file that cannot even be read (bad JSON, nested too deep)
+is one entry of `.invalid` and never stops the others.
+
+Rows ranked together share the dataset (name and fingerprint: the twin never ranks with the real
+release, nor twins of different sizes with each other), the setting, the protocol (transductive
+learners see the whole query set at once; they never rank with inductive ones) and the episodes
+(same episodes.hash; mixing is refused unless `allow_mixed_episodes`). Ranks are tie-aware as in
+Meta-Dataset (see `RANK_RULE`). Rows whose weights saw the test classes (e.g. ImageNet-pretrained
+backbones: PartImageNet's test classes are ImageNet classes) are marked "†".
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from results.records import RecordError, read_records
 from results.schema import read_result, validate_result
+from results.stats import paired_difference
 from results.tables import format_acc
 
 LEAKED_MARK = "†"
+RECORDS_FILE = "records.jsonl"  # the runner writes it beside result.json
+
+RANK_RULE = (
+    "rank: tie-aware, as in Meta-Dataset. Best first, each row shares the rank of the row that "
+    "opened it unless it is significantly worse: a paired t-test on the same episodes, p < "
+    "{alpha:g} (where both rows have per-episode records), else disjoint {confidence:g}% CIs. "
+    "Column tie names the test; a row worse than the rank above opens the next rank, numbered "
+    "1 + the rows above it.")
 
 
 class LeaderboardError(ValueError):
     """Results that cannot be ranked together; the message names the files and what differs."""
 
 
+@dataclass(frozen=True)
+class Group:
+    """What rows must share to be ranked together."""
+
+    dataset: str            # dataset.name, e.g. "synthetic-twin"
+    fingerprint: str        # dataset.fingerprint
+    setting: tuple[Any, ...]  # (split, n_way, k_shot, n_query, mode), None where not fixed
+    transductive: bool
+    verified: bool
+
+    @property
+    def dataset_label(self) -> str:
+        """"synthetic-twin@d1e2f3a4": name plus the fingerprint's first 8 hex digits."""
+        return f"{self.dataset}@{self.fingerprint.split(':')[-1][:8]}"
+
+    @property
+    def protocol(self) -> str:
+        return "transductive" if self.transductive else "inductive"
+
+    @property
+    def label(self) -> str:
+        """A file-name-safe key: "synthetic-twin@d1e2f3a4_test_5way_1shot_5q_mixed_inductive"."""
+        split, n_way, k_shot, n_query, mode = self.setting
+        parts = [self.dataset_label, setting_label({"split": split, "n_way": n_way,
+                                                    "k_shot": k_shot, "n_query": n_query,
+                                                    "mode": mode}), self.protocol]
+        if not self.verified:
+            parts.append("unverified")
+        return "_".join(p.replace("/", "-").replace(" ", "-") for p in parts)
+
+    @property
+    def title(self) -> str:
+        split, n_way, k_shot, n_query, mode = self.setting
+        any_ = lambda v: "any" if v is None else v  # noqa: E731
+        text = (f"{self.dataset_label} · {split} {any_(n_way)}-way {any_(k_shot)}-shot "
+                f"{any_(n_query)} queries ({mode or 'default'}) · {self.protocol}")
+        return text + ("" if self.verified else " · UNVERIFIED (not ranked)")
+
+
 class Leaderboard(dict):
-    """setting label -> ranked DataFrame, plus `.invalid` {file: problems} and `.duplicates`."""
+    """label -> DataFrame (ranked when verified), plus what was left out and why.
+
+    `.groups` label -> Group; `.rules` label -> the rank rule printed under that table;
+    `.super_categories` label -> per-super-category accuracies of its rows (columns learner,
+    super_category, accuracy, ci<confidence>); `.invalid` {file: problems} (refused);
+    `.unverified` {file: why it could not be verified}; `.duplicates` {file: same-content file}.
+    """
 
     def __init__(self) -> None:
         super().__init__()
+        self.groups: dict[str, Group] = {}
+        self.rules: dict[str, str] = {}
+        self.super_categories: dict[str, pd.DataFrame] = {}
         self.invalid: dict[str, list[str]] = {}
-        self.duplicates: dict[str, str] = {}  # file -> the file with the same content_hash
+        self.unverified: dict[str, str] = {}
+        self.duplicates: dict[str, str] = {}
 
 
 def setting_label(setting: dict[str, Any]) -> str:
@@ -49,6 +118,11 @@ def setting_label(setting: dict[str, Any]) -> str:
     return "_".join(p.replace("/", "-").replace(" ", "-") for p in pieces)
 
 
+def is_transductive(result: Mapping[str, Any], learner: str) -> bool:
+    """The learner-level `transductive` flag of a result file; absent (older files): inductive."""
+    return bool(result["metrics"][learner].get("transductive", False))
+
+
 def result_files(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
                  ) -> list[Path]:
     """Files given, or every *.json under a folder (recursively), sorted."""
@@ -61,64 +135,241 @@ def result_files(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLi
     return files
 
 
-def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-          allow_mixed_episodes: bool = False) -> Leaderboard:
-    """One ranked table per setting from the valid result files.
+# ------------------------------------------------------------------ verifying one file
 
-    Columns: rank, learner, accuracy, ci, "acc ± ci", leaked ("†" if the weights saw the test
-    classes), masks (the learner's part masks, "" if none), episodes, backbone, weights, run,
-    episodes_hash, file. Setting labels come from
-    `setting_label`. Raises LeaderboardError when a setting's rows were evaluated on different
-    episode hashes, unless allow_mixed_episodes (each row keeps its own `episodes_hash`).
+@dataclass
+class _Checked:
+    """A valid result file; verified when its records were found and agree with it."""
+
+    result: dict[str, Any]
+    records: pd.DataFrame | None  # this run's records; None: not verified
+    unverified_because: str = ""
+
+
+@dataclass
+class _RecordSource:
+    """Finds a result's records: the frame given (if it holds the run), else the file beside it."""
+
+    given: pd.DataFrame | None
+    _beside: dict[Path, pd.DataFrame | str] = field(default_factory=dict)
+
+    def find(self, path: Path, run_id: str) -> pd.DataFrame | str:
+        """The run's records, or a sentence saying why there are none."""
+        if self.given is not None and (self.given["run_id"] == run_id).any():
+            return self.given[self.given["run_id"] == run_id]
+        beside = path.parent / RECORDS_FILE
+        if beside not in self._beside:
+            if not beside.is_file():
+                self._beside[beside] = (f"no {RECORDS_FILE} beside it" +
+                                        ("" if self.given is None else " and the records given "
+                                         f"hold no episode of run {run_id!r}"))
+            else:
+                try:
+                    self._beside[beside] = read_records(beside)
+                except (RecordError, OSError) as exc:
+                    self._beside[beside] = f"its {RECORDS_FILE} cannot be read ({exc})"
+        found = self._beside[beside]
+        if isinstance(found, str):
+            return found
+        own = found[found["run_id"] == run_id]
+        return own if not own.empty else f"{beside.name} beside it holds another run"
+
+
+def _verify(result: Any, records: pd.DataFrame | None) -> list[str]:
+    """Every problem with a loaded result, its metrics recomputed from `records` when given.
+
+    The one call into the schema's validation (kept to one place so a stronger validator drops
+    in). It checks the dict that was read, so what is ranked is exactly what was verified.
+    """
+    return validate_result(result, records=records)
+
+
+def _check_file(path: Path, source: _RecordSource) -> _Checked | list[str]:
+    """The verified (or, records missing, at least valid) result, or the file's problems."""
+    try:
+        result = read_result(path)
+        if not isinstance(result, dict) or not isinstance(result.get("run_id"), str):
+            return _verify(result, None) or ["not a partbench result file (no run_id)"]
+        records = source.find(path, result["run_id"])
+        problems = _verify(result, None if isinstance(records, str) else records)
+    except RecursionError:
+        return ["nested too deeply to read (not a partbench result file)"]
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        return [f"cannot read: {exc}"]
+    if problems:
+        return problems
+    if isinstance(records, str):
+        return _Checked(result, None, records)
+    return _Checked(result, records)
+
+
+# ------------------------------------------------------------------ ranking
+
+def _tie(leader: pd.Series, row: pd.Series, scores: Mapping[int, pd.Series | None],
+         alpha: float) -> tuple[bool, str]:
+    """Whether `row` is not significantly worse than `leader`, and the test ("paired p=0.31",
+    "CIs overlap", "CIs disjoint", "no CI")."""
+    a, b = scores.get(leader.name), scores.get(row.name)
+    if a is not None and b is not None and leader["episodes_hash"] == row["episodes_hash"]:
+        try:
+            test = paired_difference(a, b)
+        except ValueError:  # not the same episode indices, or under 2 episodes
+            pass
+        else:
+            return test.p_value >= alpha, f"paired p={test.p_value:.2g}"
+    if leader["ci"] is None or row["ci"] is None or pd.isna(leader["ci"]) or pd.isna(row["ci"]):
+        return True, "no CI (one episode)"
+    overlap = leader["accuracy"] - leader["ci"] <= row["accuracy"] + row["ci"]
+    return bool(overlap), "CIs overlap" if overlap else "CIs disjoint"
+
+
+def tie_aware_ranks(table: pd.DataFrame, scores: Mapping[int, pd.Series | None],
+                    confidence: float = 0.95) -> tuple[list[int], list[str]]:
+    """Ranks and tie notes for `table` (columns accuracy, ci, episodes_hash; any index).
+
+    scores: table index -> per-episode accuracy (%) Series indexed by episode, or None (then the
+    CIs decide). Returns, in the table's order, each row's rank and how it got it: "leader",
+    "tied: paired p=0.31" (shares the rank above), "apart: CIs disjoint" (opens a rank), ...
+    See RANK_RULE.
+    """
+    alpha = 1 - confidence
+    order = table.sort_values("accuracy", ascending=False, kind="stable").index
+    rank: dict[Any, int] = {}
+    note: dict[Any, str] = {}
+    apart: dict[Any, str] = {}  # the last test that kept a row out of a rank above
+    for leader_id in order:
+        if leader_id in rank:
+            continue
+        opened = len(rank) + 1
+        rank[leader_id] = opened
+        note[leader_id] = f"apart: {apart[leader_id]}" if leader_id in apart else "leader"
+        leader = table.loc[leader_id]
+        for other_id in order:
+            if other_id in rank:
+                continue
+            tied, how = _tie(leader, table.loc[other_id], scores, alpha)
+            if tied:
+                rank[other_id], note[other_id] = opened, f"tied: {how}"
+            else:
+                apart[other_id] = how
+    return [rank[i] for i in table.index], [note[i] for i in table.index]
+
+
+def rank_rule(confidence: float = 0.95) -> str:
+    """The rule printed under a ranked table."""
+    return RANK_RULE.format(alpha=round(1 - confidence, 6), confidence=round(100 * confidence, 6))
+
+
+# ------------------------------------------------------------------ merging
+
+def _rows(path: Path, verified: _Checked) -> list[tuple[Group, dict[str, Any], pd.Series | None,
+                                                          pd.DataFrame]]:
+    result, records = verified.result, verified.records
+    setting = result["setting"]
+    key = (setting["split"], setting["n_way"], setting["k_shot"], setting["n_query"],
+           setting["mode"])
+    leaked = result["weights"]["saw_test_classes"]
+    confidence = result["ci"]["confidence"]
+    out = []
+    for learner, metric in result["metrics"].items():
+        group = Group(result["dataset"]["name"], result["dataset"]["fingerprint"], key,
+                      is_transductive(result, learner), records is not None)
+        row = {
+            "learner": learner,
+            "accuracy": metric["accuracy"],
+            "ci": metric["ci"],
+            "acc ± ci": format_acc(metric["accuracy"],
+                                   float("nan") if metric["ci"] is None else metric["ci"]),
+            "leaked": LEAKED_MARK if leaked else "",
+            "masks": metric["mask_mode"] or "",
+            "dataset": group.dataset_label,
+            "episodes": metric["n_episodes"],
+            "backbone": result["weights"]["backbone"],
+            "weights": result["weights"]["provenance"],
+            "run": result["name"],
+            "episodes_hash": result["episodes"]["hash"],
+            "confidence": confidence,
+            "file": str(path),
+        }
+        scores = None
+        if records is not None:
+            own = records[records["learner"] == learner]
+            scores = own.set_index("episode")["accuracy"].sort_index() * 100.0
+        supers = pd.DataFrame([{"learner": learner, "run": result["name"], "super_category": name,
+                                "accuracy": s["accuracy"], "ci": s["ci"]}
+                               for name, s in metric["per_super_category"].items()],
+                              columns=["learner", "run", "super_category", "accuracy", "ci"])
+        out.append((group, row, scores, supers))
+    return out
+
+
+def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+          allow_mixed_episodes: bool = False, *, records: pd.DataFrame | None = None,
+          allow_unverified: bool = False) -> Leaderboard:
+    """Ranked tables from the result files that verify against their records.
+
+    records: per-episode records to verify against (a `read_records` frame, any runs); a result
+    whose run they do not hold is checked against the records.jsonl beside it.
+    allow_unverified: list valid files without records in unranked tables of their own.
+    Columns: rank, tie, learner, accuracy, ci, "acc ± ci", leaked ("†" if the weights saw the test
+    classes), masks, dataset, episodes, backbone, weights, run, episodes_hash, confidence, file
+    (rank and tie only in verified tables). Raises LeaderboardError when a group's rows were
+    evaluated on different episode hashes, unless allow_mixed_episodes.
     """
     board = Leaderboard()
+    source = _RecordSource(records)
     seen: dict[str, str] = {}
-    rows: dict[str, list[dict[str, Any]]] = {}
+    grouped: dict[Group, list[tuple[dict[str, Any], pd.Series | None, pd.DataFrame]]] = {}
+    valid: list[tuple[Path, _Checked]] = []
     for path in result_files(dir_or_files):
-        try:
-            result = read_result(path)
-        except (OSError, ValueError) as exc:
-            board.invalid[str(path)] = [f"cannot read: {exc}"]
+        checked = _check_file(path, source)
+        if isinstance(checked, list):
+            board.invalid[str(path)] = checked
+        else:
+            valid.append((path, checked))
+    # Verified files first: a copy without records (e.g. under a --html folder) of a verified
+    # file is its duplicate, not an unverified entry.
+    for path, checked in sorted(valid, key=lambda item: item[1].records is None):
+        content = checked.result["content_hash"]
+        if content in seen:
+            board.duplicates[str(path)] = seen[content]
             continue
-        problems = validate_result(result)
-        if problems:
-            board.invalid[str(path)] = problems
-            continue
-        if result["content_hash"] in seen:
-            board.duplicates[str(path)] = seen[result["content_hash"]]
-            continue
-        seen[result["content_hash"]] = str(path)
-        label = setting_label(result["setting"])
-        leaked = result["weights"]["saw_test_classes"]
-        for learner, metric in result["metrics"].items():
-            rows.setdefault(label, []).append({
-                "learner": learner,
-                "accuracy": metric["accuracy"],
-                "ci": metric["ci"],
-                "acc ± ci": format_acc(metric["accuracy"],
-                                       float("nan") if metric["ci"] is None else metric["ci"]),
-                "leaked": LEAKED_MARK if leaked else "",
-                "masks": metric["mask_mode"] or "",
-                "episodes": metric["n_episodes"],
-                "backbone": result["weights"]["backbone"],
-                "weights": result["weights"]["provenance"],
-                "run": result["name"],
-                "episodes_hash": result["episodes"]["hash"],
-                "file": str(path),
-            })
-    for label in sorted(rows):
-        table = pd.DataFrame(rows[label])
+        if checked.records is None:
+            board.unverified[str(path)] = checked.unverified_because
+            if not allow_unverified:
+                continue
+        seen[content] = str(path)
+        for group, row, scores, supers in _rows(path, checked):
+            grouped.setdefault(group, []).append((row, scores, supers))
+    for group in sorted(grouped, key=lambda g: (not g.verified, g.label)):
+        entries = grouped[group]
+        table = pd.DataFrame([row for row, _, _ in entries])
         hashes = sorted(set(table["episodes_hash"]))
         if len(hashes) > 1 and not allow_mixed_episodes:
             by_hash = {h: sorted(set(table.loc[table["episodes_hash"] == h, "file"])) for h in hashes}
             detail = "; ".join(f"{h[:19]}…: {', '.join(files)}" for h, files in by_hash.items())
             raise LeaderboardError(
-                f"setting {label}: results were evaluated on {len(hashes)} different episode sets "
+                f"{group.title}: results were evaluated on {len(hashes)} different episode sets "
                 f"({detail}); their accuracies are not comparable. Re-run on the same episodes "
                 "(same seed and settings, or the same episode file), or pass "
-                "allow_mixed_episodes / --allow-mixed to rank them anyway")
-        table = table.sort_values(["accuracy", "learner"], ascending=[False, True],
-                                  kind="stable").reset_index(drop=True)
-        table.insert(0, "rank", table["accuracy"].rank(ascending=False, method="min").astype(int))
-        board[label] = table
+                "allow_mixed_episodes / --allow-mixed-episodes to rank them anyway")
+        confidence = float(table["confidence"].min())
+        if group.verified:
+            ranks, ties = tie_aware_ranks(table, {i: s for i, (_, s, _) in enumerate(entries)},
+                                          confidence)
+            table.insert(0, "rank", ranks)
+            table.insert(1, "tie", ties)
+            table = table.sort_values(["rank", "accuracy", "learner"],
+                                      ascending=[True, False, True], kind="stable")
+            board.rules[group.label] = rank_rule(confidence)
+        else:
+            table = table.sort_values(["accuracy", "learner"], ascending=[False, True],
+                                      kind="stable")
+            board.rules[group.label] = ("unverified: no per-episode records to check these rows "
+                                        "against, so they are not ranked; listed by accuracy only")
+        board[group.label] = table.reset_index(drop=True)
+        board.groups[group.label] = group
+        supers = pd.concat([s for _, _, s in entries], ignore_index=True)
+        board.super_categories[group.label] = supers.rename(
+            columns={"ci": f"ci{round(confidence * 100):d}"})
     return board

@@ -29,6 +29,10 @@ Layout (SCHEMA_VERSION 1):
               absent in older files = false); origin: where the learner came from (kind
               "builtin" | "module" | "entry-point" | "predictions", module, distribution,
               version, source_sha256, ...; see baselines.plugins.learner_origin)
+    mask_quality (optional): {n_images, grid, grid_miou, image_miou, grid_iou, image_iou}
+              the part head's IoU against the annotations (runs with predicted masks)
+    seed_spread (optional): {seeds, n_seeds, this_seed, confidence, learners: {learner:
+              {accuracy, seed_std, episode_ci, per_seed}}}   one backbone per training seed
     section_hashes: {section: sha256}   (top-level sections and each metrics.<learner>)
     content_hash: "sha256:..."
 """
@@ -85,6 +89,18 @@ class _Optional(_Spec):
         return [] if value is None else self.inner.check(value, path)
 
 
+class _List(_Spec):
+    """A JSON array whose items all follow `items`."""
+
+    def __init__(self, items: _Spec):
+        self.items = items
+
+    def check(self, value: Any, path: str) -> list[str]:
+        if not isinstance(value, list):
+            return [f"{path}: expected a list, got {type(value).__name__}"]
+        return [p for i, v in enumerate(value) for p in self.items.check(v, f"{path}[{i}]")]
+
+
 class _Anything(_Spec):
     def check(self, value: Any, path: str) -> list[str]:
         return []
@@ -103,13 +119,12 @@ class _Mapping(_Spec):
 
 
 class _Object(_Spec):
-    """A JSON object with required fields, optional ones (may be absent), and other keys only if
+    """A JSON object with required fields and `optional` ones; other keys allowed only if
     `extra` is given."""
 
     def __init__(self, fields: Mapping[str, _Spec], extra: _Spec | None = None,
                  optional: Mapping[str, _Spec] | None = None):
-        self.fields, self.extra = dict(fields), extra
-        self.optional = dict(optional or {})
+        self.fields, self.extra, self.optional = dict(fields), extra, dict(optional or {})
 
     def check(self, value: Any, path: str) -> list[str]:
         if not isinstance(value, dict):
@@ -117,9 +132,10 @@ class _Object(_Spec):
         prefix = f"{path}." if path else ""
         problems = [f"missing field {prefix}{k}" for k in self.fields if k not in value]
         for key, item in value.items():
-            if key in self.fields or key in self.optional:
-                spec = self.fields[key] if key in self.fields else self.optional[key]
-                problems += spec.check(item, prefix + key)
+            if key in self.fields:
+                problems += self.fields[key].check(item, prefix + key)
+            elif key in self.optional:
+                problems += self.optional[key].check(item, prefix + key)
             elif self.extra is None:
                 problems.append(f"unknown field {prefix}{key}")
             else:
@@ -168,6 +184,18 @@ RESULT_SCHEMA = _Object({
     "metrics": _Mapping(LEARNER_METRICS),
     "section_hashes": _Mapping(STR),
     "content_hash": STR,
+}, optional={
+    # part head vs annotations on the evaluated images (runs with predicted masks)
+    "mask_quality": _Object({"n_images": INT, "grid": _List(INT),
+                             "grid_miou": _Optional(NUMBER), "image_miou": _Optional(NUMBER),
+                             "grid_iou": _Mapping(_Optional(NUMBER)),
+                             "image_iou": _Mapping(_Optional(NUMBER))}),
+    # one backbone per training seed on the same episodes (`backbone.seeds`)
+    "seed_spread": _Object({"seeds": _List(INT), "n_seeds": INT, "this_seed": INT,
+                            "confidence": NUMBER, "learners": _Mapping(_Object({
+                                "accuracy": NUMBER, "seed_std": _Optional(NUMBER),
+                                "episode_ci": _Optional(NUMBER),
+                                "per_seed": _Mapping(_Optional(NUMBER))}))}),
 })
 
 SEAL_FIELDS: tuple[str, ...] = ("section_hashes", "content_hash")
@@ -268,6 +296,7 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
                  wall_time_s: float, records: pd.DataFrame,
                  confidence: float = 0.95, ci_method: str = "normal", ci_seed: int = 0,
                  n_boot: int = 10_000, created_utc: str | None = None,
+                 sections: Mapping[str, Any] | None = None,
                  origins: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """A sealed result dict for one run and setting; the metrics are computed from `records`.
 
@@ -275,6 +304,7 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
     weights: {backbone, provenance, sha256, saw_test_classes, ...}. versions: {partbench, torch,
     timm, python, ...} (strings, collected by the runner; results/ never imports torch).
     records: the run's per-episode records (only rows of this run_id are used).
+    sections: optional sections of the schema (mask_quality, seed_spread), by name.
     origins: learner -> where its code came from ({kind, ...}), stored as metrics.<learner>.origin.
     Raises ValueError listing every problem if the result would not validate.
     """
@@ -304,7 +334,7 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
                "n_boot": int(n_boot)},
         "metrics": metrics_from_records(own, confidence=confidence, method=ci_method,
                                         seed=ci_seed, n_boot=n_boot),
-    }
+    } | {name: value for name, value in (sections or {}).items() if value is not None}
     for learner, origin in (origins or {}).items():
         if learner not in result["metrics"]:
             raise ValueError(f"origins: learner {learner!r} has no records in this run")
@@ -321,6 +351,17 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
     if problems:
         raise ValueError("the result would not validate:\n  " + "\n  ".join(problems))
     return result
+
+
+def with_sections(result: Mapping[str, Any], sections: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a valid result with optional sections (e.g. seed_spread) added, sealed anew;
+    ValueError if the result would then not validate."""
+    body = {k: v for k, v in result.items() if k not in SEAL_FIELDS} | dict(sections)
+    sealed = seal(json.loads(canonical_json(body)))
+    problems = validate_result(sealed)
+    if problems:
+        raise ValueError("the result would not validate:\n  " + "\n  ".join(problems))
+    return sealed
 
 
 def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Path:

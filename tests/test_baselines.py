@@ -465,6 +465,18 @@ def test_episode_seeds_are_a_function_of_run_learner_and_index():
         episode_seeds(0, "random", [-1])
 
 
+def test_random_learner_ignores_the_features_and_favours_no_way():
+    # a chance row: every way predicted about equally often, whatever the features say
+    support, labels, query, _ = toy_episodes(b=40, n_query=25)
+    _, scores = run("random", support, labels, query, seed=11)
+    shifted = EpisodeFeatures(query.embeddings * 3 + 1, query.part_embeddings, query.part_present)
+    _, again = run("random", support, labels, shifted, seed=11)
+    torch.testing.assert_close(scores, again)
+    share = torch.bincount(scores.argmax(-1).flatten(), minlength=N_WAY) / scores[..., 0].numel()
+    assert share.shape == (N_WAY,)
+    assert (share - 1 / N_WAY).abs().max() < 0.04  # 4000 queries: one standard error is ~0.007
+
+
 # ---------------------------------------------------------------- golden values, worked by hand
 
 

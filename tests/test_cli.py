@@ -10,8 +10,6 @@ import yaml
 
 from benchmark.__main__ import main
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def two_runs(tiny_run_config, tmp_path) -> list[Path]:
@@ -36,6 +34,7 @@ def test_list_names_every_learner_and_shipped_config(capsys):
     assert "5way1shot.yaml" in out and "5way5shot.yaml" in out
 
 
+@pytest.mark.slow  # two tiny runs
 def test_report_validate_and_leaderboard_over_two_runs(two_runs, tmp_path, capsys):
     report = tmp_path / "report"
     assert main(["report", *map(str, two_runs), "--out", str(report), "--baseline", "protonet"]) == 0

@@ -81,7 +81,6 @@ def _inside_and_edge_distance(polygons: list[list[float]], height: int, width: i
     return full_inside, full_distance
 
 
-@pytest.mark.slow
 def test_every_twin_mask_matches_its_polygons(twin):
     root, ds = twin
     n_checked = 0

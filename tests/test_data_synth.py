@@ -193,7 +193,6 @@ def test_occluder_splits_and_hides_parts():
 
 # --- determinism, reuse, atomicity ----------------------------------------------------------
 
-@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_workers(twin: Path, tmp_path: Path):
     again = generate_twin(tmp_path / "again", images_per_class=1, image_size=SIZE, seed=3, workers=2)
     assert _tree_hashes(again) == _tree_hashes(twin)
@@ -206,7 +205,6 @@ def test_other_seed_other_images(tmp_path: Path):
     assert render_image(ONE_PER_SUPER[0], 0, seed=0, image_size=SIZE).jpeg_bytes() == a
 
 
-@pytest.mark.slow
 def test_marker_reuse_and_replacement(tmp_path: Path):
     out = tmp_path / "twin"
     generate_twin(out, images_per_class=1, image_size=32, seed=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,7 @@ import torch
 from benchmark.backbones import build_backbone
 from benchmark.features import N_SLOTS, PRESENCE_MIN_CELLS, extract_features
 
-pytestmark = [pytest.mark.slow,  # the twin takes a few seconds to render
-              pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")]
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
 SIZE = 64  # twin images are 64x64; test_resnet (stride 32) gives a 2x2 grid of 32x32-pixel cells
 
@@ -57,6 +57,11 @@ def test_bench_runs_on_the_twin(twin, tmp_path):
     figures = bench.main(["--model", "test_resnet", "--image-size", str(SIZE), "--n-images", "16",
                           "--batch-size", "8", "--num-workers", "0", "--device", "cpu",
                           "--data", str(root), "--json", str(tmp_path / "f.json")])
-    assert figures["n_images"] == 16 and figures["forward_images_per_s"] > 0
-    assert figures["extract_images_per_s"] > 0 and figures["peak_rss_mib"] > 0
-    assert (tmp_path / "f.json").is_file()
+    # the script read the twin through the real loader with the settings asked for, and its
+    # derived figures are computed from its measured ones (speed itself is not a unit test's job)
+    assert (figures["model"], figures["image_size"], figures["n_images"]) == ("test_resnet", SIZE, 16)
+    assert (figures["device"], figures["precision"], figures["masks"]) == ("cpu", "float32", "oracle")
+    ratio = figures["extract_images_per_s"] / figures["forward_images_per_s"]
+    assert figures["extract_over_forward"] == pytest.approx(ratio, abs=0.01)
+    assert figures["data_path_cost"] == pytest.approx(1 - figures["extract_over_forward"], abs=2e-3)
+    assert json.loads((tmp_path / "f.json").read_text()) == figures

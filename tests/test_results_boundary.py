@@ -13,9 +13,12 @@ def test_results_imports_neither_torch_nor_learners():
     code = (
         "import sys\n"
         "import results.records, results.stats, results.tables, results.schema\n"
-        "import results.leaderboard, results.plots, results.cli, results.provenance\n"
+        "import results.leaderboard, results.leaderboard_html, results.plots, results.cli\n"
+        "import results.provenance\n"
         "print(sorted(m for m in ('torch', 'timm', 'baselines', 'benchmark') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True, env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    # -B: the child must not write __pycache__ folders into the source tree
+    out = subprocess.run([sys.executable, "-B", "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True,
+                         env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
     assert out.stdout.strip() == "[]"

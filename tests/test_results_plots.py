@@ -9,7 +9,7 @@ from matplotlib.image import imread
 
 from results.plots import plot_accuracy_vs_shots, plot_episode, plot_super_categories
 from results.tables import accuracy_table, super_category_table
-from test_results_factories import fake_records
+from results_factories import fake_records
 
 
 def _assert_png(path, min_side=100):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from results.records import RecordError, RecordWriter, make_record, read_records
-from test_results_factories import fake_records
+from results_factories import fake_records
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ WRITER_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path[:0] = [sys.argv[2], sys.argv[3]]
     from results.records import RecordWriter
-    from test_results_factories import fake_records
+    from results_factories import fake_records
     records = fake_records("protonet", 0.6, 200)
     with RecordWriter(sys.argv[1]) as writer:
         for start in range(0, 200, 4):

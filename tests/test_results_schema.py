@@ -12,7 +12,7 @@ from results.cli import validate_main
 from results.records import RecordWriter, read_records
 from results.schema import (SCHEMA_VERSION, build_result, seal, validate_result,
                             validate_result_file, write_result)
-from test_results_factories import fake_records, fake_result
+from results_factories import fake_records, fake_result
 
 
 @pytest.fixture()

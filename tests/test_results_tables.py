@@ -10,7 +10,7 @@ from scipy import stats
 from results.records import RecordWriter, make_record, read_records
 from results.tables import (accuracy_table, paired_table, part_contribution_table, save_table,
                             super_category_table, write_report)
-from test_results_factories import fake_records
+from results_factories import fake_records
 
 
 @pytest.fixture()
