@@ -1,13 +1,18 @@
-"""Few-shot learners over cached features, batched across episodes.
+"""Few-shot learners: over cached features, batched across episodes (Learner), or over pixels
+and the backbone, one episode at a time (ImageLearner).
 
-Importing the package registers every learner; `get_learner(name, **options)` builds one.
+Importing the package registers every learner; `get_learner(spec, **options)` builds one (a
+registered name, a `module:Class` path, or a `partbench.learners` entry point).
 """
 
-from baselines import (dn4, logreg, maml, part_controls, part_protonet, protonet,  # noqa: F401
-                       random_learner, simpleshot)
+from baselines import (dn4, finetune, logreg, maml, part_controls, part_protonet,  # noqa: F401
+                       protonet, random_learner, simpleshot)
 from baselines.base import EpisodeFeatures, Learner
+from baselines.image_learner import ImageLearner
+from baselines.plugins import LearnerSpecError
 from baselines.registry import (UnknownLearnerError, get_learner, get_learner_class,
-                                learner_names, register)
+                                get_learner_origin, learner_names, register)
 
-__all__ = ["EpisodeFeatures", "Learner", "UnknownLearnerError", "get_learner",
-           "get_learner_class", "learner_names", "register"]
+__all__ = ["EpisodeFeatures", "ImageLearner", "Learner", "LearnerSpecError",
+           "UnknownLearnerError", "get_learner", "get_learner_class", "get_learner_origin",
+           "learner_names", "register"]

@@ -4,6 +4,12 @@ Every tensor carries a leading episode axis B, so a learner runs a whole stack o
 episodes in one call. Labels are way indices in [0, n_way). Learners compute in float32 whatever
 the input dtype (cached features are float16) and return tensors on the input's device.
 
+Randomness: a learner that draws random numbers sets `stochastic = True` and draws only from
+`self.episode_generators(B)`, one torch.Generator per episode. The caller (the runner) hands it
+the episodes' seeds with `seed_episodes(seeds)` before `fit`, computed by
+`baselines.seeding.episode_seeds(run seed, learner name, episode indices)`, so an episode's
+result never depends on the batch it ran in.
+
 The helpers at the bottom (`to_compute`, `check_support`, `one_hot`, `class_means`,
 `squared_euclidean`) are shared by the learners so each learner file stays a few lines.
 """
@@ -14,7 +20,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
+
+from baselines.seeding import episode_seeds, generators
 
 COMPUTE_DTYPE = torch.float32
 
@@ -52,6 +61,8 @@ class Learner(ABC):
     # the mask mode its part features must be pooled with, whatever the run's features.masks
     # (the annotation-free controls); None: the run's
     own_masks: ClassVar[str | None] = None
+    stochastic: ClassVar[bool] = False  # draws random numbers: use episode_generators()
+    seed: int = 0  # run seed assumed when the caller gives no per-episode seeds
     # prepare() must see the train split's embeddings before any episode (SimpleShot's mean)
     needs_base_features: ClassVar[bool] = False
 
@@ -73,6 +84,26 @@ class Learner(ABC):
     @abstractmethod
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:
         """Scores (B, n_query, n_way) for the queries of the B fitted episodes; higher is likelier."""
+
+    def seed_episodes(self, seeds: np.ndarray | torch.Tensor | None) -> None:
+        """Seeds (B,) int64 of the next fit()'s B episodes (baselines.seeding.episode_seeds);
+        None forgets them. The runner calls it before every fit() of a stochastic learner."""
+        self._episode_seeds = None if seeds is None else np.asarray(seeds, dtype=np.int64).reshape(-1)
+
+    def episode_generators(self, n_episodes: int, device: str | torch.device = "cpu"
+                           ) -> list[torch.Generator]:
+        """One generator per episode of the current call (B = n_episodes).
+
+        From the seeds given to seed_episodes(); without them (direct use), episode b of the call
+        is taken to be episode index b of a run with seed `self.seed`.
+        """
+        seeds = getattr(self, "_episode_seeds", None)
+        if seeds is None:
+            seeds = episode_seeds(self.seed, self.name, np.arange(n_episodes))
+        if len(seeds) != n_episodes:
+            raise ValueError(f"{self.name}: seed_episodes() gave {len(seeds)} seeds for a call "
+                             f"with {n_episodes} episodes")
+        return generators(seeds, device)
 
     def part_contributions(self) -> torch.Tensor | None:
         """(B, S) share of the last predict()'s decision owed to each part slot, if meaningful."""

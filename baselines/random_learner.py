@@ -10,14 +10,17 @@ from baselines.registry import register
 
 @register
 class RandomLearner(Learner):
-    """Scores drawn uniformly in [0, 1) from its own generator seeded with `seed`.
+    """Scores drawn uniformly in [0, 1), from each episode's own generator.
 
-    The same seed and query shape give the same scores on every call and every device; an
-    episode's scores depend on its position in the batch (the learner never sees episode ids).
+    Episode b's scores are torch.rand(n_query, n_way) from a CPU generator seeded with its
+    episode seed (see Learner.episode_generators): they depend on the run seed, the learner name
+    and the episode index only, never on the batch the episode ran in. `seed` is the run seed
+    used when no per-episode seeds are given.
     """
 
     name = "random"
     paper = "none (chance-level test double)"
+    stochastic = True
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -30,7 +33,7 @@ class RandomLearner(Learner):
 
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:
         n_way = self._fitted("n_way")
-        generator = torch.Generator().manual_seed(self.seed)
         b, n_query = query.embeddings.shape[:2]
-        scores = torch.rand(b, n_query, n_way, generator=generator)
+        scores = torch.stack([torch.rand(n_query, n_way, generator=g)
+                              for g in self.episode_generators(b)]) if b else torch.empty(0, n_query, n_way)
         return scores.to(query.embeddings.device)

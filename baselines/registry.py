@@ -1,7 +1,10 @@
-"""Name -> learner class registry: `@register` on a Learner subclass, `get_learner(name, **kw)`.
+"""Name -> learner class registry: `@register` on a Learner (or ImageLearner) subclass,
+`get_learner(spec, **kw)`.
 
-Duplicate names are refused; an unknown name raises UnknownLearnerError (a KeyError) that
-suggests the nearest registered name.
+A spec is a registered name, else a `module:Class` path or a `partbench.learners` entry point
+(baselines.plugins). Duplicate names are refused; an unknown name raises UnknownLearnerError
+(a KeyError) that suggests the nearest known name; a plugin that fails to load raises
+LearnerSpecError (a ValueError) naming the spec and the fix.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import difflib
 from typing import Any, TypeVar
 
 from baselines.base import Learner
+from baselines.image_learner import ImageLearner
+from baselines.plugins import LEARNER_BASES, entry_points, learner_origin, load_plugin
 
-_REGISTRY: dict[str, type[Learner]] = {}
+_REGISTRY: dict[str, type[Learner] | type[ImageLearner]] = {}
 
-L = TypeVar("L", bound=type[Learner])
+L = TypeVar("L", bound=type)
 
 
 class UnknownLearnerError(KeyError):
@@ -24,9 +29,10 @@ class UnknownLearnerError(KeyError):
 
 
 def register(cls: L) -> L:
-    """Class decorator: register a Learner subclass under its `name` attribute."""
-    if not (isinstance(cls, type) and issubclass(cls, Learner)):
-        raise TypeError(f"register: {cls!r} is not a subclass of baselines.base.Learner")
+    """Class decorator: register a Learner or ImageLearner subclass under its `name` attribute."""
+    if not (isinstance(cls, type) and issubclass(cls, LEARNER_BASES)):
+        raise TypeError(f"register: {cls!r} is not a subclass of baselines.base.Learner "
+                        "or baselines.image_learner.ImageLearner")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"register: {cls.__qualname__} needs a non-empty class attribute `name`")
@@ -38,16 +44,28 @@ def register(cls: L) -> L:
     return cls
 
 
-def get_learner_class(name: str) -> type[Learner]:
-    """The class registered under `name`; UnknownLearnerError (with a suggestion) if none."""
-    try:
+def get_learner_class(name: str) -> type[Learner] | type[ImageLearner]:
+    """The class of learner spec `name`: registered, `module:Class`, or an entry point.
+
+    UnknownLearnerError (with a suggestion) if it is none of them; LearnerSpecError if a plugin
+    fails to load.
+    """
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownLearnerError(
-            f"unknown learner {name!r}{hint} (registered: {', '.join(learner_names())})"
-        ) from None
+    plugin = load_plugin(str(name))
+    if plugin is not None:
+        return plugin
+    known = [*_REGISTRY, *entry_points()]
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UnknownLearnerError(
+        f"unknown learner {name!r}{hint} (registered: {', '.join(learner_names())}; or give "
+        "package.module:ClassName, or install a package with a partbench.learners entry point)")
+
+
+def get_learner_origin(name: str) -> dict[str, Any]:
+    """Where the learner of spec `name` comes from (baselines.plugins.learner_origin)."""
+    return learner_origin(name, get_learner_class(name))
 
 
 def get_learner(name: str, **kwargs: Any) -> Learner:
@@ -55,6 +73,7 @@ def get_learner(name: str, **kwargs: Any) -> Learner:
     return get_learner_class(name)(**kwargs)
 
 
-def learner_names() -> list[str]:
-    """Registered learner names, sorted."""
-    return sorted(_REGISTRY)
+def learner_names(protocol: type | None = None) -> list[str]:
+    """Registered (built-in) learner names, sorted; only subclasses of `protocol` (Learner or
+    ImageLearner) if given. Plugins: baselines.plugins.entry_points()."""
+    return sorted(n for n, cls in _REGISTRY.items() if protocol is None or issubclass(cls, protocol))

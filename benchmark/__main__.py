@@ -20,6 +20,8 @@ examples:
   python -m benchmark download --out ~/downloads
   python -m benchmark prepare ~/downloads/PartImageNet_OOD.zip --out /data/PartImageNet_OOD
   python -m benchmark episodes --config 5way1shot.yaml --out test-5w1s.episodes.json
+  python -m benchmark episodes --config 5way1shot.yaml --out E.json --names
+  python -m benchmark score predictions.jsonl --episodes E.json --name mine --out scored/
   python -m benchmark list
   python -m benchmark report outputs/5way1shot-* outputs/5way5shot-* --out report/
   python -m benchmark validate outputs/*/result.json
@@ -82,6 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     episodes.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY=VALUE")
     episodes.add_argument("--out", required=True, help="episode file to write (JSON)")
+    episodes.add_argument("--names", action="store_true",
+                          help="also write OUT's .names.json: each episode's class synsets and "
+                               "image files (<split>/<file_name>), for a method's own loader")
+
+    score = sub.add_parser(
+        "score", help="turn a method's own predictions into records and a result file",
+        description="PREDICTIONS holds one JSON line per episode of the episode file: "
+                    '{"episode": i, "predictions": [predicted way of each query, in the '
+                    "episode's query order]}. Writes OUT/records.jsonl and OUT/result.json.")
+    score.add_argument("predictions", help="the predictions (JSONL)")
+    score.add_argument("--episodes", required=True, help="the episode file the method ran")
+    score.add_argument("--name", required=True, help="the method's name in the tables")
+    score.add_argument("--out", required=True, help="folder for records.jsonl and result.json")
+    score.add_argument("--backbone", help="the model whose features or weights the method used")
+    score.add_argument("--saw-test-classes", choices=("yes", "no"),
+                       help="whether those weights saw the test classes (undeclared: yes)")
+    score.add_argument("--transductive", action="store_true",
+                       help="the method used each episode's queries jointly")
+    score.add_argument("--dataset-name", help="dataset name for the result file (default: the "
+                                              "one in the episode file's .names.json)")
 
     sub.add_parser("list", help="list the registered learners, shipped configs and the values "
                                 "each config choice takes")
@@ -270,22 +292,44 @@ def cmd_episodes(args: argparse.Namespace) -> int:
                               needed={split: f"draws its episodes from the {split} split"})
     sampler = build_sampler(cfg, dataset)
     episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]
-    written = save_episodes(Path(args.out), episodes, settings=sampler.settings,
-                            dataset_fingerprint=dataset.fingerprint)
-    print(f"{len(episodes)} episodes written to {args.out} (episodes hash {written.episodes_hash})")
+    digest = save_episodes(Path(args.out), episodes, settings=sampler.settings,
+                           dataset_fingerprint=dataset.fingerprint)
+    print(f"{len(episodes)} episodes written to {args.out} (episodes hash {digest.episodes_hash})")
+    if args.names:
+        from benchmark.own_loop import names_path, write_episode_names
+
+        # the dataset names result files use (as the runner's finish_run)
+        name = "synthetic-twin" if cfg.data.source == "synthetic" else "partimagenet-ood"
+        path = write_episode_names(names_path(args.out), dataset, episodes,
+                                   episodes_hash=digest.episodes_hash, dataset_name=name)
+        print(f"image names written to {path}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from benchmark.own_loop import score_files
+
+    declared = None if args.saw_test_classes is None else args.saw_test_classes == "yes"
+    path = score_files(args.predictions, args.episodes, name=args.name, out_dir=args.out,
+                       backbone=args.backbone, saw_test_classes=declared,
+                       transductive=args.transductive, dataset_name=args.dataset_name)
+    print(f"result file: {path}  (check it with: python -m benchmark validate {path} "
+          f"--records {Path(args.out) / 'records.jsonl'})")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from baselines import get_learner_class, learner_names
+    from baselines import ImageLearner, get_learner_class, learner_names
     from benchmark.config import CHOICES, shipped_configs
 
     print("learners:")
     for name in learner_names():
         cls = get_learner_class(name)
-        flags = [f for f, on in (("parts", cls.uses_parts), ("transductive", cls.transductive)) if on]
+        flags = [f for f, on in (("parts", cls.uses_parts), ("transductive", cls.transductive),
+                                 ("images", issubclass(cls, ImageLearner))) if on]
         extra = f" [{', '.join(flags)}]" if flags else ""
         print(f"  {name:<22}{cls.paper}{extra}")
+    print_plugins()
     print("shipped configs:")
     for name in shipped_configs():
         print(f"  {name}")
@@ -293,6 +337,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     for key, choices in CHOICES.items():
         print(f"  {key:<22}{' | '.join(str(c).lower() if c is False else c for c in choices)}")
     return 0
+
+
+def print_plugins() -> None:
+    """The `partbench.learners` entry points, where each comes from, and whether it loads."""
+    from baselines import LearnerSpecError, get_learner_class, learner_names
+    from baselines.plugins import ENTRY_POINT_GROUP, entry_points
+
+    found = entry_points()
+    print(f"plugin learners (entry points {ENTRY_POINT_GROUP}; also any package.module:ClassName):")
+    if not found:
+        print("  (none installed)")
+    for name, ep in sorted(found.items()):
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+        if name in learner_names():
+            status = "shadowed by the built-in learner of that name"
+        else:
+            try:
+                status = get_learner_class(name).paper or "loads"
+            except LearnerSpecError as exc:
+                status = f"FAILS: {exc}"
+        print(f"  {name:<22}{ep.value} from {dist}: {status}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -370,6 +435,7 @@ COMMANDS = {
     "download": cmd_download,
     "prepare": cmd_prepare,
     "episodes": cmd_episodes,
+    "score": cmd_score,
     "list": cmd_list,
     "validate": cmd_validate,
     "report": cmd_report,

@@ -3,7 +3,9 @@
 One call handles B same-shape episodes at once: features are gathered with one index per side,
 and the learner fits and predicts for all B; an episode of variable ways and shots goes alone.
 `predict_positions` picks the way for the episodes of an EpisodeSource, and
-`results.records.records_from_predictions` turns its output into per-episode records.
+`results.records.records_from_predictions` turns its output into per-episode records. A
+stochastic learner gets its episodes' seeds from (run_seed, learner name, episode index) before
+fit, so results never depend on the batching.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from baselines.base import EpisodeFeatures, Learner
+from baselines.seeding import episode_seeds
 from episodes.episode import Episode, EpisodeBatch
 from episodes.source import EpisodeSource
 
@@ -38,8 +41,14 @@ class Predictions:
 
 
 def predict_batch(learner: Learner, batch: EpisodeBatch, gather_support: Gather,
-                  gather_query: Gather) -> Predictions:
-    """B fixed-shape episodes: batch.support (B, N, K) and batch.query (B, N, Q) image indices."""
+                  gather_query: Gather, *, run_seed: int = 0,
+                  learner_name: str | None = None) -> Predictions:
+    """B fixed-shape episodes: batch.support (B, N, K) and batch.query (B, N, Q) image indices.
+
+    run_seed, learner_name (default: learner.name): what a stochastic learner's per-episode
+    seeds are derived from, with batch.indices.
+    """
+    _seed(learner, run_seed, learner_name, batch.indices)
     n_episodes, n_way, k_shot = batch.support.shape
     n_query = batch.query.shape[2]
     shots = np.full(n_way, k_shot)
@@ -50,14 +59,21 @@ def predict_batch(learner: Learner, batch: EpisodeBatch, gather_support: Gather,
 
 
 def predict_episode(learner: Learner, episode: Episode, gather_support: Gather,
-                    gather_query: Gather) -> Predictions:
+                    gather_query: Gather, *, run_seed: int = 0,
+                    learner_name: str | None = None) -> Predictions:
     """One episode of any shape (variable ways and shots), as a batch of one."""
+    _seed(learner, run_seed, learner_name, [episode.index])
     support = np.fromiter((i for way in episode.support for i in way), dtype=np.int64)
     query = np.fromiter((i for way in episode.query for i in way), dtype=np.int64)
     shots = np.array([len(way) for way in episode.support])
     queries = np.array([len(way) for way in episode.query])
     return _predict(learner, support[None], query[None], shots, queries,
                     gather_support, gather_query)
+
+
+def _seed(learner: Learner, run_seed: int, learner_name: str | None, indices) -> None:
+    if learner.stochastic:
+        learner.seed_episodes(episode_seeds(run_seed, learner_name or learner.name, indices))
 
 
 def _predict(learner: Learner, support_idx: np.ndarray, query_idx: np.ndarray,
@@ -98,25 +114,34 @@ class EvaluatedEpisodes:
 
 
 def predict_positions(learner: Learner, source: EpisodeSource, positions: list[int],
-                      gather_support: Gather, gather_query: Gather) -> EvaluatedEpisodes:
+                      gather_support: Gather, gather_query: Gather, *, run_seed: int = 0,
+                      learner_name: str | None = None) -> EvaluatedEpisodes:
     """The episodes at `positions` of `source`: stacked into one batch when the source's episodes
-    share a shape, else (variable ways and shots) one episode, len(positions) == 1."""
+    share a shape, else (variable ways and shots) one episode, len(positions) == 1.
+    run_seed, learner_name: the seeds of a stochastic learner (see predict_batch)."""
+    seeding = dict(run_seed=run_seed, learner_name=learner_name)
     if source.batched:
         batch = source.batch(positions)
-        return EvaluatedEpisodes(predict_batch(learner, batch, gather_support, gather_query),
+        return EvaluatedEpisodes(predict_batch(learner, batch, gather_support, gather_query,
+                                               **seeding),
                                  np.asarray(batch.indices),
                                  np.asarray(source.class_keys())[batch.classes],
                                  int(batch.support.shape[2]))
     (position,) = positions
     episode = source.episode(position)
-    return EvaluatedEpisodes(predict_episode(learner, episode, gather_support, gather_query),
+    return EvaluatedEpisodes(predict_episode(learner, episode, gather_support, gather_query,
+                                             **seeding),
                              np.array([episode.index]), np.array([episode.classes]), None)
 
 
 def preview(learner: Learner, episode: Episode, gather_support: Gather, gather_query: Gather,
-            queries_per_way: int = 2) -> tuple[Episode, np.ndarray]:
+            queries_per_way: int = 2, predict: Callable[[Episode], Predictions] | None = None
+            ) -> tuple[Episode, np.ndarray]:
     """`episode` cut to its first `queries_per_way` queries per way, and the learner's predicted
-    way (n,) of each of those queries (way-major), for drawing it."""
+    way (n,) of each of those queries (way-major), for drawing it. `predict`: how to run the
+    learner on an episode (default: predict_episode over the gathers)."""
     shown = Episode(episode.index, episode.split, episode.classes, episode.support,
                     tuple(q[:queries_per_way] for q in episode.query))
-    return shown, predict_episode(learner, shown, gather_support, gather_query).predicted[0]
+    if predict is None:
+        return shown, predict_episode(learner, shown, gather_support, gather_query).predicted[0]
+    return shown, predict(shown).predicted[0]

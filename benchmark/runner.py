@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from baselines import ImageLearner, get_learner_origin
 from baselines.base import Learner
 from benchmark import evaluate
 from benchmark.cache import cache_root, short_key
@@ -27,6 +28,7 @@ from benchmark.data.source import resolve_dataset
 from benchmark.data.splits import required_splits
 from benchmark.device import hardware
 from benchmark.features import FeatureProvider, learner_masks, slot_names
+from benchmark.image_episodes import ImageEvaluator
 from benchmark.mask_quality import measure_mask_quality
 from benchmark.run_folder import RunFolder
 from benchmark.stage_timer import StageTimer
@@ -62,6 +64,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
     Under `torchrun --nproc_per_node=N`, every process joins training (DDP) and feature
     extraction (sharded); rank 0 alone evaluates the episodes and writes the outputs.
     """
+    learners = build_learners(cfg)  # a bad learner spec fails before any folder is made
     timer = StageTimer()
     ctx = init_distributed(cfg.features.device)
     folder = None
@@ -79,7 +82,6 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         if dataset.defects and ctx.is_main:
             _say("skipped annotations: " + ", ".join(f"{k}: {v}" for k, v in dataset.defects.items()))
         source = episode_source(cfg, dataset)
-        learners = build_learners(cfg)
         shown = progress and ctx.is_main
         with timer.stage("training" if cfg.backbone.weights == "train" else "backbone"):
             backbone = resolve_backbone(cfg, dataset, shown, needs_part_head=reads_predicted_masks(cfg))
@@ -103,7 +105,11 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                 num_workers=fc.num_workers, device=features.device,
                 precision=fc.precision) if reads_predicted_masks(cfg) else None
         with timer.stage("episodes"):
-            run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress)
+            images = None
+            if any(isinstance(learner, ImageLearner) for _, learner in learners):
+                images = ImageEvaluator(dataset, backbone, features.device, cfg.features.precision,
+                                        run_seed=cfg.episodes.seed)
+            run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress, images)
         with timer.stage("report"):
             records = read_records(run_dir / "records.jsonl")
             ci = ci_settings(cfg.to_dict()["report"])
@@ -118,7 +124,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                      f"feature grid, {100 * quality.image_miou:.1f} per pixel")
             write_plots(records, run_dir / "plots", **ci)
             plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers[-1],
-                               learners[-1])
+                               learners[-1], images)
             result = result_from_run(
                 run_id=run_id, config=cfg.to_dict(),
                 episodes={"split": source.split, "settings": source.settings, "hash": source.hash(),
@@ -127,7 +133,8 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                          "skipped_annotations": dataset.defects},
                 weights=backbone.provenance, hardware=hardware(features.device), records=records,
                 wall_time_s=folder.wall_time_s(),
-                sections={"mask_quality": quality.to_dict() if quality is not None else None})
+                sections={"mask_quality": quality.to_dict() if quality is not None else None},
+                origins={spec.name: get_learner_origin(spec.name) for spec, _ in learners})
             path = write_result(run_dir / "result.json", result)
         _say(timer.summary())
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
@@ -151,10 +158,14 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
 
 
 def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
-                      learners: list[tuple[LearnerConfig, Learner]], gathers: list[tuple],
-                      progress: bool) -> str:
+                      learners: list[tuple[LearnerConfig, Learner | ImageLearner]],
+                      gathers: list[tuple], progress: bool,
+                      images: ImageEvaluator | None = None) -> str:
     """Evaluate every learner on every episode not yet in the folder's records; the run id.
-    gathers[i]: learner i's (gather_support, gather_query)."""
+
+    gathers[i]: learner i's (gather_support, gather_query). Feature learners run
+    `episodes.batch_size` episodes per call, image learners (which need `images`) one at a time;
+    stochastic learners are seeded per episode from episodes.seed."""
     supers = class_super_categories()
     run_id = short_key({"config": cfg.to_dict(), "dir": folder.path.name})
     size = cfg.episodes.batch_size if source.batched else 1  # variable shapes go one at a time
@@ -168,11 +179,18 @@ def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
         todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
         if not todo:
             continue
+        by_image = isinstance(learner, ImageLearner)
+        step = 1 if by_image else size
         with tqdm(total=len(todo), desc=spec.name, unit="ep", disable=not progress,
                   file=sys.stderr) as bar:
-            for start in range(0, len(todo), size):
-                done = evaluate.predict_positions(learner, source, todo[start:start + size],
-                                                  *gather)
+            for start in range(0, len(todo), step):
+                positions = todo[start:start + step]
+                if by_image:
+                    done = images.positions(learner, source, positions, spec.name)
+                else:
+                    done = evaluate.predict_positions(learner, source, positions, *gather,
+                                                      run_seed=cfg.episodes.seed,
+                                                      learner_name=spec.name)
                 out = done.predictions
                 writer.append_many(records_from_predictions(
                     run_id=run_id, learner=spec.name, split=source.split,
@@ -181,17 +199,22 @@ def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
                     predicted=out.predicted, part_contributions=out.contributions,
                     super_categories=supers,
                     slot_names=PART_SLOTS if masks is None else slot_names(masks),
-                    mask_mode=masks, fingerprint=fingerprint))
+                    mask_mode=masks, fingerprint=fingerprint,
+                    transductive=learner.transductive))
                 bar.update(len(done.episodes))
     return run_id
 
 
 def plot_first_episode(path: Path, dataset: PartDataset, source: EpisodeSource, gathers: tuple,
-                       named_learner: tuple[LearnerConfig, Learner]) -> Path:
+                       named_learner: tuple[LearnerConfig, Learner | ImageLearner],
+                       images: ImageEvaluator | None = None) -> Path:
     """Draw the run's first episode (support and two queries per way, part masks tinted) with the
     predictions of `named_learner` (the last learner in the config)."""
     spec, learner = named_learner
-    episode, predicted = evaluate.preview(learner, source.episode(0), *gathers)
+    predict = None
+    if isinstance(learner, ImageLearner):
+        predict = lambda shown: images.episode(learner, shown, spec.name)  # noqa: E731
+    episode, predicted = evaluate.preview(learner, source.episode(0), *gathers, predict=predict)
     names = {c.synset: c.name for c in classes()}
     return plot_predicted_episode(
         episode.support, episode.query, [names.get(c, c) for c in episode.classes], predicted,

@@ -22,6 +22,8 @@ Record fields (`RECORD_FIELDS`):
     part_contributions: {slot: float} | None   mean share of the decision owed to each part slot
     mask_mode: str | None           part masks behind the learner's features ("oracle", ...);
                                     null for learners that use no parts
+    transductive: bool              (optional; absent = false) the learner's predict() used the
+                                    episode's queries jointly: another protocol than inductive
     fingerprint: str | None         the run fingerprint (what determines the records: dataset,
                                     weights, features, episodes, learner and options); a resume
                                     under another fingerprint is refused
@@ -80,6 +82,9 @@ RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
 CHECKSUM_FIELD = "checksum"
 REJECTED_SUFFIX = ".rejected"
 
+# Fields a record may omit (files written before they existed), with their value when absent.
+OPTIONAL_FIELDS: dict[str, Any] = {"transductive": False}
+
 # Fields every record of one file shares: one file = one run on one split.
 FILE_FIELDS: tuple[str, ...] = ("run_id", "split")
 # Fields `RecordWriter(expect=...)` may pin (checked on every existing and appended record).
@@ -107,6 +112,7 @@ def make_record(
     part_contributions: Mapping[str, float] | None = None,
     mask_mode: str | None = None,
     fingerprint: str | None = None,
+    transductive: bool = False,
 ) -> dict[str, Any]:
     """One checked record as a plain JSON-able dict (numpy scalars become Python numbers)."""
     record = {
@@ -125,6 +131,7 @@ def make_record(
         ),
         "mask_mode": None if mask_mode is None else str(mask_mode),
         "fingerprint": None if fingerprint is None else str(fingerprint),
+        "transductive": bool(transductive),
     }
     problems = record_problems(record)
     if problems:
@@ -148,6 +155,7 @@ def records_from_predictions(
     mask_mode: str | None = None,
     fingerprint: str | None = None,
     variable_shape: bool = False,
+    transductive: bool = False,
 ) -> list[dict[str, Any]]:
     """Records for B same-shape episodes from a learner's predictions (numpy in, dicts out).
 
@@ -202,7 +210,7 @@ def records_from_predictions(
             per_class=per_class, per_super_category=per_super,
             part_contributions=(None if part_contributions is None else
                                 dict(zip(slot_names, part_contributions[b].tolist()))),
-            mask_mode=mask_mode, fingerprint=fingerprint))
+            mask_mode=mask_mode, fingerprint=fingerprint, transductive=transductive))
     return records
 
 
@@ -213,8 +221,11 @@ def record_problems(record: Any) -> list[str]:
     problems = []
     missing = [name for name in RECORD_FIELDS if name not in record]
     problems += [f"missing field {name!r}" for name in missing]
-    unknown = sorted(set(record) - set(RECORD_FIELDS))
+    unknown = sorted(set(record) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS))
     problems += [f"unknown field {name!r}" for name in unknown]
+    for name, absent in OPTIONAL_FIELDS.items():
+        if name in record and type(record[name]) is not type(absent):
+            problems.append(f"{name}: expected {type(absent).__name__}, got {record[name]!r}")
     for name, (types_, nullable) in RECORD_FIELDS.items():
         if name not in record:
             continue
@@ -537,7 +548,7 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
                  ) -> pd.DataFrame:
     """All records of one or more JSONL files (or a folder's *.jsonl) as a DataFrame.
 
-    One row per record, columns = RECORD_FIELDS plus `accuracy` (correct / total, a fraction) and
+    One row per record, columns = RECORD_FIELDS, OPTIONAL_FIELDS (filled where absent), `accuracy` (correct / total, a fraction) and
     `source` (the file). A torn last line is skipped with a warning (the file is left as it is).
     The same (run_id, split, learner, episode) twice is an error: it would be counted twice.
     k_shot and n_query are nullable integers (pandas "Int64").
@@ -553,8 +564,9 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
         _raise_on_bad_lines(path, scan)
         if scan.torn is not None:
             warnings.warn(f"{path}: {scan.torn[2]}; ignoring that line", stacklevel=2)
-        rows += [{**r, "source": str(path)} for _, r in scan.records]
-    frame = pd.DataFrame(rows, columns=[*RECORD_FIELDS, "source"])
+        rows += [{**OPTIONAL_FIELDS, **r, "source": str(path)} for _, r in scan.records]
+    frame = pd.DataFrame(rows, columns=[*RECORD_FIELDS, *OPTIONAL_FIELDS, "source"])
+    frame["transductive"] = frame["transductive"].astype(bool)
     for name in ("n_way", "episode", "correct", "total"):
         frame[name] = frame[name].astype("int64")
     for name in ("k_shot", "n_query"):  # null in variable-shape episodes

@@ -29,8 +29,8 @@ def ci_settings(report: Mapping[str, Any]) -> dict[str, Any]:
 def result_from_run(*, run_id: str, config: Mapping[str, Any], episodes: Mapping[str, Any],
                     dataset: Mapping[str, Any], weights: Mapping[str, Any],
                     hardware: Mapping[str, Any], records: pd.DataFrame,
-                    wall_time_s: float, sections: Mapping[str, Any] | None = None
-                    ) -> dict[str, Any]:
+                    wall_time_s: float, sections: Mapping[str, Any] | None = None,
+                    origins: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The sealed result dict of one run (see results.schema for the layout).
 
     config: the resolved run config as a dict (name, data, backbone, features, episodes, report).
@@ -40,6 +40,7 @@ def result_from_run(*, run_id: str, config: Mapping[str, Any], episodes: Mapping
     hardware: from results.provenance.hardware_info.
     records: the run's per-episode records.
     sections: the schema's optional sections (mask_quality, seed_spread), None where absent.
+    origins: learner -> where its code came from (baselines.plugins.learner_origin).
     """
     settings = episodes["settings"]
     ci = ci_settings(config["report"])
@@ -68,4 +69,5 @@ def result_from_run(*, run_id: str, config: Mapping[str, Any], episodes: Mapping
         wall_time_s=wall_time_s, records=records,
         confidence=ci["confidence"], ci_method=ci["method"], ci_seed=ci["seed"],
         sections=sections,
+        origins=origins,
     )

@@ -24,8 +24,12 @@ Layout (SCHEMA_VERSION 2):
     wall_time_s: float
     ci: {confidence: float, method: "normal"|"bootstrap", seed: int, n_boot: int}
     metrics: {learner: {accuracy, ci, n_episodes, mask_mode, fingerprint, per_super_category:
-              {name: {accuracy, ci, n_episodes}}}}    accuracies and CI half-widths in %;
-              fingerprint: the run fingerprint of the learner's records (what they depend on)
+              {name: {accuracy, ci, n_episodes}}, [transductive: bool], [origin: {kind, ...}]}}
+              accuracies and CI half-widths in %; fingerprint: the run fingerprint of the
+              learner's records (what they depend on); transductive (recomputed from the
+              records; absent in older files = false); origin: where the learner came from (kind
+              "builtin" | "module" | "entry-point" | "predictions", module, distribution,
+              version, source_sha256, ...; see baselines.plugins.learner_origin)
     mask_quality (optional): {n_images, grid, grid_miou, image_miou, grid_iou, image_iou}
               the part head's IoU against the annotations (runs with predicted masks)
     seed_spread (optional): {seeds, n_seeds, this_seed, confidence, learners: {learner:
@@ -153,6 +157,9 @@ LEARNER_METRICS = _Object({
     # the run fingerprint its records carry (benchmark.run_identity); null: records without one
     "fingerprint": _Optional(STR),
     "per_super_category": _Mapping(METRIC),
+}, optional={
+    "transductive": BOOL,  # the learner used each episode's queries jointly
+    "origin": _Object({"kind": STR}, extra=ANY),  # where the learner's code came from
 })
 
 RESULT_SCHEMA = _Object({
@@ -275,6 +282,7 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
             "mask_mode": modes[0] if modes else None,
             "fingerprint": fingerprints[0] if fingerprints else None,
             "per_super_category": {name: entry(v) for name, v in sorted(per_super.items())},
+            "transductive": bool(group["transductive"].any()) if "transductive" in group else False,
         }
     return metrics
 
@@ -287,7 +295,8 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
                  wall_time_s: float, records: pd.DataFrame,
                  confidence: float = 0.95, ci_method: str = "normal", ci_seed: int = 0,
                  n_boot: int = 10_000, created_utc: str | None = None,
-                 sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 sections: Mapping[str, Any] | None = None,
+                 origins: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """A sealed result dict for one run and setting; the metrics are computed from `records`.
 
     setting: {split, n_way, k_shot, n_query, mode, mask_mode}. dataset: {name, fingerprint, ...}.
@@ -295,6 +304,7 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
     timm, python, ...} (strings, collected by the runner; results/ never imports torch).
     records: the run's per-episode records (only rows of this run_id are used).
     sections: optional sections of the schema (mask_quality, seed_spread), by name.
+    origins: learner -> where its code came from ({kind, ...}), stored as metrics.<learner>.origin.
     Raises ValueError listing every problem if the result would not validate.
     """
     own = records[records["run_id"] == run_id]
@@ -324,6 +334,10 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
         "metrics": metrics_from_records(own, confidence=confidence, method=ci_method,
                                         seed=ci_seed, n_boot=n_boot),
     } | {name: value for name, value in (sections or {}).items() if value is not None}
+    for learner, origin in (origins or {}).items():
+        if learner not in result["metrics"]:
+            raise ValueError(f"origins: learner {learner!r} has no records in this run")
+        result["metrics"][learner]["origin"] = dict(origin)
     for key, value in result.items():
         try:
             canonical_json(value)
@@ -511,9 +525,9 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
         problems.append(f"metrics.{learner}: in the records but missing from the file")
 
     def compare(where: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
-        for field in ("accuracy", "ci", "n_episodes", "mask_mode"):
+        for field in ("accuracy", "ci", "n_episodes", "mask_mode", "transductive"):
             if field not in a:
-                continue  # per-super-category entries carry no mask_mode
+                continue  # per-super-category entries carry no mask_mode; older files no flag
             x, y = a[field], b[field]
             if isinstance(x, str) or isinstance(y, str):
                 same = x == y

@@ -58,10 +58,10 @@ def test_permuted_query_labels_fall_to_chance(trained_run, monkeypatch, tmp_path
     rng = np.random.default_rng(0)
     predict_batch = evaluate.predict_batch
 
-    def with_permuted_queries(learner, batch, gather_support, gather_query):
+    def with_permuted_queries(learner, batch, gather_support, gather_query, **seeding):
         def shuffled(idx):  # each episode's query images in a random order: labels now wrong
             return gather_query(rng.permuted(idx, axis=-1))
-        return predict_batch(learner, batch, gather_support, shuffled)
+        return predict_batch(learner, batch, gather_support, shuffled, **seeding)
 
     monkeypatch.setattr(evaluate, "predict_batch", with_permuted_queries)
     bugged = _accuracies(runner.run(cfg, run_dir=tmp_path / "bugged", progress=False))

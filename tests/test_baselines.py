@@ -15,9 +15,11 @@ import torch
 import baselines
 from baselines import EpisodeFeatures, Learner, get_learner, learner_names, register
 from baselines.registry import UnknownLearnerError
+from baselines.seeding import episode_seeds
 
 N_WAY, K_SHOT, N_QUERY, DIM, SLOTS = 4, 3, 5, 12, 3
 PART_DIM, LOCAL = 8, 4  # slot/local width != global width (an earlier part stage); cells per image
+FEATURE_LEARNERS = learner_names(Learner)  # image learners: tests/test_image_learners.py
 NOT_LEARNING = {"random"}  # test doubles: no above-chance requirement
 
 
@@ -96,7 +98,7 @@ def test_registry_suggests_nearest_name_on_typo():
     with pytest.raises(UnknownLearnerError, match="did you mean 'protonet'") as info:
         get_learner("protonte")
     assert isinstance(info.value, KeyError)  # the runner maps KeyError to a config error
-    with pytest.raises(KeyError, match="registered: dn4, logreg"):
+    with pytest.raises(KeyError, match="registered: dn4, finetune, logreg"):
         get_learner("zzzzzz")
 
 
@@ -109,7 +111,7 @@ def test_get_learner_passes_options():
 # ---------------------------------------------------------------- every learner
 
 
-@pytest.mark.parametrize("name", learner_names())
+@pytest.mark.parametrize("name", FEATURE_LEARNERS)
 def test_every_learner_on_a_tiny_batch(name):
     support, labels, query, truth = toy_episodes()
     learner, scores = run(name, support, labels, query)
@@ -127,7 +129,7 @@ def test_every_learner_on_a_tiny_batch(name):
         assert contributions is None
 
 
-@pytest.mark.parametrize("name", sorted(set(learner_names()) - {"random"}))  # random: per batch
+@pytest.mark.parametrize("name", sorted(set(FEATURE_LEARNERS) - {"random"}))  # random: per batch
 def test_batched_equals_one_episode_at_a_time(name):
     support, labels, query, _ = toy_episodes(b=3, seed=4, spread=1.0)
     _, together = run(name, support, labels, query)
@@ -138,7 +140,7 @@ def test_batched_equals_one_episode_at_a_time(name):
         torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", learner_names())
+@pytest.mark.parametrize("name", FEATURE_LEARNERS)
 def test_predict_before_fit_is_a_clear_error(name):
     _, _, query, _ = toy_episodes()
     learner = get_learner(name)
@@ -147,7 +149,7 @@ def test_predict_before_fit_is_a_clear_error(name):
         learner.predict(query)
 
 
-@pytest.mark.parametrize("name", learner_names())
+@pytest.mark.parametrize("name", FEATURE_LEARNERS)
 def test_bad_labels_are_rejected(name):
     support, labels, _, _ = toy_episodes()
     learner = get_learner(name)
@@ -172,7 +174,7 @@ def test_part_learners_demand_part_features():
 def test_local_descriptor_learners_demand_local_descriptors():
     support, labels, _, _ = toy_episodes()
     bare = EpisodeFeatures(support.embeddings, support.part_embeddings, support.part_present)
-    names = [n for n in learner_names() if baselines.get_learner_class(n).uses_local_descriptors]
+    names = [n for n in FEATURE_LEARNERS if baselines.get_learner_class(n).uses_local_descriptors]
     assert names == ["dn4"]
     for name in names:
         with pytest.raises(ValueError, match="features.dense"):
@@ -488,6 +490,36 @@ def test_controls_are_part_protonet_over_their_own_regions():
     assert baselines.get_learner_class("part_protonet").own_masks is None
 
 
+@pytest.mark.parametrize("name, options", [("random", {}), ("maml", {"init_std": 0.5})])
+def test_stochastic_learners_depend_on_the_episode_not_the_batch(name, options):
+    support, labels, query, _ = toy_episodes(b=4, seed=5)
+    indices = np.array([10, 11, 12, 13])
+    learner = get_learner(name, **options)
+    assert learner.stochastic
+    learner.seed_episodes(episode_seeds(3, name, indices))
+    together = learner.fit(support, labels, N_WAY).predict(query)
+    for b in (2, 0):  # alone, in another order, under its own index: the same scores
+        one = lambda f: EpisodeFeatures(f.embeddings[b:b + 1])
+        learner.seed_episodes(episode_seeds(3, name, indices[b:b + 1]))
+        alone = learner.fit(one(support), labels[b:b + 1], N_WAY).predict(one(query))
+        torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-5, atol=1e-6)
+    learner.seed_episodes(episode_seeds(4, name, indices))  # another run seed: other draws
+    assert not torch.equal(learner.fit(support, labels, N_WAY).predict(query), together)
+    learner.seed_episodes(episode_seeds(3, name, indices[:2]))
+    with pytest.raises(ValueError, match="2 seeds for a call with 4 episodes"):
+        learner.fit(support, labels, N_WAY).predict(query)
+
+
+def test_episode_seeds_are_a_function_of_run_learner_and_index():
+    seeds = episode_seeds(0, "random", np.arange(600))
+    assert seeds.dtype == np.int64 and (seeds >= 0).all()
+    assert len(set(seeds.tolist())) == 600  # no two episodes share a stream (the old bug: 64)
+    np.testing.assert_array_equal(episode_seeds(0, "random", [599, 3]), seeds[[599, 3]])
+    assert not set(episode_seeds(0, "maml", np.arange(600)).tolist()) & set(seeds.tolist())
+    with pytest.raises(ValueError):
+        episode_seeds(0, "random", [-1])
+
+
 def test_random_learner_ignores_the_features_and_favours_no_way():
     # a chance row: every way predicted about equally often, whatever the features say
     support, labels, query, _ = toy_episodes(b=40, n_query=25)
@@ -619,11 +651,11 @@ def test_golden_dn4():
 
 
 def test_golden_random():
-    # The documented definition: torch.rand from a CPU generator seeded with `seed`.
+    # The documented definition: torch.rand(n_query, n_way) from a CPU generator seeded with the
+    # episode's seed; without seed_episodes, call position b is episode index b of run `seed`.
     support = features([0.0], [1.0])
     scores = get_learner("random", seed=11).fit(support, torch.tensor([[0, 1]]), 2).predict(
         features([0.0], [0.0], [0.0]))
-    expected = torch.rand(1, 3, 2, generator=torch.Generator().manual_seed(11))
-    torch.testing.assert_close(scores, expected)
-
-
+    seed = int(episode_seeds(11, "random", [0])[0])
+    expected = torch.rand(3, 2, generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(scores, expected[None])

@@ -14,7 +14,7 @@ def test_results_imports_neither_torch_nor_learners():
         "import sys\n"
         "import results.records, results.stats, results.tables, results.schema\n"
         "import results.leaderboard, results.leaderboard_html, results.plots, results.cli\n"
-        "import results.provenance\n"
+        "import results.provenance, results.scoring\n"
         "print(sorted(m for m in ('torch', 'timm', 'baselines', 'benchmark') if m in sys.modules))\n"
     )
     # -B: the child must not write __pycache__ folders into the source tree

@@ -56,7 +56,7 @@ def _one_line(capsys) -> str:
     ("episodes.seed=1", "episodes.seed: 0 in the run, 1 now"),
     ("episodes.k_shot=2", "episodes.k_shot: 1 in the run, 2 now"),
     ("backbone.weights=hub", "backbone.weights: random in the run, hub now"),
-    ("learners=[{name: protonet, options: {distance: cosine}}]", "learners: "),
+    ("learners=[protonet, {name: part_protonet, options: {normalize: none}}]", "learners: "),
 ])
 def test_resume_with_another_setting_is_refused_and_changes_nothing(run_copy, capsys, override,
                                                                     message):
