@@ -2,7 +2,8 @@
 -> per-episode records -> tables and a leaderboard result file.
 
 Each stage owns its policy (benchmark.data.source, benchmark.training.weights, benchmark.features,
-episodes.source, benchmark.stages, results.run_result); this module only passes data along.
+episodes.source, benchmark.stages, benchmark.run_folder, benchmark.episode_loop,
+benchmark.run_report, results.run_result); this module only passes data along.
 Costly stages cache under the cache folder, and per-episode records are appended as they are
 computed, so a stopped run resumes where it stopped (`--resume RUN_DIR`) without losing or
 repeating an episode. `run_benchmark(cfg)` is the programmatic entry point.
@@ -14,34 +15,29 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from baselines import ImageLearner, get_learner_origin
-from baselines.base import Learner
-from benchmark import evaluate
-from benchmark.cache import cache_root, short_key
-from benchmark.config import LearnerConfig, RunConfig
+from benchmark.cache import cache_root
+from benchmark.config import RunConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.data.splits import required_splits
 from benchmark.device import hardware
-from benchmark.features import FeatureProvider, learner_masks, slot_names
+from benchmark.episode_loop import evaluate_episodes
+from benchmark.features import FeatureProvider
 from benchmark.image_episodes import ImageEvaluator
 from benchmark.mask_quality import measure_mask_quality
 from benchmark.run_folder import RunFolder
+from benchmark.run_report import write_run_report
 from benchmark.stage_timer import StageTimer
 from benchmark.stages import build_learners, episode_source, reads_predicted_masks
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
-from episodes.taxonomy import PART_SLOTS, class_super_categories, classes
-from results.plots import plot_predicted_episode, write_plots
-from results.records import read_records, records_from_predictions
-from results.run_result import ci_settings, result_from_run
+from results.records import read_records
+from results.run_result import result_from_run
 from results.schema import write_result
-from results.tables import save_table, write_report
 
 
 @dataclass
@@ -112,19 +108,8 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
             run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress, images)
         with timer.stage("report"):
             records = read_records(run_dir / "records.jsonl")
-            ci = ci_settings(cfg.to_dict()["report"])
-            names = [spec.name for spec in cfg.learners]
-            tables = write_report(records, run_dir / "tables",
-                                  baseline=names[0] if len(names) > 1 else None, **ci)
-            if quality is not None:
-                tables["mask_quality"] = pd.DataFrame(quality.rows())
-                save_table(tables["mask_quality"], run_dir / "tables" / "mask_quality")
-                _say(f"predicted masks against the annotations ({quality.n_images} images): mIoU "
-                     f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
-                     f"feature grid, {100 * quality.image_miou:.1f} per pixel")
-            write_plots(records, run_dir / "plots", **ci)
-            plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers[-1],
-                               learners[-1], images)
+            tables = write_run_report(cfg, run_dir, records, quality, dataset, source,
+                                      gathers[-1], learners[-1], images)
             result = result_from_run(
                 run_id=run_id, config=cfg.to_dict(),
                 episodes={"split": source.split, "settings": source.settings, "hash": source.hash(),
@@ -155,72 +140,6 @@ def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
     """`run_benchmark`, returning only the run folder (None on torchrun ranks > 0)."""
     outcome = run_benchmark(cfg, run_dir=run_dir, resume=resume, progress=progress)
     return None if outcome is None else outcome.run_dir
-
-
-def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
-                      learners: list[tuple[LearnerConfig, Learner | ImageLearner]],
-                      gathers: list[tuple], progress: bool,
-                      images: ImageEvaluator | None = None) -> str:
-    """Evaluate every learner on every episode not yet in the folder's records; the run id.
-
-    gathers[i]: learner i's (gather_support, gather_query). Feature learners run
-    `episodes.batch_size` episodes per call, image learners (which need `images`) one at a time;
-    stochastic learners are seeded per episode from episodes.seed."""
-    supers = class_super_categories()
-    run_id = short_key({"config": cfg.to_dict(), "dir": folder.path.name})
-    size = cfg.episodes.batch_size if source.batched else 1  # variable shapes go one at a time
-    writer = folder.writer
-    writer.require({"split": source.split})
-    if writer.setting is not None:
-        run_id = writer.setting["run_id"]  # resuming: keep the run's identity
-    for (spec, learner), gather in zip(learners, gathers):
-        masks = learner_masks(cfg.features.masks, learner)
-        fingerprint = folder.fingerprint({"name": spec.name, "options": spec.options})
-        todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
-        if not todo:
-            continue
-        by_image = isinstance(learner, ImageLearner)
-        step = 1 if by_image else size
-        with tqdm(total=len(todo), desc=spec.name, unit="ep", disable=not progress,
-                  file=sys.stderr) as bar:
-            for start in range(0, len(todo), step):
-                positions = todo[start:start + step]
-                if by_image:
-                    done = images.positions(learner, source, positions, spec.name)
-                else:
-                    done = evaluate.predict_positions(learner, source, positions, *gather,
-                                                      run_seed=cfg.episodes.seed,
-                                                      learner_name=spec.name)
-                out = done.predictions
-                writer.append_many(records_from_predictions(
-                    run_id=run_id, learner=spec.name, split=source.split,
-                    k_shot=done.k_shot, variable_shape=not source.batched,
-                    episodes=done.episodes, classes=done.classes, labels=out.labels,
-                    predicted=out.predicted, part_contributions=out.contributions,
-                    super_categories=supers,
-                    slot_names=PART_SLOTS if masks is None else slot_names(masks),
-                    mask_mode=masks, fingerprint=fingerprint,
-                    transductive=learner.transductive))
-                bar.update(len(done.episodes))
-    return run_id
-
-
-def plot_first_episode(path: Path, dataset: PartDataset, source: EpisodeSource, gathers: tuple,
-                       named_learner: tuple[LearnerConfig, Learner | ImageLearner],
-                       images: ImageEvaluator | None = None) -> Path:
-    """Draw the run's first episode (support and two queries per way, part masks tinted) with the
-    predictions of `named_learner` (the last learner in the config)."""
-    spec, learner = named_learner
-    predict = None
-    if isinstance(learner, ImageLearner):
-        predict = lambda shown: images.episode(learner, shown, spec.name)  # noqa: E731
-    episode, predicted = evaluate.preview(learner, source.episode(0), *gathers, predict=predict)
-    names = {c.synset: c.name for c in classes()}
-    return plot_predicted_episode(
-        episode.support, episode.query, [names.get(c, c) for c in episode.classes], predicted,
-        lambda i: (np.asarray(dataset.load_image(i).convert("RGB")), dataset.slot_masks(i)),
-        path, slot_names=PART_SLOTS,
-        title=f"episode 0 ({episode.split}), predictions of {spec.name}")
 
 
 def run_content(dataset: PartDataset, backbone, features: FeatureProvider,
