@@ -118,6 +118,14 @@ def setting_label(setting: dict[str, Any]) -> str:
     return "_".join(p.replace("/", "-").replace(" ", "-") for p in pieces)
 
 
+def seed_count_label(result: Mapping[str, Any]) -> str:
+    """How many training runs of the backbone the row's run belongs to: "3 seeds" for a run of a
+    multi-seed study (its seed_spread section), "1 (single seed)" otherwise: one training run,
+    whose spread the episode CI does not show."""
+    n = int(result.get("seed_spread", {}).get("n_seeds", 1))
+    return f"{n} seeds" if n > 1 else "1 (single seed)"
+
+
 def is_transductive(result: Mapping[str, Any], learner: str) -> bool:
     """The learner-level `transductive` flag of a result file; absent (older files): inductive."""
     return bool(result["metrics"][learner].get("transductive", False))
@@ -282,6 +290,7 @@ def _rows(path: Path, verified: _Checked) -> list[tuple[Group, dict[str, Any], p
                                    float("nan") if metric["ci"] is None else metric["ci"]),
             "leaked": LEAKED_MARK if leaked else "",
             "masks": metric["mask_mode"] or "",
+            "seeds": seed_count_label(result),
             "dataset": group.dataset_label,
             "episodes": metric["n_episodes"],
             "backbone": result["weights"]["backbone"],
@@ -312,7 +321,8 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     whose run they do not hold is checked against the records.jsonl beside it.
     allow_unverified: list valid files without records in unranked tables of their own.
     Columns: rank, tie, learner, accuracy, ci, "acc ± ci", leaked ("†" if the weights saw the test
-    classes), masks, dataset, episodes, backbone, weights, run, episodes_hash, confidence, file
+    classes), masks, seeds (training runs of the backbone behind the row's result file: the
+    seed_spread section's count, "1 (single seed)" without one), dataset, episodes, backbone, weights, run, episodes_hash, confidence, file
     (rank and tie only in verified tables). Raises LeaderboardError when a group's rows were
     evaluated on different episode hashes, unless allow_mixed_episodes.
     """

@@ -29,7 +29,8 @@ RESULTS_FOLDER = "results"  # beside index.html: copies of the ranked files
 # (header, table column or None for a computed cell, numeric sort)
 _COLUMNS: tuple[tuple[str, str | None, bool], ...] = (
     ("rank", "rank", True), ("tie", "tie", False), ("learner", "learner", False),
-    ("accuracy (%)", None, True), (LEAKED_MARK, "leaked", False), ("masks", "masks", False), ("dataset", "dataset", False), ("episodes", "episodes", True),
+    ("accuracy (%)", None, True), (LEAKED_MARK, "leaked", False), ("masks", "masks", False), ("seeds", "seeds", False),
+    ("dataset", "dataset", False), ("episodes", "episodes", True),
     ("backbone", "backbone", False), ("weights", "weights", False), ("run", "run", False),
     ("result file", None, False),
 )

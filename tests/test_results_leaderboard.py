@@ -269,3 +269,15 @@ def test_cli_wires_records_unverified_and_html(tmp_path, capsys):
         writer.append_many(fake_records("protonet", 0.5, 20, seed=0, run_id="r1"))
     assert main(["leaderboard", str(tmp_path), "--records", str(records)]) == 0
     assert "rank: tie-aware" in capsys.readouterr().out
+
+
+def test_rows_say_how_many_training_seeds_stand_behind_them(tmp_path):
+    spread = {"seeds": [0, 1, 2], "n_seeds": 3, "this_seed": 1, "confidence": 0.95,
+              "learners": {"protonet": {"accuracy": 60.0, "seed_std": 1.5, "episode_ci": 2.0,
+                                        "per_seed": {"0": 58.5, "1": 60.0, "2": 61.5}}}}
+    _write(tmp_path, "one-seed", [("protonet", 0.5)], run_id="r1")
+    _write(tmp_path, "seed-1", [("protonet", 0.6)], run_id="r2",
+           edit=lambda result: result.update(seed_spread=spread))
+    table = merge(tmp_path)[_label()].set_index("run")
+    assert table.loc["seed-1", "seeds"] == "3 seeds"
+    assert table.loc["one-seed", "seeds"] == "1 (single seed)"
