@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from benchmark.config import ConfigError, RunConfig, apply_override, config_from_dict, read_config_file
+from benchmark.config import ConfigError, RunConfig, load_config
 from benchmark.run_identity import (IDENTITY_FILE, RunIdentityError, check_config, check_content,
                                     determining_config, learner_fingerprint, read_identity,
                                     write_identity)
@@ -181,10 +181,4 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> RunConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a partbench run folder?")
-    raw = read_config_file(path)
-    for item in overrides:
-        apply_override(raw, item)
-    try:
-        return config_from_dict(raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_config(path, overrides)
