@@ -12,6 +12,11 @@ slot by slot, as in semantic segmentation:
 - **image**: at the image's own resolution. The head's logits are upsampled bilinearly to (H, W)
   and arg-maxed; the annotation is each slot's mask as decoded (slots may overlap there: a pixel
   counts for every slot whose mask holds it).
+- **soft**: on the grid, the head's softmax coverage (what predicted-mask features pool with)
+  against the annotation's area coverage, intersection = sum of minima, union = sum of maxima,
+  over the slots the annotations hold.
+  On a coarse map an argmax hands nearly every cell to the background, so the hard IoUs can be 0
+  while the soft coverage the features use still overlaps the parts.
 
 IoU_s = (sum over images of |pred_s & true_s|) / (sum of |pred_s | true_s|), the dataset-level
 IoU; a slot neither predicted nor annotated anywhere has no IoU (NaN) and is left out of the
@@ -36,25 +41,35 @@ from episodes.taxonomy import PART_SLOTS
 
 
 class IoUCounter:
-    """Running per-slot intersections and unions over many images."""
+    """Running per-slot intersections and unions over many images.
+
+    Masks may be hard (bool) or soft (coverage fractions in [0, 1]); for soft ones the
+    intersection is the sum of the element-wise minimum and the union of the maximum (which
+    reduce to AND and OR on bool masks)."""
 
     def __init__(self, n_slots: int = N_SLOTS) -> None:
-        self.intersection = np.zeros(n_slots, dtype=np.int64)
-        self.union = np.zeros(n_slots, dtype=np.int64)
+        self.intersection = np.zeros(n_slots, dtype=np.float64)
+        self.union = np.zeros(n_slots, dtype=np.float64)
+        self.annotated = np.zeros(n_slots, dtype=np.float64)  # the truth's total mass per slot
 
     def add(self, predicted: torch.Tensor, truth: torch.Tensor) -> None:
-        """predicted, truth: (S, ...) bool, one image (or a stack flattened into the trailing axes)."""
+        """predicted, truth: (S, ...) bool or float in [0, 1], one image (or a stack flattened
+        into the trailing axes)."""
         if predicted.shape != truth.shape or predicted.shape[0] != len(self.union):
             raise ValueError(f"predicted {tuple(predicted.shape)} and truth {tuple(truth.shape)} "
                              f"must both be ({len(self.union)}, ...)")
-        p, t = predicted.flatten(1), truth.flatten(1)
-        self.intersection += (p & t).sum(1).cpu().numpy()
-        self.union += (p | t).sum(1).cpu().numpy()
+        p, t = predicted.flatten(1).double(), truth.flatten(1).double()
+        self.intersection += torch.minimum(p, t).sum(1).cpu().numpy()
+        self.union += torch.maximum(p, t).sum(1).cpu().numpy()
+        self.annotated += t.sum(1).cpu().numpy()
 
-    def iou(self) -> np.ndarray:
-        """(S,) float64 IoU per slot; NaN where the slot was neither predicted nor annotated."""
+    def iou(self, annotated_only: bool = False) -> np.ndarray:
+        """(S,) float64 IoU per slot; NaN where the slot was neither predicted nor annotated (with
+        `annotated_only`, wherever it was never annotated: a soft prediction is never exactly 0,
+        so every slot would otherwise count, including those the evaluated images lack)."""
+        keep = (self.annotated > 0) if annotated_only else (self.union > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.union > 0, self.intersection / np.maximum(self.union, 1), np.nan)
+            return np.where(keep, self.intersection / np.maximum(self.union, 1e-12), np.nan)
 
 
 def one_hot_labels(labels: torch.Tensor, n_slots: int = N_SLOTS) -> torch.Tensor:
@@ -77,6 +92,7 @@ class MaskQuality:
     grid: tuple[int, int]
     grid_iou: tuple[float, ...]  # (S,), NaN: slot absent from both sides
     image_iou: tuple[float, ...]
+    soft_iou: tuple[float, ...]
 
     @property
     def grid_miou(self) -> float:
@@ -85,6 +101,10 @@ class MaskQuality:
     @property
     def image_miou(self) -> float:
         return _nanmean(self.image_iou)
+
+    @property
+    def soft_miou(self) -> float:
+        return _nanmean(self.soft_iou)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (NaN as null) for result files."""
@@ -96,14 +116,16 @@ class MaskQuality:
 
         return {"n_images": self.n_images, "grid": list(self.grid),
                 "grid_miou": mean(self.grid_miou), "image_miou": mean(self.image_miou),
-                "grid_iou": per_slot(self.grid_iou), "image_iou": per_slot(self.image_iou)}
+                "soft_miou": mean(self.soft_miou),
+                "grid_iou": per_slot(self.grid_iou), "image_iou": per_slot(self.image_iou),
+                "soft_iou": per_slot(self.soft_iou)}
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per slot plus a final 'mIoU' row: slot, iou_grid, iou_image (percent)."""
-        rows = [{"slot": s, "iou_grid": 100 * g, "iou_image": 100 * i}
-                for s, g, i in zip(PART_SLOTS, self.grid_iou, self.image_iou)]
+        """One row per slot plus a final 'mIoU' row: slot, iou_grid, iou_image, iou_soft (%)."""
+        rows = [{"slot": s, "iou_grid": 100 * g, "iou_image": 100 * i, "iou_soft": 100 * f}
+                for s, g, i, f in zip(PART_SLOTS, self.grid_iou, self.image_iou, self.soft_iou)]
         rows.append({"slot": "mIoU", "iou_grid": 100 * self.grid_miou,
-                     "iou_image": 100 * self.image_miou})
+                     "iou_image": 100 * self.image_miou, "iou_soft": 100 * self.soft_miou})
         return rows
 
 
@@ -145,7 +167,7 @@ def measure_mask_quality(dataset: Any, indices: np.ndarray, backbone: Backbone, 
                              split or backbone.transform, None)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)
-    on_grid, on_image = IoUCounter(), IoUCounter()
+    on_grid, on_image, soft = IoUCounter(), IoUCounter(), IoUCounter()
     backbone.model.to(dev).eval()
     head.to(dev).eval()
     with torch.inference_mode():
@@ -165,9 +187,11 @@ def measure_mask_quality(dataset: Any, indices: np.ndarray, backbone: Backbone, 
             truth = coverage_labels(coverage)
             # (S, B, h, w): the whole batch at once on the grid
             on_grid.add(one_hot_labels(predicted), one_hot_labels(truth))
+            soft.add(logits.softmax(1)[:, :N_SLOTS].transpose(0, 1), coverage.transpose(0, 1))
             for b, true_masks in enumerate(masks):
                 full = F.interpolate(logits[b:b + 1], size=true_masks.shape[-2:], mode="bilinear",
                                      align_corners=False).argmax(1)[0]
                 on_image.add(one_hot_labels(full), torch.from_numpy(true_masks).to(dev))
     return MaskQuality(len(ds), grid, tuple(on_grid.iou().tolist()),
-                       tuple(on_image.iou().tolist()))
+                       tuple(on_image.iou().tolist()),
+                       tuple(soft.iou(annotated_only=True).tolist()))

@@ -30,7 +30,8 @@ Layout (SCHEMA_VERSION 2):
               records; absent in older files = false); origin: where the learner came from (kind
               "builtin" | "module" | "entry-point" | "predictions", module, distribution,
               version, source_sha256, ...; see baselines.plugins.learner_origin)
-    mask_quality (optional): {n_images, grid, grid_miou, image_miou, grid_iou, image_iou}
+    mask_quality (optional): {n_images, grid, grid_miou, image_miou, soft_miou, grid_iou,
+              image_iou, soft_iou}
               the part head's IoU against the annotations (runs with predicted masks)
     seed_spread (optional): {seeds, n_seeds, this_seed, confidence, learners: {learner:
               {accuracy, seed_std, episode_ci, per_seed}}}   one backbone per training seed
@@ -191,8 +192,10 @@ RESULT_SCHEMA = _Object({
     # part head vs annotations on the evaluated images (runs with predicted masks)
     "mask_quality": _Object({"n_images": INT, "grid": _List(INT),
                              "grid_miou": _Optional(NUMBER), "image_miou": _Optional(NUMBER),
+                             "soft_miou": _Optional(NUMBER),
                              "grid_iou": _Mapping(_Optional(NUMBER)),
-                             "image_iou": _Mapping(_Optional(NUMBER))}),
+                             "image_iou": _Mapping(_Optional(NUMBER)),
+                             "soft_iou": _Mapping(_Optional(NUMBER))}),
     # one backbone per training seed on the same episodes (`backbone.seeds`)
     "seed_spread": _Object({"seeds": _List(INT), "n_seeds": INT, "this_seed": INT,
                             "confidence": NUMBER, "learners": _Mapping(_Object({

@@ -59,6 +59,15 @@ def test_iou_counter_is_intersection_over_union_summed_over_images():
         counter.add(torch.zeros(3, 4, dtype=torch.bool), torch.zeros(3, 4, dtype=torch.bool))
 
 
+def test_soft_iou_is_the_sum_of_minima_over_the_sum_of_maxima():
+    counter = IoUCounter(n_slots=1)
+    counter.add(torch.tensor([[0.5, 0.2, 0.0]]), torch.tensor([[1.0, 0.0, 0.3]]))
+    assert counter.iou()[0] == pytest.approx((0.5 + 0 + 0) / (1.0 + 0.2 + 0.3))
+    never = IoUCounter(n_slots=1)
+    never.add(torch.tensor([[0.1, 0.2]]), torch.tensor([[0.0, 0.0]]))
+    assert never.iou()[0] == 0.0 and np.isnan(never.iou(annotated_only=True)[0])
+
+
 def test_coverage_labels_take_background_as_what_the_slots_leave():
     coverage = torch.zeros(1, N_SLOTS, 1, 3)
     coverage[0, 0, 0, 0] = 0.7  # Head wins over 0.3 background
@@ -90,6 +99,15 @@ def test_grid_iou_matches_a_per_image_reference(setup):
     np.testing.assert_allclose(quality.grid_iou, expected, equal_nan=True)
     assert quality.grid_iou[0] == pytest.approx(1.0)  # the head's quadrant is exactly slot 0's mask
     assert quality.grid_miou == pytest.approx(np.nanmean(expected))
+    # soft: the head's softmax coverage against each cell's covered fraction
+    prob = _quadrant_head().logits.softmax(0)[:N_SLOTS].numpy()  # (S, 2, 2), every image
+    covs = np.stack([m.reshape(N_SLOTS, 2, H // 2, 2, W // 2).mean((2, 4)) for m in data.masks])
+    inter = np.minimum(prob[None], covs).sum((0, 2, 3))
+    union = np.maximum(prob[None], covs).sum((0, 2, 3))
+    annotated = covs.sum((0, 2, 3)) > 0
+    np.testing.assert_allclose(quality.soft_iou, np.where(annotated, inter / union, np.nan),
+                               rtol=1e-5)
+    assert annotated.sum() == 3 and np.isnan(quality.soft_iou[5])  # Head, Body, Foot only
 
 
 def test_image_iou_compares_every_pixel_with_the_decoded_masks(setup):
@@ -112,6 +130,9 @@ def test_result_form_is_json_safe_and_names_every_slot(setup):
                                    device="cpu")
     form = quality.to_dict()
     assert form["grid_iou"]["Head"] == 1.0 and form["image_iou"]["Wing"] is None
+    assert 0 < form["soft_iou"]["Head"] < 1 and form["soft_miou"] == pytest.approx(
+        quality.soft_miou, abs=1e-6)
     assert set(form["grid_iou"]) == set(form["image_iou"]) and len(form["grid_iou"]) == N_SLOTS
     rows = quality.rows()
     assert rows[-1]["slot"] == "mIoU" and rows[-1]["iou_grid"] == pytest.approx(100 * quality.grid_miou)
+    assert rows[-1]["iou_soft"] == pytest.approx(100 * quality.soft_miou)
