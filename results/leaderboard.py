@@ -31,6 +31,8 @@ from results.stats import paired_difference
 from results.tables import format_acc
 
 LEAKED_MARK = "†"
+# A run folder's identity file (benchmark.run_folder), not a result: a folder scan skips it
+RUN_IDENTITY_FILE, RUN_CONFIG_FILE = "run.json", "config.yaml"
 RECORDS_FILE = "records.jsonl"  # the runner writes it beside result.json
 
 RANK_RULE = (
@@ -120,10 +122,10 @@ def setting_label(setting: dict[str, Any]) -> str:
 
 def seed_count_label(result: Mapping[str, Any]) -> str:
     """How many training runs of the backbone the row's run belongs to: "3 seeds" for a run of a
-    multi-seed study (its seed_spread section), "1 (single seed)" otherwise: one training run,
+    multi-seed study (its seed_spread section), "single seed" otherwise: one training run,
     whose spread the episode CI does not show."""
     n = int(result.get("seed_spread", {}).get("n_seeds", 1))
-    return f"{n} seeds" if n > 1 else "1 (single seed)"
+    return f"{n} seeds" if n > 1 else "single seed"
 
 
 def is_transductive(result: Mapping[str, Any], learner: str) -> bool:
@@ -131,15 +133,21 @@ def is_transductive(result: Mapping[str, Any], learner: str) -> bool:
     return bool(result["metrics"][learner].get("transductive", False))
 
 
+def _run_identity(path: Path) -> bool:
+    return path.name == RUN_IDENTITY_FILE and (path.parent / RUN_CONFIG_FILE).is_file()
+
+
 def result_files(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
                  ) -> list[Path]:
-    """Files given, or every *.json under a folder (recursively), sorted."""
+    """Files given, or every *.json under a folder (recursively), sorted, less the run identity
+    (run.json) that partbench writes beside a run folder's config.yaml."""
     if isinstance(dir_or_files, (str, os.PathLike)):
         dir_or_files = [dir_or_files]
     files: list[Path] = []
     for item in dir_or_files:
         path = Path(item)
-        files += sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        files += sorted(p for p in path.rglob("*.json") if not _run_identity(p)) \
+            if path.is_dir() else [path]
     return files
 
 
@@ -322,7 +330,7 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     allow_unverified: list valid files without records in unranked tables of their own.
     Columns: rank, tie, learner, accuracy, ci, "acc ± ci", leaked ("†" if the weights saw the test
     classes), masks, seeds (training runs of the backbone behind the row's result file: the
-    seed_spread section's count, "1 (single seed)" without one), dataset, episodes, backbone, weights, run, episodes_hash, confidence, file
+    seed_spread section's count, "single seed" without one), dataset, episodes, backbone, weights, run, episodes_hash, confidence, file
     (rank and tie only in verified tables). Raises LeaderboardError when a group's rows were
     evaluated on different episode hashes, unless allow_mixed_episodes.
     """

@@ -501,12 +501,13 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
     if own.empty:
         return [f"records: no episode of run_id {result['run_id']!r} in the records given"]
     problems = []
-    for key in ("split", "n_way", "k_shot", "n_query", "mask_mode"):
+    # mask_mode is checked per learner, with the metrics below: the annotation-free controls and
+    # part_protonet_predicted pool over their own masks, not the run's (setting.mask_mode)
+    for key in ("split", "n_way", "k_shot", "n_query"):
         if setting.get(key) is None:
-            continue  # not fixed for the run (variable episodes, no part masks)
+            continue  # not fixed for the run (variable episodes)
         found = set(own[key].dropna().unique())
-        # mask_mode is null in the records of learners that use no parts
-        if found - {setting[key]} or (key != "mask_mode" and own[key].isna().any()):
+        if found - {setting[key]} or own[key].isna().any():
             problems.append(f"setting.{key}: {setting[key]!r} but the records hold "
                             f"{sorted(map(str, found))}")
     ci = result["ci"]

@@ -280,4 +280,12 @@ def test_rows_say_how_many_training_seeds_stand_behind_them(tmp_path):
            edit=lambda result: result.update(seed_spread=spread))
     table = merge(tmp_path)[_label()].set_index("run")
     assert table.loc["seed-1", "seeds"] == "3 seeds"
-    assert table.loc["one-seed", "seeds"] == "1 (single seed)"
+    assert table.loc["one-seed", "seeds"] == "single seed"
+
+
+def test_a_run_folders_run_json_is_not_taken_for_a_result_file(tmp_path):
+    path, _ = _write(tmp_path, "run", [("protonet", 0.5)], run_id="r1")
+    (path.parent / "run.json").write_text('{"config": {}, "content": {}, "wall_time_s": 1.0}')
+    (path.parent / "config.yaml").write_text("name: run\n")
+    board = merge(tmp_path)
+    assert not board.invalid and list(board[_label()]["run"]) == ["run"]

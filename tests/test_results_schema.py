@@ -166,7 +166,8 @@ def test_runner_shaped_records_validate_and_a_wrong_setting_is_named(tmp_path):
         "mask_mode": "predicted"}})
     problems = validate_result(wrong, records=frame)
     assert "setting.k_shot: 1 but the records hold []" in problems
-    assert "setting.mask_mode: 'predicted' but the records hold ['oracle']" in problems
+    # mask modes are checked per learner (metrics.<learner>.mask_mode against its records):
+    # a run's learners may pool over other masks than setting.mask_mode (the controls)
 
 
 def _runner_args(frame):
@@ -291,3 +292,20 @@ def test_real_learners_that_tie_on_every_number_are_not_copies(tmp_path):
     copied = _resealed(result, lambda r: r["metrics"]["simpleshot"].__setitem__(
         "fingerprint", r["metrics"]["protonet"]["fingerprint"]))
     assert any("identical to metrics.protonet" in p for p in validate_result(copied))
+
+
+def test_learners_pooling_over_their_own_masks_verify_against_their_records(tmp_path):
+    # the controls (grid3 here) pool over their own regions, not the run's oracle masks
+    rows = (fake_records("part_protonet", 0.7, 12, seed=1, mask_mode="oracle")
+            + fake_records("part_protonet_grid3", 0.5, 12, seed=2, mask_mode="grid3"))
+    with RecordWriter(tmp_path / "records.jsonl") as writer:
+        writer.append_many(rows)
+    frame = read_records(tmp_path / "records.jsonl")
+    result = fake_result(frame)
+    assert result["setting"]["mask_mode"] == "oracle"
+    assert result["metrics"]["part_protonet_grid3"]["mask_mode"] == "grid3"
+    assert validate_result(result, records=frame) == []
+    # a learner whose file says other masks than its records is still caught
+    result["metrics"]["part_protonet_grid3"]["mask_mode"] = "oracle"
+    assert any("part_protonet_grid3.mask_mode" in p
+               for p in validate_result(seal(result), records=frame))
