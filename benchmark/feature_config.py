@@ -15,6 +15,8 @@ CONTROL_MASK_MODES = (*GRID_MASK_MODES, "shuffled")
 # and the part head on the queries (FeatureProvider.gatherers), no part features at all, or a
 # control's regions.
 MASK_MODES = ("oracle", "predicted", "support-oracle", "none", *CONTROL_MASK_MODES)
+# Mask modes whose part masks come (at least on the query side) from the part head.
+PREDICTED_MASK_MODES = ("predicted", "support-oracle")
 # What one extraction pools over ("support-oracle" combines two extractions).
 EXTRACTED_MASK_MODES = ("oracle", "predicted", "none", *CONTROL_MASK_MODES)
 # features.part_stage's value for the backbone's last feature map

@@ -18,14 +18,14 @@ when they share a run_id. Like the other hashes it is a seal, not a signature.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from benchmark.config import ConfigError, RunConfig
-from episodes.storage import StrictJSONError, atomic_write_text, loads_strict
+from episodes.storage import (StrictJSONError, atomic_write_text, canonical_json, json_sha256,
+                              loads_strict)
 
 IDENTITY_FILE = "run.json"
 IDENTITY_FORMAT = "partbench-run"
@@ -44,8 +44,7 @@ class RunIdentityError(ConfigError):
     """A resume whose settings differ from the run's; the message names the first difference."""
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_canonical = canonical_json
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -88,7 +87,7 @@ def learner_fingerprint(config: Mapping[str, Any], content: Mapping[str, Any],
                         learner: Mapping[str, Any]) -> str:
     """The fingerprint every record of `learner` ({"name", "options"}) carries (16 hex digits)."""
     body = {"config": config, "content": content, "learner": learner}
-    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()[:16]
+    return json_sha256(body)[:16]
 
 
 def read_identity(run_dir: Path) -> dict[str, Any] | None:

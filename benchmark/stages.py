@@ -10,6 +10,7 @@ from baselines import get_learner, get_learner_class
 from baselines.base import Learner
 from benchmark.config import ConfigError, LearnerConfig, RunConfig
 from benchmark.data.dataset import PartDataset
+from benchmark.feature_config import PREDICTED_MASK_MODES
 from episodes import EpisodeFileError, EpisodeSampler, EpisodeSettingsError, EpisodeSource
 
 
@@ -58,10 +59,6 @@ def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc
     return learners
-
-
-# Mask modes whose part masks come (at least on the query side) from the part head.
-PREDICTED_MASK_MODES = ("predicted", "support-oracle")
 
 
 def reads_predicted_masks(cfg: RunConfig) -> bool:

@@ -42,7 +42,6 @@ moved episodes simply run again on `--resume`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -55,7 +54,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from episodes.storage import StrictJSONError, atomic_write_bytes, canonical_json, loads_strict
+from episodes.storage import (StrictJSONError, atomic_write_bytes, canonical_json, json_sha256,
+                              loads_strict)
 
 try:
     import fcntl  # POSIX: one writer per records file
@@ -268,7 +268,7 @@ def _dumps(record: Mapping[str, Any]) -> str:
 def record_checksum(record: Mapping[str, Any]) -> str:
     """The first 16 hex digits of sha256 of the record's canonical JSON (without a checksum)."""
     body = {k: v for k, v in record.items() if k != CHECKSUM_FIELD}
-    return hashlib.sha256(_dumps(body).encode("utf-8")).hexdigest()[:16]
+    return json_sha256(body)[:16]
 
 
 def record_line(record: Mapping[str, Any]) -> str:

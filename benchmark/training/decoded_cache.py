@@ -19,7 +19,6 @@ header's values is rebuilt (with a warning). Remove the cache with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -31,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from episodes.storage import atomic_write_text
+from episodes.storage import atomic_write_text, file_sha256, json_sha256, loads_strict, sha256_hex
 
 DECODED_FORMAT_VERSION = 1
 FOLDER = "decoded"
@@ -39,16 +38,7 @@ FOLDER = "decoded"
 
 def decoded_key(parts: dict[str, Any]) -> str:
     """Hex sha256 (first 24 digits) of the key parts' JSON plus the format version."""
-    payload = json.dumps({**parts, "format_version": DECODED_FORMAT_VERSION}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return json_sha256({**parts, "format_version": DECODED_FORMAT_VERSION})[:24]
 
 
 class _Views(Dataset):
@@ -109,7 +99,7 @@ class DecodedViews:
             num_workers: DataLoader workers decoding while building.
         """
         idx = np.ascontiguousarray(indices, dtype="<i8")
-        parts = {"dataset": fingerprint, "indices": hashlib.sha256(idx.tobytes()).hexdigest(),
+        parts = {"dataset": fingerprint, "indices": sha256_hex(idx.tobytes()),
                  "n_images": int(idx.size), "view_size": int(view_size), "with_labels": bool(with_labels)}
         views = cls(Path(cache_dir) / FOLDER, decoded_key(parts), idx, with_labels)
         problem = views._verify(parts, view_size)
@@ -125,7 +115,7 @@ class DecodedViews:
         if not self.header_path.is_file():
             return "missing"
         try:
-            header = json.loads(self.header_path.read_text(encoding="utf-8"))
+            header = loads_strict(self.header_path.read_bytes())
         except (OSError, ValueError) as err:
             return f"unreadable header ({err})"
         if header.get("key") != self.key or header.get("parts") != parts:
