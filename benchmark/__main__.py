@@ -33,6 +33,8 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from benchmark.cache import CACHE_KINDS  # standard library only: --help stays fast
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmark",
         description="partbench: few-shot, part-aware benchmarks on PartImageNet.",
@@ -126,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--bootstrap", action="store_true", help="bootstrap CIs (seeded)")
 
     cache = sub.add_parser("cache", help="list the cache's size per kind, or clear one kind")
-    cache.add_argument("--clear", choices=("twin", "checkpoints", "features", "decoded"),
+    cache.add_argument("--clear", choices=tuple(CACHE_KINDS),
                        help="delete every entry of this kind (it is remade when next needed)")
     cache.add_argument("--cache-dir", help="default: $PARTBENCH_CACHE or ~/.cache/partbench")
 
@@ -297,9 +299,9 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     print(f"{len(episodes)} episodes written to {args.out} (episodes hash {digest.episodes_hash})")
     if args.names:
         from benchmark.own_loop import names_path, write_episode_names
+        from results.run_result import DATASET_NAMES
 
-        # the dataset names result files use (as the runner's finish_run)
-        name = "synthetic-twin" if cfg.data.source == "synthetic" else "partimagenet-ood"
+        name = DATASET_NAMES[cfg.data.source]
         path = write_episode_names(names_path(args.out), dataset, episodes,
                                    episodes_hash=digest.episodes_hash, dataset_name=name)
         print(f"image names written to {path}")

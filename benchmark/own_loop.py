@@ -17,12 +17,12 @@ from typing import Any
 from benchmark.config import ConfigError
 from episodes import EpisodeFileError, load_episodes
 from episodes.episode import Episode
-from episodes.taxonomy import class_super_categories
 from episodes.storage import atomic_write_text
+from episodes.taxonomy import class_super_categories
+from results.run_result import DATASET_NAMES
 from results.scoring import ScoreError, predictions_source, read_predictions, score
 
 NAMES_FORMAT = "partbench-episode-names"
-DATASET_NAMES = ("synthetic-twin", "partimagenet-ood")  # result files' dataset.name values
 
 
 def names_path(episode_file: str | Path) -> Path:
@@ -80,7 +80,7 @@ def _recorded_dataset_name(episode_file: str | Path, episodes_hash: str) -> str:
         recorded, name = doc["episodes_hash"], doc["dataset"]["name"]
     except FileNotFoundError:
         raise ConfigError(f"{path} not found: give --dataset-name "
-                          f"({' or '.join(DATASET_NAMES)})") from None
+                          f"({' or '.join(DATASET_NAMES.values())})") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a names file written by `episodes --names` ({exc}); "
                           "give --dataset-name instead") from None

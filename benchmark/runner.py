@@ -31,7 +31,8 @@ from benchmark.mask_quality import measure_mask_quality
 from benchmark.run_folder import RunFolder
 from benchmark.run_report import write_run_report
 from benchmark.stage_timer import StageTimer
-from benchmark.stages import build_learners, episode_source, reads_predicted_masks
+from benchmark.stages import (build_learners, check_part_stage, episode_source,
+                              reads_predicted_masks)
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
@@ -61,6 +62,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
     extraction (sharded); rank 0 alone evaluates the episodes and writes the outputs.
     """
     learners = build_learners(cfg)  # a bad learner spec fails before any folder is made
+    check_part_stage(cfg)  # so does a stride the backbone lacks (not after training it)
     timer = StageTimer()
     ctx = init_distributed(cfg.features.device)
     folder = None

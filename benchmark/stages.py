@@ -8,6 +8,7 @@ from pathlib import Path
 
 from baselines import get_learner, get_learner_class
 from baselines.base import Learner
+from benchmark.backbones import BackboneError, build_backbone
 from benchmark.config import ConfigError, LearnerConfig, RunConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.feature_config import PREDICTED_MASK_MODES
@@ -71,3 +72,15 @@ def reads_predicted_masks(cfg: RunConfig) -> bool:
         except KeyError:  # an unknown name is reported by build_learners
             continue
     return bool(modes & set(PREDICTED_MASK_MODES))
+
+
+def check_part_stage(cfg: RunConfig) -> None:
+    """Refuse a features.part_stage the backbone does not have before anything is trained: a
+    randomly initialised copy of the model (no weights read) says which strides it has."""
+    if cfg.features.part_stage == "last":
+        return
+    bb = cfg.backbone
+    try:
+        build_backbone(bb.name, image_size=bb.image_size).stage_index(cfg.features.part_stage)
+    except BackboneError as exc:
+        raise ConfigError(f"features.{exc}") from None

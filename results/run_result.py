@@ -16,6 +16,9 @@ import pandas as pd
 from results.provenance import git_state, package_versions
 from results.schema import build_result
 
+# A result file's dataset.name for each data.source (the leaderboard never ranks two names together)
+DATASET_NAMES = {"synthetic": "synthetic-twin", "partimagenet": "partimagenet-ood"}
+
 # Packages whose versions a result records besides the required partbench, torch, timm, python.
 RECORDED_PACKAGES = ("numpy", "pandas", "learn2learn")
 
@@ -56,8 +59,7 @@ def result_from_run(*, run_id: str, config: Mapping[str, Any], episodes: Mapping
                "report": config["report"]["seed"]},
         versions=package_versions(RECORDED_PACKAGES),
         git_commit=commit, git_dirty=dirty, hardware=hardware,
-        dataset={"name": ("synthetic-twin" if config["data"]["source"] == "synthetic"
-                          else "partimagenet-ood"),
+        dataset={"name": DATASET_NAMES[config["data"]["source"]],
                  "fingerprint": dataset["fingerprint"], "n_images": dataset["n_images"],
                  "skipped_annotations": dict(dataset["skipped_annotations"])},
         weights={"backbone": weights["name"], "provenance": weights["source"],

@@ -43,3 +43,14 @@ def test_part_settings_the_backbone_or_learners_cannot_use_are_config_errors(
                learners=learners)
     with pytest.raises(ConfigError, match=message):
         runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
+
+
+def test_a_stride_the_backbone_lacks_is_refused_before_training_or_any_folder(tiny_run_config,
+                                                                                tmp_path):
+    raw = dict(tiny_run_config, features=dict(tiny_run_config["features"], part_stage=7),
+               backbone=dict(tiny_run_config["backbone"], weights="train"),
+               learners=["part_protonet"])
+    with pytest.raises(ConfigError, match=r"features.part_stage=7: resnet10t has feature maps"):
+        runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "cache" / "checkpoints").exists()  # nothing was trained

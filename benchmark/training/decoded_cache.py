@@ -193,9 +193,3 @@ class DecodedViews:
         return sum(p.stat().st_size for p in [*self._array_paths().values(), self.header_path]
                    if p.is_file())
 
-
-def folder_bytes(folder: Path) -> int:
-    """Total size of the files under `folder` (0 when it does not exist)."""
-    if not folder.is_dir():
-        return 0
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
