@@ -7,7 +7,7 @@ annotations add beyond pooling over local regions.
   so the regions have realistic part shapes and areas but say nothing about this image.
 
 A control names the mask mode of the features it must be given (`own_masks`): the harness pools
-its features that way whatever `features.masks` says (see benchmark.feature_config.MASK_MODES).
+its features that way whatever `features.masks` says (see benchmark.config.features.MASK_MODES).
 The same mechanism gives part_protonet_predicted (the part head's masks), so one run compares
 oracle and predicted masks on the same episodes.
 """

@@ -23,12 +23,13 @@ from typing import Any
 from baselines.base import Learner
 from baselines.image_learner import ImageLearner
 from episodes.storage import file_sha256
+from episodes.errors import PartbenchError
 
 ENTRY_POINT_GROUP = "partbench.learners"
 LEARNER_BASES = (Learner, ImageLearner)
 
 
-class LearnerSpecError(ValueError):
+class LearnerSpecError(PartbenchError, ValueError):
     """A learner spec that cannot be loaded; the message names the spec and the fix."""
 
 

@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 from baselines.base import Learner
 from baselines.image_learner import ImageLearner
 from baselines.plugins import LEARNER_BASES, entry_points, learner_origin, load_plugin
+from episodes.errors import PartbenchError
 
 _REGISTRY: dict[str, type[Learner] | type[ImageLearner]] = {}
 
 L = TypeVar("L", bound=type)
 
 
-class UnknownLearnerError(KeyError):
+class UnknownLearnerError(PartbenchError, KeyError):
     """No learner is registered under the requested name."""
 
     def __str__(self) -> str:  # KeyError would print the message in quotes

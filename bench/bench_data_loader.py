@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from benchmark.data.partimagenet import load_partimagenet
-from benchmark.data.release import SPLIT_IMAGES
+from benchmark.data.release.facts import SPLIT_IMAGES
 from episodes import taxonomy
 
 IMAGE_W, IMAGE_H = 500, 375

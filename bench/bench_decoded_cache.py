@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.data.partimagenet import load_partimagenet  # noqa: E402
-from benchmark.data.synth import generate_twin  # noqa: E402
+from benchmark.data.twin.generate import generate_twin  # noqa: E402
 from benchmark.training.classification import classification_loss  # noqa: E402
 from benchmark.training.data import SplitImages, train_class_keys  # noqa: E402
 from benchmark.training.decoded_cache import DecodedViews  # noqa: E402

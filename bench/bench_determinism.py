@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 TRIAL = r"""
 import json, sys, torch
-from benchmark.config import config_from_dict
+from benchmark.config.run import config_from_dict
 from benchmark.data.source import resolve_dataset
 from benchmark.training.weights import resolve_backbone
 raw, threads, deterministic = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"

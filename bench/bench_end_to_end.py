@@ -10,7 +10,7 @@ Setting: the demo's backbone (resnet10t at 64 px, random weights, fp32 on the CP
 
 - partbench: `extract_features` over the union of the episodes' images (no cache, masks="none"),
   then the batched ProtoNet (`baselines.get_learner("protonet")`) through
-  `benchmark.evaluate.predict_batch`, `--chunk` episodes per call.
+  `benchmark.evaluation.feature_learners.predict_batch`, `--chunk` episodes per call.
 - easyfsl: `easyfsl.utils.evaluate` with `PrototypicalNetworks(backbone)`: per episode, the
   episode's images are decoded, preprocessed and run through the backbone, then ProtoNet. It sees
   the very same episodes and the very same pixels (one preprocessing function for all three), so
@@ -42,11 +42,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baselines import get_learner  # noqa: E402
-from benchmark.backbones import build_backbone  # noqa: E402
+from benchmark.models.backbones import build_backbone  # noqa: E402
 from benchmark.data.partimagenet import load_partimagenet  # noqa: E402
-from benchmark.data.synth import generate_twin  # noqa: E402
-from benchmark.evaluate import predict_batch  # noqa: E402
-from benchmark.features import PartImageDataset, SplitTransform, extract_features  # noqa: E402
+from benchmark.data.twin.generate import generate_twin  # noqa: E402
+from benchmark.evaluation.feature_learners import predict_batch  # noqa: E402
+from benchmark.features.images import PartImageDataset, SplitTransform  # noqa: E402
+from benchmark.features.extraction import extract_features
 from episodes import EpisodeSampler  # noqa: E402
 
 GOAL = 50.0

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_episodes.py [--episodes 200000] [--peer-episodes 3000]
 
 Setting: 5-way 1-shot 15-query on the test split of the full-size twin (30 classes, 4598 images,
-153-154 per class; labels from benchmark.data.synth.plan_counts(full=True), no images needed).
+153-154 per class; labels from benchmark.data.twin.generate.plan_counts(full=True), no images needed).
 The process is pinned to one CPU and every thread pool is set to 1 thread before numpy or torch
 load. The contenders run interleaved, --repeats rounds; each figure is the best round, both by
 wall clock and by the process's CPU time (on a shared, loaded machine the CPU-time figure is the
@@ -52,7 +52,7 @@ def pin_to_one_core() -> str:
 
 def full_twin_test_labels() -> tuple[list[str], list[str]]:
     """(labels of all 24095 images in split/class order, labels of the 4598 test images)."""
-    from benchmark.data.synth import plan_counts
+    from benchmark.data.twin.generate import plan_counts
 
     plan = plan_counts(full=True)
     labels = [synset for split in ("train", "val", "test") for synset, n in plan[split].items() for _ in range(n)]

@@ -34,10 +34,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.backbones import build_backbone  # noqa: E402
+from benchmark.models.backbones import build_backbone  # noqa: E402
 from benchmark.data.decode import decode_rgb  # noqa: E402
-from benchmark.device import autocast, resolve_device, resolve_precision  # noqa: E402
-from benchmark.features import N_SLOTS, PartImageDataset, SplitTransform, extract_features  # noqa: E402
+from benchmark.models.device import autocast, resolve_device, resolve_precision  # noqa: E402
+from benchmark.features.feature_set import N_SLOTS  # noqa: E402
+from benchmark.features.images import PartImageDataset, SplitTransform
+from benchmark.features.extraction import extract_features
 
 
 class JpegPartDataset:

@@ -13,7 +13,7 @@ def __getattr__(name: str):
     # Lazy: the runner imports torch and timm, which `import benchmark` (and the CLI's --help,
     # list, validate) must not pay for.
     if name in __all__:
-        from benchmark import runner
+        from benchmark.run import orchestrator
 
-        return getattr(runner, name)
+        return getattr(orchestrator, name)
     raise AttributeError(f"module 'benchmark' has no attribute {name!r}")

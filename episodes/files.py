@@ -24,12 +24,13 @@ from episodes.episode import Episode
 from episodes.hashing import episode_from_record, episode_record, episodes_hash
 from episodes.storage import (StrictJSONError, atomic_write_text, canonical_json, json_sha256,
                               loads_strict)
+from episodes.errors import PartbenchError
 
 FILE_FORMAT = "partbench-episodes"
 FILE_VERSION = 1
 
 
-class EpisodeFileError(ValueError):
+class EpisodeFileError(PartbenchError, ValueError):
     """An episode file that is malformed, edited, or made for other data or settings."""
 
 

@@ -43,6 +43,7 @@ from episodes.selection import choose_distinct
 from episodes.stacking import to_episodes
 from episodes.variable import MetaDatasetProtocol, variable_episode_arrays
 from episodes.workspace import Workspace
+from episodes.errors import PartbenchError
 
 FORMAT_VERSION = 1
 FIXED_MODES = ("mixed", "within", "across")
@@ -53,7 +54,7 @@ _MAX_INDEX = 2**63 - 1
 _ITEM_BLOCK = 16  # episodes drawn together for sampler[i]; changes speed only, never episodes
 
 
-class EpisodeSettingsError(ValueError):
+class EpisodeSettingsError(PartbenchError, ValueError):
     """A sampler setting that cannot work with the given labels and class lists."""
 
 

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+from episodes.errors import PartbenchError
 
 
 def canonical_json(value: Any) -> str:
@@ -93,7 +94,7 @@ _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
-class StrictJSONError(ValueError):
+class StrictJSONError(PartbenchError, ValueError):
     """JSON that partbench refuses to read back: malformed, a key twice, or nested too deep."""
 
 

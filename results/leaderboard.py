@@ -29,6 +29,7 @@ from results.records import RecordError, read_records
 from results.schema import read_result, validate_result
 from results.stats import paired_difference
 from results.tables import format_acc
+from episodes.errors import PartbenchError
 
 LEAKED_MARK = "†"
 # A run folder's identity file (benchmark.run_folder), not a result: a folder scan skips it
@@ -43,7 +44,7 @@ RANK_RULE = (
     "1 + the rows above it.")
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(PartbenchError, ValueError):
     """Results that cannot be ranked together; the message names the files and what differs."""
 
 

@@ -56,6 +56,7 @@ import pandas as pd
 
 from episodes.storage import (StrictJSONError, atomic_write_bytes, canonical_json, json_sha256,
                               loads_strict)
+from episodes.errors import PartbenchError
 
 try:
     import fcntl  # POSIX: one writer per records file
@@ -92,7 +93,7 @@ EXPECTABLE_FIELDS: tuple[str, ...] = ("run_id", "split", "n_way", "k_shot", "n_q
                                       "fingerprint")
 
 
-class RecordError(ValueError):
+class RecordError(PartbenchError, ValueError):
     """A record or records file that cannot be used; the message names the file, line and field."""
 
 

@@ -41,9 +41,10 @@ from episodes.storage import file_sha256, json_sha256
 from results.provenance import package_versions
 from results.records import RecordWriter, read_records, records_from_predictions
 from results.schema import build_result, write_result
+from episodes.errors import PartbenchError
 
 
-class ScoreError(ValueError):
+class ScoreError(PartbenchError, ValueError):
     """A predictions file or call that cannot be scored; the message names the episode or line."""
 
 

@@ -16,7 +16,7 @@ TINY_TWIN = {"images_per_class": 6, "image_size": 48, "seed": 0}
 @pytest.fixture(scope="session")
 def tiny_twin_root(tmp_path_factory) -> Path:
     """A 158-class twin with 6 images per class at 48 px (about 1,000 images)."""
-    from benchmark.data.synth import generate_twin
+    from benchmark.data.twin.generate import generate_twin
 
     return generate_twin(tmp_path_factory.mktemp("twin") / "twin", **TINY_TWIN)
 

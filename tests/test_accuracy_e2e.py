@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark import evaluate, runner
-from benchmark.config import config_from_dict
+from benchmark.evaluation import feature_learners as evaluate
+from benchmark.run import orchestrator as runner
+from benchmark.config.run import config_from_dict
 from results.records import read_records
 from results.tables import accuracy_table
 

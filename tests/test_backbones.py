@@ -9,7 +9,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from benchmark.backbones import BackboneError, build_backbone, state_dict_sha256
+from benchmark.models.backbones import BackboneError, build_backbone, state_dict_sha256
 
 TINY = "test_resnet"  # 0.37 M parameters, one of timm's test models
 

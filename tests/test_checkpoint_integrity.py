@@ -6,8 +6,8 @@ import pytest
 import timm
 import torch
 
-from benchmark.backbones import BackboneError, build_backbone
-from benchmark.tensor_hash import tensors_sha256
+from benchmark.models.backbones import BackboneError, build_backbone
+from benchmark.models.tensor_hash import tensors_sha256
 from benchmark.training.checkpoint import (CheckpointError, load_checkpoint, save_checkpoint,
                                            usable_cached_checkpoint)
 

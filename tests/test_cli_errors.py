@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark import __main__ as cli
+from benchmark.cli import main as cli
 from benchmark.__main__ import main
 from results.records import RecordWriter, record_line
 from results_factories import fake_records

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import ConfigError, config_from_dict, load_config, shipped_configs
+from benchmark.config.errors import ConfigError
+from benchmark.config.run import config_from_dict, load_config, shipped_configs
 
 
 def test_every_shipped_config_loads_by_bare_name(monkeypatch, tmp_path):
@@ -78,8 +79,8 @@ def test_part_stage_and_control_masks_parse():
 
 
 def test_mask_choices_are_the_extracted_modes_plus_support_oracle():
-    from benchmark.config import CHOICES
-    from benchmark.feature_config import EXTRACTED_MASK_MODES
+    from benchmark.config.run import CHOICES
+    from benchmark.config.features import EXTRACTED_MASK_MODES
 
     assert set(CHOICES["features.masks"]) == {*EXTRACTED_MASK_MODES, "support-oracle"}
 
@@ -156,7 +157,7 @@ def test_a_merge_key_override_is_not_a_duplicate(tmp_path):
 
 
 def test_n_episodes_beyond_memory_is_refused_before_anything_runs():
-    from benchmark.config import check_fits_in_memory
+    from benchmark.config.run import check_fits_in_memory
 
     cfg = config_from_dict({"episodes": {"n_episodes": 1000}, "learners": ["protonet"]})
     check_fits_in_memory(cfg, memory=2**30)

@@ -14,7 +14,7 @@ import pytest
 from data_fixtures import (TEST_A, TRAIN_A, TRAIN_B, VAL_A, fixture_annotations, rect,
                            write_dataset, write_json)
 
-from benchmark.config import config_from_dict
+from benchmark.config.run import config_from_dict
 from benchmark.data import image_sizes, masks
 from benchmark.data.errors import DatasetDefectWarning, DatasetError
 from benchmark.data.layout import KNOWN_LAYOUTS

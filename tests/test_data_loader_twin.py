@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 
 from benchmark.data.errors import DatasetDefectWarning
 from benchmark.data.partimagenet import load_partimagenet
-from benchmark.data.synth import generate_twin
+from benchmark.data.twin.generate import generate_twin
 from episodes import taxonomy
 
 # pycocotools' decode trips a harmless numpy-2 DeprecationWarning (in the twin's writer and in

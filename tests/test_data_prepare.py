@@ -14,11 +14,11 @@ import pytest
 from data_fixtures import TEST_A, TRAIN_A, TRAIN_B, VAL_A, write_dataset
 
 from benchmark.__main__ import main
-from benchmark.data import release
-from benchmark.data.download import download_release
+from benchmark.data.release import facts as release
+from benchmark.data.release.download import download_release
 from benchmark.data.errors import DatasetDefectWarning, DatasetError
 from benchmark.data.partimagenet import load_partimagenet
-from benchmark.data.prepare import MANIFEST, prepare_release
+from benchmark.data.release.prepare import MANIFEST, prepare_release
 
 SPLITS = ("train", "val", "test")
 

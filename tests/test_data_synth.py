@@ -14,9 +14,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from benchmark.data import synth
-from benchmark.data.synth import MARKER, generate_twin, plan_counts, read_twin_marker
-from benchmark.data.synth_render import render_image
+from benchmark.data.twin import generate as synth
+from benchmark.data.twin.generate import MARKER, generate_twin, plan_counts, read_twin_marker
+from benchmark.data.twin.render import render_image
 
 DATA = Path(__file__).resolve().parents[1] / "episodes" / "data"
 SIZE = 48  # tiny images keep the whole twin (158 images) well under a second or two

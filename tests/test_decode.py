@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.backbones import build_backbone
+from benchmark.models.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.decode import RESAMPLE, decode_rgb, to_rgb
 from benchmark.data.errors import DatasetError
-from benchmark.features import PartImageDataset, SplitTransform
+from benchmark.features.images import PartImageDataset, SplitTransform
 
 W, H = 375, 300  # not multiples of 8: the draft image's size is rounded up
 

@@ -15,12 +15,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from benchmark.backbones import build_backbone
+from benchmark.models.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.errors import DatasetError
 from benchmark.data.jpeg_header import decodes_on_gpu, read_jpeg_info
-from benchmark.device_decode import collate_routed
-from benchmark.features import N_SLOTS, PartImageDataset, SplitTransform, extract_features
+from benchmark.features.device_decode import collate_routed
+from benchmark.features.feature_set import N_SLOTS
+from benchmark.features.images import PartImageDataset, SplitTransform
+from benchmark.features.extraction import extract_features
 
 W, H = 150, 120
 

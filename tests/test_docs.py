@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from benchmark.config import CHOICES, LearnerConfig, RunConfig
+from benchmark.config.run import CHOICES, LearnerConfig, RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_PAGE = REPO / "docs" / "configuration.md"
@@ -102,7 +102,7 @@ def test_config_table_lists_exactly_the_checked_choices():
         expected = [yaml_text(c) for c in CHOICES.get(key, ())]
         assert sorted(documented) == sorted(expected), (
             f"docs/configuration.md: {key} choices {documented}, "
-            f"benchmark.config.CHOICES: {expected}")
+            f"benchmark.config.run.CHOICES: {expected}")
 
 
 def test_config_table_reader_sees_a_wrong_row(tmp_path, monkeypatch):

@@ -13,13 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.backbones import build_backbone
+from benchmark.models.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
-from benchmark.device import resolve_device, resolve_precision
-from benchmark.backbones import BackboneError
-from benchmark.features import (N_SLOTS, PRESENCE_MIN_AREA, FeatureSet, SplitTransform,
-                                extract_features, grid_coverage, shuffled_partners, slot_coverage,
-                                slot_names)
+from benchmark.models.device import resolve_device, resolve_precision
+from benchmark.models.backbones import BackboneError
+from benchmark.features.feature_set import N_SLOTS, PRESENCE_MIN_AREA, FeatureSet, slot_names
+from benchmark.features.images import SplitTransform
+from benchmark.features.extraction import extract_features
+from benchmark.features.pooling import grid_coverage, shuffled_partners, slot_coverage
 
 TINY = "test_resnet"  # stride 32: a 64 px input gives a 2x2 feature map
 SIZE = 64
@@ -195,7 +196,7 @@ def test_predicted_masks_come_from_the_head_not_the_annotations(data, backbone):
 
 
 def test_predicted_masks_default_to_the_head_saved_with_a_train_checkpoint(data, tmp_path):
-    from benchmark.part_head import PartSegHead
+    from benchmark.models.part_head import PartSegHead
 
     trunk = build_backbone(TINY, image_size=SIZE, seed=4)
     head = PartSegHead(trunk.num_features)
@@ -363,7 +364,7 @@ def _flip_a_bit_of_the_embeddings(path):
 
 
 def _nan_with_a_matching_hash(path):
-    from benchmark.tensor_hash import tensors_sha256
+    from benchmark.models.tensor_hash import tensors_sha256
 
     payload = torch.load(path, weights_only=True)
     payload["embeddings"][3, 5] = float("nan")
@@ -451,7 +452,8 @@ def test_two_gloo_processes_give_the_same_features_as_one(data, tmp_path):
 
 
 def test_predicted_coverage_is_the_heads_softmax_over_slots():
-    from benchmark.features import N_SLOTS, predicted_coverage
+    from benchmark.features.feature_set import N_SLOTS
+    from benchmark.features.pooling import predicted_coverage
 
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2, N_SLOTS + 1, 3, 3, generator=gen)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.backbones import build_backbone
-from benchmark.features import N_SLOTS, PRESENCE_MIN_AREA, extract_features
+from benchmark.models.backbones import build_backbone
+from benchmark.features.feature_set import N_SLOTS, PRESENCE_MIN_AREA
+from benchmark.features.extraction import extract_features
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -21,7 +22,7 @@ SIZE = 64  # twin images are 64x64; test_resnet (stride 32) gives a 2x2 grid of 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory):
     from benchmark.data.partimagenet import load_partimagenet
-    from benchmark.data.synth import generate_twin
+    from benchmark.data.twin.generate import generate_twin
 
     root = generate_twin(tmp_path_factory.mktemp("twin") / "twin", images_per_class=1, image_size=SIZE)
     return root, load_partimagenet(root)

@@ -120,9 +120,13 @@ def test_bad_options_are_rejected(options, message):
 
 
 def test_finetune_on_twin_episodes_does_not_depend_on_order(tiny_twin_root):
-    from benchmark.backbones import build_backbone
+    from benchmark.models.backbones import build_backbone
     from benchmark.data.partimagenet import load_partimagenet
-    from benchmark.image_episodes import EmbeddingNet, EpisodeImages, predict_image_episode
+    from benchmark.evaluation.image_learners import (
+        EmbeddingNet,
+        EpisodeImages,
+        predict_image_episode,
+    )
     from episodes import EpisodeSampler
 
     dataset = load_partimagenet(tiny_twin_root)
@@ -144,10 +148,10 @@ def test_finetune_on_twin_episodes_does_not_depend_on_order(tiny_twin_root):
 
 
 def test_finetune_runs_and_resumes_through_the_runner(tiny_run_config, tmp_path, monkeypatch):
-    from benchmark import runner
-    from benchmark.run_folder import load_run_config
-    from benchmark.config import config_from_dict
-    from benchmark.image_episodes import ImageEvaluator
+    from benchmark.run import orchestrator as runner
+    from benchmark.run.folder import load_run_config
+    from benchmark.config.run import config_from_dict
+    from benchmark.evaluation.image_learners import ImageEvaluator
     from results.cli import validate_main
     from results.records import read_records
     from results.schema import read_result

@@ -28,16 +28,11 @@ LAZY_ONLY = {
     "baselines": {"learn2learn"},
     "benchmark": {"learn2learn"},
 }
-# The file primitives (canonical JSON, sha256, atomic write) that results shares with the others.
-SHARED = "episodes.storage"
-# Inside benchmark: modules the lower stages must not reach up to.
-BENCHMARK_LOWER = ("benchmark/backbones.py", "benchmark/part_head.py", "benchmark/device.py",
-                   "benchmark/config.py", "benchmark/cache.py", "benchmark/features.py",
-                   "benchmark/feature_cache.py", "benchmark/data", "benchmark/training")
-BENCHMARK_UPPER = ("benchmark.runner", "benchmark.__main__", "benchmark.stages")
-# ... and the model and feature code never reaches into training (training builds on them).
-BELOW_TRAINING = ("benchmark/backbones.py", "benchmark/part_head.py", "benchmark/device.py",
-                  "benchmark/features.py", "benchmark/feature_cache.py", "benchmark/cache.py")
+# What results shares with the others: the file primitives (canonical JSON, sha256, atomic write)
+# and the base class of user errors.
+SHARED = ("episodes.storage", "episodes.errors")
+# The rooms of benchmark/, lowest first: a room imports only the rooms before it (and itself).
+BENCHMARK_ROOMS = ("config", "data", "models", "features", "evaluation", "training", "run", "cli")
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
@@ -86,17 +81,30 @@ def test_packages_import_one_way(package):
     assert problems == []
 
 
-def test_lower_benchmark_stages_never_import_the_orchestration():
+def _room(module_or_path: str) -> str | None:
+    """The room of a benchmark module ("benchmark.features.cache") or file path; None outside."""
+    parts = module_or_path.replace("/", ".").removesuffix(".py").split(".")
+    if parts[0] != "benchmark" or len(parts) < 2 or parts[1] not in BENCHMARK_ROOMS:
+        return None
+    return parts[1]
+
+
+def test_benchmark_holds_rooms_and_no_loose_module():
+    loose = sorted(p.name for p in (REPO / "benchmark").glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py"]
+    rooms = sorted(p.name for p in (REPO / "benchmark").iterdir()
+                   if p.is_dir() and (p / "__init__.py").is_file())
+    assert rooms == sorted(BENCHMARK_ROOMS)
+
+
+def test_rooms_import_only_the_rooms_below_them():
     problems = []
-    for lower in BENCHMARK_LOWER:
-        paths = [REPO / lower] if lower.endswith(".py") else _sources(lower)
-        for path in paths:
-            problems += [f"{path.relative_to(REPO)} imports {module}"
-                         for module, _ in _imports(path)
-                         if module.startswith(BENCHMARK_UPPER)]
-    for lower in BELOW_TRAINING:
-        problems += [f"{lower} imports {module}" for module, _ in _imports(REPO / lower)
-                     if module.startswith("benchmark.training")]
+    for room in BENCHMARK_ROOMS:
+        allowed = BENCHMARK_ROOMS[: BENCHMARK_ROOMS.index(room) + 1]
+        for path in _sources(f"benchmark/{room}"):
+            for module, _ in _imports(path):
+                if module.split(".")[0] == "benchmark" and _room(module) not in allowed:
+                    problems.append(f"{path.relative_to(REPO)} imports {module}")
     assert problems == []
 
 
@@ -108,10 +116,10 @@ LAZY_ALLOWED = {
     ("benchmark/__init__.py", "benchmark"),  # `import benchmark` must not import torch
     ("benchmark/training/__init__.py", "importlib"),  # training.config must not import torch
     ("results/cli.py", "results"),  # the HTML page's plots load matplotlib; validate never does
-    ("benchmark/data/download.py", "huggingface_hub"),  # only `download` reaches the hub
-    ("benchmark/config.py", "torch"),  # a config naming CUDA is checked; others load torch-free
+    ("benchmark/data/release/download.py", "huggingface_hub"),  # only `download` reaches the hub
+    ("benchmark/config/run.py", "torch"),  # a config naming CUDA is checked; others load torch-free
 }
-LAZY_FILES = ("benchmark/__main__.py",)  # the CLI imports per command, so --help starts fast
+LAZY_FILES = ("benchmark/cli/",)  # the CLI imports per command, so --help starts fast
 
 
 def test_imports_sit_at_the_top_unless_said_why():
@@ -119,7 +127,7 @@ def test_imports_sit_at_the_top_unless_said_why():
     for package in PACKAGES:
         for path in _sources(package):
             name = str(path.relative_to(REPO))
-            if name in LAZY_FILES:
+            if name.startswith(LAZY_FILES):
                 continue
             problems += [f"{name} imports {module} inside a function"
                          for module, module_level in _imports(path)

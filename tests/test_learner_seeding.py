@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from baselines import EpisodeFeatures, get_learner
-from benchmark.evaluate import predict_batch, predict_episode
+from benchmark.evaluation.feature_learners import predict_batch, predict_episode
 from episodes import EpisodeSampler
 from episodes.taxonomy import class_super_categories, classes
 from results.records import records_from_predictions
@@ -62,8 +62,8 @@ def test_random_is_no_longer_periodic_in_the_batch(sampler_and_gather):
 
 def test_random_records_through_the_runner_are_identical_with_batch_size_1_7_64(tiny_run_config,
                                                                                 tmp_path):
-    from benchmark import runner
-    from benchmark.config import config_from_dict
+    from benchmark.run import orchestrator as runner
+    from benchmark.config.run import config_from_dict
     from results.records import read_records
 
     def run(batch_size):

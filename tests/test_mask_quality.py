@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.backbones import build_backbone
-from benchmark.features import N_SLOTS
-from benchmark.mask_quality import IoUCounter, coverage_labels, measure_mask_quality
+from benchmark.models.backbones import build_backbone
+from benchmark.features.feature_set import N_SLOTS
+from benchmark.features.mask_quality import IoUCounter, coverage_labels, measure_mask_quality
 from test_features import H, SIZE, TINY, W, tiny_dataset
 
 

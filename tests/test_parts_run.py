@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from benchmark import runner
-from benchmark.config import ConfigError, config_from_dict
+from benchmark.run import orchestrator as runner
+from benchmark.config.errors import ConfigError
+from benchmark.config.run import config_from_dict
 from results.records import read_records
 
 pytestmark = pytest.mark.slow  # a random resnet10t on the tiny twin: a few seconds

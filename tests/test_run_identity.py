@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.config import config_from_dict
-from benchmark.run_identity import (RunIdentityError, check_config, check_content,
-                                    determining_config, learner_fingerprint, read_identity,
-                                    write_identity)
+from benchmark.config.run import config_from_dict
+from benchmark.run.identity import (
+    RunIdentityError,
+    check_config,
+    check_content,
+    determining_config,
+    learner_fingerprint,
+    read_identity,
+    write_identity,
+)
 
 
 def _cfg(**episodes):

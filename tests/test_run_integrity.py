@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark import evaluate, runner
-from benchmark.run_folder import load_run_config
+from benchmark.evaluation import feature_learners as evaluate
+from benchmark.run import orchestrator as runner
+from benchmark.run.folder import load_run_config
 from benchmark.__main__ import main
-from benchmark.config import ConfigError, config_from_dict
+from benchmark.config.errors import ConfigError
+from benchmark.config.run import config_from_dict
 from conftest import TINY_TWIN
 from results.records import RecordWriter, record_line
 

@@ -8,11 +8,12 @@ import json
 import pandas as pd
 import pytest
 
-from benchmark import runner
+from benchmark.run import orchestrator as runner
 from benchmark.__main__ import main
-from benchmark.config import ConfigError, config_from_dict
+from benchmark.config.errors import ConfigError
+from benchmark.config.run import config_from_dict
 from benchmark.data.source import resolve_dataset
-from benchmark.seeds import run_seeds
+from benchmark.run.multi_seed import run_seeds
 from results.records import read_records
 from results.schema import validate_result_file
 

@@ -16,9 +16,11 @@ import pytest
 import yaml
 
 import benchmark
-from benchmark import evaluate, runner
-from benchmark.config import ConfigError, config_from_dict
-from benchmark.run_folder import load_run_config
+from benchmark.evaluation import feature_learners as evaluate
+from benchmark.run import orchestrator as runner
+from benchmark.config.errors import ConfigError
+from benchmark.config.run import config_from_dict
+from benchmark.run.folder import load_run_config
 from episodes import load_episodes
 from results.records import read_records
 from results.schema import validate_result_file
@@ -42,8 +44,8 @@ def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path, c
     cfg = config_from_dict(tiny_run_config)
     produced = benchmark.run_benchmark(cfg, run_dir=tmp_path / "run", progress=False)
     run_dir = produced.run_dir
-    # the run ends with its wall time per stage
-    assert re.search(r"wall time per stage: twin [\d.]+ s, (backbone|training) [\d.]+ s, "
+    # the run ends with its wall time per step
+    assert re.search(r"wall time per step: twin [\d.]+ s, (backbone|training) [\d.]+ s, "
                      r"features [\d.]+ s, episodes [\d.]+ s, report [\d.]+ s \(total [\d.]+ s\)",
                      capsys.readouterr().err)
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.training.data import SplitImages, derive_seed, train_class_keys
-from benchmark.part_head import label_map_from_slot_masks, part_seg_loss, slot_coverage
+from benchmark.models.part_head import label_map_from_slot_masks, part_seg_loss, slot_coverage
 from episodes.taxonomy import PART_SLOTS, split_classes
 
 TOY_SIZE = 48

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.backbones import build_backbone
+from benchmark.models.backbones import build_backbone
 from benchmark.training import TrainConfig, load_checkpoint
 from benchmark.training import loop as training_loop
 from test_training_data import make_toy_dataset

@@ -6,9 +6,10 @@ Every message names the file, field or folder at fault and, where it can, what w
 from __future__ import annotations
 
 from collections.abc import Iterable
+from episodes.errors import PartbenchError
 
 
-class DatasetError(ValueError):
+class DatasetError(PartbenchError, ValueError):
     """The dataset on disk is missing, in an unknown layout, or disagrees with the packaged tables."""
 
 

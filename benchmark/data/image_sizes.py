@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmark.config.cache_layout import IMAGE_SIZES_FOLDER
 from benchmark.data.dataset import ImageRecord
 from benchmark.data.errors import DatasetError, first_few
 from episodes.storage import atomic_write_text
@@ -26,7 +27,7 @@ READ_THREADS = 8
 
 
 def _record_path(cache_dir: Path, fingerprint: str) -> Path:
-    return cache_dir / "image-sizes" / f"{fingerprint}.json"
+    return cache_dir / IMAGE_SIZES_FOLDER / f"{fingerprint}.json"
 
 
 def _record(fingerprint: str, n_images: int) -> dict:

@@ -5,36 +5,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.cache import cache_root, short_key
+from benchmark.config.cache_layout import TWIN_PREFIX, cache_root, short_key
 from benchmark.data.dataset import PartDataset
 from benchmark.data.partimagenet import load_partimagenet
-from benchmark.data.synth import MARKER, generate_twin
-
-
-DATA_SOURCES = ("synthetic", "partimagenet")
-
-
-@dataclass
-class SyntheticConfig:
-    """Parameters of the synthetic twin generated on first use (see `python -m benchmark synth`)."""
-
-    images_per_class: int = 20
-    image_size: int = 128
-    seed: int = 0
-    full: bool = False
-
-
-@dataclass
-class DataConfig:
-    """Which dataset (the run config's `data` section): the synthetic twin, or the real
-    PartImageNet_OOD release."""
-
-    source: str = "synthetic"  # DATA_SOURCES
-    root: str | None = None  # partimagenet: the release folder; synthetic: where to put the twin
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+from benchmark.data.twin.generate import MARKER, generate_twin
+from benchmark.config.data import DataConfig
 
 
 def resolve_dataset(data: DataConfig, cache_dir: str | None = None,
@@ -54,7 +31,7 @@ def resolve_dataset(data: DataConfig, cache_dir: str | None = None,
     params = {"images_per_class": syn.images_per_class, "image_size": syn.image_size,
               "seed": syn.seed, "full": syn.full}
     root = (Path(data.root).expanduser() if data.root
-            else cache_root(cache_dir) / f"twin-{short_key(params)}")
+            else cache_root(cache_dir) / f"{TWIN_PREFIX}{short_key(params)}")
     if not (root / MARKER).is_file():
         print(f"generating the synthetic twin into {root} (once; reused by later runs)",
               file=sys.stderr, flush=True)

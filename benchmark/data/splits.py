@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from baselines import UnknownLearnerError, get_learner_class
-from benchmark.config import ConfigError, RunConfig
+from benchmark.config.errors import ConfigError
+from benchmark.config.run import RunConfig
 from episodes import EpisodeFileError, load_episodes
 from episodes.taxonomy import SPLITS
 

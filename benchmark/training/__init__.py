@@ -4,7 +4,7 @@ meta-training, an optional part-segmentation head; val-episode model selection; 
 Entry point: `train_backbone(dataset, TrainConfig(...), model_name=..., ...) -> Path` of best.pt.
 """
 
-from benchmark.training.config import TrainConfig
+from benchmark.config.training import TrainConfig
 
 __all__ = ["EpisodeSpec", "TrainConfig", "load_checkpoint", "save_checkpoint", "train_backbone"]
 
@@ -14,7 +14,7 @@ _LAZY = {"EpisodeSpec": "episodic", "load_checkpoint": "checkpoint",
 
 def __getattr__(name: str):
     # Lazy: the trainer imports torch and timm; the config checker (and with it `benchmark list`)
-    # reads benchmark.training.config, which must not pay for them.
+    # reads benchmark.config.training, which must not pay for them.
     if name in _LAZY:
         from importlib import import_module
 

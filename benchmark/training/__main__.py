@@ -20,7 +20,7 @@ from benchmark.data.errors import DatasetError
 from benchmark.data.partimagenet import load_partimagenet
 from benchmark.data.splits import TRAINING_SPLITS
 from benchmark.training.checkpoint import load_checkpoint
-from benchmark.training.config import PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
+from benchmark.config.training import PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
 from benchmark.training.loop import train_backbone
 
 

@@ -9,7 +9,7 @@ best.pt (the selected model, what the harness loads):
 last.pt (resume state): the same plus "classifier", "optimizer", "scheduler", "epochs_done",
     "best_val_accuracy", "best_epoch", "history".
 
-Every checkpoint also carries "tensors_sha256" (benchmark.tensor_hash) and has "<name>.sha256"
+Every checkpoint also carries "tensors_sha256" (benchmark.models.tensor_hash) and has "<name>.sha256"
 beside it. `load_checkpoint` checks both, and that every float tensor is finite, so flipped bits
 or NaN weights are never used: the trained-weights cache retrains (`usable_cached_checkpoint`)
 and a checkpoint the user named is refused with one line.
@@ -24,15 +24,21 @@ from typing import Any
 
 import torch
 
-from benchmark.tensor_hash import TENSORS_HASH_KEY, checkpoint_problem, file_hash_problem, tensors_sha256
+from benchmark.models.tensor_hash import (
+    TENSORS_HASH_KEY,
+    checkpoint_problem,
+    file_hash_problem,
+    tensors_sha256,
+)
 from episodes.storage import atomic_write_bytes, sha256_hex
+from episodes.errors import PartbenchError
 
 TRAIN_CLASSES_TAG = "partimagenet-ood-train"
 # The files of one training folder (the trained-weights cache keeps one per setting).
 CHECKPOINT_NAMES = ("best.pt", "last.pt", "selected.pt")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PartbenchError, ValueError):
     """A checkpoint that is missing, unreadable, damaged or holds non-finite weights."""
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmark.part_head import part_seg_loss
+from benchmark.models.part_head import part_seg_loss
 
 
 def classification_loss(

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from benchmark.data.decode import load_image_at
-from benchmark.part_head import label_map_from_slot_masks
+from benchmark.models.part_head import label_map_from_slot_masks
 from episodes.taxonomy import split_classes
 
 

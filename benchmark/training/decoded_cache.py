@@ -30,10 +30,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from benchmark.config.cache_layout import DECODED_FOLDER
 from episodes.storage import atomic_write_text, file_sha256, json_sha256, loads_strict, sha256_hex
 
 DECODED_FORMAT_VERSION = 1
-FOLDER = "decoded"
 
 
 def decoded_key(parts: dict[str, Any]) -> str:
@@ -101,7 +101,7 @@ class DecodedViews:
         idx = np.ascontiguousarray(indices, dtype="<i8")
         parts = {"dataset": fingerprint, "indices": sha256_hex(idx.tobytes()),
                  "n_images": int(idx.size), "view_size": int(view_size), "with_labels": bool(with_labels)}
-        views = cls(Path(cache_dir) / FOLDER, decoded_key(parts), idx, with_labels)
+        views = cls(Path(cache_dir) / DECODED_FOLDER, decoded_key(parts), idx, with_labels)
         problem = views._verify(parts, view_size)
         if problem is not None:
             if problem != "missing":

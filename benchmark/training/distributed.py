@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from benchmark.device import resolve_device
+from benchmark.models.device import resolve_device
 
 
 @dataclass(frozen=True)

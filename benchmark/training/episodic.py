@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from baselines import get_learner
-from benchmark.evaluate import predict_batch
-from benchmark.features import FeatureSet
+from benchmark.evaluation.feature_learners import predict_batch
+from benchmark.features.feature_set import FeatureSet
 from benchmark.training.data import SplitImages
 from episodes import EpisodeSampler
 from episodes.episode import Episode, EpisodeBatch

@@ -26,12 +26,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from benchmark.cache import cache_root
-from benchmark.device import autocast, resolve_precision
+from benchmark.config.cache_layout import cache_root
+from benchmark.models.device import autocast, resolve_precision
 from benchmark.training.checkpoint import TRAIN_CLASSES_TAG, cpu_state_dict, load_checkpoint, save_checkpoint
 from benchmark.training.classification import classification_loss
-from benchmark.training.config import (BATCHNORM_MODES, PART_HEAD_MODES, TRAIN_METHODS, VAL_WAYS,
-                                       TrainConfig, weights_identity)
+from benchmark.config.training import (
+    BATCHNORM_MODES,
+    PART_HEAD_MODES,
+    TRAIN_METHODS,
+    VAL_WAYS,
+    TrainConfig,
+    weights_identity,
+)
 from benchmark.training.data import ImageSource, SplitImages, derive_seed, train_class_keys
 from benchmark.training.decoded_cache import DecodedViews
 from benchmark.training.distributed import DistContext, init_distributed
@@ -39,7 +45,7 @@ from benchmark.training.episodic import (
     EpisodeImages, EpisodeSpec, episode_arrays, episode_sampler, protonet_accuracy, protonet_loss,
 )
 from benchmark.training.model import TrainingModel, build_training_model, set_batchnorm_mode
-from benchmark.part_head import part_seg_loss
+from benchmark.models.part_head import part_seg_loss
 
 def train_backbone(
     dataset: ImageSource, config: TrainConfig, *, model_name: str, image_size: int, seed: int,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.backbones import build_backbone, trunk_features
-from benchmark.part_head import PartSegHead
+from benchmark.models.backbones import build_backbone, trunk_features
+from benchmark.models.part_head import PartSegHead
 
 
 def _training(head: nn.Module | None) -> bool:
@@ -29,7 +29,7 @@ class TrainingModel(nn.Module):
 
     def trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) -> (feature map (B, C, h, w), pooled (B, C)), defined as in
-        benchmark.backbones.Backbone.feature_map (the features the harness extracts): the
+        benchmark.models.backbones.Backbone.feature_map (the features the harness extracts): the
         model's own pooled embedding, or the map's average when its head changes the width."""
         return trunk_features(self.backbone, images)
 
@@ -49,7 +49,7 @@ class TrainingModel(nn.Module):
 
 def build_training_model(model_name: str, *, image_size: int, n_classes: int | None,
                          part_head: bool, seed: int) -> tuple[TrainingModel, dict]:
-    """A randomly initialised timm backbone (benchmark.backbones, weights="random") plus heads.
+    """A randomly initialised timm backbone (benchmark.models.backbones, weights="random") plus heads.
 
     Returns the model and the backbone's timm data config (mean, std, interpolation). Heads are
     initialised from `seed` under fork_rng, so the caller's global RNG state is left untouched.

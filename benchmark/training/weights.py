@@ -7,12 +7,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from benchmark.backbones import Backbone, build_backbone
-from benchmark.cache import cache_root, short_key
-from benchmark.config import ConfigError, RunConfig
+from benchmark.models.backbones import Backbone, build_backbone
+from benchmark.config.cache_layout import CHECKPOINTS_FOLDER, cache_root, short_key
+from benchmark.config.errors import ConfigError
+from benchmark.config.run import RunConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.training.checkpoint import usable_cached_checkpoint
-from benchmark.training.config import weights_identity
+from benchmark.config.training import weights_identity
 from benchmark.training.loop import train_backbone
 from episodes import EpisodeSettingsError
 
@@ -38,7 +39,7 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
                     part_head=cfg.train.part_head or ("after" if needs_part_head else False))
     identity = weights_identity(train, model_name=bb.name, image_size=bb.image_size, seed=bb.seed)
     key = short_key({"data": dataset.fingerprint, "weights": identity})
-    out_dir = cache_root(cfg.cache_dir) / "checkpoints" / f"{bb.name}-{key}"
+    out_dir = cache_root(cfg.cache_dir) / CHECKPOINTS_FOLDER / f"{bb.name}-{key}"
     cached = usable_cached_checkpoint(out_dir)  # verified; a damaged one is set aside
     if cached is not None:
         return cached

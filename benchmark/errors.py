@@ -1,6 +1,0 @@
-"""The error a bad config or command line raises. Standard library only, so the command line can
-catch it without importing the stages (and torch)."""
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message says which key and why."""
