@@ -5,14 +5,14 @@ the query images way-major. Way j's label is j.
 
 PyTorch (the shape easyfsl users know):
 
-    from episodes.adapters import EpisodeBatchSampler, EpisodicCollate
+    from episodes import EpisodeBatchSampler, EpisodicCollate
     loader = DataLoader(image_dataset, batch_sampler=EpisodeBatchSampler(sampler, 0, 600),
                         collate_fn=EpisodicCollate(sampler))
     for support_x, support_y, query_x, query_y, class_keys in loader: ...
 
 learn2learn:
 
-    from episodes.adapters import l2l_taskset
+    from episodes import l2l_taskset
     taskset = l2l_taskset(sampler, image_dataset, start=0, stop=600)
     X, y = taskset[17]          # episode 17, labels = ways
     (xs, ys), (xq, yq) = l2l.data.partition_task(X, y, shots=sampler.k_shot)

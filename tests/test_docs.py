@@ -167,3 +167,39 @@ def test_relative_links_resolve(page):
         assert file.exists(), f"{page.name}: link {target!r}: no such file"
         if anchor and file.suffix == ".md":
             assert anchor in anchors(file), f"{page.name}: link {target!r}: no heading there"
+
+
+PUBLIC_PACKAGES = ("benchmark", "baselines", "episodes", "results")
+DOC_FILES = [REPO / "README.md", REPO / "CONTRIBUTING.md", *PAGES,
+             *sorted((REPO / "examples").rglob("*.md")), *sorted((REPO / "examples").rglob("*.py"))]
+IMPORT_RE = re.compile(r"^\s*from ((?:benchmark|baselines|episodes|results)[\w.]*) import ([\w, ()]+)",
+                       re.M)
+
+
+def test_docs_and_examples_import_only_the_public_face():
+    """What a reader copies from the docs imports from a package root, and every name it takes
+    is in that package's __all__ (the plumbing under it may change)."""
+    import importlib
+
+    problems = []
+    for path in DOC_FILES:
+        if not path.is_file():
+            continue
+        for module, names in IMPORT_RE.findall(path.read_text(encoding="utf-8")):
+            where = f"{path.relative_to(REPO)}: from {module} import {names.strip()}"
+            if module not in PUBLIC_PACKAGES:
+                problems.append(f"{where} (import from the package root)")
+                continue
+            public = set(importlib.import_module(module).__all__)
+            problems += [f"{where} ({name} is not in {module}.__all__)"
+                         for name in re.findall(r"\w+", names) if name not in public]
+    assert problems == []
+
+
+@pytest.mark.parametrize("package", PUBLIC_PACKAGES)
+def test_every_public_name_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if getattr(module, name, None) is None]
+    assert missing == []

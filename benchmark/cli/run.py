@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.config.errors import ConfigError
     from benchmark.run.folder import load_run_config
     from benchmark.run.orchestrator import run as run_one_seed
-    from benchmark.run.multi_seed import run_seeds
+    from benchmark.run.training_seeds import run_seeds
 
     overrides = list(args.overrides)
     if args.seeds is not None:

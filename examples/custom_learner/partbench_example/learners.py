@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines import EpisodeFeatures, Learner
-from baselines.base import check_support, one_hot, to_compute
+from baselines import check_support, one_hot, to_compute
 
 
 class NearestNeighbour(Learner):

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from episodes import load_episodes
-from episodes.taxonomy import class_super_categories
-from results.scoring import predictions_source, read_predictions, score
+from episodes import class_super_categories
+from results import predictions_source, read_predictions, score
 
 
 def histogram(path: Path, bins: int = 4) -> np.ndarray:

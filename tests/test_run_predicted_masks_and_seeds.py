@@ -13,7 +13,7 @@ from benchmark.__main__ import main
 from benchmark.config.errors import ConfigError
 from benchmark.config.run import config_from_dict
 from benchmark.data.source import resolve_dataset
-from benchmark.run.multi_seed import run_seeds
+from benchmark.run.training_seeds import run_seeds
 from results.records import read_records
 from results.schema import validate_result_file
 

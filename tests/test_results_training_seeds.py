@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results.seeds import seed_accuracy_table, seed_paired_table, seed_summary
+from results.training_seeds import seed_accuracy_table, seed_paired_table, seed_summary
 from results.stats import mean_ci
 
 

@@ -2,7 +2,7 @@
 
 `backbone.seeds: [0, 1, 2]` (or `run --seeds 0,1,2`) makes RUN_DIR/seed-<s>/ a complete run per
 seed (records, tables, a result file of its own that validates like any other), then adds to
-RUN_DIR/tables the spread between seeds (results.seeds): per learner the mean over seeds, the
+RUN_DIR/tables the spread between seeds (results.training_seeds): per learner the mean over seeds, the
 between-seed std and the episode CI, and the paired differences computed within each seed and
 then combined. Every seed's result file gets the same `seed_spread` section, so a leaderboard
 row says how many training runs stand behind it.
@@ -22,7 +22,7 @@ from benchmark.run.folder import prepare_run_dir
 from benchmark.run.orchestrator import RunResult, run_benchmark
 from results.run_result import ci_settings
 from results.schema import with_sections, write_result
-from results.seeds import seed_accuracy_table, seed_paired_table, seed_summary
+from results.training_seeds import seed_accuracy_table, seed_paired_table, seed_summary
 from results.tables import save_table, to_text
 
 
