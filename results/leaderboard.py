@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from results.records import RecordError, read_records
+from results.run_files import CONFIG_FILE, IDENTITY_FILE, RECORDS_FILE
 from results.schema import read_result, validate_result
 from results.stats import paired_difference
 from results.tables import format_acc
@@ -33,8 +34,6 @@ from episodes.errors import PartbenchError
 
 LEAKED_MARK = "†"
 # A run folder's identity file (benchmark.run_folder), not a result: a folder scan skips it
-RUN_IDENTITY_FILE, RUN_CONFIG_FILE = "run.json", "config.yaml"
-RECORDS_FILE = "records.jsonl"  # the runner writes it beside result.json
 
 RANK_RULE = (
     "rank: tie-aware, as in Meta-Dataset. Best first, each row shares the rank of the row that "
@@ -135,7 +134,7 @@ def is_transductive(result: Mapping[str, Any], learner: str) -> bool:
 
 
 def _run_identity(path: Path) -> bool:
-    return path.name == RUN_IDENTITY_FILE and (path.parent / RUN_CONFIG_FILE).is_file()
+    return path.name == IDENTITY_FILE and (path.parent / CONFIG_FILE).is_file()
 
 
 def result_files(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]

@@ -40,6 +40,7 @@ import numpy as np
 from episodes.storage import file_sha256, json_sha256
 from results.provenance import package_versions
 from results.records import RecordWriter, read_records, records_from_predictions
+from results.run_files import RECORDS_FILE, RESULT_FILE
 from results.schema import build_result, write_result
 from episodes.errors import PartbenchError
 
@@ -155,7 +156,7 @@ def score(predictions: Mapping[int, Sequence[int]], episodes: Sequence[Any], *, 
     """
     started = time.time()
     out = Path(out_dir)
-    for existing in (out / "records.jsonl", out / "result.json"):
+    for existing in (out / RECORDS_FILE, out / RESULT_FILE):
         if existing.exists():
             raise ScoreError(f"{existing} exists; choose another --out folder")
     if not name or ":" in name or "/" in name:
@@ -166,9 +167,9 @@ def score(predictions: Mapping[int, Sequence[int]], episodes: Sequence[Any], *, 
     records = score_records(predictions, episodes, run_id=run_id, learner=name,
                             super_categories=super_categories, transductive=transductive)
     out.mkdir(parents=True, exist_ok=True)
-    with RecordWriter(out / "records.jsonl") as writer:
+    with RecordWriter(out / RECORDS_FILE) as writer:
         writer.append_many(records)
-    frame = read_records(out / "records.jsonl")
+    frame = read_records(out / RECORDS_FILE)
     declared = saw_test_classes is not None
     origin = {"kind": "predictions", "predictions_sha256": digest,
               **dict(source or {})}
@@ -189,7 +190,7 @@ def score(predictions: Mapping[int, Sequence[int]], episodes: Sequence[Any], *, 
                  "sha256": None, "saw_test_classes": bool(saw_test_classes) if declared else True},
         episodes_hash=episodes_hash, episodes_requested=len(episodes),
         wall_time_s=time.time() - started, records=frame, origins={name: origin})
-    return write_result(out / "result.json", result)
+    return write_result(out / RESULT_FILE, result)
 
 
 def predictions_source(path: str | os.PathLike[str]) -> dict[str, str]:

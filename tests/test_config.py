@@ -1,6 +1,5 @@
 """Config files: shipped configs load, overrides win, and bad keys or types are named."""
 
-from pathlib import Path
 
 import pytest
 

@@ -282,7 +282,7 @@ def test_images_without_usable_parts_are_counted_and_warned(tmp_path):
     # Image 5 lists no annotation; images 2 and 3 lose all of theirs to defects.
     assert ds.defects[masks.NO_PARTS] == 3
     (warning,) = [w for w in caught if issubclass(w.category, DatasetDefectWarning)]
-    assert f"3 images have no usable part annotation" in str(warning.message)
+    assert "3 images have no usable part annotation" in str(warning.message)
     assert ds.part_masks(4) == {}
 
 

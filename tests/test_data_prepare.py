@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from data_fixtures import TEST_A, TRAIN_A, TRAIN_B, VAL_A, write_dataset
+from data_fixtures import TRAIN_A, TRAIN_B, VAL_A, write_dataset
 
 from benchmark.__main__ import main
 from benchmark.data.release import facts as release

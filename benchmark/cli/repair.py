@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from results.records import repair_records
+    from results.run_files import records_path
 
-    path = Path(args.run)
-    path = path / "records.jsonl" if path.is_dir() else path
+    path = records_path(args.run)
     report = repair_records(path)
     if not report.moved:
         print(f"{path}: nothing to repair ({report.kept} good records)")

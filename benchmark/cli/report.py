@@ -17,9 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from results.plots import write_plots
     from results.records import read_records
+    from results.run_files import records_path
     from results.tables import write_report
 
-    paths = [Path(p) / "records.jsonl" if Path(p).is_dir() else Path(p) for p in args.runs]
+    paths = [records_path(p) for p in args.runs]
     records = read_records(paths)
     method = "bootstrap" if args.bootstrap else "normal"
     write_report(records, Path(args.out), baseline=args.baseline, method=method)

@@ -27,11 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from benchmark.evaluation.own_loop import score_files
+    from results.run_files import RECORDS_FILE
 
     declared = None if args.saw_test_classes is None else args.saw_test_classes == "yes"
     path = score_files(args.predictions, args.episodes, name=args.name, out_dir=args.out,
                        backbone=args.backbone, saw_test_classes=declared,
                        transductive=args.transductive, dataset_name=args.dataset_name)
     print(f"result file: {path}  (check it with: python -m benchmark validate {path} "
-          f"--records {Path(args.out) / 'records.jsonl'})")
+          f"--records {Path(args.out) / RECORDS_FILE})")
     return 0

@@ -21,7 +21,6 @@ import yaml
 from benchmark.config.errors import ConfigError
 from benchmark.config.run import RunConfig, load_config
 from benchmark.run.identity import (
-    IDENTITY_FILE,
     RunIdentityError,
     check_config,
     check_content,
@@ -32,9 +31,8 @@ from benchmark.run.identity import (
 )
 from episodes.storage import atomic_write_text
 from results.records import RecordWriter
+from results.run_files import CONFIG_FILE, IDENTITY_FILE, RECORDS_FILE
 
-RECORDS_FILE = "records.jsonl"
-CONFIG_FILE = "config.yaml"
 
 
 def check_new_run_folder(out: Path) -> None:
@@ -186,7 +184,7 @@ def check_new_run_folder_held(path: Path) -> None:
 
 def load_run_config(run_dir: Path, overrides: list[str]) -> RunConfig:
     """The config of a run folder (for --resume), read strictly, with `KEY=VALUE` overrides."""
-    path = run_dir / "config.yaml"
+    path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a partbench run folder?")
     return load_config(path, overrides)

@@ -25,10 +25,10 @@ from typing import Any
 
 from benchmark.config.errors import ConfigError
 from benchmark.config.run import RunConfig
+from results.run_files import IDENTITY_FILE
 from episodes.storage import (StrictJSONError, atomic_write_text, canonical_json, json_sha256,
                               loads_strict)
 
-IDENTITY_FILE = "run.json"
 IDENTITY_FORMAT = "partbench-run"
 # Config keys a resume may change: speed, devices, where files live (the content part still
 # checks that the dataset and weights behind a moved path are the same), how many episodes

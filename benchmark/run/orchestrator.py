@@ -41,6 +41,7 @@ from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
 from results.records import read_records
+from results.run_files import RECORDS_FILE, RESULT_FILE
 from results.run_result import result_from_run
 from results.schema import write_result
 
@@ -113,7 +114,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                                         run_seed=cfg.episodes.seed)
             run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress, images)
         with timer.step("report"):
-            records = read_records(run_dir / "records.jsonl")
+            records = read_records(run_dir / RECORDS_FILE)
             tables = write_run_report(cfg, run_dir, records, quality, dataset, source,
                                       gathers[-1], learners[-1], images)
             result = result_from_run(
@@ -126,7 +127,7 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
                 wall_time_s=folder.wall_time_s(),
                 sections={"mask_quality": quality.to_dict() if quality is not None else None},
                 origins={spec.name: get_learner_origin(spec.name) for spec, _ in learners})
-            path = write_result(run_dir / "result.json", result)
+            path = write_result(run_dir / RESULT_FILE, result)
         _say(timer.summary())
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
         _say(f"tables: {run_dir / 'tables'}   plots: {run_dir / 'plots'}")

@@ -20,6 +20,7 @@ import pandas as pd
 from benchmark.config.run import RunConfig
 from benchmark.run.folder import prepare_run_dir
 from benchmark.run.orchestrator import RunResult, run_benchmark
+from results.run_files import RESULT_FILE
 from results.run_result import ci_settings
 from results.schema import with_sections, write_result
 from results.training_seeds import seed_accuracy_table, seed_paired_table, seed_summary
@@ -67,7 +68,7 @@ def run_seeds(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = Fal
     summary = seed_summary(records, confidence=confidence)
     for seed, outcome in outcomes.items():
         outcome.result = with_sections(outcome.result, {"seed_spread": summary | {"this_seed": seed}})
-        write_result(outcome.run_dir / "result.json", outcome.result)
+        write_result(outcome.run_dir / RESULT_FILE, outcome.result)
     _say(f"\nper-seed result files: {parent}/seed-*/result.json   tables: {parent / 'tables'}")
     return SeedsResult(parent, outcomes, tables)
 

@@ -44,7 +44,7 @@ from benchmark.training.distributed import DistContext, init_distributed
 from benchmark.training.episodic import (
     EpisodeImages, EpisodeSpec, episode_arrays, episode_sampler, protonet_accuracy, protonet_loss,
 )
-from benchmark.training.model import TrainingModel, build_training_model, set_batchnorm_mode
+from benchmark.training.model import build_training_model, set_batchnorm_mode
 from benchmark.models.part_head import part_seg_loss
 
 def train_backbone(
