@@ -4,6 +4,7 @@ sharded over torch.distributed ranks and cached on disk."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -244,14 +245,9 @@ def extract_features(
     rank, world = dist_rank_world()
 
     path = cache_path(cache_dir, key) if cache_dir is not None else None
-    cached = load_features(path, key, idx) if path is not None else None
-    hit = cached is not None
-    if world > 1 and path is not None:
-        hit = _all_ranks_agree(hit, dev)
-    if hit:
-        assert cached is not None
-        return FeatureSet(cached["embeddings"], cached["part_embeddings"], cached["part_present"],
-                          cached["image_indices"], key, cached["dense"])
+    cached = _load_cached(path, key, idx, dev, world)
+    if cached is not None:
+        return _feature_set(cached, key)
 
     shards = np.array_split(idx, world)
     mask_shards = np.array_split(mask_indices, world)
@@ -264,11 +260,34 @@ def extract_features(
                                dense, mask_shards[rank], device_decode)
         if world > 1:
             local = _all_gather_shards(local, [len(s) for s in shards], dev)
+    result = _checked_result(local, idx, backbone)
+    if path is not None:
+        if rank == 0:
+            save_features(path, key, parts, result)
+        if world > 1:
+            dist.barrier()
+    return _feature_set(result, key)
+
+
+def _load_cached(path: Path | None, key: str, idx: np.ndarray, dev: torch.device,
+                 world: int) -> dict[str, torch.Tensor | None] | None:
+    """The cached tensors of `key` at `path` if every rank has a valid copy, else None (then
+    every rank extracts: ranks must not disagree on whether to take part)."""
+    cached = load_features(path, key, idx) if path is not None else None
+    hit = cached is not None
+    if world > 1 and path is not None:
+        hit = _all_ranks_agree(hit, dev)
+    return cached if hit else None
+
+
+def _checked_result(local: dict[str, torch.Tensor], idx: np.ndarray,
+                    backbone: Backbone) -> dict[str, torch.Tensor | None]:
+    """The extracted tensors on the CPU, with absent kinds as None and the image indices added;
+    refuses any inf/NaN (a float16 overflow or broken weights must not reach a learner)."""
     # clone: leave inference mode behind (on the CPU .cpu() would return the inference tensor)
-    result = {k: v.cpu().clone() for k, v in local.items()}
-    result.setdefault("part_embeddings", None)
-    result.setdefault("part_present", None)
-    result.setdefault("dense", None)
+    result: dict[str, torch.Tensor | None] = {k: v.cpu().clone() for k, v in local.items()}
+    for kind in ("part_embeddings", "part_present", "dense"):
+        result.setdefault(kind, None)
     result["image_indices"] = torch.from_numpy(idx)
     floats = [t for t in result.values() if t is not None and t.is_floating_point()]
     bad = sum(int((~torch.isfinite(t)).sum()) for t in floats)
@@ -277,11 +296,9 @@ def extract_features(
             f"{bad} feature values of {backbone.name} are inf/NaN in float16 (range +-65504): the "
             f"weights ({backbone.provenance['source']}) give activations too large or invalid; "
             "check the checkpoint, or try precision='fp32'")
+    return result
 
-    if path is not None:
-        if rank == 0:
-            save_features(path, key, parts, result)
-        if world > 1:
-                    dist.barrier()
-    return FeatureSet(result["embeddings"], result["part_embeddings"], result["part_present"],
-                      result["image_indices"], key, result["dense"])
+
+def _feature_set(tensors: dict[str, Any], key: str) -> FeatureSet:
+    return FeatureSet(tensors["embeddings"], tensors["part_embeddings"], tensors["part_present"],
+                      tensors["image_indices"], key, tensors["dense"])
