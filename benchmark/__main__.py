@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", required=True, help="folder to write (new, or an earlier output)")
     prepare.add_argument("--allow-partial", action="store_true",
                          help="accept a copy that differs from the release (e.g. train+val only)")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bars")
     prepare.add_argument("--workers", type=int, default=None,
                          help="threads decoding images for the check (default: up to 8)")
 
@@ -275,7 +276,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from benchmark.data.prepare import prepare_release
 
     report = prepare_release(args.source, args.out, allow_partial=args.allow_partial,
-                             workers=args.workers)
+                             workers=args.workers, progress=not args.quiet)
     print("\n".join(report.lines()))
     print(f"next: set data.root to {report.out} (data.source: partimagenet)")
     return 0

@@ -11,12 +11,13 @@ an absolute path, a `..` component or a symlink type are refused and never writt
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from tqdm.auto import tqdm
 
 from benchmark.data.layout import is_junk
 
@@ -81,8 +82,18 @@ def _junk_path(parts: tuple[str, ...] | list[str]) -> bool:
     return any(is_junk(p) for p in parts if p)
 
 
+def _copy_out(archive: zipfile.ZipFile, info: zipfile.ZipInfo, copy: Path, progress: bool) -> None:
+    """Stream a member to `copy` (1 MiB at a time: an inner zip of the release is ~2 GB)."""
+    with archive.open(info) as src, open(copy, "wb") as dst, tqdm(
+            total=info.file_size, desc=f"prepare: unpack {info.filename}", unit="B",
+            unit_scale=True, disable=not progress, mininterval=2.0) as bar:
+        while block := src.read(1 << 20):
+            dst.write(block)
+            bar.update(len(block))
+
+
 def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
-              out: Collected) -> None:
+              out: Collected, progress: bool = False) -> None:
     for info in archive.infolist():
         if info.is_dir():
             continue
@@ -98,28 +109,29 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
             staging.mkdir(parents=True, exist_ok=True)
             copy = staging / f"{len(out._archives)}-{name}"
             try:
-                with archive.open(info) as src, open(copy, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                _copy_out(archive, info, copy, progress)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged download
                 out.refused.append(f"{here} (cannot be read from its archive: {exc})")
                 continue
-            _walk_zip_file(copy, here, staging, depth + 1, out)
+            _walk_zip_file(copy, here, staging, depth + 1, out, progress)
             continue
         out.files.append(FileRef(name=name, where=here, archive=archive,
                                  member=info.filename, size=info.file_size))
 
 
-def _walk_zip_file(path: Path, where: str, staging: Path, depth: int, out: Collected) -> None:
+def _walk_zip_file(path: Path, where: str, staging: Path, depth: int, out: Collected,
+                   progress: bool = False) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         out.refused.append(f"{where} (not a readable zip: {exc})")
         return
     out._archives.append(archive)
-    _walk_zip(archive, where, staging, depth, out)
+    _walk_zip(archive, where, staging, depth, out, progress)
 
 
-def _walk_folder(folder: Path, staging: Path, skip: tuple[Path, ...], out: Collected) -> None:
+def _walk_folder(folder: Path, staging: Path, skip: tuple[Path, ...], out: Collected,
+                 progress: bool = False) -> None:
     for dirpath, dirnames, filenames in os.walk(folder):  # symlinked folders are not followed
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames
@@ -131,24 +143,26 @@ def _walk_folder(folder: Path, staging: Path, skip: tuple[Path, ...], out: Colle
             if not path.is_file():
                 continue
             if name.lower().endswith(".zip"):
-                _walk_zip_file(path, str(path), staging, 1, out)
+                _walk_zip_file(path, str(path), staging, 1, out, progress)
             else:
                 out.files.append(FileRef(name=name, where=str(path), path=path,
                                          size=path.stat().st_size))
 
 
-def collect(source: Path, staging: Path, skip: tuple[Path, ...] = ()) -> Collected:
+def collect(source: Path, staging: Path, skip: tuple[Path, ...] = (),
+            progress: bool = False) -> Collected:
     """Every regular file of `source` (a zip, or a folder of zips and/or files).
 
     Args:
         source: the downloaded archive, a folder holding the inner zips, or an unpacked copy.
         staging: a folder for copies of inner zips (the caller removes it).
         skip: folders not to walk (resolved), e.g. the output folder inside the source.
+        progress: a progress bar (bytes) per inner zip copied to `staging`.
     """
     out = Collected()
     if source.is_dir():
-        _walk_folder(source, staging, tuple(p.resolve() for p in skip), out)
+        _walk_folder(source, staging, tuple(p.resolve() for p in skip), out, progress)
     else:
-        _walk_zip_file(source, source.name, staging, 1, out)
+        _walk_zip_file(source, source.name, staging, 1, out, progress)
     return out
 
