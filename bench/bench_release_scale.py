@@ -1,7 +1,7 @@
 """The user's path on a release-shaped twin at the real release's size, step by step, measured.
 
     python bench/bench_release_scale.py --scale 1 --workers 2          # the full release (24,095)
-    python bench/bench_release_scale.py --scale 0.02 --workers 2       # a quick check (~500 images)
+    python bench/bench_release_scale.py --scale 0.02 --workers 2       # a quick check (581 images)
 
 Steps, each in its own process so that its peak RSS is its own (os.wait4's ru_maxrss):
   generate   the release-shaped twin, PartImageNet_OOD.zip (benchmark.data.synth_release)
@@ -13,7 +13,8 @@ Steps, each in its own process so that its peak RSS is its own (os.wait4's ru_ma
   cache build  the decoded-image cache of the same views (decode every train image once)
   train cache  the same pass, reading the cache
   extract    bench/bench_features.py on the test split: --model at --image-size, random
-             weights, CPU, against the model's pure forward (--forward-batches batches); and the
+             weights, on --device (default CPU), against the model's pure forward
+             (--forward-batches batches of --batch-size); and the
              same for --goal-model at --goal-size (the decode goal: >= 0.8 per CPU-second)
 Printed: wall time, CPU time, peak RSS and disk per step; the disk peak of prepare (free space
 sampled every second, so other writers on the disk add noise). Everything is written under
@@ -151,8 +152,9 @@ def _extract(args, work: Path, model: str, size: int, n_images: int) -> dict:
 
     return bench_features.main([
         "--data", str(work / "prepared"), "--split", "test", "--model", model,
-        "--image-size", str(size), "--n-images", str(n_images), "--device", "cpu",
-        "--num-workers", str(args.num_workers), "--batch-size", "32",
+        "--image-size", str(size), "--n-images", str(n_images), "--device", args.device,
+        "--precision", args.precision, "--num-workers", str(args.num_workers),
+        "--batch-size", str(args.batch_size),
         "--forward-batches", str(args.forward_batches), "--skip-data-only"])
 
 
@@ -263,7 +265,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--extract-images", type=int, default=10**9,
                         help="test images to extract (default: the whole test split)")
     parser.add_argument("--forward-batches", type=int, default=8,
-                        help="batches of 32 for the pure-forward rate")
+                        help="batches of --batch-size for the pure-forward rate")
+    parser.add_argument("--batch-size", type=int, default=32, help="feature extraction batch")
+    parser.add_argument("--device", default="cpu", help="feature extraction device (cpu, cuda)")
+    parser.add_argument("--precision", default="auto", help="feature extraction precision")
     parser.add_argument("--goal-model", default="resnet18")
     parser.add_argument("--goal-size", type=int, default=128)
     parser.add_argument("--goal-images", type=int, default=1024)

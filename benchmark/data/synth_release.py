@@ -134,34 +134,45 @@ class _Job:
     seed: int
 
 
+def render_release_image(name: str, index: int, seed: int) -> tuple[bytes, dict]:
+    """One image of the release-shaped twin: its JPEG bytes and its json entry (no id).
+
+    Args:
+        name: its file name, `<synset>_<n>.JPEG`.
+        index: its index within its class (which twin scene it shows).
+        seed: the archive's seed.
+    Returns:
+        (JPEG bytes, {"file_name", "height", "width", "annotations": polygons in pixels of the
+        stored size}).
+    """
+    synset = name.split("_", 1)[0]
+    width, height = image_size_of(name, seed)
+    scene = render_image(synset, index, seed=seed, image_size=RENDER_SIZE)
+    pixels = np.asarray(Image.fromarray(scene.pixels).resize(
+        (width, height), Image.Resampling.BILINEAR), dtype=np.int16)
+    rng = np.random.default_rng(stable_seed("release-noise", seed, name))
+    noise = rng.normal(0.0, NOISE_SIGMA, size=(height, width, 1)).astype(np.int16)
+    pixels = np.clip(pixels + noise, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=JPEG_QUALITY)
+    sx, sy = width / RENDER_SIZE, height / RENDER_SIZE
+    annotations = []
+    for a in scene.annotations:
+        polys = [[round(v * (sx if k % 2 == 0 else sy), 2) for k, v in enumerate(poly)]
+                 for poly in a.segmentation]
+        x, y, w, h = a.bbox
+        annotations.append({
+            "category_id": a.part_id, "segmentation": polys, "area": round(a.area * sx * sy, 2),
+            "bbox": [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)],
+            "iscrowd": 0})
+    return buf.getvalue(), {"file_name": name, "height": height, "width": width,
+                            "annotations": annotations}
+
+
 def _render_chunk(job: _Job) -> list[tuple[bytes, dict]]:
     """(JPEG bytes, json entry without id) of each image of the job; runs in a worker."""
-    out = []
-    for name, index in zip(job.names, job.indices):
-        synset = name.split("_", 1)[0]
-        width, height = image_size_of(name, job.seed)
-        scene = render_image(synset, index, seed=job.seed, image_size=RENDER_SIZE)
-        pixels = np.asarray(Image.fromarray(scene.pixels).resize(
-            (width, height), Image.Resampling.BILINEAR), dtype=np.int16)
-        rng = np.random.default_rng(stable_seed("release-noise", job.seed, name))
-        noise = rng.normal(0.0, NOISE_SIGMA, size=(height, width, 1)).astype(np.int16)
-        pixels = np.clip(pixels + noise, 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, "JPEG", quality=JPEG_QUALITY)
-        sx, sy = width / RENDER_SIZE, height / RENDER_SIZE
-        annotations = []
-        for a in scene.annotations:
-            polys = [[round(v * (sx if k % 2 == 0 else sy), 2) for k, v in enumerate(poly)]
-                     for poly in a.segmentation]
-            x, y, w, h = a.bbox
-            annotations.append({
-                "category_id": a.part_id, "segmentation": polys,
-                "area": round(a.area * sx * sy, 2),
-                "bbox": [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)],
-                "iscrowd": 0})
-        out.append((buf.getvalue(), {"file_name": name, "height": height, "width": width,
-                                     "annotations": annotations}))
-    return out
+    return [render_release_image(name, index, job.seed)
+            for name, index in zip(job.names, job.indices)]
 
 
 def _jobs(split: str, names: list[str], seed: int) -> list[_Job]:
@@ -260,8 +271,10 @@ def generate_release_archive(out: str | os.PathLike, *, scale: float = 1.0, seed
             for split in SPLITS:
                 entries[split] = []
                 inner_name = release.INNER_ZIP.format(split=split)
+                # the inner zip streams into the outer one: neither is held in memory or on
+                # disk twice (a stream that cannot seek makes zipfile write data descriptors)
                 with outer.open(_info(inner_name), "w", force_zip64=True) as stream, \
-                        zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED, allowZip64=True) as inner, \
+                        zipfile.ZipFile(stream, "w", allowZip64=True) as inner, \
                         tqdm(total=len(plan[split]), desc=f"release twin {split}", unit="img",
                              disable=not progress, mininterval=2.0) as bar:
                     for chunk in _rendered(_jobs(split, plan[split], seed), workers):
