@@ -276,7 +276,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from benchmark.data.prepare import prepare_release
 
     report = prepare_release(args.source, args.out, allow_partial=args.allow_partial,
-                             workers=args.workers, progress=not args.quiet)
+                             workers=args.workers,
+                             progress=not args.quiet and sys.stderr.isatty())
     print("\n".join(report.lines()))
     print(f"next: set data.root to {report.out} (data.source: partimagenet)")
     return 0

@@ -135,3 +135,30 @@ def test_bench_release_scale_runs_at_a_tiny_scale(tmp_path, capsys):
     assert all(r["peak_rss_mib"] > 10 and r["wall_s"] > 0 for r in res.values())
     assert res["extract"]["n_images"] == 16
     assert "| prepare " in out and "decoded-image cache build" in out
+
+
+@pytest.mark.parametrize("inner_compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_inner_zips_are_read_in_place_when_stored(tmp_path, inner_compression):
+    from benchmark.data.unpack import collect
+
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as z:
+        z.writestr("train/n01/n01_1.JPEG", b"jpeg bytes " * 100)
+        z.writestr("train/n01/n01_2.JPEG", b"other bytes")
+    outer = tmp_path / "PartImageNet_OOD.zip"
+    with zipfile.ZipFile(outer, "w") as z:
+        z.writestr("train.json", b"{}")
+        z.writestr(zipfile.ZipInfo("train.zip"), inner.getvalue(), compress_type=inner_compression)
+    staging = tmp_path / "staging"
+    collected = collect(outer, staging)
+    try:
+        files = {f.name: f for f in collected.files}
+        assert set(files) == {"train.json", "n01_1.JPEG", "n01_2.JPEG"}
+        with files["n01_1.JPEG"].open() as f:
+            assert f.read() == b"jpeg bytes " * 100
+        with files["n01_2.JPEG"].open() as f:
+            assert f.read() == b"other bytes"
+        # a stored inner zip is not copied out (disk: the archive once, not twice)
+        assert staging.exists() == (inner_compression == zipfile.ZIP_DEFLATED)
+    finally:
+        collected.close()
