@@ -31,8 +31,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmark.data.decode import to_rgb  # noqa: E402
-from benchmark.data.synth_release import release_plan, render_release_image  # noqa: E402
+from benchmark.data.decode import to_rgb
+from benchmark.data.synth_release import release_plan, render_release_image
 
 
 def scaled_factor(stored: tuple[int, int], decoded: tuple[int, int]) -> float:

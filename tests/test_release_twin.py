@@ -23,7 +23,9 @@ from benchmark.data.partimagenet import load_partimagenet
 from benchmark.data.prepare import prepare_release
 from benchmark.data.synth import plan_counts
 from benchmark.data.synth_release import (
-    generate_release_archive, release_plan, release_train_files,
+    generate_release_archive,
+    release_plan,
+    release_train_files,
 )
 from episodes.taxonomy import classes
 

@@ -76,7 +76,7 @@ class _Window(io.RawIOBase):
     """Read-only, seekable view of bytes [start, start + size) of a file."""
 
     def __init__(self, path: str, start: int, size: int) -> None:
-        self._file = open(path, "rb")
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._start, self._size, self._pos = start, size, 0
 
     def readable(self) -> bool:
