@@ -147,6 +147,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--goal", type=float, default=0.8,
                         help="extraction must reach this fraction of the pure forward rate")
     parser.add_argument("--data", default=None, help="a PartImageNet-format root instead of synthetic JPEGs")
+    parser.add_argument("--split", default=None, help="with --data: images of this split only")
+    parser.add_argument("--forward-batches", type=int, default=0,
+                        help="batches of the pure forward (0: as many as the extraction has)")
+    parser.add_argument("--skip-data-only", action="store_true",
+                        help="skip the data-path-alone pass (one more decode of every image)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -160,13 +165,15 @@ def main(argv: list[str] | None = None) -> dict:
             from benchmark.data.partimagenet import load_partimagenet
 
             dataset = load_partimagenet(Path(args.data))
-            indices = np.arange(min(args.n_images, len(dataset.images)))
+            pool = (dataset.split_indices(args.split) if args.split
+                    else np.arange(len(dataset.images)))
+            indices = pool[: args.n_images]
         else:
             h, w = (int(v) for v in args.source_size.split("x"))
             dataset = JpegPartDataset(Path(tmp), args.n_images, (h, w),
                                       reduced_decode=not args.full_decode)
             indices = np.arange(args.n_images)
-        n_batches = max(1, len(indices) // args.batch_size)
+        n_batches = args.forward_batches or max(1, len(indices) // args.batch_size)
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -184,8 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
         ext = len(indices) / (time.perf_counter() - start)
         ext_cpu = len(indices) / (cpu_seconds() - cpu)
         peak_ext = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-        data_only = loader_images_per_s(dataset, indices, backbone, args.batch_size,
-                                        args.num_workers, args.masks)
+        data_only = (float("nan") if args.skip_data_only else
+                     loader_images_per_s(dataset, indices, backbone, args.batch_size,
+                                         args.num_workers, args.masks))
 
     figures = {
         "model": args.model, "image_size": args.image_size, "n_images": int(len(indices)),
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
         "forward_images_per_cpu_s": round(fwd_cpu, 1), "extract_images_per_cpu_s": round(ext_cpu, 1),
         "cpu_extract_over_forward": round(ext_cpu / fwd_cpu, 3),
         "forward_images_per_s": round(fwd, 1), "extract_images_per_s": round(ext, 1),
-        "data_path_alone_images_per_s": round(data_only, 1),
+        "data_path_alone_images_per_s": None if args.skip_data_only else round(data_only, 1),
         "extract_over_forward": round(ext / fwd, 3), "data_path_cost": round(1 - ext / fwd, 3),
         # ru_maxrss is in KiB on Linux; workers are children of this process
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one script to run on a machine with an NVIDIA GPU; it finishes within about 10 minutes.
+# The one script to run on a machine with an NVIDIA GPU; it finishes within about 15 minutes.
 #
 #   bash bench/gpu_check.sh            # from the repository root
 #
@@ -10,7 +10,9 @@
 #   2. bench/bench_features.py on CUDA: resnet50 at 224 px in bf16, on ImageNet-size JPEGs,
 #      extraction (nvjpeg decode on the GPU) against the pure forward, peak GPU memory;
 #   3. python -m benchmark doctor --device cuda;
-#   4. a small benchmark run on the GPU: the demo config with 200 episodes.
+#   4. a small benchmark run on the GPU: the demo config with 200 episodes;
+#   5. bench/bench_release_scale.py at scale 0.1 (2,480 release-shaped images: generate, prepare,
+#      load, training-data passes, resnet50 extraction of the test split on CUDA; a few minutes).
 # Its figures go in the README with the GPU named (doctor's first lines name it).
 #
 # Installing. With ./.venv present, the script uses it. Otherwise it runs the README's install
@@ -80,8 +82,12 @@ step "doctor" timeout 120 "$py" -m benchmark doctor --device cuda --model resnet
 step "benchmark run on the GPU" timeout 240 "$py" -m benchmark run --config configs/5way1shot.yaml \
     --set features.device=cuda --set episodes.n_episodes=200 --out "outputs/gpu-check-$(date +%Y%m%d-%H%M%S)" --quiet
 
+step "bench_release_scale 0.1 on CUDA" timeout 420 "$py" bench/bench_release_scale.py \
+    --scale 0.1 --workers "$(nproc)" --num-workers "$(( $(nproc) > 8 ? 8 : $(nproc) ))" \
+    --device cuda --batch-size 128 --forward-batches 8 --quiet --json bench_release_scale_cuda.json
+
 if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
-    cp "$log" bench_features_cuda.json "$OUT/" 2>/dev/null
+    cp "$log" bench_features_cuda.json bench_release_scale_cuda.json "$OUT/" 2>/dev/null
 fi
 echo "gpu_check: $([ $status -eq 0 ] && echo 'all steps passed' || echo 'some steps FAILED') (log: $log)"
 exit $status

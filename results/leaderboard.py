@@ -33,7 +33,7 @@ from results.tables import format_acc
 from episodes.errors import PartbenchError
 
 LEAKED_MARK = "†"
-# A run folder's identity file (benchmark.run_folder), not a result: a folder scan skips it
+# A run folder's identity file (benchmark.run.folder), not a result: a folder scan skips it
 
 RANK_RULE = (
     "rank: tie-aware, as in Meta-Dataset. Best first, each row shares the rank of the row that "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     prepare.add_argument("--out", required=True, help="folder to write (new, or an earlier output)")
     prepare.add_argument("--allow-partial", action="store_true",
                          help="accept a copy that differs from the release (e.g. train+val only)")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bars")
     prepare.add_argument("--workers", type=int, default=None,
                          help="threads decoding images for the check (default: up to 8)")
 
@@ -23,7 +25,8 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.data.release.prepare import prepare_release
 
     report = prepare_release(args.source, args.out, allow_partial=args.allow_partial,
-                             workers=args.workers)
+                             workers=args.workers,
+                             progress=not args.quiet and sys.stderr.isatty())
     print("\n".join(report.lines()))
     print(f"next: set data.root to {report.out} (data.source: partimagenet)")
     return 0

@@ -130,7 +130,9 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
              "dense": torch.zeros(0, grid[0] * grid[1], d_part, dtype=torch.float16, device=device)}
     names = ["embeddings"] + (["part_embeddings", "part_present"] if masks != "none" else [])
     names += ["dense"] if dense else []
-    out: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    # filled in place: a list of batches joined at the end would hold the features twice
+    out = {name: empty[name].new_zeros((len(shard), *empty[name].shape[1:])) for name in names}
+    at = 0
     for images, coverage, area in tqdm(loader, desc=f"features {backbone.name}",
                                        disable=not progress, unit="batch", leave=False):
         if isinstance(images, RoutedBatch):
@@ -143,17 +145,21 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
             fmap, pooled, part_map = backbone.stage_features(images, stage_index)
             # the head was trained on the last map; its logits are resized to the part grid
             logits = part_head(fmap) if masks == "predicted" else None
-        out["embeddings"].append(pooled.half())
+        rows = slice(at, at + images.shape[0])
+        at = rows.stop
+        out["embeddings"][rows] = pooled
         if dense:
-            out["dense"].append(part_map.flatten(2).transpose(1, 2).half())
+            out["dense"][rows] = part_map.flatten(2).transpose(1, 2)
         if masks == "none":
             continue
         cover, cover_area = _batch_coverage(masks, coverage, area, logits, grid,
                                             images.shape[0], device)
         part_emb, present = pool_parts(part_map.float(), cover, cover_area)
-        out["part_embeddings"].append(part_emb.half())
-        out["part_present"].append(present)
-    return {k: torch.cat(v) if v else empty[k] for k, v in out.items()}
+        out["part_embeddings"][rows] = part_emb
+        out["part_present"][rows] = present
+    if at != len(shard):
+        raise RuntimeError(f"feature extraction read {at} of {len(shard)} images")
+    return out
 
 
 def _all_gather_shards(local: dict[str, torch.Tensor], sizes: list[int],

@@ -143,7 +143,7 @@ METRIC = _Object({"accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT
 LEARNER_METRICS = _Object({
     "accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT,
     "mask_mode": _Optional(STR),  # part masks behind this learner's features; null: no parts
-    # the run fingerprint its records carry (benchmark.run_identity); null: records without one
+    # the run fingerprint its records carry (benchmark.run.identity); null: records without one
     "fingerprint": _Optional(STR),
     "per_super_category": _Mapping(METRIC),
 }, optional={

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+from tqdm.auto import tqdm
 
 from benchmark.data.release import facts as release
 from benchmark.data.errors import DatasetDefectWarning, DatasetError, first_few
@@ -202,7 +203,8 @@ def _check_out(out: Path) -> None:
 
 
 def prepare_release(source: str | os.PathLike, out: str | os.PathLike, *,
-                    allow_partial: bool = False, workers: int | None = None) -> PrepareReport:
+                    allow_partial: bool = False, workers: int | None = None,
+                    progress: bool = False) -> PrepareReport:
     """Unpack `source` into the canonical layout at `out`, verify it and write the manifest.
 
     Args:
@@ -211,6 +213,8 @@ def prepare_release(source: str | os.PathLike, out: str | os.PathLike, *,
         allow_partial: accept a copy that differs from the published release (e.g. train and val
             only); it is still reported.
         workers: threads decoding images for the check (default: up to 8).
+        progress: progress bars on stderr for the steps that take minutes on the release
+            (copying the inner zips out, writing the images, the decode check).
     Returns:
         the report (also summarised in the manifest).
     Raises:
@@ -229,13 +233,13 @@ def prepare_release(source: str | os.PathLike, out: str | os.PathLike, *,
     staging = out / _STAGING
     collected: Collected | None = None
     try:
-        collected = collect(source, staging, skip=(out,))
-        report = _write(source, out, collected)
+        collected = collect(source, staging, skip=(out,), progress=progress)
+        report = _write(source, out, collected, progress)
     finally:
         if collected is not None:
             collected.close()
         shutil.rmtree(staging, ignore_errors=True)
-    _verify(out, report, workers)
+    _verify(out, report, workers, progress)
     _write_manifest(source, out, report)
     problems = _blocking(report, allow_partial)
     if problems:
@@ -243,7 +247,7 @@ def prepare_release(source: str | os.PathLike, out: str | os.PathLike, *,
     return report
 
 
-def _write(source: Path, out: Path, collected: Collected) -> PrepareReport:
+def _write(source: Path, out: Path, collected: Collected, progress: bool = False) -> PrepareReport:
     report = PrepareReport(out=out, refused=list(collected.refused))
     jsons, duplicates = _annotation_files(collected.files)
     report.extra += duplicates
@@ -287,7 +291,8 @@ def _write(source: Path, out: Path, collected: Collected) -> PrepareReport:
                                          f"are not in the source")
             continue
         damaged = []
-        for name in names:
+        for name in tqdm(names, desc=f"prepare: write {split}", unit="img", disable=not progress,
+                         mininterval=2.0):
             try:
                 _copy_into(images[name], out / split / name.split("_", 1)[0] / name)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -303,7 +308,8 @@ def _write(source: Path, out: Path, collected: Collected) -> PrepareReport:
     return report
 
 
-def _verify(out: Path, report: PrepareReport, workers: int | None) -> None:
+def _verify(out: Path, report: PrepareReport, workers: int | None,
+            progress: bool = False) -> None:
     """Load what was written (COCO checks, the 40 categories, classes, sizes) and decode it."""
     if not report.images:
         return
@@ -314,6 +320,8 @@ def _verify(out: Path, report: PrepareReport, workers: int | None) -> None:
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes outside the GIL
         errors = pool.map(_decode_error, [rec.path for rec in dataset.images], chunksize=64)
+        errors = tqdm(errors, total=len(dataset.images), desc="prepare: decode check",
+                      unit="img", disable=not progress, mininterval=2.0)
         report.undecodable += [e for e in errors if e is not None]
 
 

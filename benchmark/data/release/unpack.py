@@ -5,18 +5,23 @@ images; people also keep the inner zips in a folder, or an unpacked copy in any 
 `collect(source, staging)` walks any of these and returns every regular file by its base name:
 annotation files, and image candidates (placed later by the name the json lists). Zip members with
 an absolute path, a `..` component or a symlink type are refused and never written; `__MACOSX/`,
-`._*` and other hidden entries are skipped. Inner zips are copied to `staging` to be opened.
+`._*` and other hidden entries are skipped. An inner zip stored without compression (as the
+release-shaped twin stores them) is read in place through a window on the outer file; a
+compressed one is first copied to `staging` (zip needs to seek in it), 1 MiB at a time.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import shutil
 import stat
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from tqdm.auto import tqdm
 
 from benchmark.data.layout import is_junk
 
@@ -58,10 +63,64 @@ class Collected:
     files: list[FileRef] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # "where (why)"
     _archives: list[zipfile.ZipFile] = field(default_factory=list)
+    _windows: list[io.BufferedReader] = field(default_factory=list)
 
     def close(self) -> None:
         for archive in self._archives:
             archive.close()
+        for window in self._windows:  # a ZipFile never closes a file object it was given
+            window.close()
+
+
+class _Window(io.RawIOBase):
+    """Read-only, seekable view of bytes [start, start + size) of a file."""
+
+    def __init__(self, path: str, start: int, size: int) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._start, self._size, self._pos = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        n = max(0, min(len(buffer), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._file.seek(self._start + self._pos)
+        got = self._file.readinto(memoryview(buffer)[:n])
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _stored_window(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> io.BufferedReader | None:
+    """A seekable view of a member stored uncompressed in a zip on disk, or None (compressed,
+    encrypted, or the zip is not a plain file): its bytes are read in place, not copied."""
+    if (info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1
+            or not isinstance(archive.filename, str) or not os.path.isfile(archive.filename)):
+        return None
+    with open(archive.filename, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    start = info.header_offset + 30 + name_len + extra_len
+    return io.BufferedReader(_Window(archive.filename, start, info.file_size), 1 << 20)
 
 
 def unsafe_member(info: zipfile.ZipInfo) -> str | None:
@@ -81,8 +140,18 @@ def _junk_path(parts: tuple[str, ...] | list[str]) -> bool:
     return any(is_junk(p) for p in parts if p)
 
 
+def _copy_out(archive: zipfile.ZipFile, info: zipfile.ZipInfo, copy: Path, progress: bool) -> None:
+    """Stream a member to `copy` (1 MiB at a time: an inner zip of the release is ~2 GB)."""
+    with archive.open(info) as src, open(copy, "wb") as dst, tqdm(
+            total=info.file_size, desc=f"prepare: unpack {info.filename}", unit="B",
+            unit_scale=True, disable=not progress, mininterval=2.0) as bar:
+        while block := src.read(1 << 20):
+            dst.write(block)
+            bar.update(len(block))
+
+
 def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
-              out: Collected) -> None:
+              out: Collected, progress: bool = False) -> None:
     for info in archive.infolist():
         if info.is_dir():
             continue
@@ -95,31 +164,43 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
         name = parts[-1]
         here = f"{where}!{info.filename}"
         if name.lower().endswith(".zip") and depth < MAX_ZIP_DEPTH:
+            window = _stored_window(archive, info)
+            if window is not None:
+                out._windows.append(window)
+                try:
+                    inner = zipfile.ZipFile(window)
+                except (zipfile.BadZipFile, OSError) as exc:
+                    out.refused.append(f"{here} (not a readable zip: {exc})")
+                    continue
+                out._archives.append(inner)
+                _walk_zip(inner, here, staging, depth + 1, out, progress)
+                continue
             staging.mkdir(parents=True, exist_ok=True)
             copy = staging / f"{len(out._archives)}-{name}"
             try:
-                with archive.open(info) as src, open(copy, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                _copy_out(archive, info, copy, progress)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged download
                 out.refused.append(f"{here} (cannot be read from its archive: {exc})")
                 continue
-            _walk_zip_file(copy, here, staging, depth + 1, out)
+            _walk_zip_file(copy, here, staging, depth + 1, out, progress)
             continue
         out.files.append(FileRef(name=name, where=here, archive=archive,
                                  member=info.filename, size=info.file_size))
 
 
-def _walk_zip_file(path: Path, where: str, staging: Path, depth: int, out: Collected) -> None:
+def _walk_zip_file(path: Path, where: str, staging: Path, depth: int, out: Collected,
+                   progress: bool = False) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         out.refused.append(f"{where} (not a readable zip: {exc})")
         return
     out._archives.append(archive)
-    _walk_zip(archive, where, staging, depth, out)
+    _walk_zip(archive, where, staging, depth, out, progress)
 
 
-def _walk_folder(folder: Path, staging: Path, skip: tuple[Path, ...], out: Collected) -> None:
+def _walk_folder(folder: Path, staging: Path, skip: tuple[Path, ...], out: Collected,
+                 progress: bool = False) -> None:
     for dirpath, dirnames, filenames in os.walk(folder):  # symlinked folders are not followed
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames
@@ -131,24 +212,26 @@ def _walk_folder(folder: Path, staging: Path, skip: tuple[Path, ...], out: Colle
             if not path.is_file():
                 continue
             if name.lower().endswith(".zip"):
-                _walk_zip_file(path, str(path), staging, 1, out)
+                _walk_zip_file(path, str(path), staging, 1, out, progress)
             else:
                 out.files.append(FileRef(name=name, where=str(path), path=path,
                                          size=path.stat().st_size))
 
 
-def collect(source: Path, staging: Path, skip: tuple[Path, ...] = ()) -> Collected:
+def collect(source: Path, staging: Path, skip: tuple[Path, ...] = (),
+            progress: bool = False) -> Collected:
     """Every regular file of `source` (a zip, or a folder of zips and/or files).
 
     Args:
         source: the downloaded archive, a folder holding the inner zips, or an unpacked copy.
         staging: a folder for copies of inner zips (the caller removes it).
         skip: folders not to walk (resolved), e.g. the output folder inside the source.
+        progress: a progress bar (bytes) per inner zip copied to `staging`.
     """
     out = Collected()
     if source.is_dir():
-        _walk_folder(source, staging, tuple(p.resolve() for p in skip), out)
+        _walk_folder(source, staging, tuple(p.resolve() for p in skip), out, progress)
     else:
-        _walk_zip_file(source, source.name, staging, 1, out)
+        _walk_zip_file(source, source.name, staging, 1, out, progress)
     return out
 
