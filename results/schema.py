@@ -27,7 +27,9 @@ Layout (SCHEMA_VERSION 2):
               {name: {accuracy, ci, n_episodes}}, [transductive: bool], [origin: {kind, ...}]}}
               accuracies and CI half-widths in %; fingerprint: the run fingerprint of the
               learner's records (what they depend on); transductive (recomputed from the
-              records; absent in older files = false); origin: where the learner came from (kind
+              records; absent in older files = false); annotations: "none" | "support" | "all",
+              the test-time annotations its features read (results.protocols; absent in older
+              files: implied by mask_mode); origin: where the learner came from (kind
               "builtin" | "module" | "entry-point" | "predictions", module, distribution,
               version, source_sha256, ...; see baselines.plugins.learner_origin)
     mask_quality (optional): {n_images, grid, grid_miou, image_miou, soft_miou, grid_iou,
@@ -53,6 +55,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from episodes.storage import StrictJSONError, atomic_write_text, canonical_json, json_sha256, loads_strict
+from results.protocols import annotations_of_mask_mode, protocol_problems
 from results.records import read_records
 from results.stats import CI_METHODS, mean_ci
 
@@ -160,6 +163,7 @@ LEARNER_METRICS = _Object({
     "per_super_category": _Mapping(METRIC),
 }, optional={
     "transductive": BOOL,  # the learner used each episode's queries jointly
+    "annotations": STR,  # results.protocols: test-time annotations its features read
     "origin": _Object({"kind": STR}, extra=ANY),  # where the learner's code came from
 })
 
@@ -286,6 +290,7 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
             "fingerprint": fingerprints[0] if fingerprints else None,
             "per_super_category": {name: entry(v) for name, v in sorted(per_super.items())},
             "transductive": bool(group["transductive"].any()) if "transductive" in group else False,
+            "annotations": annotations_of_mask_mode(modes[0] if modes else None),
         }
     return metrics
 
@@ -409,6 +414,7 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
         problems.append("weights.saw_test_classes: false, but hub weights (ImageNet-pretrained) "
                         "saw the test classes; it must be true")
     problems += _copied_metrics_problems(result["metrics"])
+    problems += protocol_problems(result["metrics"])
     if result["wall_time_s"] < 0:
         problems.append(f"wall_time_s: must be >= 0, got {result['wall_time_s']}")
     if not result["metrics"]:
@@ -529,7 +535,7 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
         problems.append(f"metrics.{learner}: in the records but missing from the file")
 
     def compare(where: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
-        for field in ("accuracy", "ci", "n_episodes", "mask_mode", "transductive"):
+        for field in ("accuracy", "ci", "n_episodes", "mask_mode", "transductive", "annotations"):
             if field not in a:
                 continue  # per-super-category entries carry no mask_mode; older files no flag
             x, y = a[field], b[field]
