@@ -6,7 +6,7 @@ registered name, a `module:Class` path, or a `partbench.learners` entry point).
 """
 
 from baselines import (dn4, finetune, logreg, maml, part_controls, part_protonet,  # noqa: F401
-                       protonet, random_learner, simpleshot)
+                       presence_only, protonet, random_learner, simpleshot)
 from baselines.base import EpisodeFeatures, Learner
 from baselines.image_learner import ImageLearner
 from baselines.plugins import LearnerSpecError

@@ -57,3 +57,11 @@ class PredictedPartProtoNet(_PartControl):
     name = "part_protonet_predicted"
     paper = "part_protonet over the part head's predicted masks (no annotation at test time)"
     own_masks = "predicted"
+
+
+@register
+class OraclePartProtoNet(_PartControl):
+    name = "part_protonet_oracle"
+    paper = ("upper bound (this benchmark): part_protonet over every image's annotated part masks, "
+             "the queries' included (annotation protocol 'all')")
+    own_masks = "oracle"

@@ -20,7 +20,8 @@ from baselines.seeding import episode_seeds
 N_WAY, K_SHOT, N_QUERY, DIM, SLOTS = 4, 3, 5, 12, 3
 PART_DIM, LOCAL = 8, 4  # slot/local width != global width (an earlier part stage); cells per image
 FEATURE_LEARNERS = learner_names(Learner)  # image learners: tests/test_image_learners.py
-NOT_LEARNING = {"random"}  # test doubles: no above-chance requirement
+# test doubles and presence_only (the toy's presence is random: it reads no embedding)
+NOT_LEARNING = {"random", "presence_only"}  # no above-chance requirement
 
 
 def toy_episodes(b: int = 3, n_way: int = N_WAY, k_shot: int = K_SHOT, n_query: int = N_QUERY,
@@ -659,3 +660,17 @@ def test_golden_random():
     seed = int(episode_seeds(11, "random", [0])[0])
     expected = torch.rand(3, 2, generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(scores, expected[None])
+
+
+def test_presence_only_reads_presence_and_nothing_else():
+    # scores are a function of part_present alone: new embeddings change nothing
+    support, labels, query, _ = toy_episodes()
+    _, scores = run("presence_only", support, labels, query)
+    noise = lambda f: EpisodeFeatures(torch.randn_like(f.embeddings.float()).half(),  # noqa: E731
+                                      torch.randn_like(f.part_embeddings.float()).half(),
+                                      f.part_present, f.local_descriptors)
+    _, again = run("presence_only", noise(support), labels, noise(query))
+    torch.testing.assert_close(scores, again)
+    flipped = EpisodeFeatures(query.embeddings, query.part_embeddings, ~query.part_present)
+    _, other = run("presence_only", support, labels, flipped)
+    assert not torch.equal(scores, other)  # ... and presence does change them
