@@ -62,3 +62,18 @@ def _presence(features: EpisodeFeatures, learner: str) -> torch.Tensor:
     if present.dim() != 3:
         raise ValueError(f"{learner}: part_present must be (B, n, S), got {tuple(present.shape)}")
     return present.to(torch.float32)
+
+
+@register
+class PredictedPresenceOnly(PresenceOnly):
+    name = "presence_only_predicted"
+    paper = "diagnostic (this benchmark): presence_only over the part head's masks (protocol none)"
+    own_masks = "predicted"
+
+
+@register
+class OraclePresenceOnly(PresenceOnly):
+    name = "presence_only_oracle"
+    paper = ("diagnostic (this benchmark): presence_only over every image's annotated masks, the "
+             "queries' included (protocol all): what a test-time annotation leaks")
+    own_masks = "oracle"
