@@ -57,7 +57,7 @@ def stage_maps(backbone, dataset, indices, strides=(8, 16)):
     with torch.inference_mode():
         for images, label in loader:
             images = split.normalise(images) if split is not None else images
-            raw, inter = backbone.model.forward_intermediates(images, indices=stages)
+            _, inter = backbone.model.forward_intermediates(images, indices=stages)
             fmap, _ = backbone.feature_map(images)
             for i, m in enumerate([*inter, fmap]):
                 maps[i].append(m.float())
@@ -97,8 +97,9 @@ def main() -> None:
     targets = torch.stack([F.interpolate(l[None, None].float(), size=(LABEL_SIZE, LABEL_SIZE),
                                          mode="nearest")[0, 0].long() for l in train_labels])
     generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)  # noqa: the probe's only global seed (module init); not in the pipeline
-    decoder = Decoder([m.shape[1] for m in train_maps])
+    with torch.random.fork_rng():  # seeded module init that leaves the global state as it was
+        torch.manual_seed(0)
+        decoder = Decoder([m.shape[1] for m in train_maps])
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=3e-3, weight_decay=1e-4)
     n = len(targets)
     # background is most pixels: weigh classes by inverse sqrt frequency
