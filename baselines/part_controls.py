@@ -26,7 +26,6 @@ from baselines.base import EpisodeFeatures
 from baselines.part_protonet import PartProtoNet, _parts
 from baselines.registry import register
 
-
 # The global term's share of part_protonet's distance with oracle masks on the twin: about 2.6
 # slots are present per image, so 1 / (1 + 2.6) ~ 0.28. A grid control's S always-present cells
 # at weight 1 would cut that share to 1 / (1 + S) (0.10 for the 3x3 grid); by default the grid
@@ -95,7 +94,7 @@ class ForegroundProtoNet(PartProtoNet):
     paper = ("control (this benchmark): part_protonet over one slot, the union of the part masks "
              "(foreground without part structure)")
 
-    def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "PartProtoNet":
+    def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> PartProtoNet:
         return super().fit(_foreground(support, self.name), labels, n_way)
 
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:

@@ -34,7 +34,7 @@ class PresenceOnly(Learner):
         self.prototypes: torch.Tensor | None = None  # (B, N, S) mean presence per class
         self.contributions: torch.Tensor | None = None  # (B, S) margin shares of last predict()
 
-    def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "PresenceOnly":
+    def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> PresenceOnly:
         check_support(support, labels, n_way, self.name)
         self.prototypes = class_means(_presence(support, self.name), labels, n_way)
         return self
