@@ -6,7 +6,7 @@ registered name, a `module:Class` path, or a `partbench.learners` entry point).
 """
 
 from baselines import (dn4, finetune, logreg, maml, part_controls, part_protonet,  # noqa: F401
-                       protonet, random_learner, simpleshot)
+                       presence_only, protonet, random_learner, simpleshot)
 from baselines.base import EpisodeFeatures, Learner, check_support, class_means, one_hot, to_compute
 from baselines.seeding import episode_seeds
 from baselines.image_learner import ImageLearner

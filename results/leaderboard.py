@@ -9,7 +9,10 @@ is one entry of `.invalid` and never stops the others.
 
 Rows ranked together share the dataset (name and fingerprint: the twin never ranks with the real
 release, nor twins of different sizes with each other), the setting, the protocol (transductive
-learners see the whole query set at once; they never rank with inductive ones) and the episodes
+learners see the whole query set at once; they never rank with inductive ones), the annotation
+protocol (results.protocols: rows that read no test-time annotation, the support set's, or the
+queries' too, each in a table of its own; "all" rows are marked as using test-time annotations)
+and the episodes
 (same episodes.hash; mixing is refused unless `allow_mixed_episodes`). Ranks are tie-aware as in
 Meta-Dataset (see `RANK_RULE`). Rows whose weights saw the test classes (e.g. ImageNet-pretrained
 backbones: PartImageNet's test classes are ImageNet classes) are marked "†".
@@ -25,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from results.protocols import ANNOTATION_MARKS, TEST_TIME_ANNOTATIONS, learner_annotations
 from results.records import RecordError, read_records
 from results.run_files import CONFIG_FILE, IDENTITY_FILE, RECORDS_FILE
 from results.schema import read_result, validate_result
@@ -56,6 +60,7 @@ class Group:
     setting: tuple[Any, ...]  # (split, n_way, k_shot, n_query, mode), None where not fixed
     transductive: bool
     verified: bool
+    annotations: str = "none"  # results.protocols.ANNOTATION_PROTOCOLS
 
     @property
     def dataset_label(self) -> str:
@@ -73,6 +78,8 @@ class Group:
         parts = [self.dataset_label, setting_label({"split": split, "n_way": n_way,
                                                     "k_shot": k_shot, "n_query": n_query,
                                                     "mode": mode}), self.protocol]
+        if self.annotations != "none":  # the realistic protocol keeps the plain label
+            parts.append(f"annotations-{self.annotations}")
         if not self.verified:
             parts.append("unverified")
         return "_".join(p.replace("/", "-").replace(" ", "-") for p in parts)
@@ -82,7 +89,10 @@ class Group:
         split, n_way, k_shot, n_query, mode = self.setting
         any_ = lambda v: "any" if v is None else v  # noqa: E731
         text = (f"{self.dataset_label} · {split} {any_(n_way)}-way {any_(k_shot)}-shot "
-                f"{any_(n_query)} queries ({mode or 'default'}) · {self.protocol}")
+                f"{any_(n_query)} queries ({mode or 'default'}) · {self.protocol} · "
+                f"annotations: {self.annotations}")
+        if self.annotations == TEST_TIME_ANNOTATIONS:
+            text += f" · USES {ANNOTATION_MARKS[self.annotations].upper()}"
         return text + ("" if self.verified else " · UNVERIFIED (not ranked)")
 
 
@@ -289,7 +299,8 @@ def _rows(path: Path, verified: _Checked) -> list[tuple[Group, dict[str, Any], p
     out = []
     for learner, metric in result["metrics"].items():
         group = Group(result["dataset"]["name"], result["dataset"]["fingerprint"], key,
-                      is_transductive(result, learner), records is not None)
+                      is_transductive(result, learner), records is not None,
+                      learner_annotations(metric))
         row = {
             "learner": learner,
             "accuracy": metric["accuracy"],
@@ -298,6 +309,7 @@ def _rows(path: Path, verified: _Checked) -> list[tuple[Group, dict[str, Any], p
                                    float("nan") if metric["ci"] is None else metric["ci"]),
             "leaked": LEAKED_MARK if leaked else "",
             "masks": metric["mask_mode"] or "",
+            "annotations": learner_annotations(metric),
             "seeds": seed_count_label(result),
             "dataset": group.dataset_label,
             "episodes": metric["n_episodes"],
@@ -329,7 +341,7 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     whose run they do not hold is checked against the records.jsonl beside it.
     allow_unverified: list valid files without records in unranked tables of their own.
     Columns: rank, tie, learner, accuracy, ci, "acc ± ci", leaked ("†" if the weights saw the test
-    classes), masks, seeds (training runs of the backbone behind the row's result file: the
+    classes), masks, annotations (results.protocols; one table per protocol), seeds (training runs of the backbone behind the row's result file: the
     seed_spread section's count, "single seed" without one), dataset, episodes, backbone, weights, run, episodes_hash, confidence, file
     (rank and tie only in verified tables). Raises LeaderboardError when a group's rows were
     evaluated on different episode hashes, unless allow_mixed_episodes.

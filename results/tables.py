@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from episodes.storage import atomic_write_text
+from results.protocols import annotations_of_mask_mode
 from results.stats import mean_ci, paired_difference
 
 # The columns that name one evaluation setting; a table has one block per distinct combination.
@@ -66,11 +67,15 @@ def accuracy_table(records: pd.DataFrame, by: Sequence[str] | None = None, *,
                    n_boot: int = 10_000) -> pd.DataFrame:
     """Mean episode accuracy (%) with its CI per group (default: [run_id,] setting x learner).
 
-    records: `read_records(...)` output. Returns columns by..., episodes, accuracy, ci95, "acc ± ci",
+    records: `read_records(...)` output. Returns columns by... (with `annotations`, the protocol
+    of the row's mask_mode, after mask_mode), episodes, accuracy, ci95, "acc ± ci",
     rows sorted by setting then by accuracy, best first.
     """
     by = list(by) if by is not None else _default_by(records)
     table = _summarise(records, by, "accuracy", confidence, method, seed, n_boot, 100.0, "accuracy")
+    if "mask_mode" in table:  # the test-time annotations behind each row (results.protocols)
+        table.insert(table.columns.get_loc("mask_mode") + 1, "annotations",
+                     [annotations_of_mask_mode(None if m != m else m) for m in table["mask_mode"]])
     keep = [c for c in by if c not in LEARNER_COLUMNS]
     return _rank(table, keep, "accuracy")
 

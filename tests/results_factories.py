@@ -15,9 +15,14 @@ WAYS = (("n01", "Fish"), ("n02", "Bird"), ("n03", "Car"), ("n04", "Fish"), ("n05
 
 def fake_records(learner: str, p_correct: float, n_episodes: int = 20, *, seed: int = 0,
                  run_id: str = "run-a", k_shot: int = 1, n_query: int = 5, split: str = "test",
-                 mask_mode: str | None = "oracle", with_parts: bool = False,
+                 mask_mode: str | None = "auto", with_parts: bool = False,
                  start: int = 0) -> list[dict[str, Any]]:
-    """Episodes whose per-way correct counts are Binomial(n_query, p_correct), seeded."""
+    """Episodes whose per-way correct counts are Binomial(n_query, p_correct), seeded.
+
+    mask_mode "auto": "predicted" (annotation protocol none) for a learner whose name starts
+    with "part", None (no part features) for any other."""
+    if mask_mode == "auto":
+        mask_mode = "predicted" if learner.startswith("part") else None
     rng = np.random.default_rng(seed)
     records = []
     for episode in range(start, start + n_episodes):

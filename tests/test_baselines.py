@@ -20,7 +20,8 @@ from baselines.seeding import episode_seeds
 N_WAY, K_SHOT, N_QUERY, DIM, SLOTS = 4, 3, 5, 12, 3
 PART_DIM, LOCAL = 8, 4  # slot/local width != global width (an earlier part stage); cells per image
 FEATURE_LEARNERS = learner_names(Learner)  # image learners: tests/test_image_learners.py
-NOT_LEARNING = {"random"}  # test doubles: no above-chance requirement
+# test doubles and presence_only (the toy's presence is random: it reads no embedding)
+NOT_LEARNING = {"random", "presence_only", "presence_only_predicted", "presence_only_oracle"}  # no above-chance requirement
 
 
 def toy_episodes(b: int = 3, n_way: int = N_WAY, k_shot: int = K_SHOT, n_query: int = N_QUERY,
@@ -123,7 +124,7 @@ def test_every_learner_on_a_tiny_batch(name):
     if name not in NOT_LEARNING:
         assert accuracy > 0.9, f"{name}: {accuracy:.2f} on separable toy data (chance 0.25)"
     contributions = learner.part_contributions()
-    if learner.uses_parts:
+    if learner.uses_parts and not name.startswith("part_protonet_foreground"):  # one merged slot
         assert contributions.shape == (3, SLOTS) and torch.isfinite(contributions).all()
     else:
         assert contributions is None
@@ -483,8 +484,10 @@ def test_controls_are_part_protonet_over_their_own_regions():
                         ("part_protonet_predicted", "predicted")):
         cls = baselines.get_learner_class(name)
         assert cls.uses_parts and cls.own_masks == masks
-        _, scores = run(name, support, labels, query)
-        torch.testing.assert_close(scores, plain)  # the difference is in the features alone
+        # the difference is in the features alone (the grids' weights set to part_protonet's)
+        _, scores = run(name, support, labels, query,
+                        **({"part_weight": 1.0} if "grid" in name else {}))
+        torch.testing.assert_close(scores, plain)
     with pytest.raises(TypeError):
         get_learner("part_protonet_grid2", mask_mode="oracle")
     assert baselines.get_learner_class("part_protonet").own_masks is None
@@ -659,3 +662,30 @@ def test_golden_random():
     seed = int(episode_seeds(11, "random", [0])[0])
     expected = torch.rand(3, 2, generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(scores, expected[None])
+
+
+def test_presence_only_reads_presence_and_nothing_else():
+    # scores are a function of part_present alone: new embeddings change nothing
+    support, labels, query, _ = toy_episodes()
+    _, scores = run("presence_only", support, labels, query)
+    noise = lambda f: EpisodeFeatures(torch.randn_like(f.embeddings.float()).half(),  # noqa: E731
+                                      torch.randn_like(f.part_embeddings.float()).half(),
+                                      f.part_present, f.local_descriptors)
+    _, again = run("presence_only", noise(support), labels, noise(query))
+    torch.testing.assert_close(scores, again)
+    flipped = EpisodeFeatures(query.embeddings, query.part_embeddings, ~query.part_present)
+    _, other = run("presence_only", support, labels, flipped)
+    assert not torch.equal(scores, other)  # ... and presence does change them
+
+
+def test_grid_controls_keep_part_protonets_global_share_and_foreground_merges_slots():
+    from baselines.part_controls import PART_GLOBAL_SHARE, _foreground
+
+    grid = get_learner("part_protonet_grid3")
+    share = grid.global_weight / (grid.global_weight + 9 * float(grid.part_weight))
+    assert share == pytest.approx(PART_GLOBAL_SHARE)
+    assert float(get_learner("part_protonet_grid3", global_share=None).part_weight) == 1.0
+    support, _, _, _ = toy_episodes()
+    merged = _foreground(support, "test")
+    assert merged.part_embeddings.shape[2] == 1 and merged.part_present.shape[2] == 1
+    assert torch.equal(merged.part_present[..., 0], support.part_present.any(-1))

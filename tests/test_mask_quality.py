@@ -8,7 +8,8 @@ import torch
 
 from benchmark.models.backbones import build_backbone
 from benchmark.features.feature_set import N_SLOTS
-from benchmark.features.mask_quality import IoUCounter, coverage_labels, measure_mask_quality
+from benchmark.features.mask_quality import (IoUCounter, MaskQuality, coverage_labels,
+                                             measure_mask_quality)
 from test_features import H, SIZE, TINY, W, tiny_dataset
 
 
@@ -136,3 +137,13 @@ def test_result_form_is_json_safe_and_names_every_slot(setup):
     rows = quality.rows()
     assert rows[-1]["slot"] == "mIoU" and rows[-1]["iou_grid"] == pytest.approx(100 * quality.grid_miou)
     assert rows[-1]["iou_soft"] == pytest.approx(100 * quality.soft_miou)
+
+
+def test_the_table_says_whether_the_pixel_miou_goal_is_reached():
+    def quality(image_iou):
+        return MaskQuality(n_images=1, grid=(2, 2), grid_iou=(0.9,), image_iou=image_iou,
+                           soft_iou=(0.9,))
+
+    assert quality((0.6,)).rows()[-1]["pixel_goal"].startswith("reached")
+    assert quality((0.2,)).rows()[-1]["pixel_goal"].startswith("NOT reached")
+    assert quality((float("nan"),)).pixel_goal().startswith("NOT reached")

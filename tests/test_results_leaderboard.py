@@ -10,7 +10,7 @@ from results.cli import leaderboard_main
 from results.leaderboard import (LEAKED_MARK, LeaderboardError, merge, rank_rule,
                                  tie_aware_ranks)
 from results.records import RecordWriter
-from results.schema import LEARNER_METRICS, BOOL, seal, write_result
+from results.schema import LEARNER_METRICS, BOOL, seal, validate_result, write_result
 from results_factories import fake_records, fake_result
 
 HASH_A, HASH_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -136,7 +136,8 @@ def test_transductive_rows_get_their_own_table(tmp_path, monkeypatch):
     assert sorted(board) == [_label(protocol="inductive"), _label(protocol="transductive")]
     assert list(board[_label(protocol="transductive")]["learner"]) == ["tim"]
     assert list(board[_label(protocol="inductive")]["learner"]) == ["protonet"]
-    assert board.groups[_label(protocol="transductive")].title.endswith("transductive")
+    assert board.groups[_label(protocol="transductive")].title.endswith(
+        "transductive · annotations: none")
 
 
 def _forge(result):
@@ -243,7 +244,7 @@ def test_leaderboard_main_prints_the_rule_and_writes_tables(tmp_path, capsys):
     out = tmp_path / "board"
     assert leaderboard_main(results, out=out) == 0
     text = capsys.readouterr().out
-    title = f"== {TWIN} · test 5-way 1-shot 5 queries (mixed) · inductive =="
+    title = f"== {TWIN} · test 5-way 1-shot 5 queries (mixed) · inductive · annotations: none =="
     assert title in text and "weights saw the test" in text
     table_part = text[text.index(title):]
     assert table_part.index("part_protonet") < table_part.index(rank_rule(0.95))
@@ -289,3 +290,42 @@ def test_a_run_folders_run_json_is_not_taken_for_a_result_file(tmp_path):
     (path.parent / "config.yaml").write_text("name: run\n")
     board = merge(tmp_path)
     assert not board.invalid and list(board[_label()]["run"]) == ["run"]
+
+
+def test_each_annotation_protocol_is_ranked_in_its_own_table_and_all_is_marked(tmp_path):
+    # The same learner over oracle masks (queries' annotations: "all") and predicted masks
+    # ("none") in one result: two tables, the "all" one titled as using test-time annotations.
+    rows = [r for i, (learner, p, mode) in enumerate([("protonet", 0.5, None),
+                                                      ("part_predicted", 0.55, "predicted"),
+                                                      ("part_oracle", 0.9, "oracle")])
+            for r in fake_records(learner, p, 20, seed=i, run_id="r1", mask_mode=mode)]
+    frame = pd.DataFrame(rows)
+    frame["accuracy"] = frame["correct"] / frame["total"]
+    result = fake_result(frame, run_id="r1")
+    assert result["metrics"]["part_oracle"]["annotations"] == "all"
+    assert result["metrics"]["part_predicted"]["annotations"] == "none"
+    assert result["metrics"]["protonet"]["annotations"] == "none"
+    with RecordWriter(tmp_path / "a" / "records.jsonl") as writer:
+        writer.append_many(rows)
+    write_result(tmp_path / "a" / "result.json", result)
+    board = merge(tmp_path)
+    assert sorted(board) == sorted([_label(), _label() + "_annotations-all"])
+    assert list(board[_label()]["learner"]) == ["part_predicted", "protonet"]
+    assert list(board[_label() + "_annotations-all"]["learner"]) == ["part_oracle"]
+    assert "USES TEST-TIME ANNOTATIONS" in board.groups[_label() + "_annotations-all"].title
+    assert "USES" not in board.groups[_label()].title
+
+
+def test_a_declared_protocol_that_contradicts_the_mask_mode_is_refused(tmp_path):
+    # A file claiming "none" for a learner whose features pooled the queries' annotations.
+    rows = fake_records("part_protonet", 0.8, 20, run_id="r1", mask_mode="oracle")
+    frame = pd.DataFrame(rows)
+    frame["accuracy"] = frame["correct"] / frame["total"]
+    result = fake_result(frame, run_id="r1")
+    result["metrics"]["part_protonet"]["annotations"] = "none"
+    result = seal(result)
+    problems = validate_result(result)
+    assert any("metrics.part_protonet.annotations: declares 'none'" in p and "'all'" in p
+               for p in problems)
+    result["metrics"]["part_protonet"]["annotations"] = "sometimes"
+    assert any("is not one of" in p for p in validate_result(seal(result)))

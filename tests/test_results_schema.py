@@ -153,7 +153,8 @@ def test_runner_shaped_records_validate_and_a_wrong_setting_is_named(tmp_path):
     path = tmp_path / "r.jsonl"
     with RecordWriter(path) as writer:
         writer.append_many(fake_records("protonet", 0.6, 10, mask_mode=None, k_shot=None))
-        writer.append_many(fake_records("part_protonet", 0.7, 10, seed=1, k_shot=None))
+        writer.append_many(fake_records("part_protonet", 0.7, 10, seed=1, k_shot=None,
+                                        mask_mode="oracle"))
     frame = read_records(path)
     result = build_result(**{**_runner_args(frame), "setting": {
         "split": "test", "n_way": 5, "k_shot": None, "n_query": 5, "mode": "variable",

@@ -40,7 +40,8 @@ def write_run_report(cfg: RunConfig, run_dir: Path, records: pd.DataFrame,
         print(f"predicted masks against the annotations ({quality.n_images} images): mIoU "
               f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
               f"feature grid, {100 * quality.image_miou:.1f} per pixel, "
-              f"{100 * quality.soft_miou:.1f} as soft coverage", file=sys.stderr)
+              f"{100 * quality.soft_miou:.1f} as soft coverage; goal {quality.pixel_goal()}",
+              file=sys.stderr)
     write_plots(records, run_dir / "plots", **ci)
     plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
                        named_learner, images)

@@ -43,7 +43,9 @@ def trained_checkpoint(cfg: RunConfig, dataset: PartDataset, progress: bool = Tr
     cached = usable_cached_checkpoint(out_dir)  # verified; a damaged one is set aside
     if cached is not None:
         return cached
-    print(f"training {bb.name} on the train split ({train.method}, {train.epochs} epochs) "
+    head = (f" + {train.resolved().part_head_epochs} part-head epochs on the frozen backbone"
+            if train.part_head == "after" else "")
+    print(f"training {bb.name} on the train split ({train.method}, {train.epochs} epochs{head}) "
           f"into {out_dir}", file=sys.stderr, flush=True)
     try:
         return train_backbone(dataset, train, model_name=bb.name, image_size=bb.image_size,

@@ -25,7 +25,9 @@ Layout (SCHEMA_VERSION 2):
               {name: {accuracy, ci, n_episodes}}, [transductive: bool], [origin: {kind, ...}]}}
               accuracies and CI half-widths in %; fingerprint: the run fingerprint of the
               learner's records (what they depend on); transductive (recomputed from the
-              records; absent in older files = false); origin: where the learner came from (kind
+              records; absent in older files = false); annotations: "none" | "support" | "all",
+              the test-time annotations its features read (results.protocols; absent in older
+              files: implied by mask_mode); origin: where the learner came from (kind
               "builtin" | "module" | "entry-point" | "predictions", module, distribution,
               version, source_sha256, ...; see baselines.plugins.learner_origin)
     mask_quality (optional): {n_images, grid, grid_miou, image_miou, soft_miou, grid_iou,
@@ -148,6 +150,7 @@ LEARNER_METRICS = _Object({
     "per_super_category": _Mapping(METRIC),
 }, optional={
     "transductive": BOOL,  # the learner used each episode's queries jointly
+    "annotations": STR,  # results.protocols: test-time annotations its features read
     "origin": _Object({"kind": STR}, extra=ANY),  # where the learner's code came from
 })
 

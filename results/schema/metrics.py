@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from results.protocols import annotations_of_mask_mode
 from results.stats import mean_ci
 
 
@@ -43,5 +44,6 @@ def metrics_from_records(records: pd.DataFrame, *, confidence: float = 0.95,
             "fingerprint": fingerprints[0] if fingerprints else None,
             "per_super_category": {name: entry(v) for name, v in sorted(per_super.items())},
             "transductive": bool(group["transductive"].any()) if "transductive" in group else False,
+            "annotations": annotations_of_mask_mode(modes[0] if modes else None),
         }
     return metrics

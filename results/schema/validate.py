@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from episodes.storage import canonical_json
+from results.protocols import protocol_problems
 from results.schema.format import KIND, RESULT_SCHEMA, SCHEMA_VERSION
 from results.schema.metrics import metrics_from_records
 from results.schema.seal import seal_problems
@@ -23,6 +24,7 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
     """Checks between fields, run on a structurally valid result."""
     problems = _run_field_problems(result)
     problems += _copied_metrics_problems(result["metrics"])
+    problems += protocol_problems(result["metrics"])
     if result["wall_time_s"] < 0:
         problems.append(f"wall_time_s: must be >= 0, got {result['wall_time_s']}")
     if not result["metrics"]:
@@ -211,7 +213,7 @@ def _entry_mismatches(where: str, a: Mapping[str, Any], b: Mapping[str, Any]) ->
     """Fields of a stored metric entry `a` that differ from the recomputed `b` (numbers within
     RECOMPUTE_TOLERANCE)."""
     problems = []
-    for field in ("accuracy", "ci", "n_episodes", "mask_mode", "transductive"):
+    for field in ("accuracy", "ci", "n_episodes", "mask_mode", "transductive", "annotations"):
         if field not in a:
             continue  # per-super-category entries carry no mask_mode; older files no flag
         x, y = a[field], b[field]
