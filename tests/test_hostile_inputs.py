@@ -1,0 +1,127 @@
+"""Hostile input, as a user hits it: every mistake is one line and exit 2, never a traceback,
+a hang or a wrong number (issue 18). Special files and oversized inputs are refused up front."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.cli.main import main
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def episode_file(tiny_run_config, tmp_path) -> Path:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(dict(tiny_run_config, episodes=dict(
+        tiny_run_config["episodes"], n_episodes=4))))
+    out = tmp_path / "E.json"
+    assert main(["episodes", "--config", str(config), "--out", str(out), "--names"]) == 0
+    return out
+
+
+def right_predictions(episode_file: Path) -> list[dict]:
+    doc = json.loads(episode_file.with_name("E.names.json").read_text())
+    return [{"episode": e["episode"], "predictions": [w for w, way in enumerate(e["query"])
+                                                      for _ in way]} for e in doc["episodes"]]
+
+
+def score(episode_file: Path, predictions: Path, *extra: str) -> int:
+    return main(["score", str(predictions), "--episodes", str(episode_file), "--name", "m",
+                 "--out", str(predictions.parent / "scored"), *extra])
+
+
+# ---------------------------------------------------------------- A. no wrong number from score
+
+def test_score_refuses_a_line_with_a_key_twice(episode_file, tmp_path, capsys):
+    rows = right_predictions(episode_file)
+    lines = [json.dumps(r) for r in rows]
+    # json.loads keeps the last "predictions": all wrong ways would silently score 100 %
+    wrong = [0] * len(rows[1]["predictions"])
+    lines[1] = (f'{{"episode": 1, "predictions": {json.dumps(wrong)}, '
+                f'"predictions": {json.dumps(rows[1]["predictions"])}}}')
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("\n".join(lines) + "\n")
+    assert score(episode_file, preds) == 2
+    err = one_line_error(capsys)
+    assert f"{preds}:2:" in err and "'predictions' appears twice" in err
+    assert not (tmp_path / "scored" / "result.json").exists()
+
+
+def test_score_refuses_a_dataset_name_the_names_file_contradicts(episode_file, tmp_path, capsys):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps(r) + "\n" for r in right_predictions(episode_file)))
+    assert score(episode_file, preds, "--dataset-name", "partimagenet-ood") == 2
+    err = one_line_error(capsys)
+    assert "--dataset-name 'partimagenet-ood' contradicts" in err and "'synthetic-twin'" in err
+    assert score(episode_file, preds, "--dataset-name", "imagenet") == 2
+    assert "--dataset-name 'imagenet': not a dataset" in one_line_error(capsys)
+    assert not (tmp_path / "scored" / "result.json").exists()
+    assert score(episode_file, preds, "--dataset-name", "synthetic-twin") == 0
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"episode": 0, "predictions": [%s]}' % ("9" * 5000), "an integer of 5,000 digits"),
+    ('{"episode": %s, "predictions": [0]}' % ("1" * 5000), "an integer of 5,000 digits"),
+    ('[' * 20000 + ']' * 20000, "nest deeper than 64"),
+])
+def test_score_refuses_absurd_lines_in_one_line(episode_file, tmp_path, capsys, line, message):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(line + "\n")
+    assert score(episode_file, preds) == 2
+    err = one_line_error(capsys)
+    assert f"{preds}:1:" in err and message in err and len(err) < 300
+
+
+def test_score_refuses_an_oversized_line(episode_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("results.scoring.MAX_LINE_BYTES", 1000)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text('{"episode": 0, "predictions": [' + "0, " * 1000 + "0]}\n")
+    assert score(episode_file, preds) == 2
+    assert f"{preds}:1: a line of" in one_line_error(capsys)
+
+
+def test_score_refuses_dev_zero_and_a_fifo_as_predictions(episode_file, tmp_path, capsys):
+    assert score(episode_file, Path("/dev/zero")) == 2
+    assert "predictions file /dev/zero: is a device" in one_line_error(capsys)
+    fifo = tmp_path / "p.jsonl"
+    os.mkfifo(fifo)
+    assert score(episode_file, fifo) == 2  # would block forever if opened for reading
+    assert f"predictions file {fifo}: is a FIFO" in one_line_error(capsys)
+
+
+# ---------------------------------------------------------------- episode files
+
+def test_an_episode_file_that_repeats_an_index_is_refused_at_the_file_check(episode_file, capsys):
+    from episodes.hashing import episode_from_record, episodes_hash
+    from episodes.files import _content_hash
+
+    doc = json.loads(episode_file.read_text())
+    doc["episodes"][2]["index"] = doc["episodes"][1]["index"]
+    # re-hash it as an editor would, so that only the repeated index is wrong
+    digest = episodes_hash([episode_from_record(r) for r in doc["episodes"]])
+    doc["episodes_hash"] = digest
+    doc["content_hash"] = _content_hash(doc["settings"], doc["dataset_fingerprint"], digest)
+    episode_file.write_text(json.dumps(doc))
+    preds = episode_file.parent / "p.jsonl"
+    preds.write_text("")
+    assert score(episode_file, preds) == 2
+    err = one_line_error(capsys)
+    assert "episode index 1 appears twice" in err and str(episode_file) in err
+
+
+def test_dev_zero_as_an_episode_file_is_one_line(episode_file, tmp_path, capsys):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps(r) + "\n" for r in right_predictions(episode_file)))
+    assert main(["score", str(preds), "--episodes", "/dev/zero", "--name", "m",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "episode file /dev/zero: is a device" in one_line_error(capsys)
