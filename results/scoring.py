@@ -28,7 +28,6 @@ so results/ stays free of the episodes package.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
