@@ -97,6 +97,16 @@ def read_input_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int)
     return data
 
 
+class DiskWriteError(PartbenchError, OSError):
+    """A write that the disk or the system refused (full, over quota, over `ulimit -f`); the
+    message names the file and what would fix it."""
+
+
+def disk_error(exc: OSError, path: str | os.PathLike[str]) -> DiskWriteError:
+    """The DiskWriteError to raise for `exc`, an OSError while writing `path`."""
+    return DiskWriteError(disk_error_message(exc, path))
+
+
 def disk_error_message(exc: OSError, path: str | os.PathLike[str]) -> str:
     """One line for a failed write: the file and what would fix it (a full disk, a size limit)."""
     where = exc.filename or path

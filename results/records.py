@@ -54,8 +54,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from episodes.storage import (StrictJSONError, atomic_write_bytes, canonical_json, json_sha256,
-                              loads_strict)
+from episodes.storage import (MAX_RECORDS_BYTES, StrictJSONError, atomic_write_bytes,
+                              canonical_json, check_input_file, disk_error, json_sha256,
+                              loads_strict, read_input_bytes)
 from episodes.errors import PartbenchError
 
 try:
@@ -329,7 +330,9 @@ def _scan(data: bytes) -> _Scan:
             scan.intact += len(raw) + 1
             continue
         record, why, json_error = _parse_record(raw)
-        if record is None and json_error and number == len(lines) - 1:
+        # a bad last complete line is a torn write only when nothing follows it: with a partial
+        # line after it, that partial line is the torn tail and this one is corruption
+        if record is None and json_error and number == len(lines) - 1 and not lines[-1].strip():
             scan.torn = (number, raw + b"\n", f"line {number} is {why}")
             return scan
         if record is not None:
@@ -388,9 +391,10 @@ def repair_records(path: str | os.PathLike[str]) -> RepairReport:
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such records file")
+    check_input_file(path, what="records file", max_bytes=MAX_RECORDS_BYTES)
     with open(path, "a", encoding="utf-8") as handle:
         _lock_or_refuse(handle, path)
-        data = path.read_bytes()
+        data = read_input_bytes(path, what="records file", max_bytes=MAX_RECORDS_BYTES)
         scan = _scan(data)
         moved = [(n, raw if raw.endswith(b"\n") else raw + b"\n", why) for n, raw, why in scan.bad]
         if scan.torn is not None:
@@ -399,11 +403,18 @@ def repair_records(path: str | os.PathLike[str]) -> RepairReport:
         if not moved:
             return RepairReport(len(scan.records), (), None)
         side = rejected_path(path)
-        with open(side, "ab") as out:
-            out.write(b"".join(raw for _, raw, _ in moved))
-            out.flush()
-            os.fsync(out.fileno())
-        atomic_write_bytes(path, "".join(record_line(r) for _, r in scan.records).encode("utf-8"))
+        try:
+            with open(side, "ab") as out:
+                out.write(b"".join(raw for _, raw, _ in moved))
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:  # a full disk: nothing was changed in the records file
+            raise disk_error(exc, side) from None
+        try:
+            atomic_write_bytes(path, "".join(record_line(r) for _, r in scan.records)
+                               .encode("utf-8"))
+        except OSError as exc:  # the old file is intact (atomic write) and the side file too
+            raise disk_error(exc, path) from None
         return RepairReport(len(scan.records), tuple((n, why) for n, _, why in moved), side)
 
 
@@ -433,6 +444,8 @@ class RecordWriter:
     def __init__(self, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():  # a FIFO would block the open below
+            check_input_file(self.path, what="records file", max_bytes=MAX_RECORDS_BYTES)
         # Lock before reading, so no other writer appends between our read and our first append.
         self._handle = open(self.path, "a", encoding="utf-8")
         try:
@@ -448,7 +461,8 @@ class RecordWriter:
     def _resume(self, expect: Mapping[str, Any] | None) -> None:
         records: list[dict[str, Any]] = []
         if self.path.exists():
-            scan = _scan(self.path.read_bytes())
+            scan = _scan(read_input_bytes(self.path, what="records file",
+                                          max_bytes=MAX_RECORDS_BYTES))
             _raise_on_bad_lines(self.path, scan)
             records = [r for _, r in scan.records]
             if scan.torn is not None:
@@ -456,10 +470,13 @@ class RecordWriter:
                 side = rejected_path(self.path)
                 warnings.warn(f"{self.path}: {why}; moving its {len(raw)} bytes to {side.name} "
                               "(that episode will run again)", stacklevel=3)
-                with open(side, "ab") as out:  # kept, never deleted
-                    out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-                    out.flush()
-                    os.fsync(out.fileno())
+                try:
+                    with open(side, "ab") as out:  # kept, never deleted
+                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                        out.flush()
+                        os.fsync(out.fileno())
+                except OSError as exc:  # the tail stays in the records file: nothing lost
+                    raise disk_error(exc, side) from None
                 with open(self.path, "r+b") as handle:
                     handle.truncate(scan.intact)
                     handle.flush()
@@ -518,9 +535,18 @@ class RecordWriter:
                                       f"holds {name}={value!r}; one run on one split per file")
         if not batch:
             return
-        self._handle.write("".join(record_line(r) for r in batch))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if self._handle is None:
+            raise RecordError(f"{self.path}: an earlier write failed; open a new writer "
+                              "(--resume) to go on")
+        try:
+            self._handle.write("".join(record_line(r) for r in batch))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            # a full disk or `ulimit -f`: what reached the file is a torn tail that --resume
+            # moves aside; drop the rest of the buffer so that close() does not retry it
+            self._discard_buffer()
+            raise disk_error(exc, self.path) from None
         if self._setting is None:
             self._setting = {name: batch[0][name] for name in FILE_FIELDS}
         self.done |= keys
@@ -528,8 +554,24 @@ class RecordWriter:
     def append(self, record: Mapping[str, Any]) -> None:
         self.append_many([record])
 
+    def _discard_buffer(self) -> None:
+        handle, self._handle = self._handle, None  # the writer is closed: no more appends
+        try:
+            os.close(handle.fileno())  # close the descriptor under the buffered handle ...
+        except OSError:
+            pass
+        try:
+            handle.close()  # ... so this cannot write the buffer again
+        except OSError:
+            pass
+
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is None:  # closed after a failed write
+            return
+        try:
+            self._handle.close()
+        except OSError as exc:
+            raise disk_error(exc, self.path) from None
 
     def __enter__(self) -> "RecordWriter":
         return self
@@ -561,7 +603,7 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
     for path in paths:
         if not path.is_file():
             raise RecordError(f"{path}: no such records file")
-        scan = _scan(path.read_bytes())
+        scan = _scan(read_input_bytes(path, what="records file", max_bytes=MAX_RECORDS_BYTES))
         _raise_on_bad_lines(path, scan)
         if scan.torn is not None:
             warnings.warn(f"{path}: {scan.torn[2]}; ignoring that line", stacklevel=2)

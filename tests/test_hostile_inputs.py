@@ -125,3 +125,102 @@ def test_dev_zero_as_an_episode_file_is_one_line(episode_file, tmp_path, capsys)
     assert main(["score", str(preds), "--episodes", "/dev/zero", "--name", "m",
                  "--out", str(tmp_path / "o")]) == 2
     assert "episode file /dev/zero: is a device" in one_line_error(capsys)
+
+
+# ---------------------------------------------------------------- E/F. records files
+
+def records_file(tmp_path: Path, n: int = 3) -> tuple[Path, list[str]]:
+    from results.records import record_line
+    from results_factories import fake_records
+
+    lines = [record_line(r) for r in fake_records("protonet", 0.6, n)]
+    run = tmp_path / "run"
+    run.mkdir()
+    return run / "records.jsonl", lines
+
+
+def test_repair_keeps_a_torn_tail_behind_a_bad_last_line(tmp_path, capsys):
+    path, lines = records_file(tmp_path)
+    torn = lines[2][:40]
+    path.write_text(lines[0] + lines[1] + "garbage\n" + torn)
+    assert main(["repair", str(path.parent)]) == 0
+    assert path.read_text() == lines[0] + lines[1]
+    assert (path.parent / "records.jsonl.rejected").read_text() == "garbage\n" + torn + "\n"
+
+
+def test_resume_reading_a_bad_last_line_and_a_torn_tail_deletes_nothing(tmp_path):
+    from results.records import RecordError, RecordWriter
+
+    path, lines = records_file(tmp_path)
+    text = lines[0] + "garbage\n" + lines[1][:40]
+    path.write_text(text)
+    with pytest.raises(RecordError, match="records.jsonl:2: .*repair"):
+        RecordWriter(path)
+    assert path.read_text() == text  # both lines still there, for repair to move aside
+
+
+@pytest.mark.parametrize("code, words", [(28, "no space left"), (27, "ulimit -f")])
+def test_a_full_disk_while_appending_records_names_the_file(tmp_path, code, words):
+    from episodes.storage import DiskWriteError
+    from results.records import RecordWriter
+    from results_factories import fake_records
+
+    path, _ = records_file(tmp_path)
+    writer = RecordWriter(path)
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(code, os.strerror(code))
+
+        def close(self):
+            raise OSError(code, os.strerror(code))
+
+        def fileno(self):
+            return os.open(os.devnull, os.O_RDONLY)
+
+    writer._handle.close()
+    writer._handle = FullDisk()
+    with pytest.raises(DiskWriteError) as caught:
+        writer.append_many(fake_records("protonet", 0.6, 2))
+    assert str(path) in str(caught.value) and words in str(caught.value)
+    writer.close()  # nothing left to write twice
+
+
+def test_repair_on_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
+    path, lines = records_file(tmp_path)
+    path.write_text(lines[0] + "garbage\n" + lines[1])
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("results.records.atomic_write_bytes", full)
+    assert main(["repair", str(path.parent)]) == 2
+    err = one_line_error(capsys)
+    assert f"{path}: no space left on the device" in err
+    assert path.read_text() == lines[0] + "garbage\n" + lines[1]  # untouched
+
+
+def test_appending_records_past_ulimit_f_is_one_line_naming_the_file(tmp_path):
+    import subprocess
+    import sys
+
+    path, _ = records_file(tmp_path)
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "from results.records import RecordWriter\n"
+        "from results_factories import fake_records\n"
+        "from episodes.errors import PartbenchError\n"
+        f"w = RecordWriter({str(path)!r})\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))\n"
+        "try:\n"
+        "    w.append_many(fake_records('protonet', 0.6, 50))\n"
+        "except PartbenchError as exc:\n"
+        "    print(exc); sys.exit(2)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]),
+                                                        str(Path(__file__).parent)]))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}: file too large" in done.stdout and "Traceback" not in done.stderr
