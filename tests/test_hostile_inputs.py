@@ -224,3 +224,22 @@ def test_appending_records_past_ulimit_f_is_one_line_naming_the_file(tmp_path):
                           timeout=120, env=env)
     assert done.returncode == 2, done.stderr
     assert f"{path}: file too large" in done.stdout and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------- report
+
+def test_report_with_a_baseline_typo_or_no_records_is_one_line(tmp_path, capsys):
+    from results.records import RecordWriter
+    from results_factories import fake_records
+
+    path, _ = records_file(tmp_path)
+    with RecordWriter(path) as writer:
+        writer.append_many(fake_records("protonet", 0.6, 3))
+    assert main(["report", str(path.parent), "--out", str(tmp_path / "o"),
+                 "--baseline", "protonte"]) == 2
+    assert "--baseline 'protonte': not a learner of these records; give one of protonet" in \
+        one_line_error(capsys)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["report", str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert f"{empty}: no records to report" in one_line_error(capsys)
