@@ -243,3 +243,20 @@ def test_report_with_a_baseline_typo_or_no_records_is_one_line(tmp_path, capsys)
     empty.write_text("")
     assert main(["report", str(empty), "--out", str(tmp_path / "o")]) == 2
     assert f"{empty}: no records to report" in one_line_error(capsys)
+
+
+# ---------------------------------------------------------------- doctor
+
+def test_doctor_with_a_bad_device_is_one_line(capsys):
+    assert main(["doctor", "--device", "gpu0"]) == 2
+    assert "--device: 'gpu0' is not a device; use auto, cpu, cuda or cuda:N" in \
+        one_line_error(capsys)
+
+
+def test_doctor_with_cuda_on_a_machine_without_it_is_one_line(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["doctor", "--device", "cuda"]) == 2
+    assert "--device: 'cuda', but this machine has no usable CUDA device" in one_line_error(capsys)
