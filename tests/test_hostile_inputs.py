@@ -260,3 +260,35 @@ def test_doctor_with_cuda_on_a_machine_without_it_is_one_line(capsys):
         pytest.skip("this machine has CUDA")
     assert main(["doctor", "--device", "cuda"]) == 2
     assert "--device: 'cuda', but this machine has no usable CUDA device" in one_line_error(capsys)
+
+
+# ---------------------------------------------------------------- config and --set
+
+@pytest.mark.parametrize("override, message", [
+    ("episodes.n_way=abc", "--set episodes.n_way=abc: episodes.n_way: expected an integer"),
+    ("episodes.n_way=" + "9" * 5000, "an integer of 5,000 digits (at most 40)"),
+    ("episodes.n_way=" + "[" * 20000 + "]" * 20000, "nested too deeply"),
+    ("name=../../x", "name: '../../x' must be a plain folder name"),
+    ("name=/tmp/elsewhere", "name: '/tmp/elsewhere' must be a plain folder name"),
+])
+def test_bad_set_values_are_one_short_line_naming_the_set(tmp_path, capsys, override, message):
+    out = tmp_path / "outputs"
+    assert main(["run", "--config", "5way1shot", "--set", f"output_dir={out}",
+                 "--set", override]) == 2
+    err = one_line_error(capsys)
+    assert message in err and len(err) < 400 and "5way1shot.yaml" not in err
+    assert not out.exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_output_dir_naming_a_file_names_the_key(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["run", "--config", "5way1shot", "--set", f"output_dir={blocker}"]) == 2
+    assert f"output_dir: '{blocker}' names a file, not a folder" in one_line_error(capsys)
+
+
+def test_an_unknown_backbone_name_names_backbone_name(tmp_path, capsys):
+    assert main(["run", "--config", "5way1shot", "--set", f"output_dir={tmp_path / 'o'}",
+                 "--set", "backbone.name=resnet10x", "--set", "features.part_stage=16"]) == 2
+    err = one_line_error(capsys)
+    assert "backbone.name: unknown timm model name 'resnet10x'" in err and "features." not in err
