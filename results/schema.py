@@ -53,6 +53,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from episodes.storage import StrictJSONError, atomic_write_text, canonical_json, json_sha256, loads_strict
+from episodes.storage import MAX_RESULT_BYTES, read_input_bytes
 from results.records import read_records
 from results.stats import CI_METHODS, mean_ci
 
@@ -381,7 +382,7 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         OSError: unreadable. StrictJSONError: not JSON, a key twice, or absurdly nested.
     """
-    return loads_strict(Path(path).read_bytes())
+    return loads_strict(read_input_bytes(path, what="result file", max_bytes=MAX_RESULT_BYTES))
 
 
 # ------------------------------------------------------------------ validating

@@ -292,3 +292,35 @@ def test_an_unknown_backbone_name_names_backbone_name(tmp_path, capsys):
                  "--set", "backbone.name=resnet10x", "--set", "features.part_stage=16"]) == 2
     err = one_line_error(capsys)
     assert "backbone.name: unknown timm model name 'resnet10x'" in err and "features." not in err
+
+
+# ---------------------------------------------------------------- validate and leaderboard folders
+
+def test_validate_refuses_a_150_mb_result_file_up_front(tmp_path, capsys):
+    huge = tmp_path / "result.json"
+    with open(huge, "wb") as handle:  # sparse: no 150 MB written
+        handle.truncate(150 * 2**20)
+    assert main(["validate", str(huge)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {huge}" in out and "157,286,400 bytes, more than the" in out
+
+
+def test_a_folder_mixing_results_with_other_files_skips_them_and_says_so(
+        episode_file, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "E.json").write_bytes(episode_file.read_bytes())
+    (folder / "E.names.json").write_bytes(episode_file.with_name("E.names.json").read_bytes())
+    (folder / "config.yaml").write_text("name: x\n")
+    (folder / "records.jsonl").write_text("")
+    os.mkfifo(folder / "result.json")  # reading it would hang
+    with open(folder / "big.json", "wb") as handle:
+        handle.truncate(150 * 2**20)
+    assert main(["validate", str(folder)]) == 2  # nothing left to check
+    out = capsys.readouterr().out
+    for name, why in [("E.json", "an episode or names file"), ("E.names.json", "an episode"),
+                      ("result.json", "is a FIFO"), ("big.json", "more than the")]:
+        assert f"skipped {folder / name}: " in out and why in out, (name, out)
+    assert main(["leaderboard", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert f"skipped {folder / 'result.json'}: " in out and "Traceback" not in out
