@@ -324,3 +324,81 @@ def test_a_folder_mixing_results_with_other_files_skips_them_and_says_so(
     assert main(["leaderboard", str(folder)]) == 1
     out = capsys.readouterr().out
     assert f"skipped {folder / 'result.json'}: " in out and "Traceback" not in out
+
+
+# ---------------------------------------------------------------- prepare
+
+def _release(tmp_path: Path) -> Path:
+    from test_data_prepare import build_release_zip
+
+    return build_release_zip(tmp_path / "src")
+
+
+def test_prepare_refuses_zip_bombs_listed_and_nested_and_writes_neither(tmp_path):
+    import zipfile
+
+    from benchmark.data.release.prepare import prepare_release
+
+    archive = _release(tmp_path)
+    zeros = bytes(64 << 20)  # deflates about 1000:1
+    nested = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(nested, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("train/n0/bomb2.JPEG", zeros)
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("PartImageNet_OOD/bomb.JPEG", zeros)
+        zf.write(nested, "PartImageNet_OOD/bomb.zip")
+    report = prepare_release(archive, tmp_path / "out", allow_partial=True)
+    refused = "\n".join(report.refused)
+    assert "bomb.JPEG (compressed" in refused and "a zip bomb" in refused
+    assert "bomb.zip!train/n0/bomb2.JPEG (compressed" in refused
+    assert not [p for p in tmp_path.rglob("bomb*.JPEG")]
+
+
+def test_prepare_refuses_a_member_declaring_more_than_the_release_holds(tmp_path, monkeypatch):
+    from benchmark.data.release.prepare import prepare_release
+
+    from benchmark.data.errors import DatasetError
+
+    monkeypatch.setattr("benchmark.data.release.unpack.MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(DatasetError, match=r"train.json .declares [0-9,]+ bytes, more than the 1,000"):
+        prepare_release(_release(tmp_path), tmp_path / "out", allow_partial=True)
+
+
+def test_prepare_on_a_fifo_is_one_line(tmp_path, capsys):
+    fifo = tmp_path / "PartImageNet_OOD.zip"
+    os.mkfifo(fifo)
+    assert main(["prepare", str(fifo), "--out", str(tmp_path / "out")]) == 2
+    assert f"release archive {fifo}: is a FIFO" in one_line_error(capsys)
+
+
+def test_prepare_with_a_corrupt_annotation_member_is_one_line(tmp_path, capsys):
+    import zipfile
+
+    archive = _release(tmp_path)
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for info in src.infolist():
+            method = zipfile.ZIP_DEFLATED if info.filename.endswith("train.json") else 0
+            dst.writestr(info.filename, src.read(info), compress_type=method)
+    with zipfile.ZipFile(damaged) as zf:
+        info = zf.getinfo("PartImageNet_OOD/train.json")
+    raw = bytearray(damaged.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 5, start + info.compress_size - 5):
+        raw[i] ^= 0x5A
+    damaged.write_bytes(bytes(raw))
+    assert main(["prepare", str(damaged), "--out", str(tmp_path / "out")]) == 2
+    assert "train.json: cannot be read from its archive" in one_line_error(capsys)
+
+
+def test_prepare_with_a_member_name_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    import zipfile
+
+    archive = tmp_path / "names.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("PartImageNet_OOD/caf\u00e9.json", b"{}")
+    raw = archive.read_bytes().replace("caf\u00e9".encode(), b"caf\xff\xfe")  # flag 0x800 stays
+    archive.write_bytes(raw)
+    assert main(["prepare", str(archive), "--out", str(tmp_path / "out")]) == 2
+    err = one_line_error(capsys)
+    assert str(archive) in err or "names.zip" in err

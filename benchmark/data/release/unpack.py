@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from benchmark.data.layout import is_junk
+from benchmark.data.release.facts import (MAX_COMPRESSION_RATIO, MAX_INNER_ZIP_BYTES,
+                                          MAX_MEMBER_BYTES, MAX_RELEASE_BYTES)
+from episodes.storage import check_input_file
 
 # How deep zips may nest (the release: an outer zip of inner zips).
 MAX_ZIP_DEPTH = 2
@@ -57,6 +60,7 @@ class Collected:
 
     files: list[FileRef] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # "where (why)"
+    inflated: int = 0  # bytes the archives' members declare, so far
     _archives: list[zipfile.ZipFile] = field(default_factory=list)
 
     def close(self) -> None:
@@ -77,6 +81,22 @@ def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def oversized_member(info: zipfile.ZipInfo, out: "Collected") -> str | None:
+    """Why a member must not be inflated (a zip bomb), or None; counts it towards the total."""
+    inner = info.filename.lower().endswith(".zip")
+    bound = MAX_INNER_ZIP_BYTES if inner else MAX_MEMBER_BYTES
+    if info.file_size > bound:
+        return f"declares {info.file_size:,} bytes, more than the {bound:,} the release could hold"
+    if info.file_size > (1 << 20) and info.file_size > MAX_COMPRESSION_RATIO * max(
+            info.compress_size, 1):
+        return (f"compressed {info.file_size / max(info.compress_size, 1):,.0f}:1 (more than "
+                f"{MAX_COMPRESSION_RATIO}:1): a zip bomb, not release data")
+    out.inflated += info.file_size
+    if out.inflated > MAX_RELEASE_BYTES:
+        return f"the archives inflate to more than the {MAX_RELEASE_BYTES:,} bytes of the release"
+    return None
+
+
 def _junk_path(parts: tuple[str, ...] | list[str]) -> bool:
     return any(is_junk(p) for p in parts if p)
 
@@ -92,6 +112,9 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
         parts = info.filename.replace("\\", "/").split("/")
         if _junk_path(parts):
             continue
+        if why := oversized_member(info, out):
+            out.refused.append(f"{where}!{info.filename} ({why})")
+            continue
         name = parts[-1]
         here = f"{where}!{info.filename}"
         if name.lower().endswith(".zip") and depth < MAX_ZIP_DEPTH:
@@ -99,6 +122,7 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
             copy = staging / f"{len(out._archives)}-{name}"
             try:
                 with archive.open(info) as src, open(copy, "wb") as dst:
+                    # zipfile stops at the declared size, which was bounded above
                     shutil.copyfileobj(src, dst, 1 << 20)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged download
                 out.refused.append(f"{here} (cannot be read from its archive: {exc})")
@@ -112,7 +136,7 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
 def _walk_zip_file(path: Path, where: str, staging: Path, depth: int, out: Collected) -> None:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:  # a member name not UTF-8, too
         out.refused.append(f"{where} (not a readable zip: {exc})")
         return
     out._archives.append(archive)
@@ -146,6 +170,8 @@ def collect(source: Path, staging: Path, skip: tuple[Path, ...] = ()) -> Collect
         skip: folders not to walk (resolved), e.g. the output folder inside the source.
     """
     out = Collected()
+    if not source.is_dir():  # a FIFO would block zipfile's open; a device never ends
+        check_input_file(source, what="release archive", max_bytes=MAX_RELEASE_BYTES)
     if source.is_dir():
         _walk_folder(source, staging, tuple(p.resolve() for p in skip), out)
     else:
