@@ -402,3 +402,4 @@ def test_prepare_with_a_member_name_that_is_not_utf8_is_one_line(tmp_path, capsy
     assert main(["prepare", str(archive), "--out", str(tmp_path / "out")]) == 2
     err = one_line_error(capsys)
     assert str(archive) in err or "names.zip" in err
+
