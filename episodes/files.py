@@ -22,7 +22,8 @@ from typing import Any
 from episodes import taxonomy
 from episodes.episode import Episode
 from episodes.hashing import episode_from_record, episode_record, episodes_hash
-from episodes.storage import (StrictJSONError, atomic_write_text, canonical_json, json_sha256,
+from episodes.storage import (MAX_EPISODE_FILE_BYTES, InputFileError, StrictJSONError,
+                              read_input_bytes, atomic_write_text, canonical_json, json_sha256,
                               loads_strict)
 from episodes.errors import PartbenchError
 
@@ -133,7 +134,10 @@ def load_episodes(
     """
     path = Path(path)
     try:
-        doc = loads_strict(path.read_bytes())
+        doc = loads_strict(read_input_bytes(path, what="episode file",
+                                            max_bytes=MAX_EPISODE_FILE_BYTES))
+    except InputFileError as err:
+        raise EpisodeFileError(str(err)) from None
     except (OSError, StrictJSONError) as err:
         raise EpisodeFileError(f"{path}: cannot read an episode file: {err}") from None
     if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
@@ -151,6 +155,13 @@ def load_episodes(
         episodes = tuple(episode_from_record(r) for r in doc["episodes"])
     except (KeyError, TypeError, ValueError) as err:
         raise EpisodeFileError(f"{path}: malformed record in field 'episodes': {err!r}") from err
+    repeated = _first_repeated([e.index for e in episodes])
+    if repeated is not None:
+        raise EpisodeFileError(
+            f"{path}: episode index {repeated} appears twice in field 'episodes'; each episode "
+            "needs its own index (its records are keyed by it): regenerate the file with "
+            "`python -m benchmark episodes`"
+        )
     if doc.get("n_episodes") != len(episodes):
         raise EpisodeFileError(
             f"{path}: field 'n_episodes' says {doc.get('n_episodes')!r} but the file holds {len(episodes)}"
@@ -188,6 +199,15 @@ def load_episodes(
                                    "(its hashes were recomputed): regenerate it with "
                                    "`python -m benchmark episodes`")
     return EpisodeFile(episodes, doc["settings"], doc["dataset_fingerprint"], computed, content)
+
+
+def _first_repeated(values: Sequence[int]) -> int | None:
+    seen: set[int] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None
 
 
 def episodes_problem(

@@ -24,7 +24,10 @@ def validate_main(paths: Iterable[str | os.PathLike[str]], *, episodes_hash: str
     Returns 0 when every file is valid, 1 when any is not, 2 when there is nothing to check or
     the records cannot be read.
     """
-    files = result_files(list(paths))
+    skipped: dict[str, str] = {}
+    files = result_files(list(paths), skipped)
+    for path, why in skipped.items():
+        print(f"skipped {path}: {why}")
     if not files:
         print("validate: no result files given")
         return 2
@@ -100,6 +103,10 @@ def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
                   "or --allow-unverified to list it apart")
     for path, original in board.duplicates.items():
         print(f"skipped {path}: same content as {original}")
+    for path, why in board.skipped.items():
+        print(f"skipped {path}: {why}")
+    for path, why in board.mixed.items():
+        print(f"refused {path}: {why}")
     if not board:
         print(f"leaderboard: no verifiable result files in {dir}")
         return 1
@@ -118,4 +125,4 @@ def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
         # Imported here: the page's plots load matplotlib, which `validate` never needs.
         from results.leaderboard_html import write_html
         print(f"html: {write_html(board, html)}")
-    return 0
+    return 1 if board.mixed else 0

@@ -35,6 +35,7 @@ from results.schema import read_result, validate_result
 from results.stats import paired_difference
 from results.tables import format_acc
 from episodes.errors import PartbenchError
+from episodes.storage import MAX_RESULT_BYTES, InputFileError, check_input_file
 
 LEAKED_MARK = "†"
 # A run folder's identity file (benchmark.run.folder), not a result: a folder scan skips it
@@ -113,6 +114,8 @@ class Leaderboard(dict):
         self.invalid: dict[str, list[str]] = {}
         self.unverified: dict[str, str] = {}
         self.duplicates: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}  # {file in a folder: why it is not a result file}
+        self.mixed: dict[str, str] = {}  # {file: why its rows were refused (other episodes)}
 
 
 def setting_label(setting: dict[str, Any]) -> str:
@@ -147,18 +150,46 @@ def _run_identity(path: Path) -> bool:
     return path.name == IDENTITY_FILE and (path.parent / CONFIG_FILE).is_file()
 
 
-def result_files(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
-                 ) -> list[Path]:
+def result_files(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                 skipped: dict[str, str] | None = None) -> list[Path]:
     """Files given, or every *.json under a folder (recursively), sorted, less the run identity
-    (run.json) that partbench writes beside a run folder's config.yaml."""
+    (run.json) that partbench writes beside a run folder's config.yaml.
+
+    In a folder, what cannot be a result file is left out and, with `skipped`, noted there
+    ({path: why}): a FIFO or device (reading it would hang), a file larger than any result file
+    (MAX_RESULT_BYTES), and JSON of another kind (an episode or names file; see is_other_kind).
+    Files named one by one are all returned: checking them says what is wrong.
+    """
     if isinstance(dir_or_files, (str, os.PathLike)):
         dir_or_files = [dir_or_files]
     files: list[Path] = []
     for item in dir_or_files:
         path = Path(item)
-        files += sorted(p for p in path.rglob("*.json") if not _run_identity(p)) \
-            if path.is_dir() else [path]
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for found in sorted(p for p in path.rglob("*.json") if not _run_identity(p)):
+            why = _not_a_result_file(found)
+            if why is None:
+                files.append(found)
+            elif skipped is not None:
+                skipped[str(found)] = why
     return files
+
+
+def _not_a_result_file(path: Path) -> str | None:
+    """Why a *.json found in a folder is not a result file to check, or None if it may be one."""
+    try:
+        check_input_file(path, what="file", max_bytes=MAX_RESULT_BYTES)
+    except InputFileError as exc:
+        return str(exc).split(": ", 1)[-1]
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    # partbench's other JSON files say what they are near their start: an episode file's
+    # "format" follows only its hashes; a names file starts with its "format"
+    if b'"format":"partbench-episode' in head.replace(b" ", b""):
+        return "an episode or names file, not a result file"
+    return None
 
 
 # ------------------------------------------------------------------ verifying one file
@@ -351,7 +382,7 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     seen: dict[str, str] = {}
     grouped: dict[Group, list[tuple[dict[str, Any], pd.Series | None, pd.DataFrame]]] = {}
     valid: list[tuple[Path, _Checked]] = []
-    for path in result_files(dir_or_files):
+    for path in result_files(dir_or_files, board.skipped):
         checked = _check_file(path, source)
         if isinstance(checked, list):
             board.invalid[str(path)] = checked
@@ -376,13 +407,19 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         table = pd.DataFrame([row for row, _, _ in entries])
         hashes = sorted(set(table["episodes_hash"]))
         if len(hashes) > 1 and not allow_mixed_episodes:
-            by_hash = {h: sorted(set(table.loc[table["episodes_hash"] == h, "file"])) for h in hashes}
-            detail = "; ".join(f"{h[:19]}…: {', '.join(files)}" for h, files in by_hash.items())
-            raise LeaderboardError(
-                f"{group.title}: results were evaluated on {len(hashes)} different episode sets "
-                f"({detail}); their accuracies are not comparable. Re-run on the same episodes "
-                "(same seed and settings, or the same episode file), or pass "
-                "allow_mixed_episodes / --allow-mixed-episodes to rank them anyway")
+            # refuse the rows of the other episode sets, rank the rest: the set most rows ran
+            # (ties: the first hash) stays
+            counts = table["episodes_hash"].value_counts()
+            kept = min(hashes, key=lambda h: (-int(counts[h]), h))
+            other = table["episodes_hash"] != kept
+            for file in sorted(set(table.loc[other, "file"])):
+                board.mixed[file] = (
+                    f"{group.title}: evaluated on other episodes ({len(hashes)} different episode "
+                    f"sets; ranked: {kept[:19]}…); accuracies on other episodes are not "
+                    "comparable: re-run on the same episodes, or pass --allow-mixed-episodes")
+            keep = [i for i, flag in enumerate(other.tolist()) if not flag]
+            entries = [entries[i] for i in keep]
+            table = table.iloc[keep].reset_index(drop=True)
         confidence = float(table["confidence"].min())
         if group.verified:
             ranks, ties = tie_aware_ranks(table, {i: s for i, (_, s, _) in enumerate(entries)},

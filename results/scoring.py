@@ -28,7 +28,6 @@ so results/ stays free of the episodes package.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -37,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from episodes.storage import file_sha256, json_sha256
+from episodes.storage import (MAX_EPISODE_FILE_BYTES, MAX_LINE_BYTES, InputFileError,
+                              StrictJSONError, file_sha256, json_sha256, loads_strict,
+                              read_input_bytes)
 from results.provenance import package_versions
 from results.records import RecordWriter, read_records, records_from_predictions
 from results.run_files import RECORDS_FILE, RESULT_FILE
@@ -52,12 +53,16 @@ class ScoreError(PartbenchError, ValueError):
 def read_predictions(path: str | os.PathLike[str]) -> dict[int, list[int]]:
     """Episode index -> predicted ways, from a JSONL file of {"episode": i, "predictions": [...]}.
 
-    Raises ScoreError naming the line for bad JSON, missing keys, non-integer values, or an
-    episode given twice.
+    Raises ScoreError naming the line for bad JSON (a key twice included), missing keys,
+    non-integer values, or an episode given twice; and naming the file for one that is not a
+    plain file, is larger than MAX_EPISODE_FILE_BYTES or has a line over MAX_LINE_BYTES.
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = read_input_bytes(path, what="predictions file", max_bytes=MAX_EPISODE_FILE_BYTES)
+        lines = data.decode("utf-8").splitlines()
+    except InputFileError as exc:
+        raise ScoreError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScoreError(f"{path}: cannot read the predictions: {exc}") from None
     found: dict[int, list[int]] = {}
@@ -66,10 +71,13 @@ def read_predictions(path: str | os.PathLike[str]) -> dict[int, list[int]]:
         if not line.strip():
             continue
         where = f"{path}:{number}"
+        if len(line) > MAX_LINE_BYTES:
+            raise ScoreError(f"{where}: a line of {len(line):,} characters (at most "
+                             f"{MAX_LINE_BYTES:,}); one episode's predictions are far shorter")
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ScoreError(f"{where}: not valid JSON ({exc.msg})") from None
+            entry = loads_strict(line)
+        except StrictJSONError as exc:
+            raise ScoreError(f"{where}: {exc}") from None
         if not isinstance(entry, dict) or set(entry) != {"episode", "predictions"}:
             raise ScoreError(f"{where}: expected {{\"episode\": i, \"predictions\": [...]}}, got "
                              f"{line[:80]!r}")

@@ -126,3 +126,20 @@ def test_trained_weights_do_not_depend_on_the_cache(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+@pytest.mark.parametrize("damage", ["header is a list", "pixels path is a folder"])
+def test_a_header_list_or_a_folder_for_pixels_is_rebuilt(tmp_path, damage):
+    ds = make_toy_dataset(n_train_classes=2, per_train_class=3, n_val_classes=0, per_val_class=0)
+    images = _images(ds)
+    views = _open(images, tmp_path)
+    reference = _all_items(_images(ds, decoded=views), epochs=(0,))
+    if damage == "header is a list":
+        views.header_path.write_text("[1, 2]")
+    else:
+        pixels = views.folder / f"{views.key}.pixels.npy"
+        pixels.unlink()
+        pixels.mkdir()
+    with pytest.warns(UserWarning, match="rebuilding"):
+        rebuilt = _open(images, tmp_path)
+    _assert_same(reference, _all_items(_images(ds, decoded=rebuilt), epochs=(0,)))

@@ -83,7 +83,7 @@ def test_other_dataset_or_settings_are_refused(tmp_path, sampler):
 
 
 def test_unreadable_files(tmp_path):
-    with pytest.raises(EpisodeFileError, match="cannot read"):
+    with pytest.raises(EpisodeFileError, match="episode file .*missing.json: no such file"):
         load_episodes(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(EpisodeFileError, match="cannot read"):

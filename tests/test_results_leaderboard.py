@@ -227,8 +227,10 @@ def test_duplicate_files_are_left_out(tmp_path):
 def test_mixed_episode_sets_are_refused_unless_allowed(tmp_path, capsys):
     _write(tmp_path, "a", [("protonet", 0.5)], run_id="r1", episodes_hash=HASH_A)
     _write(tmp_path, "b", [("protonet", 0.6)], run_id="r2", episodes_hash=HASH_B)
-    with pytest.raises(LeaderboardError, match="2 different episode sets"):
-        merge(tmp_path)
+    refused = merge(tmp_path)  # the other set's rows are refused, the rest ranked
+    assert list(refused[_label()]["episodes_hash"]) == [HASH_A]
+    assert len(refused.mixed) == 1
+    assert "2 different episode sets" in next(iter(refused.mixed.values()))
     board = merge(tmp_path, allow_mixed_episodes=True)
     table = board[_label()]
     assert set(table["episodes_hash"]) == {HASH_A, HASH_B}

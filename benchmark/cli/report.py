@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.config.errors import ConfigError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser("report", help="tables and plots from the records of one or more runs")
@@ -22,6 +24,13 @@ def main(args: argparse.Namespace) -> int:
 
     paths = [records_path(p) for p in args.runs]
     records = read_records(paths)
+    if records.empty:
+        raise ConfigError(f"{', '.join(map(str, paths))}: no records to report (an empty "
+                          "records file); name the records of a run that finished episodes")
+    learners = sorted(set(records["learner"]))
+    if args.baseline is not None and args.baseline not in learners:
+        raise ConfigError(f"--baseline {args.baseline!r}: not a learner of these records; "
+                          f"give one of {', '.join(learners)}")
     method = "bootstrap" if args.bootstrap else "normal"
     write_report(records, Path(args.out), baseline=args.baseline, method=method)
     for path in write_plots(records, Path(args.out), method=method):

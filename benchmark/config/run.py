@@ -137,7 +137,19 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     try:
         return config_from_dict(raw)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        # blame the --set that gave the bad value, not the file it overrode
+        message = str(exc)
+        for item in reversed(overrides):
+            key = item.partition("=")[0].strip()
+            if message.startswith((f"{key}:", f"{key}.")):
+                raise ConfigError(f"--set {_shown_override(item)}: {message}") from None
+        raise ConfigError(f"{path}: {message}") from None
+
+
+def _shown_override(item: str, limit: int = 80) -> str:
+    """An override as an error message shows it: whole when short, else its start (a 40 KB
+    value must not make a 40 KB message)."""
+    return item if len(item) <= limit else f"{item[:limit]}... ({len(item):,} characters)"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -171,18 +183,21 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     """Set `a.b.c=VALUE` in a nested dict; VALUE is parsed as YAML (`3`, `true`, `[a, b]`)."""
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override {item!r} must look like KEY=VALUE, e.g. episodes.n_way=5")
+        raise ConfigError(f"override {_shown_override(item)!r} must look like KEY=VALUE, e.g. "
+                          "episodes.n_way=5")
     node = raw
     *parents, leaf = key.strip().split(".")
     for part in parents:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            raise ConfigError(f"override {_shown_override(item)!r}: {part!r} is not a section")
         node = child
     try:
         node[leaf] = load_yaml(value)
     except StrictYAMLError as exc:
-        raise ConfigError(f"override {item!r}: not a usable YAML value: {exc}") from None
+        reason = _shown_override(str(exc), limit=200)
+        raise ConfigError(f"override {_shown_override(item)!r}: not a usable YAML value: "
+                          f"{reason}") from None
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -287,7 +302,22 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"backbone.seeds: distinct seeds >= 0 please, got {cfg.backbone.seeds}")
     if not cfg.learners:
         raise ConfigError("learners: name at least one learner (see `python -m benchmark list`)")
+    _check_run_folder_values(cfg)
     _check_integrity_values(cfg)
+
+
+def _check_run_folder_values(cfg: RunConfig) -> None:
+    """`name` is one folder name, so every run folder stays inside `output_dir`; `output_dir`
+    must be a folder (or not exist yet)."""
+    name = cfg.name
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+            or name.startswith("~")):
+        raise ConfigError(f"name: {_shown_override(name)!r} must be a plain folder name (no '/', "
+                          "'..' or absolute path): each run folder is made inside output_dir")
+    out = Path(cfg.output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir: {cfg.output_dir!r} names a file, not a folder; give a "
+                          "folder for the run folders")
 
 
 # --- value checks of issue 10: every bad value is a config error at load time ----------------

@@ -16,6 +16,7 @@ from episodes.errors import PartbenchError
 
 MAX_ALIASES = 100  # a hand-written config uses a handful
 MAX_EXPANDED_NODES = 100_000  # the largest shipped config has under 100 nodes
+MAX_INT_DIGITS = 40  # as episodes.storage's JSON reader: no config count needs more
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -47,6 +48,13 @@ class StrictSafeLoader(yaml.SafeLoader):
                                   f"{MAX_EXPANDED_NODES}): an alias bomb, not a config")
         return node
 
+    def construct_yaml_int(self, node: Any) -> int:
+        digits = sum(c.isalnum() for c in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise StrictYAMLError(f"line {node.start_mark.line + 1}: an integer of {digits:,} "
+                                  f"digits (at most {MAX_INT_DIGITS}); no config value needs one")
+        return super().construct_yaml_int(node)
+
     def construct_mapping(self, node: Any, deep: bool = False) -> dict:
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}
@@ -64,6 +72,10 @@ class StrictSafeLoader(yaml.SafeLoader):
                                           f"(first on line {first}); keep one")
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+# yaml registers constructors by tag, as functions: register the bounded one for this loader
+StrictSafeLoader.add_constructor("tag:yaml.org,2002:int", StrictSafeLoader.construct_yaml_int)
 
 
 def _expanded_size(node: Any, memo: dict[int, int | None]) -> int:
@@ -99,3 +111,5 @@ def load_yaml(text: str) -> Any:
         raise StrictYAMLError(" ".join(str(exc).split())) from None
     except RecursionError:
         raise StrictYAMLError("nested too deeply to be a config") from None
+    except ValueError as exc:  # a value the constructors refuse (a huge float, say): one line
+        raise StrictYAMLError(" ".join(str(exc).split())[:200]) from None

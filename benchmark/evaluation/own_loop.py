@@ -17,7 +17,8 @@ from typing import Any
 from benchmark.config.errors import ConfigError
 from episodes import EpisodeFileError, load_episodes
 from episodes.episode import Episode
-from episodes.storage import atomic_write_text
+from episodes.storage import (MAX_EPISODE_FILE_BYTES, InputFileError, atomic_write_text,
+                              loads_strict, read_input_bytes)
 from episodes.taxonomy import class_super_categories
 from results.run_result import DATASET_NAMES
 from results.scoring import ScoreError, predictions_source, read_predictions, score
@@ -61,8 +62,17 @@ def score_files(predictions: str | Path, episode_file: str | Path, *, name: str,
         frozen = load_episodes(Path(episode_file))
     except EpisodeFileError as exc:
         raise ConfigError(f"--episodes: {exc}") from None
-    dataset = {"name": dataset_name or _recorded_dataset_name(episode_file, frozen.episodes_hash),
-               "fingerprint": frozen.dataset_fingerprint}
+    if dataset_name is not None and dataset_name not in DATASET_NAMES.values():
+        raise ConfigError(f"--dataset-name {dataset_name!r}: not a dataset partbench knows; give "
+                          f"{' or '.join(DATASET_NAMES.values())}")
+    recorded = _recorded_dataset_name(episode_file, frozen.episodes_hash,
+                                      required=dataset_name is None)
+    if dataset_name is not None and recorded is not None and dataset_name != recorded:
+        # the names file says which data the episodes index: another name would publish, say,
+        # twin episodes as the real release
+        raise ConfigError(f"--dataset-name {dataset_name!r} contradicts {names_path(episode_file)}, "
+                          f"which says the episodes index {recorded!r}; drop --dataset-name")
+    dataset = {"name": dataset_name or recorded, "fingerprint": frozen.dataset_fingerprint}
     try:
         return score(read_predictions(predictions), frozen.episodes, name=name, out_dir=out_dir,
                      episodes_hash=frozen.episodes_hash, settings=frozen.settings,
@@ -73,18 +83,32 @@ def score_files(predictions: str | Path, episode_file: str | Path, *, name: str,
         raise ConfigError(str(exc)) from None
 
 
-def _recorded_dataset_name(episode_file: str | Path, episodes_hash: str) -> str:
+def _recorded_dataset_name(episode_file: str | Path, episodes_hash: str, *,
+                           required: bool = True) -> str | None:
+    """The dataset name of the episode file's names file; None if there is none and not
+    `required`."""
     path = names_path(episode_file)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        recorded, name = doc["episodes_hash"], doc["dataset"]["name"]
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
+        if not required:
+            return None
         raise ConfigError(f"{path} not found: give --dataset-name "
-                          f"({' or '.join(DATASET_NAMES.values())})") from None
+                          f"({' or '.join(DATASET_NAMES.values())})")
+    try:
+        doc = loads_strict(read_input_bytes(path, what="names file",
+                                            max_bytes=MAX_EPISODE_FILE_BYTES))
+        recorded, name = doc["episodes_hash"], doc["dataset"]["name"]
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a names file written by `episodes --names` ({exc}); "
                           "give --dataset-name instead") from None
     if recorded != episodes_hash:
+        if not required:
+            return None  # a stale names file says nothing about these episodes
         raise ConfigError(f"{path} was written for other episodes than {episode_file}; "
                           "rewrite both with `episodes --names` or give --dataset-name")
+    if name not in DATASET_NAMES.values():
+        raise ConfigError(f"{path}: dataset name {name!r} is not one partbench knows "
+                          f"({' or '.join(DATASET_NAMES.values())}); rewrite it with "
+                          "`episodes --names`")
     return name

@@ -82,6 +82,10 @@ def check_part_stage(cfg: RunConfig) -> None:
         return
     bb = cfg.backbone
     try:
-        build_backbone(bb.name, image_size=bb.image_size).stage_index(cfg.features.part_stage)
+        model = build_backbone(bb.name, image_size=bb.image_size)
+    except BackboneError as exc:  # the model name (or size) is the backbone section's fault
+        raise ConfigError(f"backbone.name: {exc}") from None
+    try:
+        model.stage_index(cfg.features.part_stage)
     except BackboneError as exc:
         raise ConfigError(f"features.{exc}") from None

@@ -118,12 +118,18 @@ class DecodedViews:
             header = loads_strict(self.header_path.read_bytes())
         except (OSError, ValueError) as err:
             return f"unreadable header ({err})"
+        if not isinstance(header, dict) or not isinstance(header.get("files"), dict):
+            return "its header is not a decoded-cache header"
         if header.get("key") != self.key or header.get("parts") != parts:
             return "its header holds another key"
         n, s = int(parts["n_images"]), int(view_size)
         shapes = {"pixels": [n, s, s, 3], "labels": [n, s, s]}
         for name, path in self._array_paths().items():
-            entry = header.get("files", {}).get(name, {})
+            entry = header["files"].get(name)
+            if not isinstance(entry, dict):
+                return f"its header has no entry for {name}"
+            if not path.is_file():
+                return f"{path.name} is not a file"
             if entry.get("shape") != shapes[name]:
                 return f"{name} has shape {entry.get('shape')}, not {shapes[name]}"
             try:
@@ -141,6 +147,9 @@ class DecodedViews:
                num_workers: int, progress: bool) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.header_path.unlink(missing_ok=True)  # no header: the set is incomplete
+        for path in self._array_paths().values():
+            if path.is_dir() and not path.is_symlink():  # damage: set it aside, never delete it
+                os.replace(path, path.with_name(f"{path.name}.corrupt-{os.getpid()}"))
         n, s = len(self.indices), int(view_size)
         tmp = {name: path.with_name(f"{path.name}.tmp-{os.getpid()}")
                for name, path in self._array_paths().items()}

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from episodes.storage import StrictJSONError, loads_strict
+from episodes.storage import MAX_RECORDS_BYTES, StrictJSONError, loads_strict, read_input_bytes
 from results.records.format import (CHECKSUM_FIELD, FILE_FIELDS, OPTIONAL_FIELDS, RECORD_FIELDS,
                                     RecordError, record_checksum, record_problems)
 from results.records.rejected import rejected_path
@@ -75,7 +75,9 @@ def scan_lines(data: bytes) -> LineScan:
             scan.intact += len(raw) + 1
             continue
         record, why, json_error = _parse_record(raw)
-        if record is None and json_error and number == len(lines) - 1:
+        # a bad last complete line is a torn write only when nothing follows it: with a partial
+        # line after it, that partial line is the torn tail and this one is corruption
+        if record is None and json_error and number == len(lines) - 1 and not lines[-1].strip():
             scan.torn = (number, raw + b"\n", f"line {number} is {why}")
             return scan
         if record is not None:
@@ -132,7 +134,7 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
     for path in paths:
         if not path.is_file():
             raise RecordError(f"{path}: no such records file")
-        scan = scan_lines(path.read_bytes())
+        scan = scan_lines(read_input_bytes(path, what="records file", max_bytes=MAX_RECORDS_BYTES))
         raise_on_bad_lines(path, scan)
         if scan.torn is not None:
             warnings.warn(f"{path}: {scan.torn[2]}; ignoring that line", stacklevel=2)

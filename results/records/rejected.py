@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from episodes.storage import disk_error
+
 REJECTED_SUFFIX = ".rejected"
 
 
@@ -19,8 +21,11 @@ def append_rejected(path: str | os.PathLike[str], lines: Iterable[bytes]) -> Pat
     """Append raw lines, verbatim (a missing final newline added), to the side file of the
     records file `path`, flushed and fsynced before returning: kept, never deleted."""
     side = rejected_path(path)
-    with open(side, "ab") as out:
-        out.write(b"".join(raw if raw.endswith(b"\n") else raw + b"\n" for raw in lines))
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with open(side, "ab") as out:
+            out.write(b"".join(raw if raw.endswith(b"\n") else raw + b"\n" for raw in lines))
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:  # a full disk: the lines are still where they were
+        raise disk_error(exc, side) from None
     return side

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from episodes.storage import atomic_write_bytes
+from episodes.storage import (MAX_RECORDS_BYTES, atomic_write_bytes, check_input_file, disk_error,
+                              read_input_bytes)
 from results.records.format import RecordError, record_line
 from results.records.read import scan_lines
 from results.records.rejected import append_rejected
@@ -33,12 +34,17 @@ def repair_records(path: str | os.PathLike[str]) -> RepairReport:
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such records file")
+    check_input_file(path, what="records file", max_bytes=MAX_RECORDS_BYTES)
     with open(path, "a", encoding="utf-8") as handle:
         lock_or_refuse(handle, path)
-        scan = scan_lines(path.read_bytes())
+        scan = scan_lines(read_input_bytes(path, what="records file", max_bytes=MAX_RECORDS_BYTES))
         moved = [*scan.bad, *([scan.torn] if scan.torn is not None else [])]
         if not moved:
             return RepairReport(len(scan.records), (), None)
         side = append_rejected(path, [raw for _, raw, _ in moved])
-        atomic_write_bytes(path, "".join(record_line(r) for _, r in scan.records).encode("utf-8"))
+        try:
+            atomic_write_bytes(path, "".join(record_line(r) for _, r in scan.records)
+                               .encode("utf-8"))
+        except OSError as exc:  # the old file is intact (atomic write) and the side file too
+            raise disk_error(exc, path) from None
         return RepairReport(len(scan.records), tuple((n, why) for n, _, why in moved), side)

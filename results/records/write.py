@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from episodes.storage import MAX_RECORDS_BYTES, check_input_file, disk_error, read_input_bytes
 from results.records.format import FILE_FIELDS, RecordError, record_line, record_problems
 from results.records.read import LineScan, raise_on_bad_lines, scan_lines
 from results.records.rejected import append_rejected, rejected_path
@@ -55,6 +56,8 @@ class RecordWriter:
     def __init__(self, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():  # a FIFO would block the open below
+            check_input_file(self.path, what="records file", max_bytes=MAX_RECORDS_BYTES)
         # Lock before reading, so no other writer appends between our read and our first append.
         self._handle = open(self.path, "a", encoding="utf-8")
         try:
@@ -70,7 +73,8 @@ class RecordWriter:
     def _resume(self, expect: Mapping[str, Any] | None) -> None:
         records: list[dict[str, Any]] = []
         if self.path.exists():
-            scan = scan_lines(self.path.read_bytes())
+            scan = scan_lines(read_input_bytes(self.path, what="records file",
+                                               max_bytes=MAX_RECORDS_BYTES))
             raise_on_bad_lines(self.path, scan)
             records = [r for _, r in scan.records]
             if scan.torn is not None:
@@ -141,9 +145,18 @@ class RecordWriter:
                                       f"holds {name}={value!r}; one run on one split per file")
         if not batch:
             return
-        self._handle.write("".join(record_line(r) for r in batch))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if self._handle is None:
+            raise RecordError(f"{self.path}: an earlier write failed; open a new writer "
+                              "(--resume) to go on")
+        try:
+            self._handle.write("".join(record_line(r) for r in batch))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            # a full disk or `ulimit -f`: what reached the file is a torn tail that --resume
+            # moves aside; drop the rest of the buffer so that close() does not retry it
+            self._discard_buffer()
+            raise disk_error(exc, self.path) from None
         if self._setting is None:
             self._setting = {name: batch[0][name] for name in FILE_FIELDS}
         self.done |= keys
@@ -151,8 +164,24 @@ class RecordWriter:
     def append(self, record: Mapping[str, Any]) -> None:
         self.append_many([record])
 
+    def _discard_buffer(self) -> None:
+        handle, self._handle = self._handle, None  # the writer is closed: no more appends
+        try:
+            os.close(handle.fileno())  # close the descriptor under the buffered handle ...
+        except OSError:
+            pass
+        try:
+            handle.close()  # ... so this cannot write the buffer again
+        except OSError:
+            pass
+
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is None:  # closed after a failed write
+            return
+        try:
+            self._handle.close()
+        except OSError as exc:
+            raise disk_error(exc, self.path) from None
 
     def __enter__(self) -> "RecordWriter":
         return self

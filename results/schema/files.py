@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from episodes.storage import StrictJSONError, atomic_write_text, loads_strict
+from episodes.storage import (MAX_RESULT_BYTES, StrictJSONError, atomic_write_text, loads_strict,
+                              read_input_bytes)
 from results.records import read_records
 from results.schema.validate import validate_result
 
@@ -30,7 +31,7 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         OSError: unreadable. StrictJSONError: not JSON, a key twice, or absurdly nested.
     """
-    return loads_strict(Path(path).read_bytes())
+    return loads_strict(read_input_bytes(path, what="result file", max_bytes=MAX_RESULT_BYTES))
 
 
 def validate_result_file(path: str | os.PathLike[str], *, episodes_hash: str | None = None,

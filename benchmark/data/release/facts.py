@@ -26,3 +26,13 @@ def class_images(split: str) -> dict[str, int | None]:
     """synset -> published image count of each class of `split` (None where not published:
     only train classes have per-class counts)."""
     return {c.synset: c.train_images for c in taxonomy.classes() if c.split == split}
+
+
+# Bounds on what the archive may hold, so that `prepare` refuses a zip bomb before inflating it.
+# Each is far above the release (whose download is about 2.8 GB, its largest image a few MB and
+# its largest annotation file, train.json, under 100 MB) and far below a disk's worth.
+MAX_MEMBER_BYTES = 256 << 20  # an image or annotation file, as declared and as read
+MAX_INNER_ZIP_BYTES = 16 << 30  # one inner <split>.zip
+MAX_RELEASE_BYTES = 32 << 30  # every member of every archive, inflated, together
+# JPEGs barely compress and COCO JSON compresses about 10:1; a bomb compresses 1000:1.
+MAX_COMPRESSION_RATIO = 200

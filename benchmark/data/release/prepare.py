@@ -34,8 +34,9 @@ from benchmark.data.release import facts as release
 from benchmark.data.errors import DatasetDefectWarning, DatasetError, first_few
 from benchmark.data.partimagenet import load_partimagenet
 from benchmark.data.release.unpack import Collected, FileRef, collect
+from benchmark.data.release.facts import MAX_MEMBER_BYTES
 from episodes import taxonomy
-from episodes.storage import atomic_write, atomic_write_text, sha256_hex
+from episodes.storage import atomic_write, atomic_write_text, loads_strict, sha256_hex
 
 MANIFEST = "partbench-manifest.json"
 MANIFEST_FORMAT = "partbench-prepared-release"
@@ -120,10 +121,17 @@ def _annotation_files(files: list[FileRef]) -> tuple[dict[str, FileRef], list[st
 
 def _read_listing(ref: FileRef) -> tuple[bytes, list[str]]:
     """The json's bytes and the file names it lists (checked in full when DIR is loaded)."""
-    with ref.open() as handle:
-        raw = handle.read()
     try:
-        data = json.loads(raw)
+        with ref.open() as handle:
+            raw = handle.read(MAX_MEMBER_BYTES + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:  # a damaged member
+        raise DatasetError(f"{ref.where}: cannot be read from its archive ({exc}); download "
+                           "the release again") from None
+    if len(raw) > MAX_MEMBER_BYTES:
+        raise DatasetError(f"{ref.where}: more than {MAX_MEMBER_BYTES:,} bytes; not the "
+                           "release's annotation file")
+    try:
+        data = loads_strict(raw)
         names = [img["file_name"] for img in data["images"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{ref.where}: not a COCO annotation file with images[].file_name "
@@ -144,7 +152,7 @@ def _copy_into(ref: FileRef, target: Path) -> None:
             return
         except OSError:
             pass
-    with ref.open() as src:
+    with ref.open() as src:  # a damaged member is counted by the caller
         atomic_write(target, lambda dst: shutil.copyfileobj(src, dst, 1 << 20))
 
 

@@ -24,6 +24,9 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from benchmark.data.layout import is_junk
+from benchmark.data.release.facts import (MAX_COMPRESSION_RATIO, MAX_INNER_ZIP_BYTES,
+                                          MAX_MEMBER_BYTES, MAX_RELEASE_BYTES)
+from episodes.storage import check_input_file
 
 # How deep zips may nest (the release: an outer zip of inner zips).
 MAX_ZIP_DEPTH = 2
@@ -62,6 +65,7 @@ class Collected:
 
     files: list[FileRef] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # "where (why)"
+    inflated: int = 0  # bytes the archives' members declare, so far
     _archives: list[zipfile.ZipFile] = field(default_factory=list)
     _windows: list[io.BufferedReader] = field(default_factory=list)
 
@@ -136,12 +140,29 @@ def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def oversized_member(info: zipfile.ZipInfo, out: "Collected") -> str | None:
+    """Why a member must not be inflated (a zip bomb), or None; counts it towards the total."""
+    inner = info.filename.lower().endswith(".zip")
+    bound = MAX_INNER_ZIP_BYTES if inner else MAX_MEMBER_BYTES
+    if info.file_size > bound:
+        return f"declares {info.file_size:,} bytes, more than the {bound:,} the release could hold"
+    if info.file_size > (1 << 20) and info.file_size > MAX_COMPRESSION_RATIO * max(
+            info.compress_size, 1):
+        return (f"compressed {info.file_size / max(info.compress_size, 1):,.0f}:1 (more than "
+                f"{MAX_COMPRESSION_RATIO}:1): a zip bomb, not release data")
+    out.inflated += info.file_size
+    if out.inflated > MAX_RELEASE_BYTES:
+        return f"the archives inflate to more than the {MAX_RELEASE_BYTES:,} bytes of the release"
+    return None
+
+
 def _junk_path(parts: tuple[str, ...] | list[str]) -> bool:
     return any(is_junk(p) for p in parts if p)
 
 
 def _copy_out(archive: zipfile.ZipFile, info: zipfile.ZipInfo, copy: Path, progress: bool) -> None:
-    """Stream a member to `copy` (1 MiB at a time: an inner zip of the release is ~2 GB)."""
+    """Stream a member to `copy` (1 MiB at a time: an inner zip of the release is ~2 GB).
+    zipfile stops at the declared size, which `oversized_member` bounded before."""
     with archive.open(info) as src, open(copy, "wb") as dst, tqdm(
             total=info.file_size, desc=f"prepare: unpack {info.filename}", unit="B",
             unit_scale=True, disable=not progress, mininterval=2.0) as bar:
@@ -160,6 +181,9 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
             continue
         parts = info.filename.replace("\\", "/").split("/")
         if _junk_path(parts):
+            continue
+        if why := oversized_member(info, out):
+            out.refused.append(f"{where}!{info.filename} ({why})")
             continue
         name = parts[-1]
         here = f"{where}!{info.filename}"
@@ -192,7 +216,7 @@ def _walk_zip_file(path: Path, where: str, staging: Path, depth: int, out: Colle
                    progress: bool = False) -> None:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:  # a member name not UTF-8, too
         out.refused.append(f"{where} (not a readable zip: {exc})")
         return
     out._archives.append(archive)
@@ -229,6 +253,8 @@ def collect(source: Path, staging: Path, skip: tuple[Path, ...] = (),
         progress: a progress bar (bytes) per inner zip copied to `staging`.
     """
     out = Collected()
+    if not source.is_dir():  # a FIFO would block zipfile's open; a device never ends
+        check_input_file(source, what="release archive", max_bytes=MAX_RELEASE_BYTES)
     if source.is_dir():
         _walk_folder(source, staging, tuple(p.resolve() for p in skip), out, progress)
     else:
