@@ -272,16 +272,44 @@ def test_download_with_the_hub_unreachable_fails_at_once(tmp_path, monkeypatch, 
 
 @pytest.fixture
 def reachable_hub(monkeypatch):
-    """A local socket that accepts connections, as the hub's endpoint."""
+    """A local HTTP server that answers every HEAD with 200, as the hub's endpoint."""
+    import http.server
+    import threading
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 - the handler's required name
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_from_an_endpoint_that_never_answers_fails_in_seconds(tmp_path, monkeypatch,
+                                                                       capsys):
     import socket
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
-    yield
-    server.close()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    monkeypatch.setattr("benchmark.data.release.download.PROBE_TIMEOUT_S", 0.5)
+    try:
+        assert main(["download", "--out", str(tmp_path / "dl")]) == 2
+    finally:
+        silent.close()
+    err = capsys.readouterr().err
+    assert "accepts connections but gave no HTTP answer within 0.5 s" in err
+    assert release.HUB_PAGE in err and err.count("\n") == 1
 
 
 def test_download_asks_the_hub_for_the_release_file(tmp_path, monkeypatch, reachable_hub):
@@ -299,7 +327,8 @@ def test_download_asks_the_hub_for_the_release_file(tmp_path, monkeypatch, reach
     path = download_release(tmp_path / "dl")
     assert path == tmp_path / "dl" / "PartImageNet_OOD.zip" and path.is_file()
     assert calls == [{"repo_id": "turkeyju/PartImageNet", "filename": "PartImageNet_OOD.zip",
-                      "repo_type": "dataset", "local_dir": tmp_path / "dl"}]
+                      "repo_type": "dataset", "local_dir": tmp_path / "dl",
+                      "etag_timeout": 5.0}]
 
 
 def test_a_failed_download_says_how_to_fetch_it_by_hand(tmp_path, monkeypatch, reachable_hub):

@@ -193,7 +193,7 @@ def test_repair_on_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("results.records.atomic_write_bytes", full)
+    monkeypatch.setattr("results.records.repair.atomic_write_bytes", full)
     assert main(["repair", str(path.parent)]) == 2
     err = one_line_error(capsys)
     assert f"{path}: no space left on the device" in err
