@@ -49,7 +49,11 @@ def test_report_validate_and_leaderboard_over_two_runs(two_runs, tmp_path, capsy
     assert "2 of 2 result files valid" in capsys.readouterr().out
 
     assert main(["leaderboard", str(tmp_path), "--out", str(tmp_path / "board")]) == 0
-    assert len(list((tmp_path / "board").glob("*.csv"))) == 2  # one table per setting
+    # one table per setting and annotation protocol: protonet sees none, oracle part pooling all
+    tables = sorted(path.stem for path in (tmp_path / "board").glob("*.csv"))
+    assert len(tables) == 4
+    assert sum(stem.endswith("_annotations-all") for stem in tables) == 2
+    assert {stem.split("_")[3] for stem in tables} == {"1shot", "2shot"}
 
     tampered = json.loads(Path(results[0]).read_text())
     tampered["metrics"]["protonet"]["accuracy"] += 5
