@@ -5,16 +5,45 @@ Importing the package registers every learner; `get_learner(spec, **options)` bu
 registered name, a `module:Class` path, or a `partbench.learners` entry point).
 """
 
-from baselines import (dn4, finetune, logreg, maml, part_controls, part_protonet,  # noqa: F401
-                       presence_only, protonet, random_learner, simpleshot)
+from baselines import (
+    dn4,
+    finetune,
+    logreg,
+    maml,
+    part_controls,
+    part_protonet,
+    presence_only,
+    protonet,
+    random_learner,
+    simpleshot,
+)
 from baselines.base import EpisodeFeatures, Learner, check_support, class_means, one_hot, to_compute
-from baselines.seeding import episode_seeds
 from baselines.image_learner import ImageLearner
 from baselines.plugins import LearnerSpecError
-from baselines.registry import (UnknownLearnerError, get_learner, get_learner_class,
-                                get_learner_origin, learner_names, register)
+from baselines.registry import (
+    UnknownLearnerError,
+    get_learner,
+    get_learner_class,
+    get_learner_origin,
+    learner_names,
+    register,
+)
+from baselines.seeding import episode_seeds
 
-__all__ = ["EpisodeFeatures", "ImageLearner", "Learner", "LearnerSpecError",
-           "UnknownLearnerError", "check_support", "class_means", "episode_seeds", "get_learner",
-           "get_learner_class", "get_learner_origin", "learner_names", "one_hot", "register",
-           "to_compute"]
+__all__ = [
+    "EpisodeFeatures",
+    "ImageLearner",
+    "Learner",
+    "LearnerSpecError",
+    "UnknownLearnerError",
+    "check_support",
+    "class_means",
+    "episode_seeds",
+    "get_learner",
+    "get_learner_class",
+    "get_learner_origin",
+    "learner_names",
+    "one_hot",
+    "register",
+    "to_compute",
+]

@@ -70,10 +70,12 @@ class Learner(ABC):
         super().__init_subclass__(**kwargs)
         # A prepare() the runner would never call is a silent wrong number: make it declare itself.
         if "prepare" in vars(cls) and not cls.needs_base_features:
-            raise TypeError(f"{cls.__qualname__} overrides prepare(); set the class attribute "
-                            "needs_base_features = True so that runners call it")
+            raise TypeError(
+                f"{cls.__qualname__} overrides prepare(); set the class attribute "
+                "needs_base_features = True so that runners call it"
+            )
 
-    def prepare(self, base_embeddings: torch.Tensor | None) -> None:
+    def prepare(self, base_embeddings: torch.Tensor | None) -> None:  # noqa: B027 (optional hook)
         """Hook called once before any episode with the train split's embeddings (n, D) when the
         class declares needs_base_features (SimpleShot)."""
 
@@ -88,10 +90,13 @@ class Learner(ABC):
     def seed_episodes(self, seeds: np.ndarray | torch.Tensor | None) -> None:
         """Seeds (B,) int64 of the next fit()'s B episodes (baselines.seeding.episode_seeds);
         None forgets them. The runner calls it before every fit() of a stochastic learner."""
-        self._episode_seeds = None if seeds is None else np.asarray(seeds, dtype=np.int64).reshape(-1)
+        self._episode_seeds = (
+            None if seeds is None else np.asarray(seeds, dtype=np.int64).reshape(-1)
+        )
 
-    def episode_generators(self, n_episodes: int, device: str | torch.device = "cpu"
-                           ) -> list[torch.Generator]:
+    def episode_generators(
+        self, n_episodes: int, device: str | torch.device = "cpu"
+    ) -> list[torch.Generator]:
         """One generator per episode of the current call (B = n_episodes).
 
         From the seeds given to seed_episodes(); without them (direct use), episode b of the call
@@ -101,8 +106,10 @@ class Learner(ABC):
         if seeds is None:
             seeds = episode_seeds(self.seed, self.name, np.arange(n_episodes))
         if len(seeds) != n_episodes:
-            raise ValueError(f"{self.name}: seed_episodes() gave {len(seeds)} seeds for a call "
-                             f"with {n_episodes} episodes")
+            raise ValueError(
+                f"{self.name}: seed_episodes() gave {len(seeds)} seeds for a call "
+                f"with {n_episodes} episodes"
+            )
         return generators(seeds, device)
 
     def part_contributions(self) -> torch.Tensor | None:
@@ -129,15 +136,19 @@ def check_support(support: EpisodeFeatures, labels: torch.Tensor, n_way: int, le
     if emb.dim() != 3:
         raise ValueError(f"{learner}: support.embeddings must be (B, n, D), got {tuple(emb.shape)}")
     if labels.shape != emb.shape[:2]:
-        raise ValueError(f"{learner}: labels must be (B, n_support) = {tuple(emb.shape[:2])}, "
-                         f"got {tuple(labels.shape)}")
+        raise ValueError(
+            f"{learner}: labels must be (B, n_support) = {tuple(emb.shape[:2])}, "
+            f"got {tuple(labels.shape)}"
+        )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"{learner}: labels must be an integer tensor, got {labels.dtype}")
     if n_way < 1:
         raise ValueError(f"{learner}: n_way must be >= 1, got {n_way}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_way):
-        raise ValueError(f"{learner}: labels must lie in [0, {n_way}), "
-                         f"got [{int(labels.min())}, {int(labels.max())}]")
+        raise ValueError(
+            f"{learner}: labels must lie in [0, {n_way}), "
+            f"got [{int(labels.min())}, {int(labels.max())}]"
+        )
     if bool((one_hot(labels, n_way).sum(1) == 0).any()):
         raise ValueError(f"{learner}: every way needs at least one support example per episode")
 

@@ -31,7 +31,9 @@ class DN4(Learner):
 
     def __init__(self, k: int = 3) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"dn4: k (neighbours per query descriptor) must be an int >= 1, got {k!r}")
+            raise ValueError(
+                f"dn4: k (neighbours per query descriptor) must be an int >= 1, got {k!r}"
+            )
         self.k = k
         self.support: torch.Tensor | None = None  # (B, n, L, D) unit-norm descriptors
         self.labels: torch.Tensor | None = None  # (B, n)
@@ -50,7 +52,9 @@ class DN4(Learner):
         b, m, l_q, d = q.shape
         _, n, l_s, _ = support.shape
         if support.shape[-1] != d:
-            raise ValueError(f"{self.name}: query descriptors have D={d}, support D={support.shape[-1]}")
+            raise ValueError(
+                f"{self.name}: query descriptors have D={d}, support D={support.shape[-1]}"
+            )
         # every query descriptor against every support descriptor: (B, m*L, n, L')
         sim = torch.bmm(q.reshape(b, m * l_q, d), support.reshape(b, n * l_s, d).transpose(1, 2))
         sim = sim.view(b, m * l_q, n, l_s)
@@ -69,8 +73,11 @@ def _descriptors(features: EpisodeFeatures, learner: str) -> torch.Tensor:
     """(B, n, L, D) float32 L2-normalised local descriptors, checked."""
     local = features.local_descriptors
     if local is None:
-        raise ValueError(f"{learner}: needs local descriptors (dense feature maps: set "
-                         "features.dense: true)")
+        raise ValueError(
+            f"{learner}: needs local descriptors (dense feature maps: set features.dense: true)"
+        )
     if local.dim() != 4:
-        raise ValueError(f"{learner}: local_descriptors must be (B, n, L, D), got {tuple(local.shape)}")
+        raise ValueError(
+            f"{learner}: local_descriptors must be (B, n, L, D), got {tuple(local.shape)}"
+        )
     return torch.nn.functional.normalize(to_compute(local), dim=-1)

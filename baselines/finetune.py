@@ -34,16 +34,28 @@ class FineTune(ImageLearner):
     """Baseline++ fine-tuning: a cosine head (and optionally the last stage) on augmented support."""
 
     name = "finetune"
-    paper = "Chen et al. 2019, A Closer Look at Few-shot Classification (arXiv:1904.04232), Baseline++"
+    paper = (
+        "Chen et al. 2019, A Closer Look at Few-shot Classification (arXiv:1904.04232), Baseline++"
+    )
     stochastic = True
 
-    def __init__(self, steps: int = 100, lr: float = 0.01, batch_size: int = 4,
-                 scale: float = 10.0, init: str = "prototypes", last_stage: bool = False,
-                 augment: bool = True, weight_decay: float = 1e-3) -> None:
+    def __init__(
+        self,
+        steps: int = 100,
+        lr: float = 0.01,
+        batch_size: int = 4,
+        scale: float = 10.0,
+        init: str = "prototypes",
+        last_stage: bool = False,
+        augment: bool = True,
+        weight_decay: float = 1e-3,
+    ) -> None:
         if steps < 0 or lr <= 0 or batch_size < 1 or scale <= 0 or weight_decay < 0:
-            raise ValueError(f"finetune: need steps >= 0, lr > 0, batch_size >= 1, scale > 0, "
-                             f"weight_decay >= 0; got steps={steps}, lr={lr}, "
-                             f"batch_size={batch_size}, scale={scale}, weight_decay={weight_decay}")
+            raise ValueError(
+                f"finetune: need steps >= 0, lr > 0, batch_size >= 1, scale > 0, "
+                f"weight_decay >= 0; got steps={steps}, lr={lr}, "
+                f"batch_size={batch_size}, scale={scale}, weight_decay={weight_decay}"
+            )
         if init not in INITS:
             raise ValueError(f"finetune: init must be one of {', '.join(INITS)}, got {init!r}")
         self.steps, self.lr, self.batch_size = int(steps), float(lr), int(batch_size)
@@ -52,8 +64,14 @@ class FineTune(ImageLearner):
         self.body: nn.Module | None = None
         self.weight: torch.Tensor | None = None  # (N, D) cosine classifier
 
-    def fit(self, support_images: torch.Tensor, labels: torch.Tensor, n_way: int,
-            backbone: nn.Module, masks: torch.Tensor | None = None) -> "FineTune":
+    def fit(
+        self,
+        support_images: torch.Tensor,
+        labels: torch.Tensor,
+        n_way: int,
+        backbone: nn.Module,
+        masks: torch.Tensor | None = None,
+    ) -> "FineTune":
         check_images(support_images, labels, n_way, self.name)
         generator = self._generator()
         labels = labels.long().to(support_images.device)
@@ -63,10 +81,11 @@ class FineTune(ImageLearner):
             with torch.no_grad():
                 embeddings = body(images).float()
             weight = nn.Parameter(self._initial_weight(embeddings, labels, n_way, generator))
-            optimiser = torch.optim.SGD([weight, *trainable], lr=self.lr, momentum=0.9,
-                                        weight_decay=self.weight_decay)
+            optimiser = torch.optim.SGD(
+                [weight, *trainable], lr=self.lr, momentum=0.9, weight_decay=self.weight_decay
+            )
             for _ in range(self.steps):
-                batch = torch.randperm(len(images), generator=generator)[:self.batch_size]
+                batch = torch.randperm(len(images), generator=generator)[: self.batch_size]
                 batch = batch.to(images.device)
                 x = augment(images[batch], generator) if self.augment else images[batch]
                 with torch.set_grad_enabled(bool(trainable)):
@@ -94,8 +113,10 @@ class FineTune(ImageLearner):
             return backbone, []
         stage_of = getattr(backbone, "last_stage", None)
         if stage_of is None:
-            raise ValueError("finetune: last_stage=True needs a backbone with a last_stage() "
-                             "method naming its last stage; use last_stage=False")
+            raise ValueError(
+                "finetune: last_stage=True needs a backbone with a last_stage() "
+                "method naming its last stage; use last_stage=False"
+            )
         body = copy.deepcopy(backbone).eval()  # eval: BatchNorm keeps its running statistics
         for p in body.parameters():
             p.requires_grad_(False)
@@ -104,8 +125,9 @@ class FineTune(ImageLearner):
             p.requires_grad_(True)
         return body, trainable
 
-    def _initial_weight(self, embeddings: torch.Tensor, labels: torch.Tensor, n_way: int,
-                        generator: torch.Generator) -> torch.Tensor:
+    def _initial_weight(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, n_way: int, generator: torch.Generator
+    ) -> torch.Tensor:
         """(N, D): normalised support class means, or Chen et al.'s random init."""
         if self.init == "random":
             bound = 1 / math.sqrt(embeddings.shape[1])  # nn.Linear's default range
@@ -116,7 +138,9 @@ class FineTune(ImageLearner):
         return F.normalize(means, dim=-1)
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, min_scale: float = 0.8) -> torch.Tensor:
+def augment(
+    images: torch.Tensor, generator: torch.Generator, min_scale: float = 0.8
+) -> torch.Tensor:
     """A random resized crop (side min_scale..1 of the image, anywhere inside it) and a random
     horizontal flip per image of (n, 3, H, W), drawn from `generator` on the CPU, so the draws
     are the same on every device; one grid_sample for the batch."""

@@ -46,8 +46,14 @@ class ImageLearner(ABC):
         self.generator = torch.Generator(device=device).manual_seed(int(seed))
 
     @abstractmethod
-    def fit(self, support_images: torch.Tensor, labels: torch.Tensor, n_way: int,
-            backbone: nn.Module, masks: torch.Tensor | None = None) -> "ImageLearner":
+    def fit(
+        self,
+        support_images: torch.Tensor,
+        labels: torch.Tensor,
+        n_way: int,
+        backbone: nn.Module,
+        masks: torch.Tensor | None = None,
+    ) -> "ImageLearner":
         """Fit on one episode: support_images (n, 3, H, W), labels (n,) int64 in [0, n_way)."""
 
     @abstractmethod
@@ -64,10 +70,14 @@ class ImageLearner(ABC):
 def check_images(images: torch.Tensor, labels: torch.Tensor, n_way: int, learner: str) -> None:
     """Raise ValueError unless images (n, 3, H, W) match labels (n,) covering every way."""
     if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"{learner}: support images must be (n, 3, H, W), got {tuple(images.shape)}")
+        raise ValueError(
+            f"{learner}: support images must be (n, 3, H, W), got {tuple(images.shape)}"
+        )
     if labels.shape != images.shape[:1] or labels.dtype.is_floating_point:
-        raise ValueError(f"{learner}: labels must be (n,) = ({images.shape[0]},) integers, "
-                         f"got {tuple(labels.shape)} {labels.dtype}")
+        raise ValueError(
+            f"{learner}: labels must be (n,) = ({images.shape[0]},) integers, "
+            f"got {tuple(labels.shape)} {labels.dtype}"
+        )
     if n_way < 1 or labels.numel() == 0 or int(labels.min()) < 0 or int(labels.max()) >= n_way:
         raise ValueError(f"{learner}: labels must lie in [0, {n_way})")
     if torch.bincount(labels.long(), minlength=n_way).eq(0).any():

@@ -31,8 +31,10 @@ class LogRegProbe(Learner):
 
     def __init__(self, steps: int = 300, lr: float = 0.1, weight_decay: float = 1e-3) -> None:
         if steps < 1 or lr <= 0 or weight_decay < 0:
-            raise ValueError(f"logreg: need steps >= 1, lr > 0, weight_decay >= 0; got "
-                             f"steps={steps}, lr={lr}, weight_decay={weight_decay}")
+            raise ValueError(
+                f"logreg: need steps >= 1, lr > 0, weight_decay >= 0; got "
+                f"steps={steps}, lr={lr}, weight_decay={weight_decay}"
+            )
         self.steps, self.lr, self.weight_decay = int(steps), float(lr), float(weight_decay)
         self.weight: torch.Tensor | None = None  # (B, D, N)
         self.bias: torch.Tensor | None = None  # (B, 1, N)

@@ -27,11 +27,14 @@ class MAMLHead(Learner):
     name = "maml"
     paper = "Finn et al. 2017, MAML (arXiv:1703.03400); head-only as in ANIL (arXiv:1909.09157)"
 
-    def __init__(self, steps: int = 10, inner_lr: float = 1.0, init_std: float = 0.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, steps: int = 10, inner_lr: float = 1.0, init_std: float = 0.0, seed: int = 0
+    ) -> None:
         if steps < 1 or inner_lr <= 0 or init_std < 0:
-            raise ValueError(f"maml: need steps >= 1, inner_lr > 0 and init_std >= 0; got "
-                             f"steps={steps}, inner_lr={inner_lr}, init_std={init_std}")
+            raise ValueError(
+                f"maml: need steps >= 1, inner_lr > 0 and init_std >= 0; got "
+                f"steps={steps}, inner_lr={inner_lr}, init_std={init_std}"
+            )
         self.steps, self.inner_lr = int(steps), float(inner_lr)
         self.init_std, self.seed = float(init_std), int(seed)
         self.stochastic = self.init_std > 0  # a zero head draws nothing
@@ -65,8 +68,12 @@ class MAMLHead(Learner):
         """(B, N, D) starting head weights: zeros, or N(0, init_std^2) from each episode's generator."""
         if not self.stochastic:
             return torch.zeros(n_episodes, n_way, dim)  # the zeroing trick
-        return torch.stack([torch.randn(n_way, dim, generator=g) * self.init_std
-                            for g in self.episode_generators(n_episodes)])
+        return torch.stack(
+            [
+                torch.randn(n_way, dim, generator=g) * self.init_std
+                for g in self.episode_generators(n_episodes)
+            ]
+        )
 
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:
         """(B, n_query, N) logits of the adapted heads."""

@@ -38,8 +38,13 @@ class _PartControl(PartProtoNet):
 
     own_masks: ClassVar[str]
 
-    def __init__(self, global_weight: float = 1.0, part_weight: float | Sequence[float] = 1.0,
-                 weighting: str | None = None, normalize: str = "l2") -> None:
+    def __init__(
+        self,
+        global_weight: float = 1.0,
+        part_weight: float | Sequence[float] = 1.0,
+        weighting: str | None = None,
+        normalize: str = "l2",
+    ) -> None:
         super().__init__(global_weight, part_weight, weighting, normalize)
 
 
@@ -51,14 +56,21 @@ class _GridControl(_PartControl):
 
     cells: ClassVar[int]
 
-    def __init__(self, global_weight: float = 1.0, part_weight: float | Sequence[float] | None = None,
-                 weighting: str | None = None, normalize: str = "l2",
-                 global_share: float | None = PART_GLOBAL_SHARE) -> None:
+    def __init__(
+        self,
+        global_weight: float = 1.0,
+        part_weight: float | Sequence[float] | None = None,
+        weighting: str | None = None,
+        normalize: str = "l2",
+        global_share: float | None = PART_GLOBAL_SHARE,
+    ) -> None:
         if part_weight is None:
             if global_share is None:
                 part_weight = 1.0
             elif not 0 < global_share < 1:
-                raise ValueError(f"{self.name}: global_share must lie in (0, 1), got {global_share}")
+                raise ValueError(
+                    f"{self.name}: global_share must lie in (0, 1), got {global_share}"
+                )
             else:
                 part_weight = global_weight * (1 - global_share) / (global_share * self.cells)
         super().__init__(global_weight, part_weight, weighting, normalize)
@@ -67,8 +79,10 @@ class _GridControl(_PartControl):
 @register
 class GridProtoNet2(_GridControl):
     name = "part_protonet_grid2"
-    paper = ("control (this benchmark): part_protonet over the 2x2 cells of the image, cell "
-             "weights matched to part_protonet's global-term share")
+    paper = (
+        "control (this benchmark): part_protonet over the 2x2 cells of the image, cell "
+        "weights matched to part_protonet's global-term share"
+    )
     own_masks = "grid2"
     cells = 4
 
@@ -76,8 +90,10 @@ class GridProtoNet2(_GridControl):
 @register
 class GridProtoNet3(_GridControl):
     name = "part_protonet_grid3"
-    paper = ("control (this benchmark): part_protonet over the 3x3 cells of the image, cell "
-             "weights matched to part_protonet's global-term share")
+    paper = (
+        "control (this benchmark): part_protonet over the 3x3 cells of the image, cell "
+        "weights matched to part_protonet's global-term share"
+    )
     own_masks = "grid3"
     cells = 9
 
@@ -91,8 +107,10 @@ class ForegroundProtoNet(PartProtoNet):
     slot-weighted, not area-weighted, union)."""
 
     name = "part_protonet_foreground"
-    paper = ("control (this benchmark): part_protonet over one slot, the union of the part masks "
-             "(foreground without part structure)")
+    paper = (
+        "control (this benchmark): part_protonet over one slot, the union of the part masks "
+        "(foreground without part structure)"
+    )
 
     def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> PartProtoNet:
         return super().fit(_foreground(support, self.name), labels, n_way)
@@ -103,7 +121,6 @@ class ForegroundProtoNet(PartProtoNet):
     def part_contributions(self) -> torch.Tensor | None:
         """None: its one slot is no part slot of the taxonomy."""
         return None
-
 
 
 @register
@@ -120,8 +137,9 @@ def _foreground(features: EpisodeFeatures, learner: str) -> EpisodeFeatures:
     unit = torch.nn.functional.normalize(parts, dim=-1) * present.unsqueeze(-1)
     count = present.sum(-1, keepdim=True)  # (B, n, 1)
     merged = unit.sum(2) / count.clamp_min(1.0)  # (B, n, D)
-    return EpisodeFeatures(features.embeddings, merged.unsqueeze(2), count > 0,
-                           features.local_descriptors)
+    return EpisodeFeatures(
+        features.embeddings, merged.unsqueeze(2), count > 0, features.local_descriptors
+    )
 
 
 @register
@@ -141,6 +159,8 @@ class PredictedPartProtoNet(_PartControl):
 @register
 class OraclePartProtoNet(_PartControl):
     name = "part_protonet_oracle"
-    paper = ("upper bound (this benchmark): part_protonet over every image's annotated part masks, "
-             "the queries' included (annotation protocol 'all')")
+    paper = (
+        "upper bound (this benchmark): part_protonet over every image's annotated part masks, "
+        "the queries' included (annotation protocol 'all')"
+    )
     own_masks = "oracle"

@@ -31,8 +31,15 @@ from collections.abc import Sequence
 
 import torch
 
-from baselines.base import (EpisodeFeatures, Learner, check_support, class_means, one_hot,
-                            squared_euclidean, to_compute)
+from baselines.base import (
+    EpisodeFeatures,
+    Learner,
+    check_support,
+    class_means,
+    one_hot,
+    squared_euclidean,
+    to_compute,
+)
 from baselines.registry import register
 
 WEIGHTINGS = ("fixed", "loo")
@@ -45,22 +52,34 @@ class PartProtoNet(Learner):
     """Slot prototypes + global prototype, combined by a weighted mean of squared distances."""
 
     name = "part_protonet"
-    paper = ("Snell et al. 2017 (arXiv:1703.05175) with part-pooled prototypes per part slot "
-             "(this benchmark)")
+    paper = (
+        "Snell et al. 2017 (arXiv:1703.05175) with part-pooled prototypes per part slot "
+        "(this benchmark)"
+    )
     uses_parts = True
     default_weighting = "fixed"
 
-    def __init__(self, global_weight: float = 1.0, part_weight: float | Sequence[float] = 1.0,
-                 weighting: str | None = None, normalize: str = "l2") -> None:
+    def __init__(
+        self,
+        global_weight: float = 1.0,
+        part_weight: float | Sequence[float] = 1.0,
+        weighting: str | None = None,
+        normalize: str = "l2",
+    ) -> None:
         weighting = self.default_weighting if weighting is None else weighting
         if normalize not in NORMALIZATIONS:
-            raise ValueError(f"{self.name}: normalize must be one of {NORMALIZATIONS}, "
-                             f"got {normalize!r}")
+            raise ValueError(
+                f"{self.name}: normalize must be one of {NORMALIZATIONS}, got {normalize!r}"
+            )
         if weighting not in WEIGHTINGS:
-            raise ValueError(f"{self.name}: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+            raise ValueError(
+                f"{self.name}: weighting must be one of {WEIGHTINGS}, got {weighting!r}"
+            )
         if not global_weight > 0:
-            raise ValueError(f"{self.name}: global_weight must be > 0 (it keeps every query-class "
-                             f"distance defined), got {global_weight}")
+            raise ValueError(
+                f"{self.name}: global_weight must be > 0 (it keeps every query-class "
+                f"distance defined), got {global_weight}"
+            )
         parts = torch.as_tensor(part_weight, dtype=torch.float32).flatten()
         if bool((parts < 0).any()):
             raise ValueError(f"{self.name}: part_weight must be >= 0, got {part_weight}")
@@ -116,12 +135,15 @@ class PartProtoNet(Learner):
         return EpisodeFeatures(
             torch.nn.functional.normalize(to_compute(features.embeddings), dim=-1),
             None if parts is None else torch.nn.functional.normalize(to_compute(parts), dim=-1),
-            features.part_present)
+            features.part_present,
+        )
 
     def _fixed_weights(self, b: int, s: int, device: torch.device) -> torch.Tensor:
         if self.part_weight.numel() not in (1, s):
-            raise ValueError(f"{self.name}: part_weight has {self.part_weight.numel()} values but "
-                             f"the features have S={s} part slots; give one value or S values")
+            raise ValueError(
+                f"{self.name}: part_weight has {self.part_weight.numel()} values but "
+                f"the features have S={s} part slots; give one value or S values"
+            )
         slots = self.part_weight.to(device).expand(s)
         row = torch.cat([slots, slots.new_tensor([self.global_weight])])
         return row.expand(b, s + 1).clone()
@@ -133,22 +155,29 @@ class PartProtoNet(Learner):
         protos = self._fitted("slot_prototypes")  # (B, N, S, D)
         b, m, s, _ = parts.shape
         if protos.shape[2] != s or protos.shape[0] != b:
-            raise ValueError(f"{self.name}: query has (B, S) = ({b}, {s}) but fit() saw "
-                             f"({protos.shape[0]}, {protos.shape[2]})")
+            raise ValueError(
+                f"{self.name}: query has (B, S) = ({b}, {s}) but fit() saw "
+                f"({protos.shape[0]}, {protos.shape[2]})"
+            )
         # One batched distance per slot (a loop over the S slots, not over episodes): each slot's
         # (B, m, D) block is made contiguous on its own, 1/S of the query parts at a time, so the
         # matmul runs on BLAS-friendly memory without a transposed copy of all of them.
-        slot_dist = torch.stack([squared_euclidean(parts[:, :, slot].contiguous(),
-                                                   protos[:, :, slot].contiguous())
-                                 for slot in range(s)], -1)  # (B, m, N, S)
+        slot_dist = torch.stack(
+            [
+                squared_euclidean(parts[:, :, slot].contiguous(), protos[:, :, slot].contiguous())
+                for slot in range(s)
+            ],
+            -1,
+        )  # (B, m, N, S)
         slot_valid = present.unsqueeze(2) * (self.slot_counts > 0).unsqueeze(1).float()
         global_dist = squared_euclidean(to_compute(query.embeddings), self.global_prototypes)
         dist = torch.cat([slot_dist, global_dist.unsqueeze(-1)], -1)
         valid = torch.cat([slot_valid, torch.ones_like(global_dist).unsqueeze(-1)], -1)
         return dist, valid
 
-    def _loo_weights(self, support: EpisodeFeatures, labels: torch.Tensor,
-                     prior: torch.Tensor) -> torch.Tensor:
+    def _loo_weights(
+        self, support: EpisodeFeatures, labels: torch.Tensor, prior: torch.Tensor
+    ) -> torch.Tensor:
         """(B, T) weights from each term's leave-one-out nearest-prototype accuracy."""
         dist, valid = self._term_distances(support)  # (B, n, N, T): support as pseudo-queries
         global_counts = one_hot(labels, self.n_way).sum(1)  # (B, N)
@@ -180,17 +209,22 @@ class PartProtoNetLOO(PartProtoNet):
 def _parts(features: EpisodeFeatures, learner: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, n, S, D) float32 part embeddings and (B, n, S) float32 0/1 presence, checked."""
     if features.part_embeddings is None or features.part_present is None:
-        raise ValueError(f"{learner}: needs part_embeddings and part_present (features with "
-                         f"part pooling enabled)")
+        raise ValueError(
+            f"{learner}: needs part_embeddings and part_present (features with "
+            f"part pooling enabled)"
+        )
     parts, present = features.part_embeddings, features.part_present
     if parts.dim() != 4 or present.shape != parts.shape[:3]:
-        raise ValueError(f"{learner}: part_embeddings must be (B, n, S, D) and part_present "
-                         f"(B, n, S); got {tuple(parts.shape)} and {tuple(present.shape)}")
+        raise ValueError(
+            f"{learner}: part_embeddings must be (B, n, S, D) and part_present "
+            f"(B, n, S); got {tuple(parts.shape)} and {tuple(present.shape)}"
+        )
     return to_compute(parts), present.to(torch.float32)
 
 
-def _margin_shares(terms: torch.Tensor, weight_valid: torch.Tensor,
-                   total: torch.Tensor) -> torch.Tensor:
+def _margin_shares(
+    terms: torch.Tensor, weight_valid: torch.Tensor, total: torch.Tensor
+) -> torch.Tensor:
     """(B, T) share of the summed margin dist(runner-up) - dist(top) owed to each term.
 
     terms: (B, m, N, T) w v d; weight_valid: (B, m, N, T) w v; total: (B, m, N) weighted means.

@@ -22,8 +22,8 @@ from typing import Any
 
 from baselines.base import Learner
 from baselines.image_learner import ImageLearner
-from episodes.storage import file_sha256
 from episodes.errors import PartbenchError
+from episodes.storage import file_sha256
 
 ENTRY_POINT_GROUP = "partbench.learners"
 LEARNER_BASES = (Learner, ImageLearner)
@@ -35,8 +35,12 @@ class LearnerSpecError(PartbenchError, ValueError):
 
 def is_learner_class(obj: Any) -> bool:
     """True for a concrete subclass of Learner or ImageLearner."""
-    return (isinstance(obj, type) and issubclass(obj, LEARNER_BASES)
-            and obj not in LEARNER_BASES and not inspect.isabstract(obj))
+    return (
+        isinstance(obj, type)
+        and issubclass(obj, LEARNER_BASES)
+        and obj not in LEARNER_BASES
+        and not inspect.isabstract(obj)
+    )
 
 
 def entry_points() -> dict[str, metadata.EntryPoint]:
@@ -58,8 +62,12 @@ def load_plugin(spec: str) -> type | None:
         return None
     dist = f" of {ep.dist.name} {ep.dist.version}" if ep.dist is not None else ""
     module, _, attr = ep.value.partition(":")
-    return _load(spec, module.strip(), attr.strip(),
-                 where=f"learner {spec!r} (entry point {ENTRY_POINT_GROUP} -> {ep.value}{dist})")
+    return _load(
+        spec,
+        module.strip(),
+        attr.strip(),
+        where=f"learner {spec!r} (entry point {ENTRY_POINT_GROUP} -> {ep.value}{dist})",
+    )
 
 
 def _load(spec: str, module: str, attr: str, where: str) -> type:
@@ -69,20 +77,25 @@ def _load(spec: str, module: str, attr: str, where: str) -> type:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name and module.startswith(exc.name):
-            raise LearnerSpecError(f"{where}: no module named {exc.name!r}; install the package "
-                                   "that provides it or put its folder on PYTHONPATH") from None
+            raise LearnerSpecError(
+                f"{where}: no module named {exc.name!r}; install the package "
+                "that provides it or put its folder on PYTHONPATH"
+            ) from None
         raise LearnerSpecError(f"{where}: importing {module!r} failed: {exc}") from None
     except Exception as exc:  # any error in the user's module: one line, not a traceback
-        raise LearnerSpecError(f"{where}: importing {module!r} failed: "
-                               f"{type(exc).__name__}: {exc}") from None
+        raise LearnerSpecError(
+            f"{where}: importing {module!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
     obj = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise LearnerSpecError(f"{where}: module {module!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not is_learner_class(obj):
-        raise LearnerSpecError(f"{where}: {module}.{attr} is not a concrete subclass of "
-                               "baselines.Learner (features) or baselines.ImageLearner (images)")
+        raise LearnerSpecError(
+            f"{where}: {module}.{attr} is not a concrete subclass of "
+            "baselines.Learner (features) or baselines.ImageLearner (images)"
+        )
     return obj
 
 
@@ -107,9 +120,15 @@ def learner_origin(spec: str, cls: type) -> dict[str, Any]:
                 version = metadata.version(dist_name)
             except metadata.PackageNotFoundError:
                 version = None
-    return {"spec": spec, "kind": kind, "class": f"{cls.__module__}.{cls.__qualname__}",
-            "module": cls.__module__, "distribution": dist_name, "version": version,
-            "source_sha256": _source_sha256(cls)}
+    return {
+        "spec": spec,
+        "kind": kind,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "module": cls.__module__,
+        "distribution": dist_name,
+        "version": version,
+        "source_sha256": _source_sha256(cls),
+    }
 
 
 def _source_sha256(cls: type) -> str | None:

@@ -56,8 +56,10 @@ class PresenceOnly(Learner):
 def _presence(features: EpisodeFeatures, learner: str) -> torch.Tensor:
     """(B, n, S) float32 presence; only `part_present` is read (never an embedding)."""
     if features.part_present is None:
-        raise ValueError(f"{learner}: needs part_present (features with part pooling enabled; "
-                         "its part_embeddings are never read)")
+        raise ValueError(
+            f"{learner}: needs part_present (features with part pooling enabled; "
+            "its part_embeddings are never read)"
+        )
     present = features.part_present
     if present.dim() != 3:
         raise ValueError(f"{learner}: part_present must be (B, n, S), got {tuple(present.shape)}")
@@ -74,6 +76,8 @@ class PredictedPresenceOnly(PresenceOnly):
 @register
 class OraclePresenceOnly(PresenceOnly):
     name = "presence_only_oracle"
-    paper = ("diagnostic (this benchmark): presence_only over every image's annotated masks, the "
-             "queries' included (protocol all): what a test-time annotation leaks")
+    paper = (
+        "diagnostic (this benchmark): presence_only over every image's annotated masks, the "
+        "queries' included (protocol all): what a test-time annotation leaks"
+    )
     own_masks = "oracle"

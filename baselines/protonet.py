@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from baselines.base import (EpisodeFeatures, Learner, check_support, class_means,
-                            squared_euclidean, to_compute)
+from baselines.base import (
+    EpisodeFeatures,
+    Learner,
+    check_support,
+    class_means,
+    squared_euclidean,
+    to_compute,
+)
 from baselines.registry import register
 
 PAPER = "Snell et al. 2017, Prototypical Networks for Few-shot Learning (arXiv:1703.05175)"

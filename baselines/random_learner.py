@@ -34,6 +34,11 @@ class RandomLearner(Learner):
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:
         n_way = self._fitted("n_way")
         b, n_query = query.embeddings.shape[:2]
-        scores = torch.stack([torch.rand(n_query, n_way, generator=g)
-                              for g in self.episode_generators(b)]) if b else torch.empty(0, n_query, n_way)
+        scores = (
+            torch.stack(
+                [torch.rand(n_query, n_way, generator=g) for g in self.episode_generators(b)]
+            )
+            if b
+            else torch.empty(0, n_query, n_way)
+        )
         return scores.to(query.embeddings.device)

@@ -32,15 +32,19 @@ class UnknownLearnerError(PartbenchError, KeyError):
 def register(cls: L) -> L:
     """Class decorator: register a Learner or ImageLearner subclass under its `name` attribute."""
     if not (isinstance(cls, type) and issubclass(cls, LEARNER_BASES)):
-        raise TypeError(f"register: {cls!r} is not a subclass of baselines.base.Learner "
-                        "or baselines.image_learner.ImageLearner")
+        raise TypeError(
+            f"register: {cls!r} is not a subclass of baselines.base.Learner "
+            "or baselines.image_learner.ImageLearner"
+        )
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"register: {cls.__qualname__} needs a non-empty class attribute `name`")
     if name in _REGISTRY:
         other = _REGISTRY[name]
-        raise ValueError(f"register: learner name {name!r} is taken by "
-                         f"{other.__module__}.{other.__qualname__}; choose another name")
+        raise ValueError(
+            f"register: learner name {name!r} is taken by "
+            f"{other.__module__}.{other.__qualname__}; choose another name"
+        )
     _REGISTRY[name] = cls
     return cls
 
@@ -61,7 +65,8 @@ def get_learner_class(name: str) -> type[Learner] | type[ImageLearner]:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise UnknownLearnerError(
         f"unknown learner {name!r}{hint} (registered: {', '.join(learner_names())}; or give "
-        "package.module:ClassName, or install a package with a partbench.learners entry point)")
+        "package.module:ClassName, or install a package with a partbench.learners entry point)"
+    )
 
 
 def get_learner_origin(name: str) -> dict[str, Any]:
@@ -77,4 +82,6 @@ def get_learner(name: str, **kwargs: Any) -> Learner:
 def learner_names(protocol: type | None = None) -> list[str]:
     """Registered (built-in) learner names, sorted; only subclasses of `protocol` (Learner or
     ImageLearner) if given. Plugins: baselines.plugins.entry_points()."""
-    return sorted(n for n, cls in _REGISTRY.items() if protocol is None or issubclass(cls, protocol))
+    return sorted(
+        n for n, cls in _REGISTRY.items() if protocol is None or issubclass(cls, protocol)
+    )

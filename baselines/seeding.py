@@ -27,7 +27,10 @@ def episode_seeds(run_seed: int, learner: str, episodes: np.ndarray | list[int])
     return (episode_keys(stream, indices) & _SEED_BITS).astype(np.int64)
 
 
-def generators(seeds: np.ndarray | list[int], device: str | torch.device = "cpu"
-               ) -> list[torch.Generator]:
+def generators(
+    seeds: np.ndarray | list[int], device: str | torch.device = "cpu"
+) -> list[torch.Generator]:
     """One torch.Generator per seed (B,), on `device` (draws then match per device type)."""
-    return [torch.Generator(device=device).manual_seed(int(s)) for s in np.asarray(seeds).reshape(-1)]
+    return [
+        torch.Generator(device=device).manual_seed(int(s)) for s in np.asarray(seeds).reshape(-1)
+    ]

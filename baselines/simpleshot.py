@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from baselines.base import (EpisodeFeatures, Learner, check_support, class_means,
-                            squared_euclidean, to_compute)
+from baselines.base import (
+    EpisodeFeatures,
+    Learner,
+    check_support,
+    class_means,
+    squared_euclidean,
+    to_compute,
+)
 from baselines.registry import register
 
 
@@ -28,8 +34,10 @@ class SimpleShot(Learner):
     def prepare(self, base_embeddings: torch.Tensor | None) -> None:
         """Store the mean (D,) of the train-split embeddings base_embeddings (n, D)."""
         if base_embeddings is None or base_embeddings.dim() != 2 or len(base_embeddings) == 0:
-            raise ValueError("simpleshot: prepare() needs the train-split embeddings as an (n, D) "
-                             "tensor with n >= 1")
+            raise ValueError(
+                "simpleshot: prepare() needs the train-split embeddings as an (n, D) "
+                "tensor with n >= 1"
+            )
         self.base_mean = to_compute(base_embeddings).mean(0)
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,8 +46,10 @@ class SimpleShot(Learner):
             raise RuntimeError("simpleshot: call prepare(train-split embeddings (n, D)) first")
         x = to_compute(x)
         if x.shape[-1] != self.base_mean.shape[0]:
-            raise ValueError(f"simpleshot: features have D={x.shape[-1]} but prepare() saw "
-                             f"D={self.base_mean.shape[0]}")
+            raise ValueError(
+                f"simpleshot: features have D={x.shape[-1]} but prepare() saw "
+                f"D={self.base_mean.shape[0]}"
+            )
         return torch.nn.functional.normalize(x - self.base_mean.to(x.device), dim=-1)
 
     def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "SimpleShot":

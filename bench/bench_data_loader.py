@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import multiprocessing
 import os
@@ -22,8 +23,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-
-import io
 
 import numpy as np
 from PIL import Image
@@ -50,10 +49,13 @@ def write_copy(root: Path, n_images: int, parts_per_image: int, n_points: int, s
     buffer = io.BytesIO()
     Image.new("RGB", (IMAGE_W, IMAGE_H), (120, 90, 60)).save(buffer, "JPEG")
     jpeg = buffer.getvalue()
-    categories = [{"id": p.id, "name": p.name, "supercategory": p.super_category}
-                  for p in taxonomy.parts()]
-    parts_of = {s: [p.id for p in taxonomy.parts() if p.super_category == s]
-                for s in taxonomy.SUPER_CATEGORIES}
+    categories = [
+        {"id": p.id, "name": p.name, "supercategory": p.super_category} for p in taxonomy.parts()
+    ]
+    parts_of = {
+        s: [p.id for p in taxonomy.parts() if p.super_category == s]
+        for s in taxonomy.SUPER_CATEGORIES
+    }
     supers = taxonomy.class_super_categories()
     total = sum(SPLIT_IMAGES.values())
     n_anns = 0
@@ -69,12 +71,20 @@ def write_copy(root: Path, n_images: int, parts_per_image: int, n_points: int, s
             images.append({"id": i + 1, "file_name": name, "height": IMAGE_H, "width": IMAGE_W})
             for _ in range(parts_per_image):
                 n_anns += 1
-                anns.append({"id": n_anns, "image_id": i + 1,
-                             "category_id": int(rng.choice(parts_of[supers[synset]])),
-                             "segmentation": [_polygon(rng, n_points)], "area": 1000.0,
-                             "bbox": [0, 0, 1, 1], "iscrowd": 0})
+                anns.append(
+                    {
+                        "id": n_anns,
+                        "image_id": i + 1,
+                        "category_id": int(rng.choice(parts_of[supers[synset]])),
+                        "segmentation": [_polygon(rng, n_points)],
+                        "area": 1000.0,
+                        "bbox": [0, 0, 1, 1],
+                        "iscrowd": 0,
+                    }
+                )
         (root / f"{split}.json").write_text(
-            json.dumps({"images": images, "annotations": anns, "categories": categories}))
+            json.dumps({"images": images, "annotations": anns, "categories": categories})
+        )
     return n_anns
 
 
@@ -90,8 +100,10 @@ def main() -> None:
         root = Path(tmp)
         # Written by a child process, so this process's peak memory is the loader's alone.
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            n_anns = pool.apply(write_copy, (root / "copy", args.images, args.parts_per_image,
-                                             args.points, args.seed))
+            n_anns = pool.apply(
+                write_copy,
+                (root / "copy", args.images, args.parts_per_image, args.points, args.seed),
+            )
         json_mb = sum((root / "copy" / f"{s}.json").stat().st_size for s in SPLIT_IMAGES) / 1e6
         wall, cpu = [], []
         for _ in range(args.repeats + 1):  # the first load reads the headers; the others do not
@@ -113,17 +125,25 @@ def main() -> None:
         for i in sample:
             ds.part_masks(int(i))
         per_image_ms = (time.perf_counter() - start) / len(sample) * 1e3
-    print(f"images={len(ds.images)} annotations={n_anns} points/polygon={args.points} "
-          f"json={json_mb:.0f} MB")
-    print(f"first load_partimagenet (reads every image header for the size check): wall "
-          f"{first_wall:.2f} s, CPU {first_cpu:.2f} s")
-    print(f"later load_partimagenet (size check recorded) over {args.repeats} runs: wall best {min(wall):.2f} s "
-          f"(median {statistics.median(wall):.2f} s), CPU best {min(cpu):.2f} s "
-          f"(median {statistics.median(cpu):.2f} s)")
+    print(
+        f"images={len(ds.images)} annotations={n_anns} points/polygon={args.points} "
+        f"json={json_mb:.0f} MB"
+    )
+    print(
+        f"first load_partimagenet (reads every image header for the size check): wall "
+        f"{first_wall:.2f} s, CPU {first_cpu:.2f} s"
+    )
+    print(
+        f"later load_partimagenet (size check recorded) over {args.repeats} runs: wall best {min(wall):.2f} s "
+        f"(median {statistics.median(wall):.2f} s), CPU best {min(cpu):.2f} s "
+        f"(median {statistics.median(cpu):.2f} s)"
+    )
     print(f"  of which json.loads of the three files: CPU {json_cpu:.2f} s")
     print(f"part_masks: {per_image_ms:.2f} ms per {IMAGE_W}x{IMAGE_H} image (200 images)")
-    print(f"peak RSS while loading: {peak_mb:.0f} MB; load average now: "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"peak RSS while loading: {peak_mb:.0f} MB; load average now: "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
 
 
 if __name__ == "__main__":

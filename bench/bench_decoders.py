@@ -46,12 +46,14 @@ def scaled_factor(stored: tuple[int, int], decoded: tuple[int, int]) -> float:
 def boxed(pixels: np.ndarray, stored: tuple[int, int], size: tuple[int, int]) -> Image.Image:
     """A scaled decode resized to `size`, reading the exact box of the original extent."""
     f = scaled_factor(stored, (pixels.shape[1], pixels.shape[0]))
-    return Image.fromarray(pixels).resize(size, Image.Resampling.BICUBIC,
-                                          box=(0, 0, stored[0] * f, stored[1] * f))
+    return Image.fromarray(pixels).resize(
+        size, Image.Resampling.BICUBIC, box=(0, 0, stored[0] * f, stored[1] * f)
+    )
 
 
 def decoders(size: tuple[int, int]) -> dict:
     """name -> (decode alone: bytes -> pixels, full: bytes -> PIL image at size), or a reason."""
+
     def pil_alone(b):
         image = Image.open(io.BytesIO(b))
         image.draft("RGB", size)
@@ -79,14 +81,18 @@ def decoders(size: tuple[int, int]) -> dict:
 
         def tj_alone(b):
             w, h = Image.open(io.BytesIO(b)).size
-            factor = min((f for f in tj.scaling_factors
-                          if math.ceil(w * f[0] / f[1]) >= size[0]
-                          and math.ceil(h * f[0] / f[1]) >= size[1]),
-                         key=lambda f: f[0] / f[1])
+            factor = min(
+                (
+                    f
+                    for f in tj.scaling_factors
+                    if math.ceil(w * f[0] / f[1]) >= size[0]
+                    and math.ceil(h * f[0] / f[1]) >= size[1]
+                ),
+                key=lambda f: f[0] / f[1],
+            )
             return tj.decode(b, pixel_format=turbojpeg.TJPF_RGB, scaling_factor=factor), (w, h)
 
-        out["pyturbojpeg"] = (lambda b: tj_alone(b)[0],
-                              lambda b: boxed(*tj_alone(b), size))
+        out["pyturbojpeg"] = (lambda b: tj_alone(b)[0], lambda b: boxed(*tj_alone(b), size))
     except (ImportError, OSError, RuntimeError) as exc:
         out["pyturbojpeg"] = f"not usable ({type(exc).__name__}: {str(exc).splitlines()[0]})"
     return out
@@ -111,10 +117,13 @@ def main(argv: list[str] | None = None) -> dict:
     size = (args.size, args.size)
     names = release_plan(1.0)["test"][:: max(1, 4598 // args.n)][: args.n]
     blobs = [render_release_image(n, 0, seed=0)[0] for n in names]
-    reference = [np.asarray(to_rgb(Image.open(io.BytesIO(b)), size), dtype=np.int16)
-                 for b in blobs[:20]]
-    print(f"{len(blobs)} release-shaped JPEGs, mean {np.mean([len(b) for b in blobs]) / 1e3:.0f} KB"
-          f", to {args.size}x{args.size} (bicubic); CPU ms per image, best of {args.repeats}")
+    reference = [
+        np.asarray(to_rgb(Image.open(io.BytesIO(b)), size), dtype=np.int16) for b in blobs[:20]
+    ]
+    print(
+        f"{len(blobs)} release-shaped JPEGs, mean {np.mean([len(b) for b in blobs]) / 1e3:.0f} KB"
+        f", to {args.size}x{args.size} (bicubic); CPU ms per image, best of {args.repeats}"
+    )
     print(f"{'decoder':<12}{'decode':>9}{'+ resize':>10}{'diff mean':>11}{'diff max':>10}")
     figures = {}
     for name, pair in decoders(size).items():
@@ -123,13 +132,17 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         alone, full = pair
         diffs = [np.abs(np.asarray(full(b), dtype=np.int16) - r) for b, r in zip(blobs, reference)]
-        figures[name] = {"decode_ms": cpu_ms(alone, blobs, args.repeats),
-                         "decode_resize_ms": cpu_ms(full, blobs, args.repeats),
-                         "diff_mean": float(np.mean([d.mean() for d in diffs])),
-                         "diff_max": int(max(d.max() for d in diffs))}
+        figures[name] = {
+            "decode_ms": cpu_ms(alone, blobs, args.repeats),
+            "decode_resize_ms": cpu_ms(full, blobs, args.repeats),
+            "diff_mean": float(np.mean([d.mean() for d in diffs])),
+            "diff_max": int(max(d.max() for d in diffs)),
+        }
         f = figures[name]
-        print(f"{name:<12}{f['decode_ms']:>9.2f}{f['decode_resize_ms']:>10.2f}"
-              f"{f['diff_mean']:>11.2f}{f['diff_max']:>10d}")
+        print(
+            f"{name:<12}{f['decode_ms']:>9.2f}{f['decode_resize_ms']:>10.2f}"
+            f"{f['diff_mean']:>11.2f}{f['diff_max']:>10d}"
+        )
     return figures
 
 

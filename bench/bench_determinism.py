@@ -36,9 +36,14 @@ print(json.dumps({"sha256": backbone.provenance["sha256"]}))
 def trial(raw: dict, threads: int, deterministic: bool, cache: Path) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
     raw = {**raw, "cache_dir": str(cache)}
-    out = subprocess.run([sys.executable, "-c", TRIAL, json.dumps(raw), str(threads),
-                          "1" if deterministic else "0"], env=env, capture_output=True,
-                         text=True, check=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", TRIAL, json.dumps(raw), str(threads), "1" if deterministic else "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["sha256"]
 
 
@@ -50,25 +55,38 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         twin = {"images_per_class": 6, "image_size": 48, "seed": 0}
-        raw = {"data": {"source": "synthetic", "root": f"{tmp}/twin", "synthetic": twin},
-               "backbone": {"name": args.model, "weights": "train",
-                            "image_size": args.image_size},
-               "train": {"epochs": args.epochs, "batch_size": 32, "val_episodes": 8,
-                         "val_k_shot": 1, "val_n_query": 2}}
+        raw = {
+            "data": {"source": "synthetic", "root": f"{tmp}/twin", "synthetic": twin},
+            "backbone": {"name": args.model, "weights": "train", "image_size": args.image_size},
+            "train": {
+                "epochs": args.epochs,
+                "batch_size": 32,
+                "val_episodes": 8,
+                "val_k_shot": 1,
+                "val_n_query": 2,
+            },
+        }
         trials = [(1, False), (1, False), (2, False), (1, True), (2, True)]
         hashes = []
         for n, (threads, deterministic) in enumerate(trials):
             digest = trial(raw, threads, deterministic, Path(tmp) / f"cache{n}")
             hashes.append(digest)
-            print(f"threads={threads} deterministic_algorithms={deterministic!s:5}  "
-                  f"weights sha256 {digest[:16]}", flush=True)
+            print(
+                f"threads={threads} deterministic_algorithms={deterministic!s:5}  "
+                f"weights sha256 {digest[:16]}",
+                flush=True,
+            )
     same = hashes[0] == hashes[1]
     print(f"\nsame threads, two processes: {'bit-identical' if same else 'DIFFERENT'}")
     print(f"1 vs 2 threads: {'bit-identical' if hashes[0] == hashes[2] else 'different'}")
-    print(f"deterministic algorithms, 1 vs 2 threads: "
-          f"{'bit-identical' if hashes[3] == hashes[4] else 'different'}")
-    print(f"deterministic algorithms change the 1-thread weights: "
-          f"{'no' if hashes[0] == hashes[3] else 'yes'}")
+    print(
+        f"deterministic algorithms, 1 vs 2 threads: "
+        f"{'bit-identical' if hashes[3] == hashes[4] else 'different'}"
+    )
+    print(
+        f"deterministic algorithms change the 1-thread weights: "
+        f"{'no' if hashes[0] == hashes[3] else 'yes'}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,12 +42,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baselines import get_learner  # noqa: E402
-from benchmark.models.backbones import build_backbone  # noqa: E402
 from benchmark.data.partimagenet import load_partimagenet  # noqa: E402
 from benchmark.data.twin.generate import generate_twin  # noqa: E402
 from benchmark.evaluation.feature_learners import predict_batch  # noqa: E402
-from benchmark.features.images import PartImageDataset, SplitTransform  # noqa: E402
 from benchmark.features.extraction import extract_features
+from benchmark.features.images import PartImageDataset, SplitTransform  # noqa: E402
+from benchmark.models.backbones import build_backbone  # noqa: E402
 from episodes import EpisodeSampler  # noqa: E402
 
 GOAL = 50.0
@@ -68,7 +68,9 @@ class Pooled(nn.Module):
 class Pixels(torch.utils.data.Dataset):
     """Dataset image -> normalised (3, H, W) float32 input, exactly as extract_features makes it."""
 
-    def __init__(self, dataset, backbone, indices: np.ndarray, labels: np.ndarray | None = None) -> None:
+    def __init__(
+        self, dataset, backbone, indices: np.ndarray, labels: np.ndarray | None = None
+    ) -> None:
         self.split = SplitTransform.of(backbone.transform)
         self.items = PartImageDataset(dataset, indices, self.split, None)
         self.labels = labels
@@ -89,22 +91,42 @@ def dataset_root(args) -> Path:
         return Path(args.data)
     cache = Path(os.environ.get("PARTBENCH_CACHE") or Path.home() / ".cache" / "partbench")
     root = cache / f"bench-twin-{args.twin_size}px-{args.images_per_class}"
-    return generate_twin(root, images_per_class=args.images_per_class, image_size=args.twin_size,
-                         workers=max(1, os.cpu_count() or 1))
+    return generate_twin(
+        root,
+        images_per_class=args.images_per_class,
+        image_size=args.twin_size,
+        workers=max(1, os.cpu_count() or 1),
+    )
 
 
-def run_partbench(dataset, backbone, batch, chunk: int, num_workers: int) -> tuple[float, np.ndarray]:
+def run_partbench(
+    dataset, backbone, batch, chunk: int, num_workers: int
+) -> tuple[float, np.ndarray]:
     """(seconds, (B, n_query_total) predicted labels): features once, then batched ProtoNet."""
     start = time.perf_counter()
     needed = np.unique(np.concatenate([batch.support.ravel(), batch.query.ravel()]))
-    features = extract_features(dataset, needed, backbone, masks="none", cache_dir=None,
-                                device="cpu", precision="fp32", batch_size=64,
-                                num_workers=num_workers, progress=False)
+    features = extract_features(
+        dataset,
+        needed,
+        backbone,
+        masks="none",
+        cache_dir=None,
+        device="cpu",
+        precision="fp32",
+        batch_size=64,
+        num_workers=num_workers,
+        progress=False,
+    )
     learner = get_learner("protonet")
     predicted = []
     for s in range(0, len(batch), chunk):
-        part = type(batch)(batch.split, batch.indices[s:s + chunk], batch.classes[s:s + chunk],
-                           batch.support[s:s + chunk], batch.query[s:s + chunk])
+        part = type(batch)(
+            batch.split,
+            batch.indices[s : s + chunk],
+            batch.classes[s : s + chunk],
+            batch.support[s : s + chunk],
+            batch.query[s : s + chunk],
+        )
         out = predict_batch(learner, part, features.gather, features.gather)
         predicted.append(out.predicted)
     return time.perf_counter() - start, np.concatenate(predicted)
@@ -126,16 +148,31 @@ def run_easyfsl(pixels: Pixels, model: nn.Module, batch) -> tuple[float, float]:
 
         def __iter__(self):
             for e in range(b):
-                yield (pixels.load(batch.support[e].ravel()), support_labels,
-                       pixels.load(batch.query[e].ravel()), query_labels, list(range(n_way)))
+                yield (
+                    pixels.load(batch.support[e].ravel()),
+                    support_labels,
+                    pixels.load(batch.query[e].ravel()),
+                    query_labels,
+                    list(range(n_way)),
+                )
 
     start = time.perf_counter()
     accuracy = evaluate(PrototypicalNetworks(model), Tasks(), device="cpu", use_tqdm=False)
     return time.perf_counter() - start, float(accuracy)
 
 
-def run_learn2learn(dataset, backbone, model: nn.Module, split_indices: np.ndarray, labels: np.ndarray,
-                    n_tasks: int, n_way: int, k_shot: int, n_query: int, seed: int) -> tuple[float, float]:
+def run_learn2learn(
+    dataset,
+    backbone,
+    model: nn.Module,
+    split_indices: np.ndarray,
+    labels: np.ndarray,
+    n_tasks: int,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    seed: int,
+) -> tuple[float, float]:
     """(seconds, accuracy) of a TaskDataset loop; its episodes are its own."""
     import learn2learn as l2l
     from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
@@ -146,9 +183,16 @@ def run_learn2learn(dataset, backbone, model: nn.Module, split_indices: np.ndarr
     for k, y in enumerate(labels):
         by_label.setdefault(int(y), []).append(k)
     meta = l2l.data.MetaDataset(local, labels_to_indices=by_label)
-    tasks = l2l.data.TaskDataset(meta, task_transforms=[
-        NWays(meta, n_way), KShots(meta, k_shot + n_query), LoadData(meta), RemapLabels(meta)],
-        num_tasks=-1)
+    tasks = l2l.data.TaskDataset(
+        meta,
+        task_transforms=[
+            NWays(meta, n_way),
+            KShots(meta, k_shot + n_query),
+            LoadData(meta),
+            RemapLabels(meta),
+        ],
+        num_tasks=-1,
+    )
     correct = 0
     start = time.perf_counter()
     with torch.no_grad():
@@ -166,11 +210,17 @@ def run_learn2learn(dataset, backbone, model: nn.Module, split_indices: np.ndarr
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=600)
-    parser.add_argument("--peer-episodes", type=int, default=None,
-                        help="episodes the peers run (default: all); fewer are extrapolated to --episodes")
+    parser.add_argument(
+        "--peer-episodes",
+        type=int,
+        default=None,
+        help="episodes the peers run (default: all); fewer are extrapolated to --episodes",
+    )
     parser.add_argument("--model", default="resnet10t")
     parser.add_argument("--image-size", type=int, default=64, help="model input size")
-    parser.add_argument("--data", default=None, help="a PartImageNet-format root instead of the twin")
+    parser.add_argument(
+        "--data", default=None, help="a PartImageNet-format root instead of the twin"
+    )
     parser.add_argument("--twin-size", type=int, default=128, help="the twin's image size (pixels)")
     parser.add_argument("--images-per-class", type=int, default=20)
     parser.add_argument("--chunk", type=int, default=64, help="episodes per learner call")
@@ -183,24 +233,39 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = load_partimagenet(dataset_root(args))
     backbone = build_backbone(args.model, image_size=args.image_size, seed=args.seed)
     backbone.model.to(memory_format=torch.channels_last).eval()
-    sampler = EpisodeSampler(dataset.labels, seed=args.seed, split="test", n_way=n_way,
-                             k_shot=k_shot, n_query=n_query, n_episodes=args.episodes)
+    sampler = EpisodeSampler(
+        dataset.labels,
+        seed=args.seed,
+        split="test",
+        n_way=n_way,
+        k_shot=k_shot,
+        n_query=n_query,
+        n_episodes=args.episodes,
+    )
     batch = sampler.batch(0, args.episodes)
     truth = np.repeat(np.arange(n_way), n_query)
-    print(f"{args.model} @ {args.image_size}px (random weights, fp32, cpu, {torch.get_num_threads()} "
-          f"torch threads), {n_way}-way {k_shot}-shot {n_query}-query, {args.episodes} test episodes "
-          f"of {dataset.root.name} ({len(dataset.split_indices('test'))} test images)")
+    print(
+        f"{args.model} @ {args.image_size}px (random weights, fp32, cpu, {torch.get_num_threads()} "
+        f"torch threads), {n_way}-way {k_shot}-shot {n_query}-query, {args.episodes} test episodes "
+        f"of {dataset.root.name} ({len(dataset.split_indices('test'))} test images)"
+    )
 
     ours_s, ours_pred = run_partbench(dataset, backbone, batch, args.chunk, args.num_workers)
     model = Pooled(backbone).eval()
     pixels = Pixels(dataset, backbone, np.arange(len(dataset.images)))
-    head = type(batch)(batch.split, batch.indices[:peer_n], batch.classes[:peer_n],
-                       batch.support[:peer_n], batch.query[:peer_n])
+    head = type(batch)(
+        batch.split,
+        batch.indices[:peer_n],
+        batch.classes[:peer_n],
+        batch.support[:peer_n],
+        batch.query[:peer_n],
+    )
     fsl_s, acc_fsl = run_easyfsl(pixels, model, head)
     test = dataset.split_indices("test")
     labels = np.unique(dataset.labels[test], return_inverse=True)[1]
-    l2l_s, l2l_acc = run_learn2learn(dataset, backbone, model, test, labels, peer_n, n_way,
-                                     k_shot, n_query, args.seed)
+    l2l_s, l2l_acc = run_learn2learn(
+        dataset, backbone, model, test, labels, peer_n, n_way, k_shot, n_query, args.seed
+    )
 
     scale = args.episodes / peer_n
     fsl_n, l2l_n = fsl_s * scale, l2l_s * scale
@@ -208,21 +273,38 @@ def main(argv: list[str] | None = None) -> dict:
     acc_ours_head = float((ours_pred[:peer_n] == truth).mean())
     note = "" if scale == 1 else f" (extrapolated from {peer_n} episodes)"
     print(f"{'':<34}{'seconds':>10}{'per episode ms':>16}{'partbench x':>13}{'accuracy':>10}")
-    print(f"{'partbench (features once + batch)':<34}{ours_s:>10.2f}{1e3 * ours_s / args.episodes:>16.2f}"
-          f"{1.0:>13.1f}{acc_ours:>10.4f}")
-    print(f"{'easyfsl PrototypicalNetworks':<34}{fsl_n:>10.2f}{1e3 * fsl_s / peer_n:>16.2f}"
-          f"{fsl_n / ours_s:>13.1f}{acc_fsl:>10.4f}{note}")
-    print(f"{'learn2learn TaskDataset loop':<34}{l2l_n:>10.2f}{1e3 * l2l_s / peer_n:>16.2f}"
-          f"{l2l_n / ours_s:>13.1f}{l2l_acc:>10.4f}{note} (its own episodes)")
+    print(
+        f"{'partbench (features once + batch)':<34}{ours_s:>10.2f}{1e3 * ours_s / args.episodes:>16.2f}"
+        f"{1.0:>13.1f}{acc_ours:>10.4f}"
+    )
+    print(
+        f"{'easyfsl PrototypicalNetworks':<34}{fsl_n:>10.2f}{1e3 * fsl_s / peer_n:>16.2f}"
+        f"{fsl_n / ours_s:>13.1f}{acc_fsl:>10.4f}{note}"
+    )
+    print(
+        f"{'learn2learn TaskDataset loop':<34}{l2l_n:>10.2f}{1e3 * l2l_s / peer_n:>16.2f}"
+        f"{l2l_n / ours_s:>13.1f}{l2l_acc:>10.4f}{note} (its own episodes)"
+    )
     differing = round(abs(acc_ours_head - acc_fsl) * peer_n * n_way * n_query)
     same = differing == 0
-    print(f"same {peer_n} episodes: accuracy partbench {acc_ours_head:.4f}, easyfsl {acc_fsl:.4f}: "
-          f"{'equal' if same else f'DIFFERENT (by {differing} queries)'}")
+    print(
+        f"same {peer_n} episodes: accuracy partbench {acc_ours_head:.4f}, easyfsl {acc_fsl:.4f}: "
+        f"{'equal' if same else f'DIFFERENT (by {differing} queries)'}"
+    )
     ratio = min(fsl_n, l2l_n) / ours_s
-    print(f"goal: partbench >= {GOAL:.0f}x the faster peer: {'met' if ratio >= GOAL else 'NOT met'} "
-          f"({ratio:.1f}x)")
-    return {"partbench_s": ours_s, "easyfsl_s": fsl_n, "learn2learn_s": l2l_n, "ratio": ratio,
-            "accuracy_partbench": acc_ours, "accuracy_easyfsl": acc_fsl, "equal": same}
+    print(
+        f"goal: partbench >= {GOAL:.0f}x the faster peer: {'met' if ratio >= GOAL else 'NOT met'} "
+        f"({ratio:.1f}x)"
+    )
+    return {
+        "partbench_s": ours_s,
+        "easyfsl_s": fsl_n,
+        "learn2learn_s": l2l_n,
+        "ratio": ratio,
+        "accuracy_partbench": acc_ours,
+        "accuracy_easyfsl": acc_fsl,
+        "equal": same,
+    }
 
 
 if __name__ == "__main__":

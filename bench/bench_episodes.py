@@ -55,7 +55,12 @@ def full_twin_test_labels() -> tuple[list[str], list[str]]:
     from benchmark.data.twin.generate import plan_counts
 
     plan = plan_counts(full=True)
-    labels = [synset for split in ("train", "val", "test") for synset, n in plan[split].items() for _ in range(n)]
+    labels = [
+        synset
+        for split in ("train", "val", "test")
+        for synset, n in plan[split].items()
+        for _ in range(n)
+    ]
     test = [synset for synset, n in plan["test"].items() for _ in range(n)]
     return labels, test
 
@@ -78,13 +83,25 @@ def ensure_easyfsl() -> None:
         importlib.import_module("easyfsl")
     except ImportError:
         print("installing easyfsl==1.5.0 --no-deps ...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "easyfsl==1.5.0", "--no-deps"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "easyfsl==1.5.0", "--no-deps"],
+            check=True,
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=20_000, help="episodes per partbench batch() call")
-    parser.add_argument("--big-batch", type=int, default=200_000, help="episodes of one large batch() call (context)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=20_000, help="episodes per partbench batch() call"
+    )
+    parser.add_argument(
+        "--big-batch",
+        type=int,
+        default=200_000,
+        help="episodes of one large batch() call (context)",
+    )
     parser.add_argument("--peer-episodes", type=int, default=3_000, help="episodes per peer run")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -101,7 +118,9 @@ def main() -> None:
     runs: dict[str, tuple] = {}
 
     # ---- partbench
-    sampler = EpisodeSampler(all_labels, seed=0, split="test", n_way=N_WAY, k_shot=K_SHOT, n_query=N_QUERY)
+    sampler = EpisodeSampler(
+        all_labels, seed=0, split="test", n_way=N_WAY, k_shot=K_SHOT, n_query=N_QUERY
+    )
     sampler.batch(0, 1000)  # warm-up
     b = args.episodes
     runs["partbench batch()"] = (lambda: sampler.batch(0, b), b)
@@ -110,7 +129,10 @@ def main() -> None:
     n_obj = max(1, b // 10)
     runs["partbench episodes() -> Episode objects"] = (lambda: sampler.episodes(0, n_obj), n_obj)
     n_item = max(1, b // 100)
-    runs["partbench sampler[i], one at a time"] = (lambda: [sampler[i] for i in range(n_item)], n_item)
+    runs["partbench sampler[i], one at a time"] = (
+        lambda: [sampler[i] for i in range(n_item)],
+        n_item,
+    )
 
     # ---- learn2learn
     with warnings.catch_warnings():
@@ -130,8 +152,10 @@ def main() -> None:
         meta = l2l.data.MetaDataset(Indices(), labels_to_indices=by_label)
         taskset = l2l.data.TaskDataset(
             meta,
-            task_transforms=[l2l.data.transforms.NWays(meta, n=N_WAY),
-                             l2l.data.transforms.KShots(meta, k=K_SHOT + N_QUERY)],
+            task_transforms=[
+                l2l.data.transforms.NWays(meta, n=N_WAY),
+                l2l.data.transforms.KShots(meta, k=K_SHOT + N_QUERY),
+            ],
             num_tasks=-1,
         )
         task = taskset.sample()
@@ -156,7 +180,9 @@ def main() -> None:
             return test_labels
 
     p = args.peer_episodes
-    easy = PatchedTaskSampler(LabelledTestImages(), n_way=N_WAY, n_shot=K_SHOT, n_query=N_QUERY, n_tasks=p)
+    easy = PatchedTaskSampler(
+        LabelledTestImages(), n_way=N_WAY, n_shot=K_SHOT, n_query=N_QUERY, n_tasks=p
+    )
     first = next(iter(easy))
     assert len(first) == N_WAY * (K_SHOT + N_QUERY)
     runs["easyfsl TaskSampler iteration"] = (lambda: list(easy), p)
@@ -169,23 +195,37 @@ def main() -> None:
     peers = ("learn2learn TaskDataset.sample()", "easyfsl TaskSampler iteration")
     ours = rates["partbench batch()"]
     peer = tuple(max(rates[name][c] for name in peers) for c in (0, 1))
-    print(f"\nEpisode descriptions/s (partbench batch() = {b:,} episodes per call), {N_WAY}-way {K_SHOT}-shot {N_QUERY}-query, test split of the full-size "
-          f"twin ({len(sampler.class_keys)} classes, {len(test_labels)} images); one core ({pinned}); "
-          f"best of {args.repeats} interleaved rounds")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
-          f"learn2learn {l2l.__version__}, easyfsl 1.5.0; {platform.processor() or platform.machine()}")
-    print("easyfsl workaround: TaskSampler subclassed with a Sampler mixin after it in the MRO that accepts "
-          "and drops data_source=None (torch 2.14's Sampler.__init__ takes no arguments)\n")
+    print(
+        f"\nEpisode descriptions/s (partbench batch() = {b:,} episodes per call), {N_WAY}-way {K_SHOT}-shot {N_QUERY}-query, test split of the full-size "
+        f"twin ({len(sampler.class_keys)} classes, {len(test_labels)} images); one core ({pinned}); "
+        f"best of {args.repeats} interleaved rounds"
+    )
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"learn2learn {l2l.__version__}, easyfsl 1.5.0; {platform.processor() or platform.machine()}"
+    )
+    print(
+        "easyfsl workaround: TaskSampler subclassed with a Sampler mixin after it in the MRO that accepts "
+        "and drops data_source=None (torch 2.14's Sampler.__init__ takes no arguments)\n"
+    )
     width = max(map(len, rates))
-    print(f"  {'':<{width}}  {'wall clock':>14}  {'CPU time':>14}  {'x faster peer (wall / CPU)':>28}")
+    print(
+        f"  {'':<{width}}  {'wall clock':>14}  {'CPU time':>14}  {'x faster peer (wall / CPU)':>28}"
+    )
     for name, (wall, cpu) in rates.items():
-        print(f"  {name:<{width}}  {wall:>12,.0f}/s  {cpu:>12,.0f}/s  {wall / peer[0]:>12,.1f} / {cpu / peer[1]:,.1f}")
+        print(
+            f"  {name:<{width}}  {wall:>12,.0f}/s  {cpu:>12,.0f}/s  {wall / peer[0]:>12,.1f} / {cpu / peer[1]:,.1f}"
+        )
     for name in peers:
-        print(f"partbench batch() vs {name}: x{ours[0] / rates[name][0]:,.0f} (wall), x{ours[1] / rates[name][1]:,.0f} (CPU)")
+        print(
+            f"partbench batch() vs {name}: x{ours[0] / rates[name][0]:,.0f} (wall), x{ours[1] / rates[name][1]:,.0f} (CPU)"
+        )
     for label, c in (("wall clock", 0), ("CPU time", 1)):
-        print(f"goals ({label}): >= 100,000 episodes/s: {'met' if ours[c] >= 100_000 else 'NOT met'} "
-              f"({ours[c]:,.0f}); >= 50x the faster peer: {'met' if ours[c] >= 50 * peer[c] else 'NOT met'} "
-              f"(x{ours[c] / peer[c]:,.0f})")
+        print(
+            f"goals ({label}): >= 100,000 episodes/s: {'met' if ours[c] >= 100_000 else 'NOT met'} "
+            f"({ours[c]:,.0f}); >= 50x the faster peer: {'met' if ours[c] >= 50 * peer[c] else 'NOT met'} "
+            f"(x{ours[c] / peer[c]:,.0f})"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 

@@ -50,12 +50,16 @@ from episodes import EpisodeSampler, taxonomy  # noqa: E402
 def ensure_easyfsl() -> None:
     if importlib.util.find_spec("easyfsl") is None:
         print("installing easyfsl==1.5.0 (--no-deps) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "easyfsl==1.5.0",
-                        "--no-deps"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "easyfsl==1.5.0", "--no-deps"],
+            check=True,
+        )
         importlib.invalidate_caches()
 
 
-def feature_table(n_classes: int, per_class: int, dim: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+def feature_table(
+    n_classes: int, per_class: int, dim: int, seed: int
+) -> tuple[torch.Tensor, np.ndarray]:
     """(n_classes * per_class, dim) float16 embeddings clustered by class, and class ids (n,)."""
     g = torch.Generator().manual_seed(seed)
     class_ids = np.repeat(np.arange(n_classes), per_class)
@@ -76,7 +80,9 @@ def best_of(repeats: int, run: Callable[[], float]) -> tuple[float, float, float
     return wall, cpu, accuracy
 
 
-def ours(table: torch.Tensor, support: np.ndarray, query: np.ndarray, chunk: int) -> Callable[[], float]:
+def ours(
+    table: torch.Tensor, support: np.ndarray, query: np.ndarray, chunk: int
+) -> Callable[[], float]:
     """Batched ProtoNet over all episodes, `chunk` at a time; returns the query accuracy."""
     b, n_way, k_shot = support.shape
     n_query = query.shape[2]
@@ -91,17 +97,20 @@ def ours(table: torch.Tensor, support: np.ndarray, query: np.ndarray, chunk: int
     def run() -> float:
         correct = torch.zeros((), dtype=torch.int64, device=device)
         for start in range(0, b, chunk):
-            feats = torch.nn.functional.embedding(index[start:start + chunk], table)  # one gather
+            feats = torch.nn.functional.embedding(index[start : start + chunk], table)  # one gather
             rows = feats.shape[0]
             scores = learner.fit(EpisodeFeatures(feats[:, :split]), labels[:rows], n_way).predict(
-                EpisodeFeatures(feats[:, split:]))
+                EpisodeFeatures(feats[:, split:])
+            )
             correct += (scores.argmax(-1) == truth).sum()
         return correct.item() / (b * n_way * n_query)
 
     return run
 
 
-def easyfsl_loop(table: torch.Tensor, support: np.ndarray, query: np.ndarray) -> Callable[[], float]:
+def easyfsl_loop(
+    table: torch.Tensor, support: np.ndarray, query: np.ndarray
+) -> Callable[[], float]:
     from easyfsl.methods import PrototypicalNetworks
     from easyfsl.utils import evaluate
 
@@ -118,22 +127,43 @@ def easyfsl_loop(table: torch.Tensor, support: np.ndarray, query: np.ndarray) ->
 
         def __iter__(self):
             for e in range(b):
-                yield (table[support_t[e].reshape(-1)], support_labels,
-                       table[query_t[e].reshape(-1)], query_labels, list(range(n_way)))
+                yield (
+                    table[support_t[e].reshape(-1)],
+                    support_labels,
+                    table[query_t[e].reshape(-1)],
+                    query_labels,
+                    list(range(n_way)),
+                )
 
     return lambda: evaluate(model, Tasks(), device=str(table.device), use_tqdm=False)
 
 
-def learn2learn_loop(table: torch.Tensor, class_ids: np.ndarray, n_tasks: int, n_way: int,
-                     k_shot: int, n_query: int, seed: int) -> Callable[[], float]:
+def learn2learn_loop(
+    table: torch.Tensor,
+    class_ids: np.ndarray,
+    n_tasks: int,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    seed: int,
+) -> Callable[[], float]:
     import learn2learn as l2l
     from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
 
     random.seed(seed)  # learn2learn samples from Python's global `random`; bench-only
-    dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(table, torch.from_numpy(class_ids)))
-    tasks = l2l.data.TaskDataset(dataset, task_transforms=[
-        NWays(dataset, n_way), KShots(dataset, k_shot + n_query), LoadData(dataset),
-        RemapLabels(dataset)], num_tasks=-1)
+    dataset = l2l.data.MetaDataset(
+        torch.utils.data.TensorDataset(table, torch.from_numpy(class_ids))
+    )
+    tasks = l2l.data.TaskDataset(
+        dataset,
+        task_transforms=[
+            NWays(dataset, n_way),
+            KShots(dataset, k_shot + n_query),
+            LoadData(dataset),
+            RemapLabels(dataset),
+        ],
+        num_tasks=-1,
+    )
 
     def run() -> float:
         correct = 0
@@ -143,7 +173,7 @@ def learn2learn_loop(table: torch.Tensor, class_ids: np.ndarray, n_tasks: int, n
                 order = torch.argsort(y, stable=True).view(n_way, k_shot + n_query)
                 s, q = x[order[:, :k_shot]], x[order[:, k_shot:]].reshape(-1, x.shape[-1])
                 prototypes = s.mean(1)
-                scores = -torch.cdist(q, prototypes) ** 2
+                scores = -(torch.cdist(q, prototypes) ** 2)
                 truth = y[order[:, k_shot:]].reshape(-1)
                 correct += int((scores.argmax(-1) == truth).sum())
         return correct / (n_tasks * n_way * n_query)
@@ -155,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=20000, help="episodes for ours")
     parser.add_argument("--peer-episodes", type=int, default=1000, help="episodes per peer run")
-    parser.add_argument("--chunk", type=int, default=16,
-                        help="episodes per learner call (small: the gathered block stays in cache)")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=16,
+        help="episodes per learner call (small: the gathered block stays in cache)",
+    )
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--images-per-class", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -172,39 +206,69 @@ def main(argv: list[str] | None = None) -> int:
     half, class_ids = feature_table(len(test_classes), args.images_per_class, args.dim, args.seed)
     table = half.float().to(args.device)
     labels = [test_classes[c] for c in class_ids]
-    sampler = EpisodeSampler(labels, seed=args.seed, split="test", n_way=n_way, k_shot=k_shot,
-                             n_query=n_query)
+    sampler = EpisodeSampler(
+        labels, seed=args.seed, split="test", n_way=n_way, k_shot=k_shot, n_query=n_query
+    )
     start = time.perf_counter()
     batch = sampler.batch(0, args.episodes)
     sampling = time.perf_counter() - start
-    print(f"{n_way}-way {k_shot}-shot {n_query}-query, D={args.dim}, {len(table)} images, "
-          f"device={args.device}, torch threads={torch.get_num_threads()}; "
-          f"EpisodeSampler.batch: {args.episodes / sampling:,.0f} episodes/s (not in the timings)")
+    print(
+        f"{n_way}-way {k_shot}-shot {n_query}-query, D={args.dim}, {len(table)} images, "
+        f"device={args.device}, torch threads={torch.get_num_threads()}; "
+        f"EpisodeSampler.batch: {args.episodes / sampling:,.0f} episodes/s (not in the timings)"
+    )
 
     peer = slice(0, args.peer_episodes)
-    rows = [("ours: batched protonet", args.episodes,
-             *best_of(args.repeats, ours(table, batch.support, batch.query, args.chunk)))]
+    rows = [
+        (
+            "ours: batched protonet",
+            args.episodes,
+            *best_of(args.repeats, ours(table, batch.support, batch.query, args.chunk)),
+        )
+    ]
     *_, acc_same = best_of(1, ours(table, batch.support[peer], batch.query[peer], args.chunk))
-    rows.append(("easyfsl evaluate loop", args.peer_episodes,
-                 *best_of(args.repeats, easyfsl_loop(table, batch.support[peer], batch.query[peer]))))
-    rows.append(("learn2learn TaskDataset loop", args.peer_episodes,
-                 *best_of(args.repeats, learn2learn_loop(table.cpu(), class_ids, args.peer_episodes,
-                                                         n_way, k_shot, n_query, args.seed))))
+    rows.append(
+        (
+            "easyfsl evaluate loop",
+            args.peer_episodes,
+            *best_of(args.repeats, easyfsl_loop(table, batch.support[peer], batch.query[peer])),
+        )
+    )
+    rows.append(
+        (
+            "learn2learn TaskDataset loop",
+            args.peer_episodes,
+            *best_of(
+                args.repeats,
+                learn2learn_loop(
+                    table.cpu(), class_ids, args.peer_episodes, n_way, k_shot, n_query, args.seed
+                ),
+            ),
+        )
+    )
 
     ours_rate, ours_cpu_rate = args.episodes / rows[0][2], args.episodes / rows[0][3]
-    print(f"{'implementation':<30}{'episodes':>9}{'wall s':>9}{'episodes/s':>12}{'ours x':>8}"
-          f"{'episodes/CPU-s':>16}{'ours x':>8}{'accuracy':>10}")
+    print(
+        f"{'implementation':<30}{'episodes':>9}{'wall s':>9}{'episodes/s':>12}{'ours x':>8}"
+        f"{'episodes/CPU-s':>16}{'ours x':>8}{'accuracy':>10}"
+    )
     for name, n, wall, cpu, accuracy in rows:
-        print(f"{name:<30}{n:>9}{wall:>9.3f}{n / wall:>12,.0f}{ours_rate * wall / n:>8.1f}"
-              f"{n / cpu:>16,.0f}{ours_cpu_rate * cpu / n:>8.1f}{accuracy:>10.4f}")
+        print(
+            f"{name:<30}{n:>9}{wall:>9.3f}{n / wall:>12,.0f}{ours_rate * wall / n:>8.1f}"
+            f"{n / cpu:>16,.0f}{ours_cpu_rate * cpu / n:>8.1f}{accuracy:>10.4f}"
+        )
     acc_easyfsl = rows[1][4]
-    print(f"same {args.peer_episodes} episodes: accuracy ours {acc_same:.4f}, easyfsl {acc_easyfsl:.4f} "
-          f"({'equal' if abs(acc_same - acc_easyfsl) < 1e-9 else 'DIFFERENT'})")
+    print(
+        f"same {args.peer_episodes} episodes: accuracy ours {acc_same:.4f}, easyfsl {acc_easyfsl:.4f} "
+        f"({'equal' if abs(acc_same - acc_easyfsl) < 1e-9 else 'DIFFERENT'})"
+    )
     fastest_peer = max(n / wall for _, n, wall, _, _ in rows[1:])
     met = ours_rate >= 20000 and ours_rate >= 100 * fastest_peer
-    print(f"goal (>= 20,000 episodes/s and >= 100x the faster peer, wall clock): "
-          f"{'met' if met else 'NOT met'} ({ours_rate:,.0f} episodes/s, "
-          f"{ours_rate / fastest_peer:.1f}x)")
+    print(
+        f"goal (>= 20,000 episodes/s and >= 100x the faster peer, wall clock): "
+        f"{'met' if met else 'NOT met'} ({ours_rate:,.0f} episodes/s, "
+        f"{ours_rate / fastest_peer:.1f}x)"
+    )
     return 0
 
 

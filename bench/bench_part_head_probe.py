@@ -49,8 +49,11 @@ def _collate(items):
 def stage_maps(backbone, dataset, indices, strides=(8, 16)):
     """[(n, C_i, h_i, w_i) float32 per stride, then the last map], and each image's labels."""
     split = SplitTransform.of(backbone.transform)
-    loader = DataLoader(_Images(dataset, indices, split or backbone.transform, None),
-                        batch_size=128, collate_fn=_collate)
+    loader = DataLoader(
+        _Images(dataset, indices, split or backbone.transform, None),
+        batch_size=128,
+        collate_fn=_collate,
+    )
     stages = [backbone.stage_index(s) for s in strides]
     maps, labels = [[] for _ in range(len(strides) + 1)], []
     backbone.model.eval()
@@ -71,14 +74,21 @@ class Decoder(nn.Module):
     def __init__(self, channels, width=64):
         super().__init__()
         self.project = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
-        self.block = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(),
-                                   nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width),
-                                   nn.ReLU(), nn.Conv2d(width, N_SLOTS + 1, 1))
+        self.block = nn.Sequential(
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, N_SLOTS + 1, 1),
+        )
 
     def forward(self, maps):
         size = maps[0].shape[-2:]
-        x = sum(F.interpolate(p(m), size=size, mode="bilinear", align_corners=False)
-                for p, m in zip(self.project, maps))
+        x = sum(
+            F.interpolate(p(m), size=size, mode="bilinear", align_corners=False)
+            for p, m in zip(self.project, maps)
+        )
         return self.block(x)
 
 
@@ -94,8 +104,14 @@ def main() -> None:
     train_maps, train_labels = stage_maps(backbone, dataset, dataset.split_indices("train"))
     test_maps, test_labels = stage_maps(backbone, dataset, dataset.split_indices("test"))
     extracted = time.perf_counter() - start
-    targets = torch.stack([F.interpolate(l[None, None].float(), size=(LABEL_SIZE, LABEL_SIZE),
-                                         mode="nearest")[0, 0].long() for l in train_labels])
+    targets = torch.stack(
+        [
+            F.interpolate(
+                label_map[None, None].float(), size=(LABEL_SIZE, LABEL_SIZE), mode="nearest"
+            )[0, 0].long()
+            for label_map in train_labels
+        ]
+    )
     generator = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():  # seeded module init that leaves the global state as it was
         torch.manual_seed(0)
@@ -106,13 +122,14 @@ def main() -> None:
     counts = torch.bincount(targets.flatten(), minlength=N_SLOTS + 1).float().clamp_min(1)
     weight = (counts.sum() / counts).sqrt()
     weight = weight / weight.mean()
-    for epoch in range(args.epochs):
+    for _ in range(args.epochs):
         decoder.train()
         order = torch.randperm(n, generator=generator)
         for batch in order.split(64):
             logits = decoder([m[batch] for m in train_maps])
-            logits = F.interpolate(logits, size=(LABEL_SIZE, LABEL_SIZE), mode="bilinear",
-                                   align_corners=False)
+            logits = F.interpolate(
+                logits, size=(LABEL_SIZE, LABEL_SIZE), mode="bilinear", align_corners=False
+            )
             loss = F.cross_entropy(logits, targets[batch], weight=weight)
             optimizer.zero_grad()
             loss.backward()
@@ -123,13 +140,16 @@ def main() -> None:
     with torch.inference_mode():
         logits = decoder(test_maps)
         for b, truth in enumerate(test_labels):
-            full = F.interpolate(logits[b:b + 1], size=truth.shape, mode="bilinear",
-                                 align_corners=False).argmax(1)[0]
+            full = F.interpolate(
+                logits[b : b + 1], size=truth.shape, mode="bilinear", align_corners=False
+            ).argmax(1)[0]
             counter.add(one_hot_labels(full), _slot_masks(truth))
     iou = counter.iou()
-    print(f"pixel mIoU on the test split ({len(test_labels)} images): {100 * np.nanmean(iou):.1f} "
-          f"(per slot: {', '.join(f'{100 * v:.0f}' for v in iou)}); {args.epochs} epochs; "
-          f"maps extracted in {extracted:.0f} s, decoder trained in {trained:.0f} s")
+    print(
+        f"pixel mIoU on the test split ({len(test_labels)} images): {100 * np.nanmean(iou):.1f} "
+        f"(per slot: {', '.join(f'{100 * v:.0f}' for v in iou)}); {args.epochs} epochs; "
+        f"maps extracted in {extracted:.0f} s, decoder trained in {trained:.0f} s"
+    )
 
 
 def _slot_masks(labels: torch.Tensor) -> torch.Tensor:

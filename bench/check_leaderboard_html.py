@@ -27,8 +27,10 @@ def _accuracies(table) -> list[float]:
 
     headers = [th.text.strip() for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
     column = headers.index("accuracy (%)")
-    return [float(row.find_elements(By.TAG_NAME, "td")[column].get_attribute("data-sort"))
-            for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    return [
+        float(row.find_elements(By.TAG_NAME, "td")[column].get_attribute("data-sort"))
+        for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    ]
 
 
 def check_with_selenium(page: Path, screenshot: Path, width: int) -> list[str]:
@@ -40,14 +42,16 @@ def check_with_selenium(page: Path, screenshot: Path, width: int) -> list[str]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={width},1000"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options,
-                              service=Service(shutil.which("chromedriver") or "chromedriver"))
+    driver = webdriver.Chrome(
+        options=options, service=Service(shutil.which("chromedriver") or "chromedriver")
+    )
     problems = []
     try:
         driver.get(page.resolve().as_uri())
         broken = driver.execute_script(
             "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
-            ".map(i => i.alt)")
+            ".map(i => i.alt)"
+        )
         problems += [f"image did not load: {alt}" for alt in broken]
         tables = driver.find_elements(By.CSS_SELECTOR, "table.sortable")
         if not tables:
@@ -56,8 +60,11 @@ def check_with_selenium(page: Path, screenshot: Path, width: int) -> list[str]:
             values = _accuracies(table)
             if len(values) < 2:
                 continue
-            header = [th for th in table.find_elements(By.CSS_SELECTOR, "thead th")
-                      if th.text.strip().startswith("accuracy")][0]
+            header = [
+                th
+                for th in table.find_elements(By.CSS_SELECTOR, "thead th")
+                if th.text.strip().startswith("accuracy")
+            ][0]
             header.click()
             if _accuracies(table) != sorted(values):
                 problems.append(f"table {number}: not ascending after one click")
@@ -66,8 +73,9 @@ def check_with_selenium(page: Path, screenshot: Path, width: int) -> list[str]:
                 problems.append(f"table {number}: not descending after two clicks")
             if header.get_attribute("aria-sort") != "descending":
                 problems.append(f"table {number}: header does not show the sort direction")
-        errors = [entry["message"] for entry in driver.get_log("browser")
-                  if entry["level"] == "SEVERE"]
+        errors = [
+            entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"
+        ]
         problems += [f"browser console: {message}" for message in errors]
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(width, height + 200)  # + the window's own bars
@@ -82,9 +90,21 @@ def screenshot_only(page: Path, screenshot: Path, width: int) -> list[str]:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         return ["no chromium on PATH (Debian: apt-get install chromium)"]
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size={width},4000", f"--screenshot={screenshot.resolve()}",
-                    page.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={width},4000",
+            f"--screenshot={screenshot.resolve()}",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return []
 
 
@@ -97,7 +117,9 @@ def main() -> int:
     if not args.page.is_file():
         print(f"{args.page}: no such page; write one with leaderboard --html DIR")
         return 2
-    if importlib.util.find_spec("selenium") is None:  # optional: only the interactive checks need it
+    if (
+        importlib.util.find_spec("selenium") is None
+    ):  # optional: only the interactive checks need it
         print("selenium not installed: taking a screenshot only, no interactive checks")
         problems = screenshot_only(args.page, args.screenshot, args.width)
     else:

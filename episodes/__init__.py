@@ -5,7 +5,6 @@ the standard library only (adapters import torch or learn2learn lazily).
 """
 
 from episodes import taxonomy
-from episodes.taxonomy import class_super_categories
 from episodes.adapters import EpisodicCollate, l2l_taskset
 from episodes.episode import Episode, EpisodeBatch
 from episodes.errors import PartbenchError
@@ -14,6 +13,7 @@ from episodes.hashing import episodes_hash
 from episodes.sampler import FORMAT_VERSION, MODES, EpisodeSampler, EpisodeSettingsError
 from episodes.source import EpisodeSource
 from episodes.stacking import stack_episodes, to_episodes
+from episodes.taxonomy import class_super_categories
 from episodes.variable import MetaDatasetProtocol
 
 __all__ = [

@@ -62,7 +62,9 @@ def _batch_sampler_class() -> type:
         DataLoader with workers still returns them in order.
         """
 
-        def __init__(self, sampler: EpisodeSampler, start: int = 0, stop: int | None = None) -> None:
+        def __init__(
+            self, sampler: EpisodeSampler, start: int = 0, stop: int | None = None
+        ) -> None:
             # torch's Sampler has no __init__ arguments to pass (easyfsl 1.5.0 breaks on exactly that)
             self.sampler = sampler
             self.episode_range = _episode_range(sampler, start, stop)
@@ -77,7 +79,10 @@ def _batch_sampler_class() -> type:
                 for episode in self.sampler.episodes(first, min(first + step, r.stop)):
                     yield episode_indices(episode)
 
-    EpisodeBatchSampler.__module__, EpisodeBatchSampler.__qualname__ = __name__, "EpisodeBatchSampler"
+    EpisodeBatchSampler.__module__, EpisodeBatchSampler.__qualname__ = (
+        __name__,
+        "EpisodeBatchSampler",
+    )
     return EpisodeBatchSampler
 
 
@@ -104,13 +109,15 @@ class EpisodicCollate:
 
         n, k, q = self.n_way, self.k_shot, self.n_query
         if len(items) != n * (k + q):
-            raise ValueError(f"EpisodicCollate: got {len(items)} items, expected N*(K+Q) = {n * (k + q)}")
+            raise ValueError(
+                f"EpisodicCollate: got {len(items)} items, expected N*(K+Q) = {n * (k + q)}"
+            )
         pairs = isinstance(items[0], (tuple, list))
         images = torch.stack([torch.as_tensor(it[0] if pairs else it) for it in items])
         true_labels = [items[j * k][1] if pairs else None for j in range(n)]
         support_labels = torch.arange(n).repeat_interleave(k)
         query_labels = torch.arange(n).repeat_interleave(q)
-        return images[:n * k], support_labels, images[n * k:], query_labels, true_labels
+        return images[: n * k], support_labels, images[n * k :], query_labels, true_labels
 
 
 @cache
@@ -124,16 +131,30 @@ def _taskset_class() -> type:
         (`taskset.sample()` picks i with Python's global `random`, as learn2learn does.)
         """
 
-        def __init__(self, sampler: EpisodeSampler, dataset: Any, start: int, stop: int | None,
-                     task_collate: Callable | None) -> None:
+        def __init__(
+            self,
+            sampler: EpisodeSampler,
+            dataset: Any,
+            start: int,
+            stop: int | None,
+            task_collate: Callable | None,
+        ) -> None:
             self.episode_range = _episode_range(sampler, start, stop)
             if not len(self.episode_range):
-                raise ValueError("l2l_taskset: the episode range is empty (learn2learn needs >= 1 task)")
+                raise ValueError(
+                    "l2l_taskset: the episode range is empty (learn2learn needs >= 1 task)"
+                )
             if not isinstance(dataset, l2l.data.MetaDataset):
                 # learn2learn would otherwise read every item once to learn its label
-                dataset = l2l.data.MetaDataset(dataset, labels_to_indices=sampler.labels_to_indices())
-            super().__init__(dataset, task_transforms=[], num_tasks=len(self.episode_range),
-                             task_collate=task_collate)
+                dataset = l2l.data.MetaDataset(
+                    dataset, labels_to_indices=sampler.labels_to_indices()
+                )
+            super().__init__(
+                dataset,
+                task_transforms=[],
+                num_tasks=len(self.episode_range),
+                task_collate=task_collate,
+            )
             self.sampler = sampler
 
         def task_description(self, i: int) -> list:
@@ -170,8 +191,14 @@ class _WayLabel:
         return item[0], self.way
 
 
-def l2l_taskset(sampler: EpisodeSampler, dataset: Any, *, start: int = 0, stop: int | None = None,
-                task_collate: Callable | None = None):
+def l2l_taskset(
+    sampler: EpisodeSampler,
+    dataset: Any,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    task_collate: Callable | None = None,
+):
     """A learn2learn `Taskset` (`TaskDataset`) whose task i is episode start + i of `sampler`.
 
     Args:

@@ -60,8 +60,15 @@ def draws(keys: np.ndarray, first_slot: int, n_slots: int) -> np.ndarray:
     return mix64(keys[:, None] + slots[None, :])  # a new array: mix64 works in place
 
 
-def draws32(keys: np.ndarray, first_word: int, n: int, blocks: int = 1, *,
-            ws: Workspace | None = None, name: str = "draws") -> np.ndarray:
+def draws32(
+    keys: np.ndarray,
+    first_word: int,
+    n: int,
+    blocks: int = 1,
+    *,
+    ws: Workspace | None = None,
+    name: str = "draws",
+) -> np.ndarray:
     """Blocks of n random 32-bit draws per episode, step-major: (n, B, blocks) uint64 below 2**32.
 
     Block j uses the h = ceil(n / 2) words first_word + j*h .. first_word + j*h + h - 1 of each
@@ -76,14 +83,18 @@ def draws32(keys: np.ndarray, first_word: int, n: int, blocks: int = 1, *,
         return out
     # counter of word t of block j = key + (first_word + j*h + t + 1) * golden, built as
     # base[b, j] + t * golden so that every elementwise loop runs over B * blocks elements
-    block_starts = np.arange(first_word + 1, first_word + blocks * h + 1, h, dtype=np.uint64) * _GOLDEN
+    block_starts = (
+        np.arange(first_word + 1, first_word + blocks * h + 1, h, dtype=np.uint64) * _GOLDEN
+    )
     base = (keys[:, None] + block_starts[None, :]).reshape(-1)
     steps = np.arange(h, dtype=np.uint64)[:, None] * _GOLDEN
-    words = np.add(base[None, :], steps, out=scratch(ws, name + ".words", (h, b * blocks), np.uint64))
+    words = np.add(
+        base[None, :], steps, out=scratch(ws, name + ".words", (h, b * blocks), np.uint64)
+    )
     mix64(words, scratch(ws, name + ".shifted", (h, b * blocks), np.uint64))
     words = words.reshape(h, b, blocks)
     np.right_shift(words, _S32, out=out[:h])
-    np.bitwise_and(words[:n - h], _LOW32, out=out[h:])
+    np.bitwise_and(words[: n - h], _LOW32, out=out[h:])
     return out
 
 

@@ -21,11 +21,18 @@ from typing import Any
 
 from episodes import taxonomy
 from episodes.episode import Episode
-from episodes.hashing import episode_from_record, episode_record, episodes_hash
-from episodes.storage import (MAX_EPISODE_FILE_BYTES, InputFileError, StrictJSONError,
-                              read_input_bytes, atomic_write_text, canonical_json, json_sha256,
-                              loads_strict)
 from episodes.errors import PartbenchError
+from episodes.hashing import episode_from_record, episode_record, episodes_hash
+from episodes.storage import (
+    MAX_EPISODE_FILE_BYTES,
+    InputFileError,
+    StrictJSONError,
+    atomic_write_text,
+    canonical_json,
+    json_sha256,
+    loads_strict,
+    read_input_bytes,
+)
 
 FILE_FORMAT = "partbench-episodes"
 FILE_VERSION = 1
@@ -88,7 +95,9 @@ def save_episodes(
     """
     episodes = tuple(episodes)
     if not isinstance(dataset_fingerprint, str):
-        raise TypeError(f"dataset_fingerprint must be a str, got {type(dataset_fingerprint).__name__}")
+        raise TypeError(
+            f"dataset_fingerprint must be a str, got {type(dataset_fingerprint).__name__}"
+        )
     settings = json.loads(canonical_json(dict(settings)))  # a JSON-able deep copy, or TypeError
     ep_hash = episodes_hash(episodes)
     content = _content_hash(settings, dataset_fingerprint, ep_hash)
@@ -134,21 +143,29 @@ def load_episodes(
     """
     path = Path(path)
     try:
-        doc = loads_strict(read_input_bytes(path, what="episode file",
-                                            max_bytes=MAX_EPISODE_FILE_BYTES))
+        doc = loads_strict(
+            read_input_bytes(path, what="episode file", max_bytes=MAX_EPISODE_FILE_BYTES)
+        )
     except InputFileError as err:
         raise EpisodeFileError(str(err)) from None
     except (OSError, StrictJSONError) as err:
         raise EpisodeFileError(f"{path}: cannot read an episode file: {err}") from None
     if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
-        raise EpisodeFileError(f"{path}: not a partbench episode file (field 'format' != {FILE_FORMAT!r})")
+        raise EpisodeFileError(
+            f"{path}: not a partbench episode file (field 'format' != {FILE_FORMAT!r})"
+        )
     if doc.get("format_version") != FILE_VERSION:
         raise EpisodeFileError(
             f"{path}: field 'format_version' is {doc.get('format_version')!r}; this version of "
             f"partbench reads version {FILE_VERSION}"
         )
-    for field, kind in (("settings", dict), ("dataset_fingerprint", str), ("episodes_hash", str),
-                        ("content_hash", str), ("episodes", list)):
+    for field, kind in (
+        ("settings", dict),
+        ("dataset_fingerprint", str),
+        ("episodes_hash", str),
+        ("content_hash", str),
+        ("episodes", list),
+    ):
         if not isinstance(doc.get(field), kind):
             raise EpisodeFileError(f"{path}: field {field!r} is missing or not a {kind.__name__}")
     try:
@@ -187,17 +204,24 @@ def load_episodes(
         )
     if settings is not None:
         wanted = json.loads(canonical_json(dict(settings)))
-        differ = sorted(k for k in set(wanted) | set(doc["settings"]) if wanted.get(k) != doc["settings"].get(k))
+        differ = sorted(
+            k for k in set(wanted) | set(doc["settings"]) if wanted.get(k) != doc["settings"].get(k)
+        )
         if differ:
-            shown = ", ".join(f"{k}: file {doc['settings'].get(k)!r} vs wanted {wanted.get(k)!r}" for k in differ)
+            shown = ", ".join(
+                f"{k}: file {doc['settings'].get(k)!r} vs wanted {wanted.get(k)!r}" for k in differ
+            )
             raise EpisodeFileError(f"{path}: settings differ from those wanted ({shown})")
     if labels is not None:
-        problem = episodes_problem(episodes, doc["settings"], labels, image_splits=image_splits,
-                                   class_splits=class_splits)
+        problem = episodes_problem(
+            episodes, doc["settings"], labels, image_splits=image_splits, class_splits=class_splits
+        )
         if problem is not None:
-            raise EpisodeFileError(f"{path}: {problem}; the file was edited after it was made "
-                                   "(its hashes were recomputed): regenerate it with "
-                                   "`python -m benchmark episodes`")
+            raise EpisodeFileError(
+                f"{path}: {problem}; the file was edited after it was made "
+                "(its hashes were recomputed): regenerate it with "
+                "`python -m benchmark episodes`"
+            )
     return EpisodeFile(episodes, doc["settings"], doc["dataset_fingerprint"], computed, content)
 
 
@@ -239,8 +263,10 @@ def episodes_problem(
         if want_split is not None and episode.split != want_split:
             return f"{where}: split {episode.split!r}, but the file's settings say {want_split!r}"
         if not len(episode.classes) == len(episode.support) == len(episode.query):
-            return (f"{where}: {len(episode.classes)} classes but {len(episode.support)} support "
-                    f"and {len(episode.query)} query ways")
+            return (
+                f"{where}: {len(episode.classes)} classes but {len(episode.support)} support "
+                f"and {len(episode.query)} query ways"
+            )
         if shape["n_way"] is not None and episode.n_way != shape["n_way"]:
             return f"{where}: {episode.n_way} ways, but the settings say n_way={shape['n_way']}"
         seen_classes: set[str] = set()
@@ -250,31 +276,43 @@ def episodes_problem(
             seen_classes.add(cls)
             if class_splits.get(cls) != episode.split:
                 owner = class_splits.get(cls)
-                return (f"{where}: way {way}'s class {cls} belongs to "
-                        f"{'no split' if owner is None else f'the {owner} split'}, not to the "
-                        f"{episode.split} split")
+                return (
+                    f"{where}: way {way}'s class {cls} belongs to "
+                    f"{'no split' if owner is None else f'the {owner} split'}, not to the "
+                    f"{episode.split} split"
+                )
         seen: dict[int, str] = {}
-        for role, ways, size in (("support", episode.support, shape["k_shot"]),
-                                 ("query", episode.query, shape["n_query"])):
+        for role, ways, size in (
+            ("support", episode.support, shape["k_shot"]),
+            ("query", episode.query, shape["n_query"]),
+        ):
             for way, images in enumerate(ways):
                 if size is not None and len(images) != size:
                     name = "k_shot" if role == "support" else "n_query"
-                    return (f"{where}: way {way} has {len(images)} {role} images, but the "
-                            f"settings say {name}={size}")
+                    return (
+                        f"{where}: way {way} has {len(images)} {role} images, but the "
+                        f"settings say {name}={size}"
+                    )
                 if role == "support" and not images:
                     return f"{where}: way {way} has no support image"
                 for image in images:
                     slot = f"{role} of way {way}"
                     if not 0 <= image < n_images:
-                        return (f"{where}: image {image} ({slot}) is not an image of the dataset "
-                                f"(indices lie in [0, {n_images}))")
+                        return (
+                            f"{where}: image {image} ({slot}) is not an image of the dataset "
+                            f"(indices lie in [0, {n_images}))"
+                        )
                     if image in seen:
                         return f"{where}: image {image} is used twice ({seen[image]} and {slot})"
                     seen[image] = slot
                     if labels[image] != episode.classes[way]:
-                        return (f"{where}: image {image} ({slot}) is of class {labels[image]}, "
-                                f"not of way {way}'s class {episode.classes[way]}")
+                        return (
+                            f"{where}: image {image} ({slot}) is of class {labels[image]}, "
+                            f"not of way {way}'s class {episode.classes[way]}"
+                        )
                     if splits is not None and splits[image] != episode.split:
-                        return (f"{where}: image {image} ({slot}) belongs to the {splits[image]} "
-                                f"split, not to the {episode.split} split")
+                        return (
+                            f"{where}: image {image} ({slot}) belongs to the {splits[image]} "
+                            f"split, not to the {episode.split} split"
+                        )
     return None

@@ -39,11 +39,11 @@ import numpy as np
 from episodes import taxonomy
 from episodes.counter_rng import below, draws32, episode_keys, stream_key
 from episodes.episode import Episode, EpisodeBatch
+from episodes.errors import PartbenchError
 from episodes.selection import choose_distinct
 from episodes.stacking import to_episodes
 from episodes.variable import MetaDatasetProtocol, variable_episode_arrays
 from episodes.workspace import Workspace
-from episodes.errors import PartbenchError
 
 FORMAT_VERSION = 1
 FIXED_MODES = ("mixed", "within", "across")
@@ -103,16 +103,25 @@ class EpisodeSampler:
             raise EpisodeSettingsError(f"seed must be an integer, got {seed!r}")
         if mode not in MODES:
             raise EpisodeSettingsError(f"unknown mode={mode!r}: expected one of {', '.join(MODES)}")
-        if n_episodes is not None and (isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer))
-                                       or n_episodes < 0):
-            raise EpisodeSettingsError(f"n_episodes must be a non-negative integer or None, got {n_episodes!r}")
+        if n_episodes is not None and (
+            isinstance(n_episodes, bool)
+            or not isinstance(n_episodes, (int, np.integer))
+            or n_episodes < 0
+        ):
+            raise EpisodeSettingsError(
+                f"n_episodes must be a non-negative integer or None, got {n_episodes!r}"
+            )
         self.mode = mode
         self.split = split
         self.n_episodes = None if n_episodes is None else int(n_episodes)
         class_splits = dict(taxonomy.class_splits() if class_splits is None else class_splits)
         self._check_split(split, class_splits)
-        self.class_keys: tuple[str, ...] = tuple(sorted(c for c, s in class_splits.items() if s == split))
-        self._image_table, self._class_sizes = _images_per_class(labels, class_splits, self.class_keys)
+        self.class_keys: tuple[str, ...] = tuple(
+            sorted(c for c, s in class_splits.items() if s == split)
+        )
+        self._image_table, self._class_sizes = _images_per_class(
+            labels, class_splits, self.class_keys
+        )
 
         shape = {"n_way": n_way, "k_shot": k_shot, "n_query": n_query}
         if mode == "variable":
@@ -127,20 +136,32 @@ class EpisodeSampler:
             self._check_variable()
         else:
             if protocol is not None:
-                raise EpisodeSettingsError(f"protocol= applies to mode='variable' only, not mode={mode!r}")
+                raise EpisodeSettingsError(
+                    f"protocol= applies to mode='variable' only, not mode={mode!r}"
+                )
             self.protocol = None
             shape = {k: _DEFAULT_SHAPE[k] if v is None else v for k, v in shape.items()}
             for name, value in shape.items():
                 low = 0 if name == "n_query" else 1
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, np.integer))
+                    or value < low
+                ):
                     raise EpisodeSettingsError(f"{name} must be an integer >= {low}, got {value!r}")
-            self.n_way, self.k_shot, self.n_query = (int(shape[k]) for k in ("n_way", "k_shot", "n_query"))
+            self.n_way, self.k_shot, self.n_query = (
+                int(shape[k]) for k in ("n_way", "k_shot", "n_query")
+            )
             self._check_class_sizes(self.k_shot + self.n_query, "k_shot + n_query")
             if mode == "mixed":
                 self._check_mixed()
             else:
                 self._build_groups(
-                    dict(taxonomy.class_super_categories() if super_categories is None else super_categories)
+                    dict(
+                        taxonomy.class_super_categories()
+                        if super_categories is None
+                        else super_categories
+                    )
                 )
 
         self.settings: dict[str, Any] = {
@@ -190,8 +211,15 @@ class EpisodeSampler:
         first = i - i % _ITEM_BLOCK
         cached = self._item_block
         if cached is None or cached[0] != first:
-            stop = first + _ITEM_BLOCK if self.n_episodes is None else min(first + _ITEM_BLOCK, self.n_episodes)
-            cached = (first, to_episodes(self.take(np.arange(first, min(stop, _MAX_INDEX))), self.class_keys))
+            stop = (
+                first + _ITEM_BLOCK
+                if self.n_episodes is None
+                else min(first + _ITEM_BLOCK, self.n_episodes)
+            )
+            cached = (
+                first,
+                to_episodes(self.take(np.arange(first, min(stop, _MAX_INDEX))), self.class_keys),
+            )
             self._item_block = cached
         return cached[1][i - first]
 
@@ -224,18 +252,30 @@ class EpisodeSampler:
         for s in range(0, len(indices), _CHUNK):
             e = s + _CHUNK
             self._fill(indices[s:e], classes[s:e], support[s:e], query[s:e], ws)
-        return EpisodeBatch(split=self.split, indices=indices, classes=classes, support=support, query=query)
+        return EpisodeBatch(
+            split=self.split, indices=indices, classes=classes, support=support, query=query
+        )
 
     def __repr__(self) -> str:
-        shape = "" if self.mode == "variable" else f", n_way={self.n_way}, k_shot={self.k_shot}, n_query={self.n_query}"
+        shape = (
+            ""
+            if self.mode == "variable"
+            else f", n_way={self.n_way}, k_shot={self.k_shot}, n_query={self.n_query}"
+        )
         return (
             f"EpisodeSampler(seed={self.seed}, split={self.split!r}, mode={self.mode!r}{shape}, "
             f"classes={len(self.class_keys)}, n_episodes={self.n_episodes})"
         )
 
     # ------------------------------------------------------------------ drawing
-    def _fill(self, indices: np.ndarray, classes: np.ndarray, support: np.ndarray, query: np.ndarray,
-              ws: Workspace) -> None:
+    def _fill(
+        self,
+        indices: np.ndarray,
+        classes: np.ndarray,
+        support: np.ndarray,
+        query: np.ndarray,
+        ws: Workspace,
+    ) -> None:
         """Write episodes `indices` (B,) into classes (B, N), support (B, N, K), query (B, N, Q).
 
         Everything is computed step-major (draw t of all rows at once) and transposed only in
@@ -247,25 +287,39 @@ class EpisodeSampler:
         head = draws32(keys, 0, 2 * n + 1, ws=ws, name="head")[:, :, 0]  # (2N+1, B)
         if self.mode == "mixed":
             n_classes = len(self.class_keys)
-            chosen = choose_distinct(np.full(b, n_classes), head[1:n + 1], n_classes, ws=ws, name="classes")
+            chosen = choose_distinct(
+                np.full(b, n_classes), head[1 : n + 1], n_classes, ws=ws, name="classes"
+            )
         elif self.mode == "within":
             groups = self._eligible_groups[below(head[0], len(self._eligible_groups))]
-            picks = choose_distinct(self._group_sizes[groups], head[1:n + 1], self._group_table.shape[1],
-                                    ws=ws, name="classes")
+            picks = choose_distinct(
+                self._group_sizes[groups],
+                head[1 : n + 1],
+                self._group_table.shape[1],
+                ws=ws,
+                name="classes",
+            )
             chosen = self._group_table[groups[None, :], picks]
         else:  # across
             n_groups = len(self._group_sizes)
-            groups = choose_distinct(np.full(b, n_groups), head[1:n + 1], n_groups, ws=ws, name="classes")
-            within = below(head[n + 1:2 * n + 1], self._group_sizes[groups])
+            groups = choose_distinct(
+                np.full(b, n_groups), head[1 : n + 1], n_groups, ws=ws, name="classes"
+            )
+            within = below(head[n + 1 : 2 * n + 1], self._group_sizes[groups])
             chosen = self._group_table[groups, within]
         classes[:] = chosen.T
         rows = classes.reshape(-1)  # row b*N + j: way j of episode b
         image_draws = draws32(keys, n + 1, k + q, blocks=n, ws=ws, name="images")
         image_draws = image_draws.reshape(k + q, b * n)  # way j of episode b: column b*N + j
         width = self._image_table.shape[1]
-        picks = choose_distinct(self._class_sizes[rows], image_draws, width, ws=ws, name="picks")  # (K+Q, B*N)
-        flat_index = np.add(picks.T.reshape(b, n, k + q), (classes * width)[:, :, None],
-                            out=ws.get("flat_index", (b, n, k + q), np.int64))
+        picks = choose_distinct(
+            self._class_sizes[rows], image_draws, width, ws=ws, name="picks"
+        )  # (K+Q, B*N)
+        flat_index = np.add(
+            picks.T.reshape(b, n, k + q),
+            (classes * width)[:, :, None],
+            out=ws.get("flat_index", (b, n, k + q), np.int64),
+        )
         table = self._image_table.reshape(-1)
         table.take(flat_index[:, :, :k], out=support, mode="clip")  # in range: clip is a no-op
         table.take(flat_index[:, :, k:], out=query, mode="clip")
@@ -279,8 +333,8 @@ class EpisodeSampler:
             index=i,
             split=self.split,
             classes=tuple(self.class_keys[c] for c in classes.tolist()),
-            support=tuple(tuple(row[:len(row) - q]) for row in images),
-            query=tuple(tuple(row[len(row) - q:]) for row in images),
+            support=tuple(tuple(row[: len(row) - q]) for row in images),
+            query=tuple(tuple(row[len(row) - q :]) for row in images),
         )
 
     # ------------------------------------------------------------------ checks
@@ -334,12 +388,14 @@ class EpisodeSampler:
                 f"{self.split!r}; super_categories lacks {missing}"
             )
         names = sorted({super_categories[c] for c in self.class_keys})
-        members = [[j for j, c in enumerate(self.class_keys) if super_categories[c] == g] for g in names]
+        members = [
+            [j for j, c in enumerate(self.class_keys) if super_categories[c] == g] for g in names
+        ]
         self._group_names = tuple(names)
         self._group_sizes = np.array([len(m) for m in members], dtype=np.int64)
         self._group_table = np.zeros((len(names), int(self._group_sizes.max())), dtype=np.int64)
         for g, m in enumerate(members):
-            self._group_table[g, :len(m)] = m
+            self._group_table[g, : len(m)] = m
         counts = ", ".join(f"{g} {len(m)}" for g, m in zip(names, members))
         if self.mode == "within":
             self._eligible_groups = np.flatnonzero(self._group_sizes >= self.n_way)
@@ -361,7 +417,7 @@ class EpisodeSampler:
             j = self.class_keys.index(class_key)
         except ValueError:
             raise KeyError(f"{class_key!r} is not a class of split {self.split!r}") from None
-        return self._image_table[j, :self._class_sizes[j]].copy()
+        return self._image_table[j, : self._class_sizes[j]].copy()
 
     def labels_to_indices(self) -> dict[str, list[int]]:
         """class key -> its image indices, for the classes of the split (learn2learn's bookkeeping)."""
@@ -379,7 +435,9 @@ def _images_per_class(
     """Image indices of each class in class_keys: (C, max size) int64 table padded with -1, sizes (C,)."""
     code_of: dict[str, int] = {}
     codes = np.fromiter(
-        (code_of.setdefault(label, len(code_of)) for label in labels), dtype=np.int64, count=len(labels)
+        (code_of.setdefault(label, len(code_of)) for label in labels),
+        dtype=np.int64,
+        count=len(labels),
     )
     unknown = [name for name in code_of if name not in class_splits]
     if unknown:
@@ -391,10 +449,11 @@ def _images_per_class(
     order = np.argsort(codes, kind="stable")
     starts = np.searchsorted(codes[order], np.arange(len(code_of) + 1))
     groups = [
-        order[starts[code_of[c]]:starts[code_of[c] + 1]] if c in code_of else order[:0] for c in class_keys
+        order[starts[code_of[c]] : starts[code_of[c] + 1]] if c in code_of else order[:0]
+        for c in class_keys
     ]
     sizes = np.array([len(g) for g in groups], dtype=np.int64)
     table = np.full((len(class_keys), max(1, int(sizes.max(initial=0)))), -1, dtype=np.int64)
     for j, g in enumerate(groups):
-        table[j, :len(g)] = g
+        table[j, : len(g)] = g
     return table, sizes

@@ -24,8 +24,14 @@ from episodes.workspace import Workspace, scratch
 _SHIFT32 = np.uint64(32)
 
 
-def choose_distinct(sizes: np.ndarray, draws: np.ndarray, width: int, *,
-                    ws: Workspace | None = None, name: str = "choose") -> np.ndarray:
+def choose_distinct(
+    sizes: np.ndarray,
+    draws: np.ndarray,
+    width: int,
+    *,
+    ws: Workspace | None = None,
+    name: str = "choose",
+) -> np.ndarray:
     """m distinct positions in [0, sizes[r]) for each of R rows, in draw order (step-major).
 
     Args:
@@ -44,15 +50,25 @@ def choose_distinct(sizes: np.ndarray, draws: np.ndarray, width: int, *,
     if width <= 16 * m * m:  # measured crossover on one core, numpy 2.4
         return _choose_dense(sizes, draws, width, ws, name)
     chunk = 2048
-    parts = [_choose_sparse(sizes[s:s + chunk], draws[:, s:s + chunk].T).T for s in range(0, len(sizes), chunk)]
+    parts = [
+        _choose_sparse(sizes[s : s + chunk], draws[:, s : s + chunk].T).T
+        for s in range(0, len(sizes), chunk)
+    ]
     return np.concatenate(parts, axis=1) if parts else np.empty((m, 0), dtype=np.int64)
 
 
-def _choose_dense(sizes: np.ndarray, draws: np.ndarray, width: int, ws: Workspace | None = None,
-                  name: str = "choose") -> np.ndarray:
+def _choose_dense(
+    sizes: np.ndarray,
+    draws: np.ndarray,
+    width: int,
+    ws: Workspace | None = None,
+    name: str = "choose",
+) -> np.ndarray:
     m, n_rows = draws.shape
     # the narrowest type that holds a position: less memory per row, more rows in cache
-    dtype = next(t for t in (np.uint8, np.int16, np.int32, np.int64) if width - 1 <= np.iinfo(t).max)
+    dtype = next(
+        t for t in (np.uint8, np.int16, np.int32, np.int64) if width - 1 <= np.iinfo(t).max
+    )
     out = scratch(ws, name, (m, n_rows), dtype)
     steps = np.arange(m, dtype=np.uint64)[:, None]
     identity = np.arange(width, dtype=dtype)

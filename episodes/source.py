@@ -54,27 +54,38 @@ class EpisodeSource:
         return cls(sampler.split, n_episodes, dict(sampler.settings), sampler=sampler)
 
     @classmethod
-    def from_file(cls, path: str | Path, dataset_fingerprint: str | None = None,
-                  labels: Sequence[str] | None = None,
-                  image_splits: Sequence[str] | None = None) -> "EpisodeSource":
+    def from_file(
+        cls,
+        path: str | Path,
+        dataset_fingerprint: str | None = None,
+        labels: Sequence[str] | None = None,
+        image_splits: Sequence[str] | None = None,
+    ) -> "EpisodeSource":
         """The episodes of an episode file, verified (and made for `dataset_fingerprint` if given;
         with `labels`/`image_splits` of the dataset, every episode is checked for meaning).
 
         Raises EpisodeFileError for a file that does not verify or holds no episode."""
-        loaded = load_episodes(path, dataset_fingerprint=dataset_fingerprint, labels=labels,
-                               image_splits=image_splits)
+        loaded = load_episodes(
+            path, dataset_fingerprint=dataset_fingerprint, labels=labels, image_splits=image_splits
+        )
         if not loaded.episodes:
             raise EpisodeFileError(f"{path} holds no episode")
-        return cls(loaded.episodes[0].split, len(loaded.episodes), dict(loaded.settings),
-                   fixed=loaded.episodes)
+        return cls(
+            loaded.episodes[0].split,
+            len(loaded.episodes),
+            dict(loaded.settings),
+            fixed=loaded.episodes,
+        )
 
     @property
     def batched(self) -> bool:
         """True when the episodes share one shape and can be evaluated many at a time."""
         if self.sampler is not None:
             return self.sampler.mode != "variable"
-        return (len({episode_shape(e) for e in self.fixed}) == 1
-                and episode_shape(self.fixed[0]) is not None)
+        return (
+            len({episode_shape(e) for e in self.fixed}) == 1
+            and episode_shape(self.fixed[0]) is not None
+        )
 
     @property
     def indices(self) -> list[int]:
@@ -112,5 +123,7 @@ class EpisodeSource:
         if self.sampler.mode == "variable":
             return episodes_hash(self.sampler[i] for i in range(self.n_episodes))
         return episodes_hash(
-            e for start in range(0, self.n_episodes, _HASH_STEP)
-            for e in self.sampler.episodes(start, min(start + _HASH_STEP, self.n_episodes)))
+            e
+            for start in range(0, self.n_episodes, _HASH_STEP)
+            for e in self.sampler.episodes(start, min(start + _HASH_STEP, self.n_episodes))
+        )

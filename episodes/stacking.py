@@ -60,8 +60,12 @@ def stack_episodes(episodes: Iterable[Episode], class_keys: Sequence[str]) -> Ep
         split=first.split,
         indices=np.array([e.index for e in episodes], dtype=np.int64),
         classes=np.array([[position[c] for c in e.classes] for e in episodes], dtype=np.int64),
-        support=np.array([e.support for e in episodes], dtype=np.int64).reshape(len(episodes), *shape[:2]),
-        query=np.array([e.query for e in episodes], dtype=np.int64).reshape(len(episodes), shape[0], shape[2]),
+        support=np.array([e.support for e in episodes], dtype=np.int64).reshape(
+            len(episodes), *shape[:2]
+        ),
+        query=np.array([e.query for e in episodes], dtype=np.int64).reshape(
+            len(episodes), shape[0], shape[2]
+        ),
     )
 
 

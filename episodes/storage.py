@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+
 from episodes.errors import PartbenchError
 
 # ------------------------------------------------------------------ reading any input, bounded
@@ -58,14 +59,26 @@ def _check_stat(info: os.stat_result, path: Path, *, what: str, max_bytes: int) 
     if stat.S_ISDIR(info.st_mode):
         raise InputFileError(f"{what} {path}: is a folder, not a file; name the file")
     if not stat.S_ISREG(info.st_mode):
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else (
-            "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
-            else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a plain file")
-        raise InputFileError(f"{what} {path}: is {kind}, not a plain file; partbench reads only "
-                             "plain files (copy the data into a file first)")
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(info.st_mode)
+            else (
+                "a device"
+                if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                else "a socket"
+                if stat.S_ISSOCK(info.st_mode)
+                else "not a plain file"
+            )
+        )
+        raise InputFileError(
+            f"{what} {path}: is {kind}, not a plain file; partbench reads only "
+            "plain files (copy the data into a file first)"
+        )
     if info.st_size > max_bytes:
-        raise InputFileError(f"{what} {path}: {info.st_size:,} bytes, more than the "
-                             f"{max_bytes:,} such a file can be; name the right file")
+        raise InputFileError(
+            f"{what} {path}: {info.st_size:,} bytes, more than the "
+            f"{max_bytes:,} such a file can be; name the right file"
+        )
     return info.st_size
 
 
@@ -92,8 +105,10 @@ def read_input_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int)
         except OSError as exc:
             raise InputFileError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
     if len(data) > max_bytes:
-        raise InputFileError(f"{what} {path}: more than the {max_bytes:,} bytes such a file can "
-                             "be; name the right file")
+        raise InputFileError(
+            f"{what} {path}: more than the {max_bytes:,} bytes such a file can "
+            "be; name the right file"
+        )
     return data
 
 
@@ -122,8 +137,9 @@ def disk_error_message(exc: OSError, path: str | os.PathLike[str]) -> str:
 def canonical_json(value: Any) -> str:
     """The one JSON text of `value` that partbench hashes: sorted keys, no spaces, non-ASCII
     kept as is (hash its UTF-8 bytes), NaN and infinity refused (ValueError)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def sha256_hex(data: bytes) -> str:
@@ -205,8 +221,10 @@ class StrictJSONError(PartbenchError, ValueError):
 
 def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise StrictJSONError(f"an integer of {len(text.lstrip('-')):,} digits (at most "
-                              f"{MAX_INT_DIGITS}); no partbench file holds one")
+        raise StrictJSONError(
+            f"an integer of {len(text.lstrip('-')):,} digits (at most "
+            f"{MAX_INT_DIGITS}); no partbench file holds one"
+        )
     return int(text)
 
 
@@ -214,8 +232,10 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise StrictJSONError(f"key {key!r} appears twice in one object (JSON keeps only the "
-                                  "last, so the file is ambiguous)")
+            raise StrictJSONError(
+                f"key {key!r} appears twice in one object (JSON keeps only the "
+                "last, so the file is ambiguous)"
+            )
         out[key] = value
     return out
 
@@ -243,8 +263,10 @@ def loads_strict(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
             raise StrictJSONError(f"not UTF-8 text ({exc})") from None
     # Counting brackets is C-fast and bounds the depth: scan only text that could be too deep.
     if text.count("[") + text.count("{") > max_depth and json_depth(text) > max_depth:
-        raise StrictJSONError(f"arrays/objects nest deeper than {max_depth} levels; no partbench "
-                              "file does, so it was not written by partbench")
+        raise StrictJSONError(
+            f"arrays/objects nest deeper than {max_depth} levels; no partbench "
+            "file does, so it was not written by partbench"
+        )
     try:
         return json.loads(text, object_pairs_hook=_refuse_duplicate_keys, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:

@@ -17,14 +17,34 @@ from importlib import resources
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 SUPER_CATEGORIES: tuple[str, ...] = (
-    "Quadruped", "Biped", "Fish", "Bird", "Snake", "Reptile",
-    "Car", "Bicycle", "Boat", "Aeroplane", "Bottle",
+    "Quadruped",
+    "Biped",
+    "Fish",
+    "Bird",
+    "Snake",
+    "Reptile",
+    "Car",
+    "Bicycle",
+    "Boat",
+    "Aeroplane",
+    "Bottle",
 )
 
 # The generic part names, in the order of the part-slot axis of every part-pooled tensor.
 PART_SLOTS: tuple[str, ...] = (
-    "Head", "Body", "Foot", "Tail", "Hand", "Fin", "Wing",
-    "Tier", "Side Mirror", "Seat", "Sail", "Mouth", "Engine",
+    "Head",
+    "Body",
+    "Foot",
+    "Tail",
+    "Hand",
+    "Fin",
+    "Wing",
+    "Tier",
+    "Side Mirror",
+    "Seat",
+    "Sail",
+    "Mouth",
+    "Engine",
 )
 
 
@@ -50,7 +70,7 @@ class PartInfo:
     @property
     def slot(self) -> str:
         """The generic part name: "Quadruped Head" -> "Head", "Car Side Mirror" -> "Side Mirror"."""
-        return self.name[len(self.super_category) + 1:]
+        return self.name[len(self.super_category) + 1 :]
 
     @property
     def slot_index(self) -> int:

@@ -58,7 +58,9 @@ class MetaDatasetProtocol:
         if 2 * self.max_ways + 2 > HEADER_SLOTS:
             raise ValueError(f"MetaDatasetProtocol: max_ways must be <= {HEADER_SLOTS // 2 - 1}")
         if min(self.max_query, self.max_support, self.max_support_per_class) < 1:
-            raise ValueError("MetaDatasetProtocol: max_query, max_support, max_support_per_class must be >= 1")
+            raise ValueError(
+                "MetaDatasetProtocol: max_query, max_support, max_support_per_class must be >= 1"
+            )
         if not 0 < self.min_shot_weight <= self.max_shot_weight:
             raise ValueError("MetaDatasetProtocol: need 0 < min_shot_weight <= max_shot_weight")
 
@@ -89,24 +91,28 @@ def variable_episode_arrays(
     header = draws(key, 0, HEADER_SLOTS)
     max_ways = min(p.max_ways, n_classes)
     n_way = p.min_ways + int(below(header[:, 0] >> _HIGH, max_ways - p.min_ways + 1)[0])
-    classes = choose_distinct(np.array([n_classes]), header[0, 1:n_way + 1, None] >> _HIGH, n_classes)[:, 0]
+    classes = choose_distinct(
+        np.array([n_classes]), header[0, 1 : n_way + 1, None] >> _HIGH, n_classes
+    )[:, 0]
     sizes = [int(class_sizes[c]) for c in classes]
     n_query = min(p.max_query, min(sizes) // 2)
     remaining = [s - n_query for s in sizes]
     beta = float(uniform01(header[:, n_way + 1])[0])
     # floor(beta * c + 1) with beta in [0, 1): every class adds at least one, so S >= N
     support_size = min(
-        p.max_support, sum(math.floor(beta * min(p.max_support_per_class, r) + 1) for r in remaining)
+        p.max_support,
+        sum(math.floor(beta * min(p.max_support_per_class, r) + 1) for r in remaining),
     )
     log_low, log_high = math.log(p.min_shot_weight), math.log(p.max_shot_weight)
     noise = [
         math.exp(log_low + float(u) * (log_high - log_low))
-        for u in uniform01(header[0, n_way + 2:2 * n_way + 2])
+        for u in uniform01(header[0, n_way + 2 : 2 * n_way + 2])
     ]
     weights = [s * w for s, w in zip(sizes, noise)]
     total = math.fsum(weights)
     shots = [
-        min(math.floor(w / total * (support_size - n_way)) + 1, r) for w, r in zip(weights, remaining)
+        min(math.floor(w / total * (support_size - n_way)) + 1, r)
+        for w, r in zip(weights, remaining)
     ]
     picks = []
     for j, (size, k) in enumerate(zip(sizes, shots)):

@@ -26,6 +26,8 @@ class Workspace:
         return buffer[:size].reshape(shape)
 
 
-def scratch(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+def scratch(
+    ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: np.dtype | type
+) -> np.ndarray:
     """ws.get(...) or, without a workspace, a fresh array."""
     return np.empty(shape, dtype=dtype) if ws is None else ws.get(name, shape, dtype)

@@ -15,10 +15,14 @@ from results.schema import validate_result_file
 from results.tables import save_table, to_text
 
 
-def validate_main(paths: Iterable[str | os.PathLike[str]], *, episodes_hash: str | None = None,
-                  episodes_file: str | os.PathLike[str] | None = None,
-                  episode_file_hasher: Callable[[Path], str] | None = None,
-                  records: Iterable[str | os.PathLike[str]] | None = None) -> int:
+def validate_main(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    episodes_hash: str | None = None,
+    episodes_file: str | os.PathLike[str] | None = None,
+    episode_file_hasher: Callable[[Path], str] | None = None,
+    records: Iterable[str | os.PathLike[str]] | None = None,
+) -> int:
     """Validate result files (folders are searched for *.json); print OK or each problem.
 
     Returns 0 when every file is valid, 1 when any is not, 2 when there is nothing to check or
@@ -63,11 +67,15 @@ def validate_main(paths: Iterable[str | os.PathLike[str]], *, episodes_hash: str
     return 1 if failed else 0
 
 
-def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
-                     out: str | os.PathLike[str] | None = None, *,
-                     records: Iterable[str | os.PathLike[str]] | None = None,
-                     allow_unverified: bool = False,
-                     html: str | os.PathLike[str] | None = None) -> int:
+def leaderboard_main(
+    dir: str | os.PathLike[str],
+    allow_mixed: bool = False,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    records: Iterable[str | os.PathLike[str]] | None = None,
+    allow_unverified: bool = False,
+    html: str | os.PathLike[str] | None = None,
+) -> int:
     """Print the ranked tables (one per dataset, setting and protocol), each with its rank rule.
 
     out: also write <out>/<label>.{csv,md,tex}; html: write <html>/index.html (see
@@ -87,8 +95,9 @@ def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
             print(f"leaderboard: cannot read the records: {exc}")
             return 2
     try:
-        board = merge(dir, allow_mixed_episodes=allow_mixed, records=frame,
-                      allow_unverified=allow_unverified)
+        board = merge(
+            dir, allow_mixed_episodes=allow_mixed, records=frame, allow_unverified=allow_unverified
+        )
     except LeaderboardError as exc:
         print(f"leaderboard: {exc}")
         return 1
@@ -99,8 +108,10 @@ def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
         if allow_unverified:
             print(f"unverified {path}: {why}; listed apart, not ranked")
         else:
-            print(f"refused {path}: cannot be verified ({why}); pass --records RECORDS.jsonl, "
-                  "or --allow-unverified to list it apart")
+            print(
+                f"refused {path}: cannot be verified ({why}); pass --records RECORDS.jsonl, "
+                "or --allow-unverified to list it apart"
+            )
     for path, original in board.duplicates.items():
         print(f"skipped {path}: same content as {original}")
     for path, why in board.skipped.items():
@@ -119,10 +130,13 @@ def leaderboard_main(dir: str | os.PathLike[str], allow_mixed: bool = False,
         if out is not None:
             save_table(table, Path(out) / label)
     if any((t["leaked"] == LEAKED_MARK).any() for t in board.values()):
-        print(f"\n{LEAKED_MARK}: weights saw the test classes (e.g. ImageNet-pretrained); "
-              "not a clean few-shot result")
+        print(
+            f"\n{LEAKED_MARK}: weights saw the test classes (e.g. ImageNet-pretrained); "
+            "not a clean few-shot result"
+        )
     if html is not None:
         # Imported here: the page's plots load matplotlib, which `validate` never needs.
         from results.leaderboard_html import write_html
+
         print(f"html: {write_html(board, html)}")
     return 1 if board.mixed else 0

@@ -28,14 +28,14 @@ from typing import Any
 
 import pandas as pd
 
+from episodes.errors import PartbenchError
+from episodes.storage import MAX_RESULT_BYTES, InputFileError, check_input_file
 from results.protocols import ANNOTATION_MARKS, TEST_TIME_ANNOTATIONS, learner_annotations
 from results.records import RecordError, read_records
 from results.run_files import CONFIG_FILE, IDENTITY_FILE, RECORDS_FILE
 from results.schema import read_result, validate_result
 from results.stats import paired_difference
 from results.tables import format_acc
-from episodes.errors import PartbenchError
-from episodes.storage import MAX_RESULT_BYTES, InputFileError, check_input_file
 
 LEAKED_MARK = "†"
 # A run folder's identity file (benchmark.run.folder), not a result: a folder scan skips it
@@ -45,7 +45,8 @@ RANK_RULE = (
     "opened it unless it is significantly worse: a paired t-test on the same episodes, p < "
     "{alpha:g} (where both rows have per-episode records), else disjoint {confidence:g}% CIs. "
     "Column tie names the test; a row worse than the rank above opens the next rank, numbered "
-    "1 + the rows above it.")
+    "1 + the rows above it."
+)
 
 
 class LeaderboardError(PartbenchError, ValueError):
@@ -56,8 +57,8 @@ class LeaderboardError(PartbenchError, ValueError):
 class Group:
     """What rows must share to be ranked together."""
 
-    dataset: str            # dataset.name, e.g. "synthetic-twin"
-    fingerprint: str        # dataset.fingerprint
+    dataset: str  # dataset.name, e.g. "synthetic-twin"
+    fingerprint: str  # dataset.fingerprint
     setting: tuple[Any, ...]  # (split, n_way, k_shot, n_query, mode), None where not fixed
     transductive: bool
     verified: bool
@@ -65,7 +66,7 @@ class Group:
 
     @property
     def dataset_label(self) -> str:
-        """"synthetic-twin@d1e2f3a4": name plus the fingerprint's first 8 hex digits."""
+        """ "synthetic-twin@d1e2f3a4": name plus the fingerprint's first 8 hex digits."""
         return f"{self.dataset}@{self.fingerprint.split(':')[-1][:8]}"
 
     @property
@@ -76,9 +77,13 @@ class Group:
     def label(self) -> str:
         """A file-name-safe key: "synthetic-twin@d1e2f3a4_test_5way_1shot_5q_mixed_inductive"."""
         split, n_way, k_shot, n_query, mode = self.setting
-        parts = [self.dataset_label, setting_label({"split": split, "n_way": n_way,
-                                                    "k_shot": k_shot, "n_query": n_query,
-                                                    "mode": mode}), self.protocol]
+        parts = [
+            self.dataset_label,
+            setting_label(
+                {"split": split, "n_way": n_way, "k_shot": k_shot, "n_query": n_query, "mode": mode}
+            ),
+            self.protocol,
+        ]
         if self.annotations != "none":  # the realistic protocol keeps the plain label
             parts.append(f"annotations-{self.annotations}")
         if not self.verified:
@@ -89,9 +94,11 @@ class Group:
     def title(self) -> str:
         split, n_way, k_shot, n_query, mode = self.setting
         any_ = lambda v: "any" if v is None else v  # noqa: E731
-        text = (f"{self.dataset_label} · {split} {any_(n_way)}-way {any_(k_shot)}-shot "
-                f"{any_(n_query)} queries ({mode or 'default'}) · {self.protocol} · "
-                f"annotations: {self.annotations}")
+        text = (
+            f"{self.dataset_label} · {split} {any_(n_way)}-way {any_(k_shot)}-shot "
+            f"{any_(n_query)} queries ({mode or 'default'}) · {self.protocol} · "
+            f"annotations: {self.annotations}"
+        )
         if self.annotations == TEST_TIME_ANNOTATIONS:
             text += f" · USES {ANNOTATION_MARKS[self.annotations].upper()}"
         return text + ("" if self.verified else " · UNVERIFIED (not ranked)")
@@ -124,12 +131,17 @@ def setting_label(setting: dict[str, Any]) -> str:
     The part masks are not part of the setting: rows of one setting are ranked together and each
     row names its learner's masks (column `masks`).
     """
+
     def part(value: Any, suffix: str) -> str:
         return f"{'any' if value is None else value}{suffix}"
 
-    pieces = [str(setting.get("split")), part(setting.get("n_way"), "way"),
-              part(setting.get("k_shot"), "shot"), part(setting.get("n_query"), "q"),
-              str(setting.get("mode") or "default")]
+    pieces = [
+        str(setting.get("split")),
+        part(setting.get("n_way"), "way"),
+        part(setting.get("k_shot"), "shot"),
+        part(setting.get("n_query"), "q"),
+        str(setting.get("mode") or "default"),
+    ]
     return "_".join(p.replace("/", "-").replace(" ", "-") for p in pieces)
 
 
@@ -150,8 +162,10 @@ def _run_identity(path: Path) -> bool:
     return path.name == IDENTITY_FILE and (path.parent / CONFIG_FILE).is_file()
 
 
-def result_files(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-                 skipped: dict[str, str] | None = None) -> list[Path]:
+def result_files(
+    dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    skipped: dict[str, str] | None = None,
+) -> list[Path]:
     """Files given, or every *.json under a folder (recursively), sorted, less the run identity
     (run.json) that partbench writes beside a run folder's config.yaml.
 
@@ -194,6 +208,7 @@ def _not_a_result_file(path: Path) -> str | None:
 
 # ------------------------------------------------------------------ verifying one file
 
+
 @dataclass
 class _Checked:
     """A valid result file; verified when its records were found and agree with it."""
@@ -217,9 +232,11 @@ class _RecordSource:
         beside = path.parent / RECORDS_FILE
         if beside not in self._beside:
             if not beside.is_file():
-                self._beside[beside] = (f"no {RECORDS_FILE} beside it" +
-                                        ("" if self.given is None else " and the records given "
-                                         f"hold no episode of run {run_id!r}"))
+                self._beside[beside] = f"no {RECORDS_FILE} beside it" + (
+                    ""
+                    if self.given is None
+                    else f" and the records given hold no episode of run {run_id!r}"
+                )
             else:
                 try:
                     self._beside[beside] = read_records(beside)
@@ -262,8 +279,10 @@ def _check_file(path: Path, source: _RecordSource) -> _Checked | list[str]:
 
 # ------------------------------------------------------------------ ranking
 
-def _tie(leader: pd.Series, row: pd.Series, scores: Mapping[int, pd.Series | None],
-         alpha: float) -> tuple[bool, str]:
+
+def _tie(
+    leader: pd.Series, row: pd.Series, scores: Mapping[int, pd.Series | None], alpha: float
+) -> tuple[bool, str]:
     """Whether `row` is not significantly worse than `leader`, and the test ("paired p=0.31",
     "CIs overlap", "CIs disjoint", "no CI")."""
     a, b = scores.get(leader.name), scores.get(row.name)
@@ -280,8 +299,9 @@ def _tie(leader: pd.Series, row: pd.Series, scores: Mapping[int, pd.Series | Non
     return bool(overlap), "CIs overlap" if overlap else "CIs disjoint"
 
 
-def tie_aware_ranks(table: pd.DataFrame, scores: Mapping[int, pd.Series | None],
-                    confidence: float = 0.95) -> tuple[list[int], list[str]]:
+def tie_aware_ranks(
+    table: pd.DataFrame, scores: Mapping[int, pd.Series | None], confidence: float = 0.95
+) -> tuple[list[int], list[str]]:
     """Ranks and tie notes for `table` (columns accuracy, ci, episodes_hash; any index).
 
     scores: table index -> per-episode accuracy (%) Series indexed by episode, or None (then the
@@ -319,25 +339,38 @@ def rank_rule(confidence: float = 0.95) -> str:
 
 # ------------------------------------------------------------------ merging
 
-def _rows(path: Path, verified: _Checked) -> list[tuple[Group, dict[str, Any], pd.Series | None,
-                                                          pd.DataFrame]]:
+
+def _rows(
+    path: Path, verified: _Checked
+) -> list[tuple[Group, dict[str, Any], pd.Series | None, pd.DataFrame]]:
     result, records = verified.result, verified.records
     setting = result["setting"]
-    key = (setting["split"], setting["n_way"], setting["k_shot"], setting["n_query"],
-           setting["mode"])
+    key = (
+        setting["split"],
+        setting["n_way"],
+        setting["k_shot"],
+        setting["n_query"],
+        setting["mode"],
+    )
     leaked = result["weights"]["saw_test_classes"]
     confidence = result["ci"]["confidence"]
     out = []
     for learner, metric in result["metrics"].items():
-        group = Group(result["dataset"]["name"], result["dataset"]["fingerprint"], key,
-                      is_transductive(result, learner), records is not None,
-                      learner_annotations(metric))
+        group = Group(
+            result["dataset"]["name"],
+            result["dataset"]["fingerprint"],
+            key,
+            is_transductive(result, learner),
+            records is not None,
+            learner_annotations(metric),
+        )
         row = {
             "learner": learner,
             "accuracy": metric["accuracy"],
             "ci": metric["ci"],
-            "acc ± ci": format_acc(metric["accuracy"],
-                                   float("nan") if metric["ci"] is None else metric["ci"]),
+            "acc ± ci": format_acc(
+                metric["accuracy"], float("nan") if metric["ci"] is None else metric["ci"]
+            ),
             "leaked": LEAKED_MARK if leaked else "",
             "masks": metric["mask_mode"] or "",
             "annotations": learner_annotations(metric),
@@ -355,17 +388,30 @@ def _rows(path: Path, verified: _Checked) -> list[tuple[Group, dict[str, Any], p
         if records is not None:
             own = records[records["learner"] == learner]
             scores = own.set_index("episode")["accuracy"].sort_index() * 100.0
-        supers = pd.DataFrame([{"learner": learner, "run": result["name"], "super_category": name,
-                                "accuracy": s["accuracy"], "ci": s["ci"]}
-                               for name, s in metric["per_super_category"].items()],
-                              columns=["learner", "run", "super_category", "accuracy", "ci"])
+        supers = pd.DataFrame(
+            [
+                {
+                    "learner": learner,
+                    "run": result["name"],
+                    "super_category": name,
+                    "accuracy": s["accuracy"],
+                    "ci": s["ci"],
+                }
+                for name, s in metric["per_super_category"].items()
+            ],
+            columns=["learner", "run", "super_category", "accuracy", "ci"],
+        )
         out.append((group, row, scores, supers))
     return out
 
 
-def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-          allow_mixed_episodes: bool = False, *, records: pd.DataFrame | None = None,
-          allow_unverified: bool = False) -> Leaderboard:
+def merge(
+    dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    allow_mixed_episodes: bool = False,
+    *,
+    records: pd.DataFrame | None = None,
+    allow_unverified: bool = False,
+) -> Leaderboard:
     """Ranked tables from the result files that verify against their records.
 
     records: per-episode records to verify against (a `read_records` frame, any runs); a result
@@ -416,27 +462,34 @@ def merge(dir_or_files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
                 board.mixed[file] = (
                     f"{group.title}: evaluated on other episodes ({len(hashes)} different episode "
                     f"sets; ranked: {kept[:19]}…); accuracies on other episodes are not "
-                    "comparable: re-run on the same episodes, or pass --allow-mixed-episodes")
+                    "comparable: re-run on the same episodes, or pass --allow-mixed-episodes"
+                )
             keep = [i for i, flag in enumerate(other.tolist()) if not flag]
             entries = [entries[i] for i in keep]
             table = table.iloc[keep].reset_index(drop=True)
         confidence = float(table["confidence"].min())
         if group.verified:
-            ranks, ties = tie_aware_ranks(table, {i: s for i, (_, s, _) in enumerate(entries)},
-                                          confidence)
+            ranks, ties = tie_aware_ranks(
+                table, {i: s for i, (_, s, _) in enumerate(entries)}, confidence
+            )
             table.insert(0, "rank", ranks)
             table.insert(1, "tie", ties)
-            table = table.sort_values(["rank", "accuracy", "learner"],
-                                      ascending=[True, False, True], kind="stable")
+            table = table.sort_values(
+                ["rank", "accuracy", "learner"], ascending=[True, False, True], kind="stable"
+            )
             board.rules[group.label] = rank_rule(confidence)
         else:
-            table = table.sort_values(["accuracy", "learner"], ascending=[False, True],
-                                      kind="stable")
-            board.rules[group.label] = ("unverified: no per-episode records to check these rows "
-                                        "against, so they are not ranked; listed by accuracy only")
+            table = table.sort_values(
+                ["accuracy", "learner"], ascending=[False, True], kind="stable"
+            )
+            board.rules[group.label] = (
+                "unverified: no per-episode records to check these rows "
+                "against, so they are not ranked; listed by accuracy only"
+            )
         board[group.label] = table.reset_index(drop=True)
         board.groups[group.label] = group
         supers = pd.concat([s for _, _, s in entries], ignore_index=True)
         board.super_categories[group.label] = supers.rename(
-            columns={"ci": f"ci{round(confidence * 100):d}"})
+            columns={"ci": f"ci{round(confidence * 100):d}"}
+        )
     return board

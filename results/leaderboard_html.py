@@ -28,10 +28,18 @@ RESULTS_FOLDER = "results"  # beside index.html: copies of the ranked files
 
 # (header, table column or None for a computed cell, numeric sort)
 _COLUMNS: tuple[tuple[str, str | None, bool], ...] = (
-    ("rank", "rank", True), ("tie", "tie", False), ("learner", "learner", False),
-    ("accuracy (%)", None, True), (LEAKED_MARK, "leaked", False), ("masks", "masks", False), ("seeds", "seeds", False),
-    ("dataset", "dataset", False), ("episodes", "episodes", True),
-    ("backbone", "backbone", False), ("weights", "weights", False), ("run", "run", False),
+    ("rank", "rank", True),
+    ("tie", "tie", False),
+    ("learner", "learner", False),
+    ("accuracy (%)", None, True),
+    (LEAKED_MARK, "leaked", False),
+    ("masks", "masks", False),
+    ("seeds", "seeds", False),
+    ("dataset", "dataset", False),
+    ("episodes", "episodes", True),
+    ("backbone", "backbone", False),
+    ("weights", "weights", False),
+    ("run", "run", False),
     ("result file", None, False),
 )
 
@@ -100,8 +108,10 @@ def _png_data_uri(path: Path) -> str:
 
 
 def _figure(path: Path, caption: str) -> str:
-    return (f'<figure><img src="{_png_data_uri(path)}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="{_png_data_uri(path)}" alt="{_e(caption)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
 
 
 def _copy_results(board: Leaderboard, out: Path) -> dict[str, str]:
@@ -132,14 +142,18 @@ def _super_category_plot(board: Leaderboard, label: str, folder: Path) -> str:
         return ""
     table = board[label]
     names = dict(zip(zip(table["learner"], table["run"]), _unique_labels(table)))
-    supers = supers.assign(learner=[names.get((l, r), l) for l, r in
-                                    zip(supers["learner"], supers["run"])]).drop(columns=["run"])
+    supers = supers.assign(
+        learner=[
+            names.get((name, run), name) for name, run in zip(supers["learner"], supers["run"])
+        ]
+    ).drop(columns=["run"])
     supers = supers.drop_duplicates(subset=["learner", "super_category"])
     # the table's one setting, as plot_super_categories checks it
     split, n_way, k_shot, n_query, _ = board.groups[label].setting
     supers = supers.assign(split=split, n_way=n_way, k_shot=k_shot, n_query=n_query)
-    path = plot_super_categories(supers, folder / f"super_{len(os.listdir(folder))}.png",
-                                 title="Accuracy per super-category")
+    path = plot_super_categories(
+        supers, folder / f"super_{len(os.listdir(folder))}.png", title="Accuracy per super-category"
+    )
     return _figure(path, f"Accuracy per super-category, {board.groups[label].title}")
 
 
@@ -150,30 +164,38 @@ def _shots_plots(board: Leaderboard, folder: Path) -> list[str]:
         split, n_way, k_shot, n_query, mode = group.setting
         if k_shot is None:
             continue
-        key = (group.dataset_label, group.transductive, group.verified, split, n_way, n_query,
-               mode)
+        key = (group.dataset_label, group.transductive, group.verified, split, n_way, n_query, mode)
         families.setdefault(key, []).append(label)
     figures = []
     for (dataset, transductive, verified, split, n_way, n_query, mode), labels in sorted(
-            families.items(), key=lambda item: str(item[0])):
-        if len({board.groups[l].setting[2] for l in labels}) < 2:
+        families.items(), key=lambda item: str(item[0])
+    ):
+        if len({board.groups[label].setting[2] for label in labels}) < 2:
             continue
         rows = []
         for label in labels:
             table = board[label]
             for _, row in table.iterrows():
                 confidence = round(row["confidence"] * 100)
-                rows.append({
-                    "learner": f"{row['learner']}{' ' + LEAKED_MARK if row['leaked'] else ''} "
-                               f"({row['backbone']}, {row['weights']})",
-                    "k_shot": board.groups[label].setting[2], "accuracy": row["accuracy"],
-                    f"ci{confidence}": row["ci"]})
+                rows.append(
+                    {
+                        "learner": f"{row['learner']}{' ' + LEAKED_MARK if row['leaked'] else ''} "
+                        f"({row['backbone']}, {row['weights']})",
+                        "k_shot": board.groups[label].setting[2],
+                        "accuracy": row["accuracy"],
+                        f"ci{confidence}": row["ci"],
+                    }
+                )
         frame = pd.DataFrame(rows).drop_duplicates(subset=["learner", "k_shot"])
         protocol = "transductive" if transductive else "inductive"
-        title = (f"{dataset} · {split} {n_way}-way {n_query} queries ({mode}) · {protocol}"
-                 + ("" if verified else " · unverified"))
-        path = plot_accuracy_vs_shots(frame, folder / f"shots_{len(figures)}.png",
-                                      title=f"{n_way}-way, {n_query} queries, {protocol}")
+        title = f"{dataset} · {split} {n_way}-way {n_query} queries ({mode}) · {protocol}" + (
+            "" if verified else " · unverified"
+        )
+        path = plot_accuracy_vs_shots(
+            frame,
+            folder / f"shots_{len(figures)}.png",
+            title=f"{n_way}-way, {n_query} queries, {protocol}",
+        )
         figures.append(_figure(path, f"Accuracy against shots, {title}"))
     return figures
 
@@ -181,22 +203,26 @@ def _shots_plots(board: Leaderboard, folder: Path) -> list[str]:
 def _table(table: pd.DataFrame, group: Group, links: dict[str, str]) -> str:
     columns = [c for c in _COLUMNS if c[1] is None or c[1] in table.columns]
     num = ' data-type="num"'
-    head = "".join(f'<th scope="col"{num if numeric else ""}>{_e(name)}</th>'
-                   for name, _, numeric in columns)
+    head = "".join(
+        f'<th scope="col"{num if numeric else ""}>{_e(name)}</th>' for name, _, numeric in columns
+    )
     body = []
     for _, row in table.iterrows():
         cells = []
         for name, column, numeric in columns:
             if name == "accuracy (%)":
-                cells.append(f'<td class="num" data-sort="{row["accuracy"]:.6f}">'
-                             f'{_e(row["acc ± ci"])}</td>')
+                cells.append(
+                    f'<td class="num" data-sort="{row["accuracy"]:.6f}">{_e(row["acc ± ci"])}</td>'
+                )
             elif name == "result file":
                 href = links[row["file"]]
                 shown = "/".join(Path(row["file"]).parts[-2:])
                 cells.append(f'<td class="nowrap"><a href="{_e(href)}">{_e(shown)}</a></td>')
             elif column == "learner" and group.transductive:
-                cells.append(f'<td>{_e(row[column])} <span class="badge transductive" '
-                             f'title="transductive">{TRANSDUCTIVE_MARK}</span></td>')
+                cells.append(
+                    f'<td>{_e(row[column])} <span class="badge transductive" '
+                    f'title="transductive">{TRANSDUCTIVE_MARK}</span></td>'
+                )
             elif column == "tie":
                 cells.append(f'<td class="nowrap">{_e(row[column])}</td>')
             elif column == "leaked":
@@ -206,20 +232,27 @@ def _table(table: pd.DataFrame, group: Group, links: dict[str, str]) -> str:
                 cells.append(f"<td{cls}>{_e(row[column])}</td>")
         rank_class = ' class="rank1"' if "rank" in table.columns and row["rank"] == 1 else ""
         body.append(f"<tr{rank_class}>{''.join(cells)}</tr>")
-    return (f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _problems(board: Leaderboard) -> str:
-    items = ([f"<li>refused {_e(p)}: {_e(problems[0])}</li>" for p, problems in
-              board.invalid.items()] +
-             [f"<li>unverified {_e(p)}: {_e(why)}</li>" for p, why in board.unverified.items()] +
-             [f"<li>duplicate {_e(p)}: same content as {_e(o)}</li>" for p, o in
-              board.duplicates.items()])
+    items = (
+        [f"<li>refused {_e(p)}: {_e(problems[0])}</li>" for p, problems in board.invalid.items()]
+        + [f"<li>unverified {_e(p)}: {_e(why)}</li>" for p, why in board.unverified.items()]
+        + [
+            f"<li>duplicate {_e(p)}: same content as {_e(o)}</li>"
+            for p, o in board.duplicates.items()
+        ]
+    )
     if not items:
         return ""
-    return ('<section id="left-out"><h2>Files left out of the ranking</h2>'
-            f'<ul class="problems">{"".join(items)}</ul></section>')
+    return (
+        '<section id="left-out"><h2>Files left out of the ranking</h2>'
+        f'<ul class="problems">{"".join(items)}</ul></section>'
+    )
 
 
 def render_html(board: Leaderboard, links: dict[str, str], figures_folder: Path) -> str:
@@ -227,25 +260,36 @@ def render_html(board: Leaderboard, links: dict[str, str], figures_folder: Path)
     sections, toc = [], []
     for label, table in board.items():
         group = board.groups[label]
-        badge = (f'<span class="badge {group.protocol}">{group.protocol}</span>' +
-                 ("" if group.verified else ' <span class="badge unverified">unverified</span>'))
+        badge = f'<span class="badge {group.protocol}">{group.protocol}</span>' + (
+            "" if group.verified else ' <span class="badge unverified">unverified</span>'
+        )
         toc.append(f'<li><a href="#{_e(label)}">{_e(group.title)}</a></li>')
         sections.append(
             f'<section id="{_e(label)}" class="board {group.protocol}'
             f'{"" if group.verified else " unverified"}">'
             f"<h2>{_e(group.title)} {badge}</h2>{_table(table, group, links)}"
             f'<p class="rule">{_e(board.rules[label])}</p>'
-            f"{_super_category_plot(board, label, figures_folder)}</section>")
+            f"{_super_category_plot(board, label, figures_folder)}</section>"
+        )
     shots = _shots_plots(board, figures_folder)
-    shots_html = ('<section id="accuracy-vs-shots"><h2>Accuracy against shots</h2>'
-                  + "".join(shots) + "</section>") if shots else ""
+    shots_html = (
+        (
+            '<section id="accuracy-vs-shots"><h2>Accuracy against shots</h2>'
+            + "".join(shots)
+            + "</section>"
+        )
+        if shots
+        else ""
+    )
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     n_files = len({f for table in board.values() for f in table["file"]})
-    legend = (f'<p class="meta"><span class="leaked">{LEAKED_MARK}</span>: the weights saw the '
-              "test classes (e.g. ImageNet-pretrained), not a clean few-shot result. "
-              f'<span class="badge transductive">{TRANSDUCTIVE_MARK}</span>: transductive, the '
-              "learner sees the whole query set at once; such rows are ranked only with each "
-              "other, in tables of their own. Click a column header to sort.</p>")
+    legend = (
+        f'<p class="meta"><span class="leaked">{LEAKED_MARK}</span>: the weights saw the '
+        "test classes (e.g. ImageNet-pretrained), not a clean few-shot result. "
+        f'<span class="badge transductive">{TRANSDUCTIVE_MARK}</span>: transductive, the '
+        "learner sees the whole query set at once; such rows are ranked only with each "
+        "other, in tables of their own. Click a column header to sort.</p>"
+    )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -253,8 +297,9 @@ def render_html(board: Leaderboard, links: dict[str, str], figures_folder: Path)
         "<h1>partbench leaderboard</h1>"
         f'<p class="meta">{n_files} verified or listed result files · {len(board)} tables · '
         f"generated {created}</p>{legend}"
-        f'<nav><ul>{"".join(toc)}</ul></nav>{"".join(sections)}{shots_html}'
-        f"{_problems(board)}<script>{_SORT_JS}</script></body></html>\n")
+        f"<nav><ul>{''.join(toc)}</ul></nav>{''.join(sections)}{shots_html}"
+        f"{_problems(board)}<script>{_SORT_JS}</script></body></html>\n"
+    )
 
 
 def write_html(board: Leaderboard, out_dir: str | os.PathLike[str]) -> Path:

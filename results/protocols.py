@@ -33,8 +33,11 @@ MASK_MODE_ANNOTATIONS = {
     "oracle": "all",
 }
 # what the leaderboard writes beside an "all" row
-ANNOTATION_MARKS = {"none": "", "support": "support annotations",
-                    "all": "test-time annotations (upper bound)"}
+ANNOTATION_MARKS = {
+    "none": "",
+    "support": "support annotations",
+    "all": "test-time annotations (upper bound)",
+}
 
 
 def annotations_of_mask_mode(mask_mode: str | None) -> str:
@@ -45,8 +48,10 @@ def annotations_of_mask_mode(mask_mode: str | None) -> str:
     try:
         return MASK_MODE_ANNOTATIONS[mask_mode]
     except KeyError:
-        raise ValueError(f"mask mode {mask_mode!r} has no annotation protocol; known: "
-                         f"{sorted(m for m in MASK_MODE_ANNOTATIONS if m)}") from None
+        raise ValueError(
+            f"mask mode {mask_mode!r} has no annotation protocol; known: "
+            f"{sorted(m for m in MASK_MODE_ANNOTATIONS if m)}"
+        ) from None
 
 
 def learner_annotations(metric: Mapping[str, Any]) -> str:
@@ -65,8 +70,10 @@ def protocol_problems(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
         if declared is None:
             continue  # older files: derived from mask_mode
         if declared not in ANNOTATION_PROTOCOLS:
-            problems.append(f"metrics.{learner}.annotations: {declared!r} is not one of "
-                            f"{list(ANNOTATION_PROTOCOLS)}")
+            problems.append(
+                f"metrics.{learner}.annotations: {declared!r} is not one of "
+                f"{list(ANNOTATION_PROTOCOLS)}"
+            )
             continue
         try:
             implied = annotations_of_mask_mode(metric.get("mask_mode"))
@@ -74,7 +81,9 @@ def protocol_problems(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
             problems.append(f"metrics.{learner}.mask_mode: {exc}")
             continue
         if declared != implied:
-            problems.append(f"metrics.{learner}.annotations: declares {declared!r} but its mask "
-                            f"mode {metric.get('mask_mode')!r} reads test-time annotations of "
-                            f"protocol {implied!r}")
+            problems.append(
+                f"metrics.{learner}.annotations: declares {declared!r} but its mask "
+                f"mode {metric.get('mask_mode')!r} reads test-time annotations of "
+                f"protocol {implied!r}"
+            )
     return problems

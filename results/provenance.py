@@ -33,9 +33,11 @@ def git_state(path: str | os.PathLike[str] = ".") -> tuple[str | None, bool | No
 
     dirty: True when tracked files differ from the commit (untracked files are ignored).
     """
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=path, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -50,5 +52,10 @@ def hardware_info(device: str, **extra: Any) -> dict[str, Any]:
 
     The runner names the device (it knows torch's device); pass GPU count, memory etc. as extra.
     """
-    return {"device": device, "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "python_implementation": sys.implementation.name} | extra
+    return {
+        "device": device,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python_implementation": sys.implementation.name,
+    } | extra

@@ -36,14 +36,21 @@ from typing import Any
 
 import numpy as np
 
-from episodes.storage import (MAX_EPISODE_FILE_BYTES, MAX_LINE_BYTES, InputFileError,
-                              StrictJSONError, file_sha256, json_sha256, loads_strict,
-                              read_input_bytes)
+from episodes.errors import PartbenchError
+from episodes.storage import (
+    MAX_EPISODE_FILE_BYTES,
+    MAX_LINE_BYTES,
+    InputFileError,
+    StrictJSONError,
+    file_sha256,
+    json_sha256,
+    loads_strict,
+    read_input_bytes,
+)
 from results.provenance import package_versions
 from results.records import RecordWriter, read_records, records_from_predictions
 from results.run_files import RECORDS_FILE, RESULT_FILE
 from results.schema import build_result, write_result
-from episodes.errors import PartbenchError
 
 
 class ScoreError(PartbenchError, ValueError):
@@ -72,25 +79,32 @@ def read_predictions(path: str | os.PathLike[str]) -> dict[int, list[int]]:
             continue
         where = f"{path}:{number}"
         if len(line) > MAX_LINE_BYTES:
-            raise ScoreError(f"{where}: a line of {len(line):,} characters (at most "
-                             f"{MAX_LINE_BYTES:,}); one episode's predictions are far shorter")
+            raise ScoreError(
+                f"{where}: a line of {len(line):,} characters (at most "
+                f"{MAX_LINE_BYTES:,}); one episode's predictions are far shorter"
+            )
         try:
             entry = loads_strict(line)
         except StrictJSONError as exc:
             raise ScoreError(f"{where}: {exc}") from None
         if not isinstance(entry, dict) or set(entry) != {"episode", "predictions"}:
-            raise ScoreError(f"{where}: expected {{\"episode\": i, \"predictions\": [...]}}, got "
-                             f"{line[:80]!r}")
+            raise ScoreError(
+                f'{where}: expected {{"episode": i, "predictions": [...]}}, got {line[:80]!r}'
+            )
         episode, predictions = entry["episode"], entry["predictions"]
         if not _is_int(episode) or episode < 0:
-            raise ScoreError(f"{where}: \"episode\" must be an episode index (int >= 0), "
-                             f"got {episode!r}")
+            raise ScoreError(
+                f'{where}: "episode" must be an episode index (int >= 0), got {episode!r}'
+            )
         if not isinstance(predictions, list) or not all(_is_int(p) for p in predictions):
-            raise ScoreError(f"{where}: episode {episode}: \"predictions\" must be a list of "
-                             "integer way indices")
+            raise ScoreError(
+                f'{where}: episode {episode}: "predictions" must be a list of integer way indices'
+            )
         if episode in found:
-            raise ScoreError(f"{where}: episode {episode} is given twice (first on line "
-                             f"{first_line[episode]}); give each episode once")
+            raise ScoreError(
+                f"{where}: episode {episode} is given twice (first on line "
+                f"{first_line[episode]}); give each episode once"
+            )
         found[episode], first_line[episode] = predictions, number
     return found
 
@@ -99,9 +113,15 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def score_records(predictions: Mapping[int, Sequence[int]], episodes: Sequence[Any], *,
-                  run_id: str, learner: str, super_categories: Mapping[str, str],
-                  transductive: bool = False) -> list[dict[str, Any]]:
+def score_records(
+    predictions: Mapping[int, Sequence[int]],
+    episodes: Sequence[Any],
+    *,
+    run_id: str,
+    learner: str,
+    super_categories: Mapping[str, str],
+    transductive: bool = False,
+) -> list[dict[str, Any]]:
     """One record per episode (results.records format), after checking the predictions.
 
     predictions: episode index -> predicted way per query (way-major query order).
@@ -113,33 +133,47 @@ def score_records(predictions: Mapping[int, Sequence[int]], episodes: Sequence[A
         raise ScoreError("the episodes repeat an episode index")
     extra = sorted(set(predictions) - set(by_index))
     if extra:
-        raise ScoreError(f"episode {extra[0]} is not in the episode file ({len(extra)} such "
-                         f"episodes: {_shown(extra)})")
+        raise ScoreError(
+            f"episode {extra[0]} is not in the episode file ({len(extra)} such "
+            f"episodes: {_shown(extra)})"
+        )
     missing = sorted(set(by_index) - set(predictions))
     if missing:
-        raise ScoreError(f"episode {missing[0]} has no predictions ({len(missing)} of "
-                         f"{len(by_index)} episodes missing: {_shown(missing)})")
+        raise ScoreError(
+            f"episode {missing[0]} has no predictions ({len(missing)} of "
+            f"{len(by_index)} episodes missing: {_shown(missing)})"
+        )
     records = []
     for index in sorted(by_index):
         episode, predicted = by_index[index], list(predictions[index])
         n_way = len(episode.classes)
         n_queries = [len(way) for way in episode.query]
         if len(predicted) != sum(n_queries):
-            raise ScoreError(f"episode {index}: {len(predicted)} predictions, but it has "
-                             f"{sum(n_queries)} queries ({' + '.join(map(str, n_queries))} per way)")
+            raise ScoreError(
+                f"episode {index}: {len(predicted)} predictions, but it has "
+                f"{sum(n_queries)} queries ({' + '.join(map(str, n_queries))} per way)"
+            )
         bad = [(q, p) for q, p in enumerate(predicted) if not 0 <= p < n_way]
         if bad:
-            raise ScoreError(f"episode {index}: query {bad[0][0]} is predicted as way {bad[0][1]}, "
-                             f"not a way in [0, {n_way})")
+            raise ScoreError(
+                f"episode {index}: query {bad[0][0]} is predicted as way {bad[0][1]}, "
+                f"not a way in [0, {n_way})"
+            )
         shots = {len(way) for way in episode.support}
         fixed = len(shots) == 1 and len(set(n_queries)) == 1
         made = records_from_predictions(
-            run_id=run_id, learner=learner, split=episode.split,
-            k_shot=shots.pop() if fixed else None, episodes=[index],
+            run_id=run_id,
+            learner=learner,
+            split=episode.split,
+            k_shot=shots.pop() if fixed else None,
+            episodes=[index],
             classes=[list(episode.classes)],
-            labels=[np.repeat(np.arange(n_way), n_queries)], predicted=[predicted],
-            super_categories=super_categories, variable_shape=not fixed,
-            transductive=transductive)
+            labels=[np.repeat(np.arange(n_way), n_queries)],
+            predicted=[predicted],
+            super_categories=super_categories,
+            variable_shape=not fixed,
+            transductive=transductive,
+        )
         records += made
     return records
 
@@ -149,11 +183,21 @@ def _shown(indices: list[int], limit: int = 5) -> str:
     return ", ".join(map(str, indices[:limit])) + more
 
 
-def score(predictions: Mapping[int, Sequence[int]], episodes: Sequence[Any], *, name: str,
-          out_dir: str | os.PathLike[str], episodes_hash: str, settings: Mapping[str, Any],
-          dataset: Mapping[str, Any], super_categories: Mapping[str, str],
-          backbone: str | None = None, saw_test_classes: bool | None = None,
-          transductive: bool = False, source: Mapping[str, Any] | None = None) -> Path:
+def score(
+    predictions: Mapping[int, Sequence[int]],
+    episodes: Sequence[Any],
+    *,
+    name: str,
+    out_dir: str | os.PathLike[str],
+    episodes_hash: str,
+    settings: Mapping[str, Any],
+    dataset: Mapping[str, Any],
+    super_categories: Mapping[str, str],
+    backbone: str | None = None,
+    saw_test_classes: bool | None = None,
+    transductive: bool = False,
+    source: Mapping[str, Any] | None = None,
+) -> Path:
     """Write out_dir/records.jsonl and out_dir/result.json for `predictions`; returns the result.
 
     episodes, episodes_hash, settings: from the episode file (episodes.load_episodes).
@@ -169,35 +213,66 @@ def score(predictions: Mapping[int, Sequence[int]], episodes: Sequence[Any], *, 
             raise ScoreError(f"{existing} exists; choose another --out folder")
     if not name or ":" in name or "/" in name:
         raise ScoreError(f"name {name!r}: give a short method name (no ':' or '/')")
-    digest = json_sha256({"name": name, "episodes_hash": episodes_hash,
-                          "predictions": {str(k): list(v) for k, v in sorted(predictions.items())}})
+    digest = json_sha256(
+        {
+            "name": name,
+            "episodes_hash": episodes_hash,
+            "predictions": {str(k): list(v) for k, v in sorted(predictions.items())},
+        }
+    )
     run_id = "scored-" + digest[:16]
-    records = score_records(predictions, episodes, run_id=run_id, learner=name,
-                            super_categories=super_categories, transductive=transductive)
+    records = score_records(
+        predictions,
+        episodes,
+        run_id=run_id,
+        learner=name,
+        super_categories=super_categories,
+        transductive=transductive,
+    )
     out.mkdir(parents=True, exist_ok=True)
     with RecordWriter(out / RECORDS_FILE) as writer:
         writer.append_many(records)
     frame = read_records(out / RECORDS_FILE)
     declared = saw_test_classes is not None
-    origin = {"kind": "predictions", "predictions_sha256": digest,
-              **dict(source or {})}
+    origin = {"kind": "predictions", "predictions_sha256": digest, **dict(source or {})}
     seed = settings.get("seed")
     result = build_result(
-        run_id=run_id, name=name,
-        setting={"split": records[0]["split"], "n_way": settings.get("n_way"),
-                 "k_shot": settings.get("k_shot"), "n_query": settings.get("n_query"),
-                 "mode": settings.get("mode"), "mask_mode": None},
-        config={"scored": {"name": name, "backbone": backbone,
-                           "saw_test_classes": saw_test_classes, "transductive": transductive}},
+        run_id=run_id,
+        name=name,
+        setting={
+            "split": records[0]["split"],
+            "n_way": settings.get("n_way"),
+            "k_shot": settings.get("k_shot"),
+            "n_query": settings.get("n_query"),
+            "mode": settings.get("mode"),
+            "mask_mode": None,
+        },
+        config={
+            "scored": {
+                "name": name,
+                "backbone": backbone,
+                "saw_test_classes": saw_test_classes,
+                "transductive": transductive,
+            }
+        },
         seeds={"episodes": seed} if _is_int(seed) else {},
-        versions=package_versions(), git_commit=None, git_dirty=None,
+        versions=package_versions(),
+        git_commit=None,
+        git_dirty=None,
         hardware={"device": "unknown (scored from the method's own predictions)"},
         dataset=dict(dataset),
-        weights={"backbone": backbone or "undeclared",
-                 "provenance": "declared by the submitter" if declared else "undeclared",
-                 "sha256": None, "saw_test_classes": bool(saw_test_classes) if declared else True},
-        episodes_hash=episodes_hash, episodes_requested=len(episodes),
-        wall_time_s=time.time() - started, records=frame, origins={name: origin})
+        weights={
+            "backbone": backbone or "undeclared",
+            "provenance": "declared by the submitter" if declared else "undeclared",
+            "sha256": None,
+            "saw_test_classes": bool(saw_test_classes) if declared else True,
+        },
+        episodes_hash=episodes_hash,
+        episodes_requested=len(episodes),
+        wall_time_s=time.time() - started,
+        records=frame,
+        origins={name: origin},
+    )
     return write_result(out / RESULT_FILE, result)
 
 

@@ -29,8 +29,14 @@ def _as_values(values: Any, name: str = "values") -> np.ndarray:
     return array
 
 
-def mean_ci(values: Any, confidence: float = 0.95, method: str = "normal", *,
-            n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+def mean_ci(
+    values: Any,
+    confidence: float = 0.95,
+    method: str = "normal",
+    *,
+    n_boot: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Mean of `values` (n,) and the half-width of its `confidence` interval.
 
     method "normal": z * std(ddof=1) / sqrt(n). method "bootstrap": percentile bootstrap of the
@@ -49,9 +55,14 @@ def mean_ci(values: Any, confidence: float = 0.95, method: str = "normal", *,
     if method == "bootstrap":
         if np.all(array == array[0]):
             return mean, 0.0  # every resample has the same mean
-        result = stats.bootstrap((array,), np.mean, confidence_level=confidence,
-                                 n_resamples=n_boot, method="percentile",
-                                 rng=np.random.default_rng(seed))
+        result = stats.bootstrap(
+            (array,),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=n_boot,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
         low, high = result.confidence_interval
         return mean, float((high - low) / 2)
     raise ValueError(f"method must be one of {', '.join(CI_METHODS)}, got {method!r}")
@@ -89,20 +100,24 @@ def _align(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(
                 f"the two learners were not run on the same episodes: {len(only_a)} episodes only "
                 f"in a (e.g. {list(only_a[:3])}), {len(only_b)} only in b (e.g. {list(only_b[:3])}); "
-                "compare them on the same episodes (same seed, split, setting)")
+                "compare them on the same episodes (same seed, split, setting)"
+            )
         b = b.loc[a.index]
         return _as_values(a, "a"), _as_values(b, "b")
     if isinstance(a, pd.Series) or isinstance(b, pd.Series):
         raise TypeError("pass both a and b as pd.Series indexed by episode, or both as arrays")
     a_values, b_values = _as_values(a, "a"), _as_values(b, "b")
     if a_values.shape != b_values.shape:
-        raise ValueError(f"a has {a_values.size} episodes, b has {b_values.size}: "
-                         "a paired comparison needs the same episodes in the same order")
+        raise ValueError(
+            f"a has {a_values.size} episodes, b has {b_values.size}: "
+            "a paired comparison needs the same episodes in the same order"
+        )
     return a_values, b_values
 
 
-def paired_difference(a: Any, b: Any, confidence: float = 0.95, test: str = "ttest"
-                      ) -> PairedComparison:
+def paired_difference(
+    a: Any, b: Any, confidence: float = 0.95, test: str = "ttest"
+) -> PairedComparison:
     """Compare two learners' per-episode accuracies on the same episodes.
 
     a, b: (n,) arrays in the same episode order, or pd.Series indexed by episode (aligned here;
@@ -118,11 +133,20 @@ def paired_difference(a: Any, b: Any, confidence: float = 0.95, test: str = "tte
     mean = float(diff.mean())
     if test == "ttest":
         if np.all(diff == diff[0]):  # no spread: the t statistic is undefined
-            return PairedComparison(mean, mean, mean, 1.0 if mean == 0 else 0.0, n, test, confidence)
+            return PairedComparison(
+                mean, mean, mean, 1.0 if mean == 0 else 0.0, n, test, confidence
+            )
         result = stats.ttest_rel(a_values, b_values)
         interval = result.confidence_interval(confidence_level=confidence)
-        return PairedComparison(mean, float(interval.low), float(interval.high),
-                                float(result.pvalue), n, test, confidence)
+        return PairedComparison(
+            mean,
+            float(interval.low),
+            float(interval.high),
+            float(result.pvalue),
+            n,
+            test,
+            confidence,
+        )
     if test == "wilcoxon":
         _, half = mean_ci(diff, confidence)
         if np.all(diff == 0):

@@ -31,20 +31,30 @@ ACC_CI = "acc ± ci"
 
 
 def format_acc(mean: float, half_width: float, digits: int = 2) -> str:
-    """"71.23 ± 0.85" (NaN half-width, i.e. a single episode, prints as "± n/a")."""
+    """ "71.23 ± 0.85" (NaN half-width, i.e. a single episode, prints as "± n/a")."""
     if half_width != half_width:  # NaN
         return f"{mean:.{digits}f} ± n/a"
     return f"{mean:.{digits}f} ± {half_width:.{digits}f}"
 
 
-def _summarise(frame: pd.DataFrame, by: Sequence[str], value: str, confidence: float,
-               method: str, seed: int, n_boot: int, scale: float, name: str) -> pd.DataFrame:
+def _summarise(
+    frame: pd.DataFrame,
+    by: Sequence[str],
+    value: str,
+    confidence: float,
+    method: str,
+    seed: int,
+    n_boot: int,
+    scale: float,
+    name: str,
+) -> pd.DataFrame:
     """One row per group of `by`: episodes, mean and CI half-width of `value` (times `scale`)."""
     rows: list[dict[str, Any]] = []
     for key, group in frame.groupby(list(by), dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        mean, half = mean_ci(group[value].to_numpy() * scale, confidence, method,
-                             n_boot=n_boot, seed=seed)
+        mean, half = mean_ci(
+            group[value].to_numpy() * scale, confidence, method, n_boot=n_boot, seed=seed
+        )
         row = dict(zip(by, key))
         row |= {"episodes": len(group), name: mean, "ci": half, ACC_CI: format_acc(mean, half)}
         rows.append(row)
@@ -62,9 +72,15 @@ def _default_by(records: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
     return [*_run_columns(records), *SETTING_COLUMNS, *LEARNER_COLUMNS, *extra]
 
 
-def accuracy_table(records: pd.DataFrame, by: Sequence[str] | None = None, *,
-                   confidence: float = 0.95, method: str = "normal", seed: int = 0,
-                   n_boot: int = 10_000) -> pd.DataFrame:
+def accuracy_table(
+    records: pd.DataFrame,
+    by: Sequence[str] | None = None,
+    *,
+    confidence: float = 0.95,
+    method: str = "normal",
+    seed: int = 0,
+    n_boot: int = 10_000,
+) -> pd.DataFrame:
     """Mean episode accuracy (%) with its CI per group (default: [run_id,] setting x learner).
 
     records: `read_records(...)` output. Returns columns by... (with `annotations`, the protocol
@@ -74,8 +90,11 @@ def accuracy_table(records: pd.DataFrame, by: Sequence[str] | None = None, *,
     by = list(by) if by is not None else _default_by(records)
     table = _summarise(records, by, "accuracy", confidence, method, seed, n_boot, 100.0, "accuracy")
     if "mask_mode" in table:  # the test-time annotations behind each row (results.protocols)
-        table.insert(table.columns.get_loc("mask_mode") + 1, "annotations",
-                     [annotations_of_mask_mode(None if m != m else m) for m in table["mask_mode"]])
+        table.insert(
+            table.columns.get_loc("mask_mode") + 1,
+            "annotations",
+            [annotations_of_mask_mode(None if m != m else m) for m in table["mask_mode"]],
+        )
     keep = [c for c in by if c not in LEARNER_COLUMNS]
     return _rank(table, keep, "accuracy")
 
@@ -84,8 +103,9 @@ def _rank(table: pd.DataFrame, within: list[str], score: str) -> pd.DataFrame:
     if table.empty:
         return table
     order = within + [score]
-    return table.sort_values(order, ascending=[True] * len(within) + [False],
-                             na_position="first", kind="stable").reset_index(drop=True)
+    return table.sort_values(
+        order, ascending=[True] * len(within) + [False], na_position="first", kind="stable"
+    ).reset_index(drop=True)
 
 
 def _explode_counts(records: pd.DataFrame, column: str, key_name: str) -> pd.DataFrame:
@@ -94,34 +114,57 @@ def _explode_counts(records: pd.DataFrame, column: str, key_name: str) -> pd.Dat
     keep = ["run_id", *SETTING_COLUMNS, *LEARNER_COLUMNS, "episode"]
     for record in records[keep + [column]].itertuples(index=False):
         counts = getattr(record, column)
-        base = dict(zip(keep, record[:len(keep)]))
+        base = dict(zip(keep, record[: len(keep)]))
         for key, (correct, total) in counts.items():
             if total > 0:
-                rows.append(base | {key_name: key, "correct": correct, "total": total,
-                                    "accuracy": correct / total})
+                rows.append(
+                    base
+                    | {
+                        key_name: key,
+                        "correct": correct,
+                        "total": total,
+                        "accuracy": correct / total,
+                    }
+                )
     return pd.DataFrame(rows, columns=[*keep, key_name, "correct", "total", "accuracy"])
 
 
-def super_category_table(records: pd.DataFrame, *, confidence: float = 0.95,
-                         method: str = "normal", seed: int = 0, n_boot: int = 10_000
-                         ) -> pd.DataFrame:
+def super_category_table(
+    records: pd.DataFrame,
+    *,
+    confidence: float = 0.95,
+    method: str = "normal",
+    seed: int = 0,
+    n_boot: int = 10_000,
+) -> pd.DataFrame:
     """Accuracy (%) per super-category with its CI, per setting x learner."""
     long = _explode_counts(records, "per_super_category", "super_category")
     by = _default_by(records, ["super_category"])
     return _summarise(long, by, "accuracy", confidence, method, seed, n_boot, 100.0, "accuracy")
 
 
-def class_table(records: pd.DataFrame, *, confidence: float = 0.95, method: str = "normal",
-                seed: int = 0, n_boot: int = 10_000) -> pd.DataFrame:
+def class_table(
+    records: pd.DataFrame,
+    *,
+    confidence: float = 0.95,
+    method: str = "normal",
+    seed: int = 0,
+    n_boot: int = 10_000,
+) -> pd.DataFrame:
     """Accuracy (%) per class (synset) with its CI, per setting x learner."""
     long = _explode_counts(records, "per_class", "synset")
     by = _default_by(records, ["synset"])
     return _summarise(long, by, "accuracy", confidence, method, seed, n_boot, 100.0, "accuracy")
 
 
-def part_contribution_table(records: pd.DataFrame, *, confidence: float = 0.95,
-                            method: str = "normal", seed: int = 0, n_boot: int = 10_000
-                            ) -> pd.DataFrame:
+def part_contribution_table(
+    records: pd.DataFrame,
+    *,
+    confidence: float = 0.95,
+    method: str = "normal",
+    seed: int = 0,
+    n_boot: int = 10_000,
+) -> pd.DataFrame:
     """Mean share (%) of the decision owed to each part slot, with its CI, per setting x learner.
 
     Only records whose `part_contributions` is not null take part (learners that use parts).
@@ -130,18 +173,20 @@ def part_contribution_table(records: pd.DataFrame, *, confidence: float = 0.95,
     keep = ["run_id", *SETTING_COLUMNS, *LEARNER_COLUMNS, "episode"]
     with_parts = records[records["part_contributions"].notna()]
     for record in with_parts[keep + ["part_contributions"]].itertuples(index=False):
-        base = dict(zip(keep, record[:len(keep)]))
+        base = dict(zip(keep, record[: len(keep)]))
         for slot, share in record.part_contributions.items():
             rows.append(base | {"slot": slot, "contribution": share})
     long = pd.DataFrame(rows, columns=[*keep, "slot", "contribution"])
     by = _default_by(records, ["slot"])
-    table = _summarise(long, by, "contribution", confidence, method, seed, n_boot, 100.0,
-                       "contribution")
+    table = _summarise(
+        long, by, "contribution", confidence, method, seed, n_boot, 100.0, "contribution"
+    )
     return table.rename(columns={ACC_CI: "share ± ci"})
 
 
-def paired_table(records: pd.DataFrame, baseline: str, *, confidence: float = 0.95,
-                 test: str = "ttest") -> pd.DataFrame:
+def paired_table(
+    records: pd.DataFrame, baseline: str, *, confidence: float = 0.95, test: str = "ttest"
+) -> pd.DataFrame:
     """Each learner minus `baseline`, per run and setting, on the same episodes (points of %).
 
     Columns: [run_id,] setting..., learner, baseline, episodes, difference, ci_low, ci_high,
@@ -151,8 +196,10 @@ def paired_table(records: pd.DataFrame, baseline: str, *, confidence: float = 0.
     Series indexed by episode.
     """
     if baseline not in set(records["learner"]):
-        raise ValueError(f"baseline learner {baseline!r} is not in the records "
-                         f"(learners: {', '.join(sorted(set(records['learner'])))})")
+        raise ValueError(
+            f"baseline learner {baseline!r} is not in the records "
+            f"(learners: {', '.join(sorted(set(records['learner'])))})"
+        )
     rows = []
     group_by = ["run_id", *SETTING_COLUMNS]
     shown = [*_run_columns(records), *SETTING_COLUMNS]
@@ -167,20 +214,42 @@ def paired_table(records: pd.DataFrame, baseline: str, *, confidence: float = 0.
             if name == baseline:
                 continue
             result = paired_difference(by_learner[name], by_learner[baseline], confidence, test)
-            rows.append({k: v for k, v in zip(group_by, setting) if k in shown} | {
-                "learner": name, "baseline": baseline, "episodes": result.n,
-                "difference": result.mean_difference, "ci_low": result.ci_low,
-                "ci_high": result.ci_high, "p_value": result.p_value,
-                "diff ± ci": format_acc(result.mean_difference, result.half_width),
-            })
-    columns = [*shown, "learner", "baseline", "episodes", "difference", "ci_low",
-               "ci_high", "p_value", "diff ± ci"]
+            rows.append(
+                {k: v for k, v in zip(group_by, setting) if k in shown}
+                | {
+                    "learner": name,
+                    "baseline": baseline,
+                    "episodes": result.n,
+                    "difference": result.mean_difference,
+                    "ci_low": result.ci_low,
+                    "ci_high": result.ci_high,
+                    "p_value": result.p_value,
+                    "diff ± ci": format_acc(result.mean_difference, result.half_width),
+                }
+            )
+    columns = [
+        *shown,
+        "learner",
+        "baseline",
+        "episodes",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "diff ± ci",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
-def report_tables(records: pd.DataFrame, *, confidence: float = 0.95, method: str = "normal",
-                  seed: int = 0, n_boot: int = 10_000, baseline: str | None = None
-                  ) -> dict[str, pd.DataFrame]:
+def report_tables(
+    records: pd.DataFrame,
+    *,
+    confidence: float = 0.95,
+    method: str = "normal",
+    seed: int = 0,
+    n_boot: int = 10_000,
+    baseline: str | None = None,
+) -> dict[str, pd.DataFrame]:
     """The standard set: accuracy, super_category, part_contributions and (with `baseline`) paired."""
     options = dict(confidence=confidence, method=method, seed=seed, n_boot=n_boot)
     tables = {
@@ -195,6 +264,7 @@ def report_tables(records: pd.DataFrame, *, confidence: float = 0.95, method: st
 
 # ---------------------------------------------------------------- rendering
 
+
 def _cell(value: Any, digits: int, column: str = "") -> str:
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
@@ -207,8 +277,9 @@ def _cell(value: Any, digits: int, column: str = "") -> str:
 
 def _cells(table: pd.DataFrame, digits: int) -> pd.DataFrame:
     """Every cell as display text (numbers rounded to `digits`, p-values to 2 significant)."""
-    return pd.DataFrame({c: [_cell(v, digits, c) for v in table[c]] for c in table.columns},
-                        columns=table.columns)
+    return pd.DataFrame(
+        {c: [_cell(v, digits, c) for v in table[c]] for c in table.columns}, columns=table.columns
+    )
 
 
 def to_text(table: pd.DataFrame, digits: int = 2) -> str:
@@ -222,8 +293,10 @@ def to_markdown(table: pd.DataFrame, digits: int = 2) -> str:
     """A GitHub-flavoured Markdown table (written here: pandas' to_markdown needs `tabulate`)."""
     header = [str(c) for c in table.columns]
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
-    lines = ["| " + " | ".join(header) + " |",
-             "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---:" if n else "---" for n in numeric) + " |",
+    ]
     for row in _cells(table, digits).itertuples(index=False):
         lines.append("| " + " | ".join(v.replace("|", "\\|") for v in row) + " |")
     return "\n".join(lines) + "\n"
@@ -251,13 +324,21 @@ def save_table(table: pd.DataFrame, stem: str | os.PathLike[str], digits: int = 
     ]
 
 
-def write_report(records: pd.DataFrame, out_dir: str | os.PathLike[str] | None = None, *,
-                 confidence: float = 0.95, method: str = "normal", seed: int = 0,
-                 n_boot: int = 10_000, baseline: str | None = None, echo: bool = True
-                 ) -> dict[str, pd.DataFrame]:
+def write_report(
+    records: pd.DataFrame,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    confidence: float = 0.95,
+    method: str = "normal",
+    seed: int = 0,
+    n_boot: int = 10_000,
+    baseline: str | None = None,
+    echo: bool = True,
+) -> dict[str, pd.DataFrame]:
     """`report_tables`, printed (if `echo`) and saved as `<out_dir>/<name>.{csv,md,tex}`."""
-    tables = report_tables(records, confidence=confidence, method=method, seed=seed,
-                           n_boot=n_boot, baseline=baseline)
+    tables = report_tables(
+        records, confidence=confidence, method=method, seed=seed, n_boot=n_boot, baseline=baseline
+    )
     for name, table in tables.items():
         if echo:
             print(f"\n== {name.replace('_', ' ')} ==")

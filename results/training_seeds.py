@@ -40,9 +40,11 @@ def _stacked(records_by_seed: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
             reference, first = keys, seed
         elif keys != reference:
             missing = sorted(reference - keys)[:3] or sorted(keys - reference)[:3]
-            raise ValueError(f"seed {seed} was not scored on the same (learner, episode) pairs as "
-                             f"seed {first} (e.g. {missing}); every seed must run the same "
-                             "learners on the same episodes")
+            raise ValueError(
+                f"seed {seed} was not scored on the same (learner, episode) pairs as "
+                f"seed {first} (e.g. {missing}); every seed must run the same "
+                "learners on the same episodes"
+            )
         frames.append(frame.assign(**{SEED_COLUMN: int(seed)}))
     return pd.concat(frames, ignore_index=True)
 
@@ -51,8 +53,9 @@ def _std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if values.size > 1 else float("nan")
 
 
-def seed_accuracy_table(records_by_seed: Mapping[int, pd.DataFrame], *,
-                        confidence: float = 0.95) -> pd.DataFrame:
+def seed_accuracy_table(
+    records_by_seed: Mapping[int, pd.DataFrame], *, confidence: float = 0.95
+) -> pd.DataFrame:
     """Per setting and learner: seeds, episodes, mean over seeds, between-seed std, episode CI.
 
     Columns: setting..., learner, mask_mode, seeds, episodes, accuracy (mean over seeds of the
@@ -72,21 +75,34 @@ def seed_accuracy_table(records_by_seed: Mapping[int, pd.DataFrame], *,
         means_arr = np.asarray(means)
         accuracy, episode_ci = float(means_arr.mean()), float(np.mean(halves))
         row = dict(zip(keys, key)) | {
-            "seeds": len(means), "episodes": int(block["episode"].nunique()),
-            "accuracy": accuracy, "seed_std": _std(means_arr), "episode_ci": episode_ci,
+            "seeds": len(means),
+            "episodes": int(block["episode"].nunique()),
+            "accuracy": accuracy,
+            "seed_std": _std(means_arr),
+            "episode_ci": episode_ci,
             ACC_CI: format_acc(accuracy, episode_ci),
         }
         row |= {f"seed {s}": m for s, m in zip(sorted(block[SEED_COLUMN].unique()), means)}
         rows.append(row)
-    columns = [*keys, "seeds", "episodes", "accuracy", "seed_std", "episode_ci", ACC_CI,
-               *(f"seed {s}" for s in seeds)]
+    columns = [
+        *keys,
+        "seeds",
+        "episodes",
+        "accuracy",
+        "seed_std",
+        "episode_ci",
+        ACC_CI,
+        *(f"seed {s}" for s in seeds),
+    ]
     table = pd.DataFrame(rows, columns=columns)
-    return table.sort_values([*SETTING_COLUMNS, "accuracy"], ascending=[True] * 4 + [False],
-                             kind="stable").reset_index(drop=True)
+    return table.sort_values(
+        [*SETTING_COLUMNS, "accuracy"], ascending=[True] * 4 + [False], kind="stable"
+    ).reset_index(drop=True)
 
 
-def seed_paired_table(records_by_seed: Mapping[int, pd.DataFrame], baseline: str, *,
-                      confidence: float = 0.95) -> pd.DataFrame:
+def seed_paired_table(
+    records_by_seed: Mapping[int, pd.DataFrame], baseline: str, *, confidence: float = 0.95
+) -> pd.DataFrame:
     """Each learner minus `baseline`, paired within each seed, then combined over seeds.
 
     Columns: setting..., learner, baseline, seeds, episodes, difference (mean over seeds of the
@@ -96,14 +112,23 @@ def seed_paired_table(records_by_seed: Mapping[int, pd.DataFrame], baseline: str
     """
     frame = _stacked(records_by_seed)
     if baseline not in set(frame["learner"]):
-        raise ValueError(f"baseline learner {baseline!r} is not in the records "
-                         f"(learners: {', '.join(sorted(set(frame['learner'])))})")
+        raise ValueError(
+            f"baseline learner {baseline!r} is not in the records "
+            f"(learners: {', '.join(sorted(set(frame['learner'])))})"
+        )
     seeds = sorted(frame[SEED_COLUMN].unique())
     rows = []
     for setting, block in frame.groupby(list(SETTING_COLUMNS), dropna=False, sort=True):
         # (episode, seed) -> accuracy in %, one column per learner
-        wide = block.pivot_table(index=["episode", SEED_COLUMN], columns="learner",
-                                 values="accuracy", aggfunc="first") * 100.0
+        wide = (
+            block.pivot_table(
+                index=["episode", SEED_COLUMN],
+                columns="learner",
+                values="accuracy",
+                aggfunc="first",
+            )
+            * 100.0
+        )
         if baseline not in wide:
             continue
         for name in sorted(c for c in wide.columns if c != baseline):
@@ -112,22 +137,39 @@ def seed_paired_table(records_by_seed: Mapping[int, pd.DataFrame], baseline: str
             averaged = wide[[name, baseline]].groupby(level="episode").mean()
             paired = paired_difference(averaged[name], averaged[baseline], confidence)
             row = dict(zip(SETTING_COLUMNS, setting)) | {
-                "learner": name, "baseline": baseline, "seeds": diff.shape[1],
-                "episodes": paired.n, "difference": float(per_seed.mean()),
-                "seed_std": _std(per_seed), "ci_low": paired.ci_low, "ci_high": paired.ci_high,
+                "learner": name,
+                "baseline": baseline,
+                "seeds": diff.shape[1],
+                "episodes": paired.n,
+                "difference": float(per_seed.mean()),
+                "seed_std": _std(per_seed),
+                "ci_low": paired.ci_low,
+                "ci_high": paired.ci_high,
                 "p_value": paired.p_value,
                 "diff ± ci": format_acc(float(per_seed.mean()), paired.half_width),
             }
             row |= {f"seed {s}": float(v) for s, v in zip(diff.columns, per_seed)}
             rows.append(row)
-    columns = [*SETTING_COLUMNS, "learner", "baseline", "seeds", "episodes", "difference",
-               "seed_std", "ci_low", "ci_high", "p_value", "diff ± ci",
-               *(f"seed {s}" for s in seeds)]
+    columns = [
+        *SETTING_COLUMNS,
+        "learner",
+        "baseline",
+        "seeds",
+        "episodes",
+        "difference",
+        "seed_std",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "diff ± ci",
+        *(f"seed {s}" for s in seeds),
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
-def seed_summary(records_by_seed: Mapping[int, pd.DataFrame], *,
-                 confidence: float = 0.95) -> dict[str, Any]:
+def seed_summary(
+    records_by_seed: Mapping[int, pd.DataFrame], *, confidence: float = 0.95
+) -> dict[str, Any]:
     """JSON-able summary for a result file: the seeds, and per learner the mean over seeds, the
     between-seed std, the episode CI and every seed's accuracy (%)."""
     table = seed_accuracy_table(records_by_seed, confidence=confidence)
@@ -139,9 +181,9 @@ def seed_summary(records_by_seed: Mapping[int, pd.DataFrame], *,
     learners = {}
     for row in table.to_dict("records"):
         learners[str(row["learner"])] = {
-            "accuracy": number(row["accuracy"]), "seed_std": number(row["seed_std"]),
+            "accuracy": number(row["accuracy"]),
+            "seed_std": number(row["seed_std"]),
             "episode_ci": number(row["episode_ci"]),
             "per_seed": {str(s): number(row[f"seed {s}"]) for s in seeds},
         }
-    return {"seeds": seeds, "n_seeds": len(seeds), "confidence": confidence,
-            "learners": learners}
+    return {"seeds": seeds, "n_seeds": len(seeds), "confidence": confidence, "learners": learners}

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmark.config.run import config_from_dict
 from benchmark.evaluation import feature_learners as evaluate
 from benchmark.run import orchestrator as runner
-from benchmark.config.run import config_from_dict
 from results.records import read_records
 from results.tables import accuracy_table
 
@@ -32,11 +32,19 @@ def trained_run(tiny_twin_root, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("accuracy")
     raw = {
-        "name": "accuracy", "output_dir": str(tmp / "outputs"), "cache_dir": str(tmp / "cache"),
+        "name": "accuracy",
+        "output_dir": str(tmp / "outputs"),
+        "cache_dir": str(tmp / "cache"),
         "data": {"source": "synthetic", "root": str(tiny_twin_root), "synthetic": TINY_TWIN},
         "backbone": {"name": "test_resnet", "weights": "train", "image_size": 48},
-        "train": {"epochs": 4, "batch_size": 32, "lr": 0.1, "val_episodes": 20, "val_k_shot": 1,
-                  "val_n_query": 2},
+        "train": {
+            "epochs": 4,
+            "batch_size": 32,
+            "lr": 0.1,
+            "val_episodes": 20,
+            "val_k_shot": 1,
+            "val_n_query": 2,
+        },
         "features": {"batch_size": 128},
         "episodes": {"n_way": 5, "k_shot": 1, "n_query": 3, "n_episodes": 100, "batch_size": 50},
         "learners": ["protonet", "part_protonet"],
@@ -62,6 +70,7 @@ def test_permuted_query_labels_fall_to_chance(trained_run, monkeypatch, tmp_path
     def with_permuted_queries(learner, batch, gather_support, gather_query, **seeding):
         def shuffled(idx):  # each episode's query images in a random order: labels now wrong
             return gather_query(rng.permuted(idx, axis=-1))
+
         return predict_batch(learner, batch, gather_support, shuffled, **seeding)
 
     monkeypatch.setattr(evaluate, "predict_batch", with_permuted_queries)

@@ -31,18 +31,23 @@ def _random_head_backbone(name, **kwargs):
 def _run(tiny_run_config, tmp_path, monkeypatch, masks, learners, tag):
     def resolve(cfg, dataset, progress=True, needs_part_head=False):
         bb = cfg.backbone
-        return _random_head_backbone(bb.name, weights="random", image_size=bb.image_size,
-                                     seed=bb.seed)
+        return _random_head_backbone(
+            bb.name, weights="random", image_size=bb.image_size, seed=bb.seed
+        )
 
     monkeypatch.setattr(runner, "resolve_backbone", resolve)
-    raw = dict(tiny_run_config, learners=learners,
-               features={"masks": masks, "batch_size": 128},
-               episodes=dict(tiny_run_config["episodes"], n_query=5, n_episodes=60))
+    raw = dict(
+        tiny_run_config,
+        learners=learners,
+        features={"masks": masks, "batch_size": 128},
+        episodes=dict(tiny_run_config["episodes"], n_query=5, n_episodes=60),
+    )
     return runner.run_benchmark(config_from_dict(raw), run_dir=tmp_path / tag, progress=False)
 
 
-def test_presence_only_leaks_under_all_and_is_at_chance_under_none(tiny_run_config, tmp_path,
-                                                                   monkeypatch):
+def test_presence_only_leaks_under_all_and_is_at_chance_under_none(
+    tiny_run_config, tmp_path, monkeypatch
+):
     chance = 100.0 / N_WAY
     oracle = _run(tiny_run_config, tmp_path, monkeypatch, "oracle", ["presence_only"], "all")
     metric = oracle.result["metrics"]["presence_only"]
@@ -57,10 +62,17 @@ def test_presence_only_leaks_under_all_and_is_at_chance_under_none(tiny_run_conf
     assert abs(metric["accuracy"] - chance) <= metric["ci"] + 1.0
 
 
-def test_support_protocol_never_hands_a_query_its_annotations(tiny_run_config, tmp_path,
-                                                              monkeypatch):
-    out = _run(tiny_run_config, tmp_path, monkeypatch, "support-oracle",
-               ["presence_only", "part_protonet_oracle"], "support")
+def test_support_protocol_never_hands_a_query_its_annotations(
+    tiny_run_config, tmp_path, monkeypatch
+):
+    out = _run(
+        tiny_run_config,
+        tmp_path,
+        monkeypatch,
+        "support-oracle",
+        ["presence_only", "part_protonet_oracle"],
+        "support",
+    )
     metrics = out.result["metrics"]
     assert metrics["presence_only"]["annotations"] == "support"
     assert metrics["part_protonet_oracle"]["annotations"] == "all"  # the labelled upper bound
@@ -72,11 +84,17 @@ def test_provider_pools_support_oracle_queries_over_predicted_masks(tiny_twin_ro
     from benchmark.data.source import resolve_dataset
     from benchmark.features.provider import FeatureProvider
 
-    raw = {"data": {"source": "synthetic", "root": str(tiny_twin_root),
-                    "synthetic": {"images_per_class": 6, "image_size": 48, "seed": 0}},
-           "backbone": {"name": "resnet10t", "weights": "random", "image_size": 32},
-           "features": {"masks": "support-oracle", "batch_size": 128},
-           "cache_dir": str(tmp_path / "cache"), "learners": ["presence_only"]}
+    raw = {
+        "data": {
+            "source": "synthetic",
+            "root": str(tiny_twin_root),
+            "synthetic": {"images_per_class": 6, "image_size": 48, "seed": 0},
+        },
+        "backbone": {"name": "resnet10t", "weights": "random", "image_size": 32},
+        "features": {"masks": "support-oracle", "batch_size": 128},
+        "cache_dir": str(tmp_path / "cache"),
+        "learners": ["presence_only"],
+    }
     cfg = config_from_dict(raw)
     dataset = resolve_dataset(cfg.data, cfg.cache_dir)
     backbone = _random_head_backbone("resnet10t", weights="random", image_size=32)

@@ -80,9 +80,13 @@ def test_train_checkpoint_loads_backbone_head_and_meta(tmp_path):
     torch.save({"model": trained.state_dict(), "part_head": head.state_dict(), "meta": meta}, path)
     backbone = build_backbone(TINY, weights="train", checkpoint=path)
     state = backbone.model.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in trained.state_dict().items() if not k.startswith("fc."))
+    assert all(
+        torch.equal(state[k], v) for k, v in trained.state_dict().items() if not k.startswith("fc.")
+    )
     assert backbone.provenance["saw_test_classes"] is False
-    assert backbone.provenance["meta"]["epoch"] == 3 and backbone.provenance["checkpoint"] == "best.pt"
+    assert (
+        backbone.provenance["meta"]["epoch"] == 3 and backbone.provenance["checkpoint"] == "best.pt"
+    )
     assert torch.equal(backbone.part_head_state["weight"], head.weight)
     assert backbone.image_size == (96, 96)  # trained at 96 px: features use the same size
 
@@ -129,10 +133,14 @@ def test_hub_offline_uses_weights_already_in_the_hub_cache(tmp_path, monkeypatch
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     backbone = build_backbone(TINY, weights="hub")
-    assert backbone.provenance["source"] == "hub" and backbone.provenance["saw_test_classes"] is True
+    assert (
+        backbone.provenance["source"] == "hub" and backbone.provenance["saw_test_classes"] is True
+    )
     assert backbone.provenance["hub_id"] == hub_id
     state = backbone.model.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in source.state_dict().items() if not k.startswith("fc."))
+    assert all(
+        torch.equal(state[k], v) for k, v in source.state_dict().items() if not k.startswith("fc.")
+    )
 
 
 def test_unknown_model_name_suggests_close_timm_names():
@@ -142,7 +150,9 @@ def test_unknown_model_name_suggests_close_timm_names():
         build_backbone(TINY, weights="imagenet")
 
 
-@pytest.mark.parametrize("name, channels, grid", [("test_resnet", 96, (2, 2)), ("test_vit", 64, (4, 4))])
+@pytest.mark.parametrize(
+    "name, channels, grid", [("test_resnet", 96, (2, 2)), ("test_vit", 64, (4, 4))]
+)
 def test_feature_map_is_nchw_for_cnns_and_vits(name, channels, grid):
     backbone = build_backbone(name, image_size=64)
     x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))

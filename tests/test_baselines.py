@@ -21,12 +21,27 @@ N_WAY, K_SHOT, N_QUERY, DIM, SLOTS = 4, 3, 5, 12, 3
 PART_DIM, LOCAL = 8, 4  # slot/local width != global width (an earlier part stage); cells per image
 FEATURE_LEARNERS = learner_names(Learner)  # image learners: tests/test_image_learners.py
 # test doubles and presence_only (the toy's presence is random: it reads no embedding)
-NOT_LEARNING = {"random", "presence_only", "presence_only_predicted", "presence_only_oracle"}  # no above-chance requirement
+NOT_LEARNING = {
+    "random",
+    "presence_only",
+    "presence_only_predicted",
+    "presence_only_oracle",
+}  # no above-chance requirement
 
 
-def toy_episodes(b: int = 3, n_way: int = N_WAY, k_shot: int = K_SHOT, n_query: int = N_QUERY,
-                 dim: int = DIM, slots: int = SLOTS, seed: int = 0, spread: float = 3.0,
-                 dtype: torch.dtype = torch.float16, part_dim: int = PART_DIM, local: int = LOCAL):
+def toy_episodes(
+    b: int = 3,
+    n_way: int = N_WAY,
+    k_shot: int = K_SHOT,
+    n_query: int = N_QUERY,
+    dim: int = DIM,
+    slots: int = SLOTS,
+    seed: int = 0,
+    spread: float = 3.0,
+    dtype: torch.dtype = torch.float16,
+    part_dim: int = PART_DIM,
+    local: int = LOCAL,
+):
     """B separable episodes: class centres ~ N(0, spread^2), images = centre + N(0, 1), per slot
     and per local descriptor likewise; each slot present with probability 0.7. Slots and local
     descriptors are part_dim wide (not dim). Returns support, labels, query, truth."""
@@ -54,7 +69,9 @@ def base_embeddings(dim: int = DIM, seed: int = 1) -> torch.Tensor:
     return torch.randn(64, dim, generator=torch.Generator().manual_seed(seed)) + 0.5
 
 
-def run(name: str, support, labels, query, n_way: int = N_WAY, **options) -> tuple[Learner, torch.Tensor]:
+def run(
+    name: str, support, labels, query, n_way: int = N_WAY, **options
+) -> tuple[Learner, torch.Tensor]:
     learner = get_learner(name, **options)
     learner.prepare(base_embeddings(support.embeddings.shape[-1]))
     return learner, learner.fit(support, labels, n_way).predict(query)
@@ -68,10 +85,20 @@ def np64(x: torch.Tensor) -> np.ndarray:
 
 
 def test_registry_lists_every_baseline():
-    assert set(learner_names()) >= {"protonet", "protonet_cosine", "part_protonet",
-                                   "part_protonet_loo", "simpleshot", "logreg", "maml", "random",
-                                   "part_protonet_grid2", "part_protonet_grid3",
-                                   "part_protonet_shuffled", "dn4"}
+    assert set(learner_names()) >= {
+        "protonet",
+        "protonet_cosine",
+        "part_protonet",
+        "part_protonet_loo",
+        "simpleshot",
+        "logreg",
+        "maml",
+        "random",
+        "part_protonet_grid2",
+        "part_protonet_grid3",
+        "part_protonet_shuffled",
+        "dn4",
+    }
     assert learner_names() == sorted(learner_names())
     for name in learner_names():
         cls = baselines.get_learner_class(name)
@@ -80,6 +107,7 @@ def test_registry_lists_every_baseline():
 
 def test_registry_rejects_duplicates_and_non_learners():
     with pytest.raises(ValueError, match="'protonet' is taken"):
+
         @register
         class Again(Learner):  # noqa: F811
             name = "protonet"
@@ -135,10 +163,14 @@ def test_batched_equals_one_episode_at_a_time(name):
     support, labels, query, _ = toy_episodes(b=3, seed=4, spread=1.0)
     _, together = run(name, support, labels, query)
     for b in range(3):
-        one = lambda f: EpisodeFeatures(f.embeddings[b:b + 1], f.part_embeddings[b:b + 1],
-                                        f.part_present[b:b + 1], f.local_descriptors[b:b + 1])
-        _, alone = run(name, one(support), labels[b:b + 1], one(query))
-        torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-4, atol=1e-5)
+        one = lambda f, b=b: EpisodeFeatures(
+            f.embeddings[b : b + 1],
+            f.part_embeddings[b : b + 1],
+            f.part_present[b : b + 1],
+            f.local_descriptors[b : b + 1],
+        )
+        _, alone = run(name, one(support), labels[b : b + 1], one(query))
+        torch.testing.assert_close(together[b : b + 1], alone, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", FEATURE_LEARNERS)
@@ -216,8 +248,9 @@ def test_protonet_matches_reference():
 def test_protonet_cosine_matches_reference():
     support, labels, query, _ = toy_episodes(seed=3)
     _, scores = run("protonet_cosine", support, labels, query)
-    expected = ref_protonet(np64(support.embeddings), labels.numpy(), np64(query.embeddings),
-                            N_WAY, cosine=True)
+    expected = ref_protonet(
+        np64(support.embeddings), labels.numpy(), np64(query.embeddings), N_WAY, cosine=True
+    )
     np.testing.assert_allclose(np64(scores), expected, atol=1e-5)
 
 
@@ -230,8 +263,9 @@ def test_simpleshot_matches_reference():
         x = x - mean
         return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
-    expected = ref_protonet(cl2n(np64(support.embeddings)), labels.numpy(),
-                            cl2n(np64(query.embeddings)), N_WAY)
+    expected = ref_protonet(
+        cl2n(np64(support.embeddings)), labels.numpy(), cl2n(np64(query.embeddings)), N_WAY
+    )
     np.testing.assert_allclose(np64(scores), expected, atol=1e-5)
 
 
@@ -296,19 +330,27 @@ def ref_margin_shares(dist, share):
     return out
 
 
-@pytest.mark.parametrize("options", [
-    {}, {"global_weight": 2.0, "part_weight": [1.0, 0.0, 3.0]}, {"normalize": "none"},
-    {"normalize": "none", "global_weight": 2.0, "part_weight": 0.5}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"global_weight": 2.0, "part_weight": [1.0, 0.0, 3.0]},
+        {"normalize": "none"},
+        {"normalize": "none", "global_weight": 2.0, "part_weight": 0.5},
+    ],
+)
 def test_part_protonet_matches_reference(options):
     support, labels, query, _ = toy_episodes(seed=6, spread=1.0)
     learner, scores = run("part_protonet", support, labels, query, **options)
     parts = np.broadcast_to(options.get("part_weight", 1.0), (SLOTS,))
     weights = np.tile(np.r_[parts, options.get("global_weight", 1.0)], (3, 1))
-    dist, share = ref_part_distances(support, labels, query, N_WAY, weights,
-                                     options.get("normalize", "l2"))
+    dist, share = ref_part_distances(
+        support, labels, query, N_WAY, weights, options.get("normalize", "l2")
+    )
     np.testing.assert_allclose(np64(scores), -dist, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(np64(learner.part_contributions()),
-                               ref_margin_shares(dist, share)[:, :-1], atol=1e-4)
+    np.testing.assert_allclose(
+        np64(learner.part_contributions()), ref_margin_shares(dist, share)[:, :-1], atol=1e-4
+    )
 
 
 def ref_loo_weights(support, labels, n_way, floor=0.05, normalize="l2"):
@@ -328,8 +370,11 @@ def ref_loo_weights(support, labels, n_way, floor=0.05, normalize="l2"):
                 keep[i] = False
                 if not has[i] or not (keep & (y == y[i])).any():
                     continue
-                d = {c: ((feats[i] - feats[keep & (y == c)].mean(0)) ** 2).sum()
-                     for c in range(n_way) if (keep & (y == c)).any()}
+                d = {
+                    c: ((feats[i] - feats[keep & (y == c)].mean(0)) ** 2).sum()
+                    for c in range(n_way)
+                    if (keep & (y == c)).any()
+                }
                 tried += 1
                 hits += min(d, key=d.get) == y[i]
             if tried:
@@ -358,14 +403,17 @@ def test_part_protonet_l2_terms_ignore_each_embedding_scale():
 
     def rescaled(f: EpisodeFeatures) -> EpisodeFeatures:
         b, n, s, _ = f.part_embeddings.shape
-        return EpisodeFeatures(f.embeddings * (0.2 + 5 * torch.rand(b, n, 1, generator=g)),
-                               f.part_embeddings * (0.2 + 5 * torch.rand(b, n, s, 1, generator=g)),
-                               f.part_present)
+        return EpisodeFeatures(
+            f.embeddings * (0.2 + 5 * torch.rand(b, n, 1, generator=g)),
+            f.part_embeddings * (0.2 + 5 * torch.rand(b, n, s, 1, generator=g)),
+            f.part_present,
+        )
 
     for normalize, unchanged in (("l2", True), ("none", False)):
         _, before = run("part_protonet", support, labels, query, normalize=normalize)
-        _, after = run("part_protonet", rescaled(support), labels, rescaled(query),
-                       normalize=normalize)
+        _, after = run(
+            "part_protonet", rescaled(support), labels, rescaled(query), normalize=normalize
+        )
         assert torch.allclose(before, after, atol=1e-5) == unchanged, normalize
 
 
@@ -399,17 +447,22 @@ def test_logreg_reaches_the_per_episode_optimum(k_shot):
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         onehot = np.eye(N_WAY)[labels[e].numpy()]
 
-        def objective(theta):
+        def objective(theta, x=x, onehot=onehot):
             weight, bias = theta[:-N_WAY].reshape(DIM, N_WAY), theta[-N_WAY:]
             logits = x @ weight + bias
             logits -= logits.max(1, keepdims=True)
             p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-            loss = -(onehot * np.log(p)).sum(1).mean() + decay / 2 * (weight ** 2).sum()
+            loss = -(onehot * np.log(p)).sum(1).mean() + decay / 2 * (weight**2).sum()
             grad = (p - onehot) / len(x)
             return loss, np.r_[(x.T @ grad + decay * weight).ravel(), grad.sum(0)]
 
-        theta = minimize(objective, np.zeros(DIM * N_WAY + N_WAY), jac=True, method="L-BFGS-B",
-                         options={"maxiter": 5000, "gtol": 1e-10}).x
+        theta = minimize(
+            objective,
+            np.zeros(DIM * N_WAY + N_WAY),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 5000, "gtol": 1e-10},
+        ).x
         q = np64(query.embeddings[e])
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         expected = q @ theta[:-N_WAY].reshape(DIM, N_WAY) + theta[-N_WAY:]
@@ -468,25 +521,31 @@ def ref_dn4(support, labels, query, n_way, k):
 def test_dn4_matches_reference(k):
     support, labels, query, _ = toy_episodes(seed=8, spread=1.0)
     perm = torch.randperm(labels.shape[1], generator=torch.Generator().manual_seed(0))
-    support = EpisodeFeatures(support.embeddings[:, perm], None, None,
-                              support.local_descriptors[:, perm])  # ways interleaved
+    support = EpisodeFeatures(
+        support.embeddings[:, perm], None, None, support.local_descriptors[:, perm]
+    )  # ways interleaved
     labels = labels[:, perm]
     _, scores = run("dn4", support, labels, query, k=k)
-    np.testing.assert_allclose(np64(scores), ref_dn4(support, labels, query, N_WAY, k),
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        np64(scores), ref_dn4(support, labels, query, N_WAY, k), rtol=1e-4, atol=1e-3
+    )
 
 
 def test_controls_are_part_protonet_over_their_own_regions():
     support, labels, query, _ = toy_episodes(seed=9)
     _, plain = run("part_protonet", support, labels, query)
-    for name, masks in (("part_protonet_grid2", "grid2"), ("part_protonet_grid3", "grid3"),
-                        ("part_protonet_shuffled", "shuffled"),
-                        ("part_protonet_predicted", "predicted")):
+    for name, masks in (
+        ("part_protonet_grid2", "grid2"),
+        ("part_protonet_grid3", "grid3"),
+        ("part_protonet_shuffled", "shuffled"),
+        ("part_protonet_predicted", "predicted"),
+    ):
         cls = baselines.get_learner_class(name)
         assert cls.uses_parts and cls.own_masks == masks
         # the difference is in the features alone (the grids' weights set to part_protonet's)
-        _, scores = run(name, support, labels, query,
-                        **({"part_weight": 1.0} if "grid" in name else {}))
+        _, scores = run(
+            name, support, labels, query, **({"part_weight": 1.0} if "grid" in name else {})
+        )
         torch.testing.assert_close(scores, plain)
     with pytest.raises(TypeError):
         get_learner("part_protonet_grid2", mask_mode="oracle")
@@ -502,10 +561,10 @@ def test_stochastic_learners_depend_on_the_episode_not_the_batch(name, options):
     learner.seed_episodes(episode_seeds(3, name, indices))
     together = learner.fit(support, labels, N_WAY).predict(query)
     for b in (2, 0):  # alone, in another order, under its own index: the same scores
-        one = lambda f: EpisodeFeatures(f.embeddings[b:b + 1])
-        learner.seed_episodes(episode_seeds(3, name, indices[b:b + 1]))
-        alone = learner.fit(one(support), labels[b:b + 1], N_WAY).predict(one(query))
-        torch.testing.assert_close(together[b:b + 1], alone, rtol=1e-5, atol=1e-6)
+        one = lambda f, b=b: EpisodeFeatures(f.embeddings[b : b + 1])
+        learner.seed_episodes(episode_seeds(3, name, indices[b : b + 1]))
+        alone = learner.fit(one(support), labels[b : b + 1], N_WAY).predict(one(query))
+        torch.testing.assert_close(together[b : b + 1], alone, rtol=1e-5, atol=1e-6)
     learner.seed_episodes(episode_seeds(4, name, indices))  # another run seed: other draws
     assert not torch.equal(learner.fit(support, labels, N_WAY).predict(query), together)
     learner.seed_episodes(episode_seeds(3, name, indices[:2]))
@@ -540,22 +599,30 @@ def test_random_learner_ignores_the_features_and_favours_no_way():
 
 def features(*rows, parts=None, present=None) -> EpisodeFeatures:
     emb = torch.tensor([rows], dtype=torch.float32)
-    return EpisodeFeatures(emb, None if parts is None else torch.tensor([parts]),
-                           None if present is None else torch.tensor([present]))
+    return EpisodeFeatures(
+        emb,
+        None if parts is None else torch.tensor([parts]),
+        None if present is None else torch.tensor([present]),
+    )
 
 
 def test_golden_protonet():
     support = features([0.0, 0.0], [2.0, 0.0], [0.0, 4.0])  # prototypes (1, 0) and (0, 4)
     labels = torch.tensor([[0, 0, 1]])
-    scores = get_learner("protonet").fit(support, labels, 2).predict(features([1.0, 1.0], [0.0, 3.0]))
+    scores = (
+        get_learner("protonet").fit(support, labels, 2).predict(features([1.0, 1.0], [0.0, 3.0]))
+    )
     torch.testing.assert_close(scores, torch.tensor([[[-1.0, -10.0], [-10.0, -1.0]]]))
 
 
 def test_golden_protonet_cosine():
     support = features([0.0, 0.0], [2.0, 0.0], [0.0, 4.0])
     labels = torch.tensor([[0, 0, 1]])
-    scores = get_learner("protonet_cosine").fit(support, labels, 2).predict(
-        features([1.0, math.sqrt(3.0)], [3.0, 0.0]))
+    scores = (
+        get_learner("protonet_cosine")
+        .fit(support, labels, 2)
+        .predict(features([1.0, math.sqrt(3.0)], [3.0, 0.0]))
+    )
     torch.testing.assert_close(scores, torch.tensor([[[0.5, math.sqrt(3.0) / 2], [1.0, 0.0]]]))
 
 
@@ -563,15 +630,18 @@ def test_golden_simpleshot():
     learner = get_learner("simpleshot")
     learner.prepare(torch.tensor([[0.0, 0.0], [2.0, 2.0]]))  # mean (1, 1)
     support = features([3.0, 1.0], [1.0, 4.0])  # centred, normalised: (1, 0) and (0, 1)
-    scores = learner.fit(support, torch.tensor([[0, 1]]), 2).predict(features([2.0, 2.0], [1.0, 0.0]))
+    scores = learner.fit(support, torch.tensor([[0, 1]]), 2).predict(
+        features([2.0, 2.0], [1.0, 0.0])
+    )
     near = 2.0 - math.sqrt(2.0)  # (1,1)/sqrt2 is equally far from both
     torch.testing.assert_close(scores, torch.tensor([[[-near, -near], [-2.0, -4.0]]]))
 
 
 def golden_part_episode():
     # D = 1, S = 2 slots. Way 0 has slot 0 only; way 1 has both. The query has both.
-    support = features([0.0], [2.0], parts=[[[0.0], [9.0]], [[4.0], [1.0]]],
-                       present=[[True, False], [True, True]])
+    support = features(
+        [0.0], [2.0], parts=[[[0.0], [9.0]], [[4.0], [1.0]]], present=[[True, False], [True, True]]
+    )
     query = features([1.0], parts=[[[1.0], [0.0]]], present=[[True, True]])
     return support, torch.tensor([[0, 1]]), query
 
@@ -584,8 +654,9 @@ def test_golden_part_protonet_raw():
     torch.testing.assert_close(scores, torch.tensor([[[-1.0, -11.0 / 3.0]]]))
     # per-term margins: slot 0: 3 - 1/2, slot 1: 1/3 - 0, global: 1/3 - 1/2; total 8/3.
     torch.testing.assert_close(learner.part_contributions(), torch.tensor([[15 / 16, 1 / 8]]))
-    weighted = get_learner("part_protonet", global_weight=2.0, part_weight=[1.0, 3.0],
-                           normalize="none")
+    weighted = get_learner(
+        "part_protonet", global_weight=2.0, part_weight=[1.0, 3.0], normalize="none"
+    )
     scores = weighted.fit(support, labels, 2).predict(query)
     torch.testing.assert_close(scores, torch.tensor([[[-1.0, -7.0 / 3.0]]]))  # 14 / 6
 
@@ -594,9 +665,13 @@ def test_golden_part_protonet_l2():
     # D = 2, S = 1. Way 0: globals (2, 0), (0, 3) -> unit (1, 0), (0, 1), prototype their mean
     # (0.5, 0.5) (not renormalised); slot only in the first image, (3, 4) -> (0.6, 0.8).
     # Way 1: global (0, -5) -> (0, -1); slot (0, -2) -> (0, -1).
-    support = features([2.0, 0.0], [0.0, 3.0], [0.0, -5.0],
-                       parts=[[[3.0, 4.0]], [[0.0, 0.0]], [[0.0, -2.0]]],
-                       present=[[True], [False], [True]])
+    support = features(
+        [2.0, 0.0],
+        [0.0, 3.0],
+        [0.0, -5.0],
+        parts=[[[3.0, 4.0]], [[0.0, 0.0]], [[0.0, -2.0]]],
+        present=[[True], [False], [True]],
+    )
     query = features([6.0, 0.0], parts=[[[0.0, 10.0]]], present=[[True]])  # (1, 0) and (0, 1)
     learner = get_learner("part_protonet")
     scores = learner.fit(support, torch.tensor([[0, 0, 1]]), 2).predict(query)
@@ -608,10 +683,17 @@ def test_golden_part_protonet_l2():
 
 def test_golden_part_protonet_loo():
     # Global embeddings separate the ways; slot 0 is swapped between them, so LOO finds it useless.
-    support = features([0.0], [1.0], [10.0], [11.0], parts=[[[0.0]], [[5.0]], [[5.0]], [[0.0]]],
-                       present=[[True]] * 4)
+    support = features(
+        [0.0],
+        [1.0],
+        [10.0],
+        [11.0],
+        parts=[[[0.0]], [[5.0]], [[5.0]], [[0.0]]],
+        present=[[True]] * 4,
+    )
     learner = get_learner("part_protonet_loo", normalize="none").fit(
-        support, torch.tensor([[0, 0, 1, 1]]), 2)
+        support, torch.tensor([[0, 0, 1, 1]]), 2
+    )
     torch.testing.assert_close(learner.weights, torch.tensor([[0.05, 1.05]]))
 
 
@@ -620,7 +702,9 @@ def test_golden_logreg_reaches_the_analytic_optimum():
 
     decay = 0.1
     learner = get_learner("logreg", steps=1500, lr=0.05, weight_decay=decay)
-    scores = learner.fit(features([1.0], [-1.0]), torch.tensor([[0, 1]]), 2).predict(features([1.0]))
+    scores = learner.fit(features([1.0], [-1.0]), torch.tensor([[0, 1]]), 2).predict(
+        features([1.0])
+    )
     # By symmetry W = (u/2, -u/2), b0 = b1; the loss log(1 + e^-u) + decay u^2 / 4 is stationary at
     # sigmoid(-u) = decay u / 2; the query x = 1 then gets logit gap u.
     u = brentq(lambda u: 1 / (1 + math.exp(u)) - decay * u / 2, 0.0, 50.0)
@@ -630,7 +714,9 @@ def test_golden_logreg_reaches_the_analytic_optimum():
 def test_golden_maml_one_step():
     learner = get_learner("maml", steps=1, inner_lr=1.0)
     support = features([1.0, 0.0], [0.0, 1.0])
-    scores = learner.fit(support, torch.tensor([[0, 1]]), 2).predict(features([1.0, 0.0], [0.6, 0.8]))
+    scores = learner.fit(support, torch.tensor([[0, 1]]), 2).predict(
+        features([1.0, 0.0], [0.6, 0.8])
+    )
     # From zero: p = 1/2, W <- lr * (Y - p)^T X / n = [[1/4, -1/4], [-1/4, 1/4]], b stays 0.
     torch.testing.assert_close(scores, torch.tensor([[[0.25, -0.25], [-0.05, 0.05]]]))
 
@@ -638,9 +724,15 @@ def test_golden_maml_one_step():
 def test_golden_dn4():
     # D = 2, L = 2 cells per image, 1 shot. Way 0: (1, 0), (0, 1); way 1: (-1, 0), (0, 2) ->
     # unit (0, 1). Query: (2, 0), (3, 4) -> unit (1, 0), (0.6, 0.8).
-    support = EpisodeFeatures(torch.zeros(1, 2, 1), None, None,
-                              torch.tensor([[[[0.0, 1.0], [1.0, 0.0]], [[-1.0, 0.0], [0.0, 2.0]]]]))
-    query = EpisodeFeatures(torch.zeros(1, 1, 1), None, None, torch.tensor([[[[2.0, 0.0], [3.0, 4.0]]]]))
+    support = EpisodeFeatures(
+        torch.zeros(1, 2, 1),
+        None,
+        None,
+        torch.tensor([[[[0.0, 1.0], [1.0, 0.0]], [[-1.0, 0.0], [0.0, 2.0]]]]),
+    )
+    query = EpisodeFeatures(
+        torch.zeros(1, 1, 1), None, None, torch.tensor([[[[2.0, 0.0], [3.0, 4.0]]]])
+    )
     labels = torch.tensor([[0, 1]])
     one = get_learner("dn4", k=1).fit(support, labels, 2).predict(query)
     # k=1: way 0: 1 + 0.8; way 1: max(-1, 0) + max(-0.6, 0.8) = 0.8
@@ -657,8 +749,11 @@ def test_golden_random():
     # The documented definition: torch.rand(n_query, n_way) from a CPU generator seeded with the
     # episode's seed; without seed_episodes, call position b is episode index b of run `seed`.
     support = features([0.0], [1.0])
-    scores = get_learner("random", seed=11).fit(support, torch.tensor([[0, 1]]), 2).predict(
-        features([0.0], [0.0], [0.0]))
+    scores = (
+        get_learner("random", seed=11)
+        .fit(support, torch.tensor([[0, 1]]), 2)
+        .predict(features([0.0], [0.0], [0.0]))
+    )
     seed = int(episode_seeds(11, "random", [0])[0])
     expected = torch.rand(3, 2, generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(scores, expected[None])
@@ -668,9 +763,12 @@ def test_presence_only_reads_presence_and_nothing_else():
     # scores are a function of part_present alone: new embeddings change nothing
     support, labels, query, _ = toy_episodes()
     _, scores = run("presence_only", support, labels, query)
-    noise = lambda f: EpisodeFeatures(torch.randn_like(f.embeddings.float()).half(),  # noqa: E731
-                                      torch.randn_like(f.part_embeddings.float()).half(),
-                                      f.part_present, f.local_descriptors)
+    noise = lambda f: EpisodeFeatures(
+        torch.randn_like(f.embeddings.float()).half(),
+        torch.randn_like(f.part_embeddings.float()).half(),
+        f.part_present,
+        f.local_descriptors,
+    )
     _, again = run("presence_only", noise(support), labels, noise(query))
     torch.testing.assert_close(scores, again)
     flipped = EpisodeFeatures(query.embeddings, query.part_embeddings, ~query.part_present)

@@ -8,8 +8,12 @@ import torch
 
 from benchmark.models.backbones import BackboneError, build_backbone
 from benchmark.models.tensor_hash import tensors_sha256
-from benchmark.training.checkpoint import (CheckpointError, load_checkpoint, save_checkpoint,
-                                           usable_cached_checkpoint)
+from benchmark.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    usable_cached_checkpoint,
+)
 
 TINY = "test_resnet"
 
@@ -19,8 +23,14 @@ def _trained(tmp_path, name="best.pt", **extra):
         torch.manual_seed(0)
         model = timm.create_model(TINY, num_classes=0)
     path = tmp_path / name
-    save_checkpoint({"model": model.state_dict(), "part_head": None,
-                     "meta": {"model_name": TINY, "saw_test_classes": False, **extra}}, path)
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "part_head": None,
+            "meta": {"model_name": TINY, "saw_test_classes": False, **extra},
+        },
+        path,
+    )
     return path
 
 
@@ -44,15 +54,19 @@ def _nan_with_matching_hashes(path):
 def test_a_clean_checkpoint_loads_and_carries_its_tensor_hash(tmp_path):
     path = _trained(tmp_path)
     obj = load_checkpoint(path)
-    assert obj["tensors_sha256"] == tensors_sha256({k: v for k, v in obj.items()
-                                                    if k != "tensors_sha256"})
+    assert obj["tensors_sha256"] == tensors_sha256(
+        {k: v for k, v in obj.items() if k != "tensors_sha256"}
+    )
     assert usable_cached_checkpoint(tmp_path) == path
 
 
-@pytest.mark.parametrize("keep_sha256_file, why", [
-    (True, r"is damaged: its sha256 .* recorded in best.pt.sha256"),
-    (False, r"is damaged: its tensors no longer match|cannot be read as weights"),
-])
+@pytest.mark.parametrize(
+    "keep_sha256_file, why",
+    [
+        (True, r"is damaged: its sha256 .* recorded in best.pt.sha256"),
+        (False, r"is damaged: its tensors no longer match|cannot be read as weights"),
+    ],
+)
 def test_flipped_bits_are_caught(tmp_path, keep_sha256_file, why):
     path = _trained(tmp_path)
     _flip_a_weight_bit(path)
@@ -77,14 +91,21 @@ def test_the_trained_weights_cache_retrains_a_damaged_checkpoint(tmp_path, damag
     with pytest.warns(UserWarning, match=f"checkpoint {best} .*; retraining"):
         assert usable_cached_checkpoint(tmp_path) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "best.pt.corrupt", "best.pt.sha256.corrupt", "last.pt.corrupt", "last.pt.sha256.corrupt"]
+        "best.pt.corrupt",
+        "best.pt.sha256.corrupt",
+        "last.pt.corrupt",
+        "last.pt.sha256.corrupt",
+    ]
     assert usable_cached_checkpoint(tmp_path) is None  # nothing left to trust: train afresh
 
 
-@pytest.mark.parametrize("damage, message", [
-    (_flip_a_weight_bit, r"is damaged: its sha256 .*; refusing to use it"),
-    (_nan_with_matching_hashes, r"holds NaN or infinite values in 'model\..*'; retrain it"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_flip_a_weight_bit, r"is damaged: its sha256 .*; refusing to use it"),
+        (_nan_with_matching_hashes, r"holds NaN or infinite values in 'model\..*'; retrain it"),
+    ],
+)
 def test_a_damaged_user_checkpoint_is_refused_in_one_line(tmp_path, damage, message):
     path = _trained(tmp_path)
     damage(path)

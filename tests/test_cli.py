@@ -16,8 +16,11 @@ def two_runs(tiny_run_config, tmp_path) -> list[Path]:
     """A 1-shot and a 2-shot run of the tiny config, made through the CLI."""
     runs = []
     for shots in (1, 2):
-        raw = dict(tiny_run_config, name=f"tiny{shots}",
-                   episodes=dict(tiny_run_config["episodes"], k_shot=shots, n_query=2))
+        raw = dict(
+            tiny_run_config,
+            name=f"tiny{shots}",
+            episodes=dict(tiny_run_config["episodes"], k_shot=shots, n_query=2),
+        )
         config = tmp_path / f"tiny{shots}.yaml"
         config.write_text(yaml.safe_dump(raw))
         out = tmp_path / f"run{shots}"
@@ -37,7 +40,9 @@ def test_list_names_every_learner_and_shipped_config(capsys):
 @pytest.mark.slow  # two tiny runs
 def test_report_validate_and_leaderboard_over_two_runs(two_runs, tmp_path, capsys):
     report = tmp_path / "report"
-    assert main(["report", *map(str, two_runs), "--out", str(report), "--baseline", "protonet"]) == 0
+    assert (
+        main(["report", *map(str, two_runs), "--out", str(report), "--baseline", "protonet"]) == 0
+    )
     assert (report / "accuracy_vs_shots.png").stat().st_size > 5_000
     accuracy = (report / "accuracy.csv").read_text()
     assert accuracy.count("protonet") >= 4  # 2 learners x 2 runs

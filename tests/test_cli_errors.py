@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from benchmark.cli import main as cli
-from benchmark.__main__ import main
-from results.records import RecordWriter, record_line
 from results_factories import fake_records
+
+from benchmark.__main__ import main
+from benchmark.cli import main as cli
+from results.records import RecordWriter, record_line
 
 
 def _one_line_error(capsys) -> str:
@@ -65,7 +65,9 @@ def test_report_on_a_damaged_run_names_the_repair_and_repair_fixes_it(tmp_path, 
     records = fake_records("protonet", 0.6, 4)
     run.mkdir()
     lines = [record_line(r) for r in records]
-    (run / "records.jsonl").write_text(lines[0] + "garbage\n" + lines[1] + lines[1] + "".join(lines[2:]))
+    (run / "records.jsonl").write_text(
+        lines[0] + "garbage\n" + lines[1] + lines[1] + "".join(lines[2:])
+    )
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2
     err = _one_line_error(capsys)
     assert "records.jsonl:2:" in err and "python -m benchmark repair" in err
@@ -96,15 +98,40 @@ def test_a_bug_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
     assert "a bug, not a problem with your input" in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["synth", "--out", "{tmp}/tw", "--images-per-class", "-5"], "synth --images-per-class: must be at least 1"),
-    (["synth", "--out", "{tmp}/tw", "--image-size", "2"], "synth --image-size: must be at least 32"),
-    (["episodes", "--config", "5way1shot", "--out", "{tmp}"], "is a folder; name the episode file"),
-    (["episodes", "--config", "5way1shot", "--out", "{tmp}/no/e.json"], "does not exist; create it"),
-    (["episodes", "--config", "5way1shot", "--out", "{tmp}/e.json",
-      "--set", "episodes.n_episodes=100000000000"], "at most about"),
-    (["run", "--resume", "{tmp}/nothing"], "no config.yaml there"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["synth", "--out", "{tmp}/tw", "--images-per-class", "-5"],
+            "synth --images-per-class: must be at least 1",
+        ),
+        (
+            ["synth", "--out", "{tmp}/tw", "--image-size", "2"],
+            "synth --image-size: must be at least 32",
+        ),
+        (
+            ["episodes", "--config", "5way1shot", "--out", "{tmp}"],
+            "is a folder; name the episode file",
+        ),
+        (
+            ["episodes", "--config", "5way1shot", "--out", "{tmp}/no/e.json"],
+            "does not exist; create it",
+        ),
+        (
+            [
+                "episodes",
+                "--config",
+                "5way1shot",
+                "--out",
+                "{tmp}/e.json",
+                "--set",
+                "episodes.n_episodes=100000000000",
+            ],
+            "at most about",
+        ),
+        (["run", "--resume", "{tmp}/nothing"], "no config.yaml there"),
+    ],
+)
 def test_bad_arguments_are_one_line(tmp_path, capsys, argv, message):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     assert message in _one_line_error(capsys)

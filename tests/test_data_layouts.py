@@ -11,8 +11,16 @@ import warnings
 from pathlib import Path
 
 import pytest
-from data_fixtures import (TEST_A, TRAIN_A, TRAIN_B, VAL_A, fixture_annotations, rect,
-                           write_dataset, write_json)
+from data_fixtures import (
+    TEST_A,
+    TRAIN_A,
+    TRAIN_B,
+    VAL_A,
+    fixture_annotations,
+    rect,
+    write_dataset,
+    write_json,
+)
 
 from benchmark.config.run import config_from_dict
 from benchmark.data import image_sizes, masks
@@ -30,8 +38,9 @@ def load(root, **kw):
         return load_partimagenet(root, **kw)
 
 
-def rearrange(base: Path, *, images: str = "{split}", nested: bool = True,
-              json: str = "{split}.json") -> Path:
+def rearrange(
+    base: Path, *, images: str = "{split}", nested: bool = True, json: str = "{split}.json"
+) -> Path:
     """Write the fixture at `base` with images under `images` (nested per synset or flat) and
     each split's json at `json` (patterns relative to base)."""
     staging = write_dataset(base.parent / f".{base.name}-canonical")
@@ -62,15 +71,31 @@ def reference_fingerprint(tmp_path_factory):
 
 # --- layouts in the wild -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("images", "nested", "json", "layout"), [
-    ("images/{split}", True, "annotations/{split}.json",
-     "images/{split}/{synset}/{file_name} + annotations/{split}.json"),
-    ("images/{split}", False, "{split}.json", "images/{split}/{file_name} + {split}.json"),
-    ("{split}", False, "annotations/{split}/{split}.json",
-     "{split}/{file_name} + annotations/{split}/{split}.json"),
-    ("{split}", True, "annotations/{split}/{split}.json",
-     "{split}/{synset}/{file_name} + annotations/{split}/{split}.json"),
-])
+
+@pytest.mark.parametrize(
+    ("images", "nested", "json", "layout"),
+    [
+        (
+            "images/{split}",
+            True,
+            "annotations/{split}.json",
+            "images/{split}/{synset}/{file_name} + annotations/{split}.json",
+        ),
+        ("images/{split}", False, "{split}.json", "images/{split}/{file_name} + {split}.json"),
+        (
+            "{split}",
+            False,
+            "annotations/{split}/{split}.json",
+            "{split}/{file_name} + annotations/{split}/{split}.json",
+        ),
+        (
+            "{split}",
+            True,
+            "annotations/{split}/{split}.json",
+            "{split}/{synset}/{file_name} + annotations/{split}/{split}.json",
+        ),
+    ],
+)
 def test_image_and_annotation_places(tmp_path, reference_fingerprint, images, nested, json, layout):
     root = rearrange(tmp_path / "copy", images=images, nested=nested, json=json)
     ds = load(root)
@@ -79,8 +104,10 @@ def test_image_and_annotation_places(tmp_path, reference_fingerprint, images, ne
     assert ds.load_image(6).size == (16, 12) and ds.part_masks(0)[0].sum() == 26
 
 
-@pytest.mark.parametrize("wrappers", [("PartImageNet",), ("PartImageNet_OOD", "partimagenet"),
-                                      ("any name", "PartImageNet_OOD")])
+@pytest.mark.parametrize(
+    "wrappers",
+    [("PartImageNet",), ("PartImageNet_OOD", "partimagenet"), ("any name", "PartImageNet_OOD")],
+)
 def test_wrapping_folders_with_macos_junk_at_every_level(tmp_path, reference_fingerprint, wrappers):
     root = tmp_path / "download"
     base = root.joinpath(*wrappers)
@@ -104,7 +131,8 @@ def test_three_wrapping_folders_are_too_deep(tmp_path):
 def test_files_that_disagree_with_the_json_are_refused(tmp_path):
     root = rearrange(tmp_path / "copy", images="images/{split}", nested=False)
     (root / "images" / "train" / f"{TRAIN_B}_2.JPEG").rename(
-        root / "images" / "train" / f"{TRAIN_B}_9.JPEG")
+        root / "images" / "train" / f"{TRAIN_B}_9.JPEG"
+    )
     with pytest.raises(DatasetError) as err:
         load(root)
     message = str(err.value)
@@ -145,11 +173,13 @@ def test_a_folder_holding_the_downloaded_archive_points_to_prepare(tmp_path):
     archive.write_bytes(b"PK\5\6" + b"\0" * 18)
     with pytest.raises(DatasetError) as err:
         load(tmp_path / "downloads")
-    assert (f"{archive} is an archive: unpack it with `python -m benchmark prepare {archive} "
-            f"--out DIR`") in str(err.value)
+    assert (
+        f"{archive} is an archive: unpack it with `python -m benchmark prepare {archive} --out DIR`"
+    ) in str(err.value)
 
 
 # --- partial copies ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def train_val_copy(tmp_path):
@@ -196,8 +226,10 @@ def test_training_cli_names_the_split_training_lacks(train_val_copy, tmp_path, c
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
-    assert ("val/ is missing (its annotations are in "
-            f"{train_val_copy / 'val.json'}); this run selects the trained backbone") in err
+    assert (
+        "val/ is missing (its annotations are in "
+        f"{train_val_copy / 'val.json'}); this run selects the trained backbone"
+    ) in err
 
 
 def _cfg(**sections) -> object:
@@ -207,8 +239,9 @@ def _cfg(**sections) -> object:
 
 def test_required_splits_follow_the_config(tmp_path):
     assert list(required_splits(_cfg())) == ["train", "val", "test"]  # trains, evaluates on test
-    random_val = _cfg(backbone={"weights": "random"}, episodes={"split": "val"},
-                      learners=["protonet"])
+    random_val = _cfg(
+        backbone={"weights": "random"}, episodes={"split": "val"}, learners=["protonet"]
+    )
     assert required_splits(random_val) == {"val": "evaluates on the val split"}
     simpleshot = _cfg(backbone={"weights": "random"}, learners=["protonet", "simpleshot"])
     why = required_splits(simpleshot)
@@ -223,16 +256,19 @@ def test_required_splits_read_the_episode_file_split(tmp_path):
     from episodes.taxonomy import class_splits
 
     labels = [s for s, split in class_splits().items() if split == "val" for _ in range(4)]
-    sampler = EpisodeSampler(labels, seed=0, split="val", n_way=5, k_shot=1, n_query=2,
-                             n_episodes=2)
+    sampler = EpisodeSampler(
+        labels, seed=0, split="val", n_way=5, k_shot=1, n_query=2, n_episodes=2
+    )
     path = tmp_path / "val.episodes.json"
-    save_episodes(path, [sampler[0], sampler[1]], settings=sampler.settings,
-                  dataset_fingerprint="x" * 64)
+    save_episodes(
+        path, [sampler[0], sampler[1]], settings=sampler.settings, dataset_fingerprint="x" * 64
+    )
     cfg = _cfg(backbone={"weights": "random"}, episodes={"file": str(path)}, learners=["protonet"])
     assert required_splits(cfg) == {"val": "evaluates on the val split (episodes.file)"}
 
 
 # --- image sizes at load, cached by fingerprint --------------------------------------------------
+
 
 def test_image_sizes_are_checked_once_per_fingerprint(tmp_path, monkeypatch):
     root = write_dataset(tmp_path / "copy")
@@ -274,6 +310,7 @@ def test_unreadable_image_header_is_refused_at_load(tmp_path):
 
 
 # --- defects: images without usable parts, the warning's wording ---------------------------------
+
 
 def test_images_without_usable_parts_are_counted_and_warned(tmp_path):
     with warnings.catch_warnings(record=True) as caught:

@@ -7,10 +7,23 @@ import warnings
 
 import numpy as np
 import pytest
+from data_fixtures import (
+    DEFECT_IDS,
+    DROPPED_POLYGON_IDS,
+    KEPT_TRAIN_IDS,
+    RLE_BLOCK,
+    TEST_A,
+    TRAIN_A,
+    TRAIN_B,
+    VAL_A,
+    H,
+    W,
+    fixture_annotations,
+    rect,
+    write_dataset,
+    write_json,
+)
 from pycocotools import mask as mask_utils
-from data_fixtures import (DEFECT_IDS, DROPPED_POLYGON_IDS, H, KEPT_TRAIN_IDS, RLE_BLOCK, TEST_A,
-                           TRAIN_A, TRAIN_B, VAL_A, W, fixture_annotations, rect, write_dataset,
-                           write_json)
 
 from benchmark.data.errors import DatasetDefectWarning
 from benchmark.data.masks import POLYGON_DROPPED
@@ -62,8 +75,9 @@ def test_known_defects_are_skipped_counted_and_warned_once(dataset_root):
 
 def test_clean_dataset_warns_nothing(tmp_path):
     data = fixture_annotations()
-    data["train"]["annotations"] = [a for a in data["train"]["annotations"]
-                                    if a["id"] in (101, 102, 103)]
+    data["train"]["annotations"] = [
+        a for a in data["train"]["annotations"] if a["id"] in (101, 102, 103)
+    ]
     data["train"]["images"] = data["train"]["images"][:1]  # the others have no usable part left
     root = write_dataset(tmp_path / "clean", data)
     with warnings.catch_warnings():
@@ -79,7 +93,7 @@ def test_rectangle_polygon_masks_exactly_its_pixels(dataset_root):
     # A polygon with integer corners (x0, y0)-(x1, y1) covers the pixels whose centres lie inside:
     # rows y0..y1-1, columns x0..x1-1.
     expected_head = np.zeros((H, W), dtype=bool)
-    expected_head[3:8, 2:6] = True   # rect(2, 3, 6, 8)
+    expected_head[3:8, 2:6] = True  # rect(2, 3, 6, 8)
     expected_head[1:4, 8:10] = True  # rect(8, 1, 10, 4), same part: union
     assert masks[0].dtype == bool and masks[0].shape == (H, W)
     np.testing.assert_array_equal(masks[0], expected_head)
@@ -152,19 +166,42 @@ def test_fingerprint_is_stable_and_tracks_annotations_and_files(dataset_root):
 
 def test_fingerprint_does_not_depend_on_layout(tmp_path):
     plain = load_quietly(write_dataset(tmp_path / "a")).fingerprint
-    other = load_quietly(write_dataset(tmp_path / "b", images_in="JPEGImages", json_in="annotations"))
+    other = load_quietly(
+        write_dataset(tmp_path / "b", images_in="JPEGImages", json_in="annotations")
+    )
     assert other.fingerprint == plain
 
 
-@pytest.mark.parametrize(("images_in", "json_in", "nest", "layout"), [
-    ("split-folders", "annotations", "", "{split}/{synset}/{file_name} + annotations/{split}.json"),
-    ("JPEGImages", "", "", "JPEGImages/{synset}/{file_name} + {split}.json"),
-    ("JPEGImages", "annotations", "", "JPEGImages/{synset}/{file_name} + annotations/{split}.json"),
-    ("split-folders", "", "PartImageNet_OOD",
-     "PartImageNet_OOD/{split}/{synset}/{file_name} + PartImageNet_OOD/{split}.json"),
-    ("split-folders", "annotations", "my_copy",
-     "my_copy/{split}/{synset}/{file_name} + my_copy/annotations/{split}.json"),
-])
+@pytest.mark.parametrize(
+    ("images_in", "json_in", "nest", "layout"),
+    [
+        (
+            "split-folders",
+            "annotations",
+            "",
+            "{split}/{synset}/{file_name} + annotations/{split}.json",
+        ),
+        ("JPEGImages", "", "", "JPEGImages/{synset}/{file_name} + {split}.json"),
+        (
+            "JPEGImages",
+            "annotations",
+            "",
+            "JPEGImages/{synset}/{file_name} + annotations/{split}.json",
+        ),
+        (
+            "split-folders",
+            "",
+            "PartImageNet_OOD",
+            "PartImageNet_OOD/{split}/{synset}/{file_name} + PartImageNet_OOD/{split}.json",
+        ),
+        (
+            "split-folders",
+            "annotations",
+            "my_copy",
+            "my_copy/{split}/{synset}/{file_name} + my_copy/annotations/{split}.json",
+        ),
+    ],
+)
 def test_layout_variants(tmp_path, images_in, json_in, nest, layout):
     root = tmp_path / "root"
     write_dataset(root / nest, images_in=images_in, json_in=json_in)

@@ -33,6 +33,7 @@ def test_dataset_error_is_a_value_error():
 
 # --- roots and layouts -------------------------------------------------------------------------
 
+
 def test_missing_root_names_path_and_layouts(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(DatasetError) as err:
@@ -90,13 +91,22 @@ def test_unknown_split_argument(tmp_path):
 
 # --- not COCO ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("content", "expected"), [
-    ([1, 2], "the top level is a list"),
-    ({"images": [], "categories": []}, "no 'annotations' field"),
-    ({"images": {}, "annotations": [], "categories": []}, "field 'images' must be a list, got dict"),
-    ({"images": [], "annotations": [], "categories": "parts"},
-     "field 'categories' must be a list, got str"),
-])
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ([1, 2], "the top level is a list"),
+        ({"images": [], "categories": []}, "no 'annotations' field"),
+        (
+            {"images": {}, "annotations": [], "categories": []},
+            "field 'images' must be a list, got dict",
+        ),
+        (
+            {"images": [], "annotations": [], "categories": "parts"},
+            "field 'categories' must be a list, got str",
+        ),
+    ],
+)
 def test_json_that_is_not_coco_names_file_and_field(tmp_path, content, expected):
     root = write_dataset(tmp_path / "pin")
     write_json(root / "val.json", content)
@@ -118,6 +128,7 @@ def test_categories_renamed_or_missing_are_listed(tmp_path):
         cats[25]["name"] = "Car Tire"
         del cats[39]
         cats.append({"id": 40, "name": "Background", "supercategory": "none"})
+
     root = write_with(tmp_path, mutate)
     with pytest.raises(DatasetError) as err:
         load(root)
@@ -131,6 +142,7 @@ def test_categories_renamed_or_missing_are_listed(tmp_path):
 def test_image_entry_with_wrong_field_types(tmp_path):
     def mutate(data):
         data["test"]["images"][0]["height"] = "12"
+
     root = write_with(tmp_path, mutate)
     with pytest.raises(DatasetError) as err:
         load(root)
@@ -138,15 +150,23 @@ def test_image_entry_with_wrong_field_types(tmp_path):
     assert "images[0] (id 1): height='12'" in str(err.value)
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("image_id", 99, "field 'image_id' names no image of the file: annotation 201 -> image_id 99"),
-    ("category_id", 40, "field 'category_id' is not one of the 40 part ids"),
-    ("category_id", None, "annotations[0] (id 201): category_id=None"),
-    ("area", "big", "annotations[0] (id 201): area='big'"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        (
+            "image_id",
+            99,
+            "field 'image_id' names no image of the file: annotation 201 -> image_id 99",
+        ),
+        ("category_id", 40, "field 'category_id' is not one of the 40 part ids"),
+        ("category_id", None, "annotations[0] (id 201): category_id=None"),
+        ("area", "big", "annotations[0] (id 201): area='big'"),
+    ],
+)
 def test_annotation_entry_errors_name_the_field(tmp_path, field, value, expected):
     def mutate(data):
         data["val"]["annotations"][0][field] = value
+
     root = write_with(tmp_path, mutate)
     with pytest.raises(DatasetError) as err:
         load(root)
@@ -167,10 +187,13 @@ def test_duplicate_image_ids(tmp_path):
 
 # --- classes against the packaged table ------------------------------------------------------
 
+
 def test_synset_not_in_the_class_table(tmp_path):
     def mutate(data):
         data["train"]["images"].append(
-            {"id": 9, "file_name": "n99999999_1.JPEG", "height": 12, "width": 16})
+            {"id": 9, "file_name": "n99999999_1.JPEG", "height": 12, "width": 16}
+        )
+
     root = write_with(tmp_path, mutate)
     with pytest.raises(DatasetError) as err:
         load(root)
@@ -182,7 +205,9 @@ def test_synset_not_in_the_class_table(tmp_path):
 def test_synset_of_another_split(tmp_path):
     def mutate(data):
         data["test"]["images"].append(
-            {"id": 2, "file_name": f"{VAL_A}_7.JPEG", "height": 12, "width": 16})
+            {"id": 2, "file_name": f"{VAL_A}_7.JPEG", "height": 12, "width": 16}
+        )
+
     root = write_with(tmp_path, mutate)
     with pytest.raises(DatasetError) as err:
         load(root)
@@ -192,6 +217,7 @@ def test_synset_of_another_split(tmp_path):
 
 
 # --- files on disk -----------------------------------------------------------------------------
+
 
 def test_images_missing_on_disk_gives_count_and_first_paths(tmp_path):
     root = write_dataset(tmp_path / "pin")
@@ -206,10 +232,16 @@ def test_images_missing_on_disk_gives_count_and_first_paths(tmp_path):
     assert all(str(p) in message for p in gone)
 
 
-@pytest.mark.parametrize("name", [
-    f"../{TRAIN_A}_1.JPEG", f"sub/{TRAIN_A}_1.JPEG", f"sub\\{TRAIN_A}_1.JPEG",
-    f"{TRAIN_A}_..JPEG", f"/{TRAIN_A}_1.JPEG",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"../{TRAIN_A}_1.JPEG",
+        f"sub/{TRAIN_A}_1.JPEG",
+        f"sub\\{TRAIN_A}_1.JPEG",
+        f"{TRAIN_A}_..JPEG",
+        f"/{TRAIN_A}_1.JPEG",
+    ],
+)
 def test_file_name_that_is_not_a_bare_name_is_refused_and_never_read(tmp_path, monkeypatch, name):
     data = fixture_annotations()
     data["val"]["images"][0]["file_name"] = name
@@ -221,7 +253,9 @@ def test_file_name_that_is_not_a_bare_name_is_refused_and_never_read(tmp_path, m
         target.write_bytes(b"secret")
     stat_calls = []
     real_stat = os.stat
-    monkeypatch.setattr(os, "stat", lambda p, *a, **k: stat_calls.append(str(p)) or real_stat(p, *a, **k))
+    monkeypatch.setattr(
+        os, "stat", lambda p, *a, **k: stat_calls.append(str(p)) or real_stat(p, *a, **k)
+    )
     with pytest.raises(DatasetError) as err:
         load(root)
     message = str(err.value)

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*copy keyword:DeprecationWarnin
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory):
-    root = generate_twin(tmp_path_factory.mktemp("twin") / "twin", images_per_class=1,
-                         image_size=64, seed=3)
+    root = generate_twin(
+        tmp_path_factory.mktemp("twin") / "twin", images_per_class=1, image_size=64, seed=3
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", DatasetDefectWarning)  # the twin has no defects
         dataset = load_partimagenet(root)
@@ -41,7 +42,10 @@ def test_twin_has_the_release_classes_splits_super_categories_and_parts(twin):
     # The OOD release: 109 / 19 / 30 classes, 158 in all, in 11 super-categories.
     assert {s: len(v) for s, v in by_split.items()} == {"train": 109, "val": 19, "test": 30}
     assert {s: v == set(taxonomy.split_classes(s)) for s, v in by_split.items()} == {
-        "train": True, "val": True, "test": True}
+        "train": True,
+        "val": True,
+        "test": True,
+    }
     supers = taxonomy.class_super_categories()
     assert len({supers[s] for s in ds.labels}) == 11
     for split in taxonomy.SPLITS:
@@ -52,8 +56,11 @@ def test_twin_has_the_release_classes_splits_super_categories_and_parts(twin):
     assert ds.layout == "{split}/{synset}/{file_name} + {split}.json"
 
 
-def _inside_and_edge_distance(polygons: list[list[float]], height: int, width: int,
-                              ) -> tuple[np.ndarray, np.ndarray]:
+def _inside_and_edge_distance(
+    polygons: list[list[float]],
+    height: int,
+    width: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Geometry of pixel centres (x + 0.5, y + 0.5), independent of pycocotools.
 
     Returns (inside any polygon (H, W) bool, distance to the nearest polygon edge (H, W)).
@@ -63,21 +70,22 @@ def _inside_and_edge_distance(polygons: list[list[float]], height: int, width: i
     lo = np.floor(np.min([c.min(0) for c in corners], axis=0) - 2).clip(0).astype(int)
     hi = np.ceil(np.max([c.max(0) for c in corners], axis=0) + 2).astype(int)
     x1, y1 = min(hi[0], width), min(hi[1], height)
-    ys, xs = np.mgrid[lo[1]:y1, lo[0]:x1]
-    centres = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], axis=1)          # (P, 2)
+    ys, xs = np.mgrid[lo[1] : y1, lo[0] : x1]
+    centres = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], axis=1)  # (P, 2)
     inside = np.zeros(len(centres), dtype=bool)
     distance = np.full(len(centres), np.inf)
     for c in corners:
         inside |= MplPath(c).contains_points(centres)
-        a, ab = c, np.roll(c, -1, axis=0) - c                                  # edges a -> a + ab
-        t = np.clip(((centres[:, None] - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12),
-                    0, 1)                                                      # (P, V)
+        a, ab = c, np.roll(c, -1, axis=0) - c  # edges a -> a + ab
+        t = np.clip(
+            ((centres[:, None] - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0, 1
+        )  # (P, V)
         nearest = a + t[..., None] * ab
         distance = np.minimum(distance, np.linalg.norm(centres[:, None] - nearest, axis=-1).min(1))
     full_inside = np.zeros((height, width), dtype=bool)
     full_distance = np.full((height, width), np.inf)
-    full_inside[lo[1]:y1, lo[0]:x1] = inside.reshape(xs.shape)
-    full_distance[lo[1]:y1, lo[0]:x1] = distance.reshape(xs.shape)
+    full_inside[lo[1] : y1, lo[0] : x1] = inside.reshape(xs.shape)
+    full_distance[lo[1] : y1, lo[0] : x1] = distance.reshape(xs.shape)
     return full_inside, full_distance
 
 
@@ -106,7 +114,8 @@ def test_every_twin_mask_matches_its_polygons(twin):
                 # pixel from an edge is in the mask iff it is inside (pycocotools rounds
                 # vertices to a grid, so pixels along an edge may go either way).
                 inside, distance = _inside_and_edge_distance(
-                    [p for a in mine for p in a["segmentation"]], h, w)
+                    [p for a in mine for p in a["segmentation"]], h, w
+                )
                 clear = distance > 1.0
                 where = (split, img["file_name"], part)
                 assert mask[inside & clear].all(), where

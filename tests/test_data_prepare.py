@@ -14,10 +14,10 @@ import pytest
 from data_fixtures import TRAIN_A, TRAIN_B, VAL_A, write_dataset
 
 from benchmark.__main__ import main
-from benchmark.data.release import facts as release
-from benchmark.data.release.download import download_release
 from benchmark.data.errors import DatasetDefectWarning, DatasetError
 from benchmark.data.partimagenet import load_partimagenet
+from benchmark.data.release import facts as release
+from benchmark.data.release.download import download_release
 from benchmark.data.release.prepare import MANIFEST, prepare_release
 
 SPLITS = ("train", "val", "test")
@@ -46,8 +46,14 @@ def symlink_member(name: str, target: str) -> zipfile.ZipInfo:
     return info, target.encode()
 
 
-def build_release_zip(tmp_path: Path, *, inner_extra: dict[str, bytes] = (),
-                      drop: tuple[str, ...] = (), symlinks=(), name="PartImageNet_OOD.zip") -> Path:
+def build_release_zip(
+    tmp_path: Path,
+    *,
+    inner_extra: dict[str, bytes] = (),
+    drop: tuple[str, ...] = (),
+    symlinks=(),
+    name="PartImageNet_OOD.zip",
+) -> Path:
     """The release's shape: <split>.json beside inner <split>.zip (images under <split>/<synset>/),
     as zipped on macOS (__MACOSX/ and ._ twins). `drop`: paths left out of the inner zips."""
     canonical = write_dataset(tmp_path / "canonical")
@@ -82,8 +88,15 @@ def test_prepare_builds_the_canonical_tree_from_the_nested_zips(tmp_path):
     out = tmp_path / "prepared"
     report = prepare_release(archive, out, allow_partial=True)
     assert report.images == {"train": 5, "val": 1, "test": 1}
-    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "test", "test.json", "train",
-                                                     "train.json", "val", "val.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        MANIFEST,
+        "test",
+        "test.json",
+        "train",
+        "train.json",
+        "val",
+        "val.json",
+    ]
     assert (out / "train" / TRAIN_B / f"{TRAIN_B}_3.JPEG").is_file()
     ds = load(out)
     assert ds.layout == "{split}/{synset}/{file_name} + {split}.json"
@@ -94,11 +107,19 @@ def test_prepare_builds_the_canonical_tree_from_the_nested_zips(tmp_path):
         assert manifest["annotation_files"][f"{split}.json"] == digest
     assert manifest["full_release"] is False and not report.refused and not report.extra
     # Not the release: the tiny tree's counts are reported against the published ones.
-    assert f"train: 5 images listed, the release has {release.SPLIT_IMAGES['train']:,}" in \
-        report.differences
-    assert any(d.startswith(f"train: 109 classes differ from their published image counts: "
-                            f"{TRAIN_A} 2 (release ") for d in report.differences)
-    assert any(d.startswith("val: 18 of its 19 classes have no image: ") for d in report.differences)
+    assert (
+        f"train: 5 images listed, the release has {release.SPLIT_IMAGES['train']:,}"
+        in report.differences
+    )
+    assert any(
+        d.startswith(
+            f"train: 109 classes differ from their published image counts: {TRAIN_A} 2 (release "
+        )
+        for d in report.differences
+    )
+    assert any(
+        d.startswith("val: 18 of its 19 classes have no image: ") for d in report.differences
+    )
     assert "not the full release" in "\n".join(report.lines())
 
 
@@ -113,11 +134,16 @@ def test_without_allow_partial_a_tree_that_is_not_the_release_is_an_error(tmp_pa
 
 
 def test_zip_slip_and_symlink_members_are_refused_and_never_written(tmp_path):
-    hostile = {"../escaped.JPEG": b"x", "/abs/escaped2.JPEG": b"x",
-               f"train/../../{TRAIN_A}_1.JPEG": b"evil"}
+    hostile = {
+        "../escaped.JPEG": b"x",
+        "/abs/escaped2.JPEG": b"x",
+        f"train/../../{TRAIN_A}_1.JPEG": b"evil",
+    }
     archive = build_release_zip(
-        tmp_path / "src", inner_extra=hostile,
-        symlinks=[symlink_member(f"train/{TRAIN_A}/link.JPEG", "/etc/passwd")])
+        tmp_path / "src",
+        inner_extra=hostile,
+        symlinks=[symlink_member(f"train/{TRAIN_A}/link.JPEG", "/etc/passwd")],
+    )
     out = tmp_path / "deep" / "prepared"
     report = prepare_release(archive, out, allow_partial=True)
     refused = "\n".join(report.refused)
@@ -180,7 +206,8 @@ def test_prepare_from_a_folder_of_inner_zips_and_from_an_unpacked_copy(tmp_path)
     for split in SPLITS:
         (flat / "annotations").mkdir(exist_ok=True)
         (flat / "annotations" / f"{split}.json").write_bytes(
-            (tmp_path / "canonical" / f"{split}.json").read_bytes())
+            (tmp_path / "canonical" / f"{split}.json").read_bytes()
+        )
     prepare_release(flat, tmp_path / "from-copy", allow_partial=True)
     assert load(tmp_path / "from-copy").fingerprint == expected
 
@@ -251,6 +278,7 @@ def test_loader_points_to_prepare_for_the_downloaded_archive(tmp_path):
 
 # --- download ------------------------------------------------------------------------------------
 
+
 def test_download_offline_fails_at_once_with_the_manual_route(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DatasetError) as err:
@@ -293,8 +321,9 @@ def reachable_hub(monkeypatch):
     server.server_close()
 
 
-def test_download_from_an_endpoint_that_never_answers_fails_in_seconds(tmp_path, monkeypatch,
-                                                                       capsys):
+def test_download_from_an_endpoint_that_never_answers_fails_in_seconds(
+    tmp_path, monkeypatch, capsys
+):
     import socket
 
     silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
@@ -326,9 +355,15 @@ def test_download_asks_the_hub_for_the_release_file(tmp_path, monkeypatch, reach
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fetch)
     path = download_release(tmp_path / "dl")
     assert path == tmp_path / "dl" / "PartImageNet_OOD.zip" and path.is_file()
-    assert calls == [{"repo_id": "turkeyju/PartImageNet", "filename": "PartImageNet_OOD.zip",
-                      "repo_type": "dataset", "local_dir": tmp_path / "dl",
-                      "etag_timeout": 5.0}]
+    assert calls == [
+        {
+            "repo_id": "turkeyju/PartImageNet",
+            "filename": "PartImageNet_OOD.zip",
+            "repo_type": "dataset",
+            "local_dir": tmp_path / "dl",
+            "etag_timeout": 5.0,
+        }
+    ]
 
 
 def test_a_failed_download_says_how_to_fetch_it_by_hand(tmp_path, monkeypatch, reachable_hub):

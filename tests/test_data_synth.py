@@ -34,24 +34,35 @@ ONE_PER_SUPER = list({r["super_category"]: r["synset"] for r in CLASSES}.values(
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory) -> Path:
-    return generate_twin(tmp_path_factory.mktemp("twin") / "ood", images_per_class=1,
-                         image_size=SIZE, seed=3)
+    return generate_twin(
+        tmp_path_factory.mktemp("twin") / "ood", images_per_class=1, image_size=SIZE, seed=3
+    )
 
 
 # --- counts ---------------------------------------------------------------------------------
 
+
 def test_full_preset_counts_match_the_real_release():
     plan = plan_counts(full=True)
     # Published totals of PartImageNet_OOD (shared/partimagenet/README.md).
-    assert {s: sum(c.values()) for s, c in plan.items()} == {"train": 16540, "val": 2957, "test": 4598}
+    assert {s: sum(c.values()) for s, c in plan.items()} == {
+        "train": 16540,
+        "val": 2957,
+        "test": 4598,
+    }
     assert {s: len(c) for s, c in plan.items()} == {"train": 109, "val": 19, "test": 30}
-    assert plan["train"] == {r["synset"]: int(r["train_images"]) for r in CLASSES if r["split"] == "train"}
+    assert plan["train"] == {
+        r["synset"]: int(r["train_images"]) for r in CLASSES if r["split"] == "train"
+    }
     for split in ("val", "test"):
         assert max(plan[split].values()) - min(plan[split].values()) <= 1
 
@@ -66,12 +77,15 @@ def test_default_counts_and_bad_count():
 
 # --- on-disk format -------------------------------------------------------------------------
 
+
 def test_layout_json_keys_and_categories(twin: Path):
     for split in ("train", "val", "test"):
         data = json.loads((twin / f"{split}.json").read_text())
         assert set(data) == {"images", "annotations", "categories"}
         assert data["categories"] == [
-            {"id": int(r["id"]), "name": r["name"], "supercategory": r["supercategory"]} for r in PARTS]
+            {"id": int(r["id"]), "name": r["name"], "supercategory": r["supercategory"]}
+            for r in PARTS
+        ]
         expected = {r["synset"] for r in CLASSES if r["split"] == split}
         on_disk = {p.name for p in (twin / split).iterdir()}
         assert on_disk == expected
@@ -83,7 +97,10 @@ def test_layout_json_keys_and_categories(twin: Path):
             assert "/" not in name and name.endswith(".JPEG") and number.isdigit()
             path = twin / split / synset / name
             with Image.open(path) as img:
-                assert img.format == "JPEG" and img.size == (im["width"], im["height"]) == (SIZE, SIZE)
+                assert img.format == "JPEG" and img.size == (im["width"], im["height"]) == (
+                    SIZE,
+                    SIZE,
+                )
             listed.add(path)
         assert listed == set((twin / split).rglob("*.JPEG"))
         assert len({im["id"] for im in data["images"]}) == len(data["images"])
@@ -98,7 +115,15 @@ def test_annotations_are_parts_of_the_image_class(twin: Path):
         synset_of = {im["id"]: im["file_name"].split("_")[0] for im in data["images"]}
         with_body = set()
         for a in data["annotations"]:
-            assert set(a) == {"id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd"}
+            assert set(a) == {
+                "id",
+                "image_id",
+                "category_id",
+                "segmentation",
+                "area",
+                "bbox",
+                "iscrowd",
+            }
             assert a["iscrowd"] == 0
             assert part_super[a["category_id"]] == SUPER_OF[synset_of[a["image_id"]]]
             if a["category_id"] in body_ids:
@@ -118,13 +143,15 @@ def test_every_polygon_decodes_to_its_area_and_bbox(twin: Path):
             assert mask.sum() > 0
             assert a["area"] == pytest.approx(float(mask.sum()))
             ys, xs = np.nonzero(mask)
-            assert a["bbox"] == pytest.approx([xs.min(), ys.min(), xs.max() - xs.min() + 1,
-                                               ys.max() - ys.min() + 1], abs=0.01)
+            assert a["bbox"] == pytest.approx(
+                [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1], abs=0.01
+            )
             n += 1
     assert n > 3 * 158  # several parts per image
 
 
 # --- pixels match polygons ------------------------------------------------------------------
+
 
 def _distance_to_colours(pixels: np.ndarray, colours: list[tuple[int, int, int]]) -> np.ndarray:
     """(n,) distance of each RGB pixel to the nearest blend of two of the part's colours
@@ -150,7 +177,12 @@ def test_part_pixels_have_the_part_colours(synset: str):
         image = render_image(synset, index, seed=5, image_size=size, occlusion=False)
         pixels = np.asarray(Image.open(io.BytesIO(image.jpeg_bytes())).convert("RGB"), dtype=float)
         for ann in image.annotations:
-            mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(ann.segmentation, size, size))) > 0
+            mask = (
+                mask_utils.decode(
+                    mask_utils.merge(mask_utils.frPyObjects(ann.segmentation, size, size))
+                )
+                > 0
+            )
             inner = ndimage.binary_erosion(mask, iterations=1)
             if inner.sum() < 12:
                 continue
@@ -166,7 +198,12 @@ def test_polygons_match_the_painted_label_map():
             image = render_image(synset, index, seed=2, image_size=96)
             drawn = {k: image.labels == k for k in np.unique(image.labels) if k >= 0}
             for ann in image.annotations:
-                mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(ann.segmentation, 96, 96))) > 0
+                mask = (
+                    mask_utils.decode(
+                        mask_utils.merge(mask_utils.frPyObjects(ann.segmentation, 96, 96))
+                    )
+                    > 0
+                )
                 if mask.sum() < 30:
                     continue
                 best = max((m & mask).sum() / (m | mask).sum() for m in drawn.values())
@@ -183,9 +220,13 @@ def test_occluder_splits_and_hides_parts():
             clear = render_image(synset, index, seed=4, image_size=96, occlusion=False)
             covered = render_image(synset, index, seed=4, image_size=96, occlusion=True)
             assert (covered.labels == -2).any()
-            hidden.append(sum(a.area for a in clear.annotations) - sum(a.area for a in covered.annotations))
-            pieces.append(sum(len(a.segmentation) for a in covered.annotations)
-                          - sum(len(a.segmentation) for a in clear.annotations))
+            hidden.append(
+                sum(a.area for a in clear.annotations) - sum(a.area for a in covered.annotations)
+            )
+            pieces.append(
+                sum(len(a.segmentation) for a in covered.annotations)
+                - sum(len(a.segmentation) for a in clear.annotations)
+            )
     # a few pixels of slack: cut polygons rasterise a little differently along the cut
     assert min(hidden) >= -3 and np.mean(hidden) > 20
     assert max(pieces) > 0  # some part is cut in two by the occluder
@@ -193,8 +234,11 @@ def test_occluder_splits_and_hides_parts():
 
 # --- determinism, reuse, atomicity ----------------------------------------------------------
 
+
 def test_same_seed_same_bytes_whatever_the_workers(twin: Path, tmp_path: Path):
-    again = generate_twin(tmp_path / "again", images_per_class=1, image_size=SIZE, seed=3, workers=2)
+    again = generate_twin(
+        tmp_path / "again", images_per_class=1, image_size=SIZE, seed=3, workers=2
+    )
     assert _tree_hashes(again) == _tree_hashes(twin)
 
 
@@ -211,11 +255,11 @@ def test_marker_reuse_and_replacement(tmp_path: Path):
     marker = read_twin_marker(out)
     assert marker["seed"] == 0 and marker["image_size"] == 32 and marker["counts"]["test"] == 30
     stamp = (out / "train.json").stat().st_mtime_ns
-    generate_twin(out, images_per_class=1, image_size=32, seed=0)   # same parameters: reused
+    generate_twin(out, images_per_class=1, image_size=32, seed=0)  # same parameters: reused
     assert (out / "train.json").stat().st_mtime_ns == stamp
-    generate_twin(out, images_per_class=1, image_size=32, seed=1)   # other parameters: replaced
+    generate_twin(out, images_per_class=1, image_size=32, seed=1)  # other parameters: replaced
     assert read_twin_marker(out)["seed"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["twin"]          # no temporary folders left
+    assert [p.name for p in tmp_path.iterdir()] == ["twin"]  # no temporary folders left
 
 
 def test_refuses_to_overwrite_a_folder_that_is_not_a_twin(tmp_path: Path):
@@ -262,6 +306,8 @@ def test_loader_reads_the_twin_back(twin: Path):
         masks = dataset.part_masks(i)
         for pid in {a["category_id"] for a in anns}:
             polys = [p for a in anns if a["category_id"] == pid for p in a["segmentation"]]
-            expected = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, SIZE, SIZE))) > 0
+            expected = (
+                mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, SIZE, SIZE))) > 0
+            )
             assert np.array_equal(masks[pid], expected)
         assert dataset.load_image(i).size == (SIZE, SIZE)

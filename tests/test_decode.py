@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.models.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.decode import RESAMPLE, decode_rgb, to_rgb
 from benchmark.data.errors import DatasetError
 from benchmark.features.images import PartImageDataset, SplitTransform
+from benchmark.models.backbones import build_backbone
 
 W, H = 375, 300  # not multiples of 8: the draft image's size is rounded up
 
@@ -32,8 +32,10 @@ def _scene(width: int = W, height: int = H) -> np.ndarray:
 
 
 def _dataset(paths: list[Path], sizes: list[tuple[int, int]]) -> PartDataset:
-    records = [ImageRecord(i, i + 1, "train", "n01440764", p.name, p, h, w)
-               for i, (p, (w, h)) in enumerate(zip(paths, sizes))]
+    records = [
+        ImageRecord(i, i + 1, "train", "n01440764", p.name, p, h, w)
+        for i, (p, (w, h)) in enumerate(zip(paths, sizes))
+    ]
     return PartDataset(paths[0].parent, "test", records, [[] for _ in records], "0" * 64, Counter())
 
 
@@ -43,10 +45,13 @@ def test_every_mode_in_the_wild_decodes_to_rgb(tmp_path):
     files["cmyk.JPEG"] = lambda p: Image.fromarray(rgb).convert("CMYK").save(p, "JPEG", quality=95)
     files["grey.JPEG"] = lambda p: Image.fromarray(rgb).convert("L").save(p, "JPEG", quality=95)
     files["png.JPEG"] = lambda p: Image.fromarray(rgb).save(p, "PNG")
-    files["palette.JPEG"] = lambda p: Image.fromarray(rgb).quantize(64).save(p, "PNG", transparency=0)
+    files["palette.JPEG"] = lambda p: (
+        Image.fromarray(rgb).quantize(64).save(p, "PNG", transparency=0)
+    )
     files["rgba.JPEG"] = lambda p: Image.fromarray(rgb).convert("RGBA").save(p, "PNG")
-    files["grey16.JPEG"] = lambda p: Image.fromarray(
-        (rgb[..., 0].astype(np.uint16) * 257)).save(p, "PNG")
+    files["grey16.JPEG"] = lambda p: Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(
+        p, "PNG"
+    )
     paths = []
     for name, write in files.items():
         write(tmp_path / name)

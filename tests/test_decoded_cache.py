@@ -10,26 +10,38 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_training_data import MEAN, STD, make_toy_dataset
 
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.decode import RESAMPLE, decode_rgb
 from benchmark.training import TrainConfig, load_checkpoint, train_backbone
 from benchmark.training.data import SplitImages, train_class_keys
 from benchmark.training.decoded_cache import DecodedViews
-from test_training_data import MEAN, STD, make_toy_dataset
 
 
 def _images(ds, **kw) -> SplitImages:
-    args = dict(image_size=32, mean=MEAN, std=STD, augment=True, seed=3, with_masks=True,
-                class_keys=train_class_keys())
+    args = dict(
+        image_size=32,
+        mean=MEAN,
+        std=STD,
+        augment=True,
+        seed=3,
+        with_masks=True,
+        class_keys=train_class_keys(),
+    )
     args.update(kw)
     return SplitImages(ds, "train", **args)
 
 
 def _open(images: SplitImages, cache_dir, make_view=None) -> DecodedViews:
-    return DecodedViews.open(cache_dir, fingerprint=images.source.fingerprint,
-                             indices=images.indices, view_size=images.view_size,
-                             with_labels=images.with_masks, make_view=make_view or images.make_view)
+    return DecodedViews.open(
+        cache_dir,
+        fingerprint=images.source.fingerprint,
+        indices=images.indices,
+        view_size=images.view_size,
+        with_labels=images.with_masks,
+        make_view=make_view or images.make_view,
+    )
 
 
 def _all_items(images: SplitImages, epochs=(0, 1)) -> list:
@@ -62,7 +74,7 @@ def test_cached_views_give_the_items_of_the_files_and_are_reused(tmp_path):
 
     again = _open(plain, tmp_path, counting)
     assert calls == []  # verified and reused, nothing decoded
-    assert again.nbytes > len(plain) * plain.view_size ** 2 * 3
+    assert again.nbytes > len(plain) * plain.view_size**2 * 3
 
 
 def test_a_damaged_or_cut_file_is_rebuilt_with_a_warning(tmp_path):
@@ -102,10 +114,24 @@ def test_views_of_large_images_are_reduced_and_keep_the_geometry(tmp_path):
     path = tmp_path / "n01440764_1.JPEG"
     Image.fromarray(pixels).save(path, quality=92)
     synset = train_class_keys()[0]
-    ds = PartDataset(tmp_path, "t", [ImageRecord(0, 1, "train", synset, path.name, path, 300, 375)],
-                     [[]], "f" * 64, Counter())
-    images = SplitImages(ds, "train", image_size=32, mean=(0, 0, 0), std=(1, 1, 1), augment=False,
-                         seed=0, class_keys=train_class_keys())
+    ds = PartDataset(
+        tmp_path,
+        "t",
+        [ImageRecord(0, 1, "train", synset, path.name, path, 300, 375)],
+        [[]],
+        "f" * 64,
+        Counter(),
+    )
+    images = SplitImages(
+        ds,
+        "train",
+        image_size=32,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        augment=False,
+        seed=0,
+        class_keys=train_class_keys(),
+    )
     assert images.view_size == 64
     got = images[0][0] * 255  # (3, 32, 32), unnormalised
     full = np.asarray(decode_rgb(path).resize((32, 32), RESAMPLE["bicubic"]), dtype=np.float32)
@@ -115,12 +141,25 @@ def test_views_of_large_images_are_reduced_and_keep_the_geometry(tmp_path):
 
 def test_trained_weights_do_not_depend_on_the_cache(tmp_path):
     ds = make_toy_dataset(n_train_classes=6, per_train_class=6, n_val_classes=5, per_val_class=3)
-    config = TrainConfig(batch_size=12, lr=0.05, epochs=2, method="classification",
-                         part_head="joint", val_episodes=5, val_k_shot=1, val_n_query=2)
+    config = TrainConfig(
+        batch_size=12,
+        lr=0.05,
+        epochs=2,
+        method="classification",
+        part_head="joint",
+        val_episodes=5,
+        val_k_shot=1,
+        val_n_query=2,
+    )
     common = dict(model_name="test_resnet", image_size=32, seed=0, progress=False)
     plain = train_backbone(ds, config, out_dir=tmp_path / "plain", **common)
-    cached = train_backbone(ds, replace(config, decoded_cache=True), out_dir=tmp_path / "cached",
-                            decoded_cache=tmp_path / "cache", **common)
+    cached = train_backbone(
+        ds,
+        replace(config, decoded_cache=True),
+        out_dir=tmp_path / "cached",
+        decoded_cache=tmp_path / "cache",
+        **common,
+    )
     assert list((tmp_path / "cache" / "decoded").glob("*.json"))
     a, b = load_checkpoint(plain)["model"], load_checkpoint(cached)["model"]
     assert a.keys() == b.keys()

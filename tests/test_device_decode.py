@@ -15,14 +15,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from benchmark.models.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
 from benchmark.data.errors import DatasetError
 from benchmark.data.jpeg_header import decodes_on_gpu, read_jpeg_info
 from benchmark.features.device_decode import collate_routed
+from benchmark.features.extraction import extract_features
 from benchmark.features.feature_set import N_SLOTS
 from benchmark.features.images import PartImageDataset, SplitTransform
-from benchmark.features.extraction import extract_features
+from benchmark.models.backbones import build_backbone
 
 W, H = 150, 120
 
@@ -49,9 +49,16 @@ def _encode(kind: str, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("kind, gpu, components", [
-    ("baseline", True, 3), ("progressive", False, 3), ("grey", False, 1), ("cmyk", False, 4),
-    ("png", False, None)])
+@pytest.mark.parametrize(
+    "kind, gpu, components",
+    [
+        ("baseline", True, 3),
+        ("progressive", False, 3),
+        ("grey", False, 1),
+        ("cmyk", False, 4),
+        ("png", False, None),
+    ],
+)
 def test_routing_reads_the_frame_header(kind, gpu, components):
     data = _encode(kind)
     info = read_jpeg_info(data)
@@ -124,6 +131,8 @@ def test_gpu_extraction_decodes_on_the_device_and_matches_the_cpu(tmp_path):
     on_gpu = extract_features(data, np.arange(len(kinds)), backbone, device="cuda", **common)
     on_cpu = extract_features(data, np.arange(len(kinds)), backbone, device="cpu", **common)
     assert on_gpu.key != on_cpu.key  # the decode path is part of the cache key
-    cos = torch.nn.functional.cosine_similarity(on_gpu.embeddings.float(), on_cpu.embeddings.float())
+    cos = torch.nn.functional.cosine_similarity(
+        on_gpu.embeddings.float(), on_cpu.embeddings.float()
+    )
     assert (cos > 0.99).all(), cos
     assert torch.equal(on_gpu.part_present, on_cpu.part_present)

@@ -78,8 +78,11 @@ def config_table() -> dict[str, dict[str, str]]:
 
 def test_config_table_lists_exactly_the_config_keys():
     documented, actual = set(config_table()), {key for key, _ in config_keys()}
-    missing = [f"| `{key}` | ? | `{yaml_text(default)}` | | ? |"
-               for key, default in config_keys() if key not in documented]
+    missing = [
+        f"| `{key}` | ? | `{yaml_text(default)}` | | ? |"
+        for key, default in config_keys()
+        if key not in documented
+    ]
     assert not missing, "docs/configuration.md lacks rows for:\n" + "\n".join(missing)
     extra = sorted(documented - actual)
     assert not extra, f"docs/configuration.md lists keys the config does not have: {extra}"
@@ -102,7 +105,8 @@ def test_config_table_lists_exactly_the_checked_choices():
         expected = [yaml_text(c) for c in CHOICES.get(key, ())]
         assert sorted(documented) == sorted(expected), (
             f"docs/configuration.md: {key} choices {documented}, "
-            f"benchmark.config.run.CHOICES: {expected}")
+            f"benchmark.config.run.CHOICES: {expected}"
+        )
 
 
 def test_config_table_reader_sees_a_wrong_row(tmp_path, monkeypatch):
@@ -170,10 +174,16 @@ def test_relative_links_resolve(page):
 
 
 PUBLIC_PACKAGES = ("benchmark", "baselines", "episodes", "results")
-DOC_FILES = [REPO / "README.md", REPO / "CONTRIBUTING.md", *PAGES,
-             *sorted((REPO / "examples").rglob("*.md")), *sorted((REPO / "examples").rglob("*.py"))]
-IMPORT_RE = re.compile(r"^\s*from ((?:benchmark|baselines|episodes|results)[\w.]*) import ([\w, ()]+)",
-                       re.M)
+DOC_FILES = [
+    REPO / "README.md",
+    REPO / "CONTRIBUTING.md",
+    *PAGES,
+    *sorted((REPO / "examples").rglob("*.md")),
+    *sorted((REPO / "examples").rglob("*.py")),
+]
+IMPORT_RE = re.compile(
+    r"^\s*from ((?:benchmark|baselines|episodes|results)[\w.]*) import ([\w, ()]+)", re.M
+)
 
 
 def test_docs_and_examples_import_only_the_public_face():
@@ -191,8 +201,11 @@ def test_docs_and_examples_import_only_the_public_face():
                 problems.append(f"{where} (import from the package root)")
                 continue
             public = set(importlib.import_module(module).__all__)
-            problems += [f"{where} ({name} is not in {module}.__all__)"
-                         for name in re.findall(r"\w+", names) if name not in public]
+            problems += [
+                f"{where} ({name} is not in {module}.__all__)"
+                for name in re.findall(r"\w+", names)
+                if name not in public
+            ]
     assert problems == []
 
 

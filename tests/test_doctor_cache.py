@@ -41,8 +41,24 @@ def test_cache_refuses_an_unknown_kind(tmp_path, capsys):
 @pytest.mark.slow
 def test_doctor_reports_environment_devices_cache_and_a_timed_run(tmp_path, capsys):
     _fill(tmp_path)
-    assert main(["doctor", "--device", "cpu", "--cache-dir", str(tmp_path), "--model",
-                 "test_resnet", "--image-size", "32", "--n-images", "8"]) == 0
+    assert (
+        main(
+            [
+                "doctor",
+                "--device",
+                "cpu",
+                "--cache-dir",
+                str(tmp_path),
+                "--model",
+                "test_resnet",
+                "--image-size",
+                "32",
+                "--n-images",
+                "8",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     for name in ("python", "torch", "torch CUDA", "cuDNN", "timm"):
         assert re.search(rf"^  {re.escape(name)}\s+\S", out, re.M), name

@@ -40,8 +40,11 @@ def _ids(images: torch.Tensor) -> list[int]:
 
 def test_dataloader_with_batch_sampler_and_collate():
     sampler = EpisodeSampler(LABELS, seed=2, n_way=4, k_shot=2, n_query=3, n_episodes=12)
-    loader = DataLoader(IndexImages(), batch_sampler=EpisodeBatchSampler(sampler, 2, 9),
-                        collate_fn=EpisodicCollate(sampler))
+    loader = DataLoader(
+        IndexImages(),
+        batch_sampler=EpisodeBatchSampler(sampler, 2, 9),
+        collate_fn=EpisodicCollate(sampler),
+    )
     assert len(loader) == 7
     seen = 0
     for i, (sx, sy, qx, qy, true_labels) in zip(range(2, 9), loader):

@@ -33,9 +33,13 @@ def test_class_of_the_split_without_images():
 
 
 def test_unknown_split_and_mode():
-    with pytest.raises(EpisodeSettingsError, match=r"unknown split='testing'.*\['test', 'train', 'val'\]"):
+    with pytest.raises(
+        EpisodeSettingsError, match=r"unknown split='testing'.*\['test', 'train', 'val'\]"
+    ):
         EpisodeSampler(labels(), seed=0, split="testing")
-    with pytest.raises(EpisodeSettingsError, match=r"unknown mode='fine'.*mixed, within, across, variable"):
+    with pytest.raises(
+        EpisodeSettingsError, match=r"unknown mode='fine'.*mixed, within, across, variable"
+    ):
         EpisodeSampler(labels(), seed=0, mode="fine")
 
 
@@ -74,8 +78,10 @@ def test_own_class_lists_need_super_categories_for_within():
         ({"n_episodes": "5"}, "n_episodes must be a non-negative integer"),
         ({"mode": "variable", "n_way": 5}, r"mode='variable' draws ways.*remove n_way"),
         ({"protocol": MetaDatasetProtocol()}, "protocol= applies to mode='variable' only"),
-        ({"mode": "variable", "split": "val", "protocol": MetaDatasetProtocol(min_ways=20)},
-         r"min_ways=20 .*only 19 classes"),
+        (
+            {"mode": "variable", "split": "val", "protocol": MetaDatasetProtocol(min_ways=20)},
+            r"min_ways=20 .*only 19 classes",
+        ),
     ],
 )
 def test_bad_settings(kwargs, pattern):
@@ -93,7 +99,9 @@ def test_variable_mode_needs_two_images_per_class():
 
 def test_variable_episodes_cannot_be_batched():
     sampler = EpisodeSampler(labels(), seed=0, mode="variable")
-    with pytest.raises(EpisodeSettingsError, match=r"batch\(\)/take\(\) need fixed-shape.*sampler\[i\]"):
+    with pytest.raises(
+        EpisodeSettingsError, match=r"batch\(\)/take\(\) need fixed-shape.*sampler\[i\]"
+    ):
         sampler.batch(0, 10)
 
 

@@ -47,7 +47,7 @@ def ref_fisher_yates(n: int, draws32: list[int]) -> list[int]:
     for t, d in enumerate(draws32):
         r = t + ref_below(d, n - t)
         perm[t], perm[r] = perm[r], perm[t]
-    return perm[:len(draws32)]
+    return perm[: len(draws32)]
 
 
 def ref_episode(labels, class_splits, super_categories, settings, i):
@@ -63,17 +63,20 @@ def ref_episode(labels, class_splits, super_categories, settings, i):
     head = block(0, 2 * n + 1)
     keys = sorted(c for c, s in class_splits.items() if s == settings["split"])
     if mode == "mixed":
-        classes = [keys[p] for p in ref_fisher_yates(len(keys), head[1:n + 1])]
+        classes = [keys[p] for p in ref_fisher_yates(len(keys), head[1 : n + 1])]
     else:
         groups = sorted({super_categories[c] for c in keys})
         members = {g: [c for c in keys if super_categories[c] == g] for g in groups}
         if mode == "within":
             eligible = [g for g in groups if len(members[g]) >= n]
             g = eligible[ref_below(head[0], len(eligible))]
-            classes = [members[g][p] for p in ref_fisher_yates(len(members[g]), head[1:n + 1])]
+            classes = [members[g][p] for p in ref_fisher_yates(len(members[g]), head[1 : n + 1])]
         else:
-            chosen = [groups[p] for p in ref_fisher_yates(len(groups), head[1:n + 1])]
-            classes = [members[g][ref_below(head[n + 1 + j], len(members[g]))] for j, g in enumerate(chosen)]
+            chosen = [groups[p] for p in ref_fisher_yates(len(groups), head[1 : n + 1])]
+            classes = [
+                members[g][ref_below(head[n + 1 + j], len(members[g]))]
+                for j, g in enumerate(chosen)
+            ]
     support, query = [], []
     for j, c in enumerate(classes):
         images = [idx for idx, label in enumerate(labels) if label == c]
@@ -141,8 +144,16 @@ def check_episode(ep, labels, class_splits, super_categories, mode, n, k, q):
 )
 def test_random_settings_follow_the_rules_and_the_reference(data, mode, n, k, q, seed, start):
     labels, class_splits, super_categories = data
-    kwargs = dict(seed=seed, split="a", n_way=n, k_shot=k, n_query=q, mode=mode,
-                  class_splits=class_splits, super_categories=super_categories)
+    kwargs = dict(
+        seed=seed,
+        split="a",
+        n_way=n,
+        k_shot=k,
+        n_query=q,
+        mode=mode,
+        class_splits=class_splits,
+        super_categories=super_categories,
+    )
     if not feasible(labels, class_splits, super_categories, mode, n, k, q):
         event("infeasible")
         with pytest.raises(EpisodeSettingsError):
@@ -176,8 +187,7 @@ def partimagenet_labels(per_class: int = 20) -> list[str]:
 @pytest.mark.parametrize("mode", ["mixed", "within", "across"])
 def test_partimagenet_splits_and_modes(split, mode):
     labels = partimagenet_labels()
-    sampler = EpisodeSampler(labels, seed=3, split=split, mode=mode, n_way=5,
-                             k_shot=2, n_query=5)
+    sampler = EpisodeSampler(labels, seed=3, split=split, mode=mode, n_way=5, k_shot=2, n_query=5)
     assert set(sampler.class_keys) == set(taxonomy.split_classes(split))
     n = sampler.n_way
     groups = taxonomy.class_super_categories()
@@ -194,7 +204,10 @@ def test_each_class_is_drawn_uniformly_in_mixed_mode():
     counts = np.bincount(batch.classes.ravel(), minlength=30)
     assert stats.chisquare(counts).pvalue > 1e-4
     # way order is random too: class 0 is as likely in way 0 as in way 4
-    first, last = np.bincount(batch.classes[:, 0], minlength=30), np.bincount(batch.classes[:, 4], minlength=30)
+    first, last = (
+        np.bincount(batch.classes[:, 0], minlength=30),
+        np.bincount(batch.classes[:, 4], minlength=30),
+    )
     assert stats.chisquare(first).pvalue > 1e-4 and stats.chisquare(last).pvalue > 1e-4
     # every image of a class is equally likely to be its support example
     positions = (batch.support[..., 0] - 0) % 20  # labels are in table order, 20 per class
@@ -227,7 +240,11 @@ def test_sequence_protocol():
     episodes = list(sampler)
     assert len(sampler) == 1500 == len(episodes)
     assert episodes[1234] == sampler[1234] == sampler[-266]
-    assert sampler[1499] == episodes[1499] and sampler[3] == episodes[3] and sampler[1498] == episodes[1498]
+    assert (
+        sampler[1499] == episodes[1499]
+        and sampler[3] == episodes[3]
+        and sampler[1498] == episodes[1498]
+    )
     assert [e.index for e in episodes] == list(range(1500))
     assert json.loads(json.dumps(sampler.settings)) == sampler.settings
     assert sampler.settings["format_version"] == 1
@@ -259,8 +276,14 @@ print(episodes_hash(s[i] for i in reversed(range(20))))
 
 def test_same_episodes_in_another_process_and_order():
     env = dict(os.environ, PYTHONHASHSEED="12345", OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", _SUBPROCESS], cwd=REPO, env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _SUBPROCESS],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     labels = partimagenet_labels()
     here = []
     for mode in ("mixed", "within", "across"):
@@ -299,8 +322,12 @@ def _golden_samplers():
     labels = partimagenet_labels()
     return {
         "mixed": EpisodeSampler(labels, seed=0),
-        "within": EpisodeSampler(labels, seed=0, split="train", mode="within", k_shot=5, n_query=10),
-        "across": EpisodeSampler(labels, seed=0, split="val", mode="across", n_way=3, k_shot=1, n_query=4),
+        "within": EpisodeSampler(
+            labels, seed=0, split="train", mode="within", k_shot=5, n_query=10
+        ),
+        "across": EpisodeSampler(
+            labels, seed=0, split="val", mode="across", n_way=3, k_shot=1, n_query=4
+        ),
         "variable": EpisodeSampler(labels, seed=0, split="train", mode="variable"),
     }
 
@@ -309,5 +336,8 @@ def test_golden_episodes():
     samplers = _golden_samplers()
     ep = samplers["mixed"][0]
     assert (ep.classes, ep.support, ep.query) == GOLDEN_EPISODE_0
-    hashes = {mode: episodes_hash(s.episodes(0, 100 if mode != "variable" else 10)) for mode, s in samplers.items()}
+    hashes = {
+        mode: episodes_hash(s.episodes(0, 100 if mode != "variable" else 10))
+        for mode, s in samplers.items()
+    }
     assert hashes == GOLDEN_HASHES

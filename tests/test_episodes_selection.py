@@ -16,15 +16,20 @@ def test_splitmix64_reference_vector():
     # splitmix64 seeded with 1234567 (Vigna's reference splitmix64.c): our episode keys for
     # episodes 0..4 of stream 1234567 are exactly its first five outputs.
     assert episode_keys(1234567, np.arange(5)).tolist() == [
-        6457827717110365317, 3203168211198807973, 9817491932198370423,
-        4593380528125082431, 16408922859458223821,
+        6457827717110365317,
+        3203168211198807973,
+        9817491932198370423,
+        4593380528125082431,
+        16408922859458223821,
     ]
 
 
 def test_draws32_are_the_halves_of_the_words():
     keys = episode_keys(3, np.arange(4))
     words = draws(keys, 5, 3)
-    got = draws32(keys, 5, 5)[:, :, 0].T  # h = 3 words: draws 0..2 high halves, 3..4 low halves of words 0..1
+    got = draws32(keys, 5, 5)[
+        :, :, 0
+    ].T  # h = 3 words: draws 0..2 high halves, 3..4 low halves of words 0..1
     np.testing.assert_array_equal(got[:, :3], words >> np.uint64(32))
     np.testing.assert_array_equal(got[:, 3:], words[:, :2] & np.uint64(0xFFFFFFFF))
     assert draws32(keys, 0, 0).shape == (0, 4, 1)
@@ -46,16 +51,29 @@ def test_below_and_uniform01_ranges():
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.data(), m=st.integers(0, 12), rows=st.integers(0, 30), extra=st.integers(0, 60), seed=st.integers(0, 2**64 - 1))
+@given(
+    data=st.data(),
+    m=st.integers(0, 12),
+    rows=st.integers(0, 30),
+    extra=st.integers(0, 60),
+    seed=st.integers(0, 2**64 - 1),
+)
 def test_dense_and_sparse_match_the_textbook_loop(data, m, rows, extra, seed):
     width = m + extra
-    sizes = np.array(data.draw(st.lists(st.integers(m, max(m, width)), min_size=rows, max_size=rows)), dtype=np.int64)
+    sizes = np.array(
+        data.draw(st.lists(st.integers(m, max(m, width)), min_size=rows, max_size=rows)),
+        dtype=np.int64,
+    )
     if rows and not sizes.max(initial=0) <= width:
         width = int(sizes.max())
     words = draws32(episode_keys(seed, np.arange(rows)), 0, m)[:, :, 0]  # (m, rows)
-    expected = np.array([ref_fisher_yates(int(s), [int(w) for w in row]) for s, row in zip(sizes, words.T)],
-                        dtype=np.int64).reshape(rows, m)
-    np.testing.assert_array_equal(_choose_dense(sizes.astype(np.uint64), words, max(width, 1)).T, expected)
+    expected = np.array(
+        [ref_fisher_yates(int(s), [int(w) for w in row]) for s, row in zip(sizes, words.T)],
+        dtype=np.int64,
+    ).reshape(rows, m)
+    np.testing.assert_array_equal(
+        _choose_dense(sizes.astype(np.uint64), words, max(width, 1)).T, expected
+    )
     np.testing.assert_array_equal(_choose_sparse(sizes.astype(np.uint64), words.T), expected)
     np.testing.assert_array_equal(choose_distinct(sizes, words, max(width, 1)).T, expected)
 

@@ -30,19 +30,32 @@ def ref_variable(labels, class_keys, settings_, i):
 
     n_classes = len(class_keys)
     n = p["min_ways"] + ref_below(draw32(0), min(p["max_ways"], n_classes) - p["min_ways"] + 1)
-    classes = [class_keys[c] for c in ref_fisher_yates(n_classes, [draw32(s) for s in range(1, n + 1)])]
+    classes = [
+        class_keys[c] for c in ref_fisher_yates(n_classes, [draw32(s) for s in range(1, n + 1)])
+    ]
     images = [[j for j, label in enumerate(labels) if label == c] for c in classes]
     q = min(p["max_query"], min(len(x) for x in images) // 2)
     beta = unit(word(n + 1))
-    support_size = min(p["max_support"], sum(math.floor(beta * min(p["max_support_per_class"], len(x) - q) + 1) for x in images))
+    support_size = min(
+        p["max_support"],
+        sum(math.floor(beta * min(p["max_support_per_class"], len(x) - q) + 1) for x in images),
+    )
     lo, hi = math.log(p["min_shot_weight"]), math.log(p["max_shot_weight"])
-    weights = [len(x) * math.exp(lo + unit(word(n + 2 + j)) * (hi - lo)) for j, x in enumerate(images)]
+    weights = [
+        len(x) * math.exp(lo + unit(word(n + 2 + j)) * (hi - lo)) for j, x in enumerate(images)
+    ]
     total = math.fsum(weights)
-    shots = [min(math.floor(w / total * (support_size - n)) + 1, len(x) - q) for w, x in zip(weights, images)]
+    shots = [
+        min(math.floor(w / total * (support_size - n)) + 1, len(x) - q)
+        for w, x in zip(weights, images)
+    ]
     support, query = [], []
     stride = p["max_support"] + p["max_query"]
     for j, (x, k) in enumerate(zip(images, shots)):
-        picks = [x[t] for t in ref_fisher_yates(len(x), [draw32(128 + j * stride + t) for t in range(k + q)])]
+        picks = [
+            x[t]
+            for t in ref_fisher_yates(len(x), [draw32(128 + j * stride + t) for t in range(k + q)])
+        ]
         support.append(tuple(picks[:k]))
         query.append(tuple(picks[k:]))
     return tuple(classes), tuple(support), tuple(query)
@@ -57,7 +70,9 @@ def ref_variable(labels, class_keys, settings_, i):
 def test_variable_episodes_follow_meta_dataset(sizes, seed, index):
     names = [f"k{j:02d}" for j in range(len(sizes))]
     labels = [c for c, n in zip(names, sizes) for _ in range(n)]
-    sampler = EpisodeSampler(labels, seed=seed, split="s", mode="variable", class_splits=dict.fromkeys(names, "s"))
+    sampler = EpisodeSampler(
+        labels, seed=seed, split="s", mode="variable", class_splits=dict.fromkeys(names, "s")
+    )
     ep = sampler[index]
     n = ep.n_way
     assert 5 <= n <= min(50, len(sizes)) and len(set(ep.classes)) == n
@@ -70,7 +85,9 @@ def test_variable_episodes_follow_meta_dataset(sizes, seed, index):
     flat = [i for way in ep.support + ep.query for i in way]
     assert len(flat) == len(set(flat))
     assert all(labels[i] == c for c, s, x in zip(ep.classes, ep.support, ep.query) for i in s + x)
-    assert (ep.classes, ep.support, ep.query) == ref_variable(labels, sampler.class_keys, sampler.settings, index)
+    assert (ep.classes, ep.support, ep.query) == ref_variable(
+        labels, sampler.class_keys, sampler.settings, index
+    )
 
 
 def test_ways_are_uniform_and_shots_vary():

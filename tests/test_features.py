@@ -13,14 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.models.backbones import build_backbone
 from benchmark.data.dataset import ImageRecord, PartDataset
-from benchmark.models.device import resolve_device, resolve_precision
-from benchmark.models.backbones import BackboneError
+from benchmark.features.extraction import extract_features
 from benchmark.features.feature_set import N_SLOTS, PRESENCE_MIN_AREA, FeatureSet, slot_names
 from benchmark.features.images import SplitTransform
-from benchmark.features.extraction import extract_features
 from benchmark.features.pooling import grid_coverage, shuffled_partners, slot_coverage
+from benchmark.models.backbones import BackboneError, build_backbone
+from benchmark.models.device import resolve_device, resolve_precision
 
 TINY = "test_resnet"  # stride 32: a 64 px input gives a 2x2 feature map
 SIZE = 64
@@ -54,10 +53,24 @@ def tiny_dataset(n: int = 10, seed: int = 0) -> TinyPartDataset:
         m[1, y0 : y0 + H // 2, x0 : x0 + W // 2] = True
         m[2, 40:42, 60:62] = True
         masks.append(m)
-        records.append(ImageRecord(i, i + 1, "train", "n01440764", f"img_{i}.JPEG", Path(f"img_{i}.JPEG"), H, W))
-    digest = hashlib.sha256(b"".join(p.tobytes() for p in pixels) + b"".join(m.tobytes() for m in masks))
-    return TinyPartDataset(Path("."), "memory", records, [[] for _ in records], digest.hexdigest(),
-                           Counter(), pixels, masks)
+        records.append(
+            ImageRecord(
+                i, i + 1, "train", "n01440764", f"img_{i}.JPEG", Path(f"img_{i}.JPEG"), H, W
+            )
+        )
+    digest = hashlib.sha256(
+        b"".join(p.tobytes() for p in pixels) + b"".join(m.tobytes() for m in masks)
+    )
+    return TinyPartDataset(
+        Path("."),
+        "memory",
+        records,
+        [[] for _ in records],
+        digest.hexdigest(),
+        Counter(),
+        pixels,
+        masks,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +94,9 @@ def _extract(dataset, backbone, **kw) -> FeatureSet:
     kw.setdefault("device", "cpu")
     kw.setdefault("progress", False)
     kw.setdefault("batch_size", 4)
-    return extract_features(dataset, kw.pop("indices", np.arange(len(dataset.images))), backbone, **kw)
+    return extract_features(
+        dataset, kw.pop("indices", np.arange(len(dataset.images))), backbone, **kw
+    )
 
 
 def test_oracle_features_pool_the_map_under_each_slot(data, backbone):
@@ -97,8 +112,12 @@ def test_oracle_features_pool_the_map_under_each_slot(data, backbone):
     for i in (0, 7):
         fmap, pooled = _reference_map(backbone, data, i)
         torch.testing.assert_close(fs.embeddings[i].float(), pooled[0], atol=2e-3, rtol=2e-3)
-        torch.testing.assert_close(fs.part_embeddings[i, 0].float(), fmap[0, :, 0, 0], atol=2e-3, rtol=2e-3)
-        cover = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(data.masks[i][1])[None].float(), (2, 2))[0]
+        torch.testing.assert_close(
+            fs.part_embeddings[i, 0].float(), fmap[0, :, 0, 0], atol=2e-3, rtol=2e-3
+        )
+        cover = torch.nn.functional.adaptive_avg_pool2d(
+            torch.from_numpy(data.masks[i][1])[None].float(), (2, 2)
+        )[0]
         body = (fmap[0] * cover).sum(dim=(1, 2)) / cover.sum()
         torch.testing.assert_close(fs.part_embeddings[i, 1].float(), body, atol=2e-3, rtol=2e-3)
 
@@ -134,8 +153,9 @@ def test_vit_patch_tokens_pool_like_a_feature_map(data):
             tokens = vit.model.forward_features(x)
             cls = vit.model.forward_head(tokens, pre_logits=True)
         grid = tokens[0, 1:].reshape(4, 4, 64)  # row-major patches after the class token
-        torch.testing.assert_close(fs.part_embeddings[row, 0].float(), grid[:2, :2].mean(dim=(0, 1)),
-                                   atol=2e-3, rtol=2e-3)  # Head = the top-left quarter
+        torch.testing.assert_close(
+            fs.part_embeddings[row, 0].float(), grid[:2, :2].mean(dim=(0, 1)), atol=2e-3, rtol=2e-3
+        )  # Head = the top-left quarter
         torch.testing.assert_close(fs.embeddings[row].float(), cls[0], atol=2e-3, rtol=2e-3)
 
 
@@ -144,7 +164,10 @@ def test_gather_maps_any_index_shape_through_the_lookup(data, backbone):
     fs = _extract(data, backbone, indices=subset)
     episode = np.array([[[5, 0], [9, 9]], [[2, 5], [0, 2]]])  # (B=2, N=2, K=2)
     got = fs.gather(episode)
-    assert got.embeddings.shape == (2, 2, 2, backbone.num_features) and got.embeddings.dtype == torch.float32
+    assert (
+        got.embeddings.shape == (2, 2, 2, backbone.num_features)
+        and got.embeddings.dtype == torch.float32
+    )
     assert got.part_embeddings.shape == (2, 2, 2, N_SLOTS, backbone.num_features)
     assert got.part_present.shape == (2, 2, 2, N_SLOTS)
     row_of = {int(v): r for r, v in enumerate(subset)}
@@ -190,9 +213,16 @@ def test_predicted_masks_come_from_the_head_not_the_annotations(data, backbone):
     assert predicted.key != oracle.key
     # every cell assigned to one slot (each of the 4 cells counts), so a present slot's
     # embedding is the mean of the cells it won; with all cells to Wing it is the global mean
-    wing = _extract(data, backbone, masks="predicted", part_head=_SlotHead(backbone.num_features, 0, bias_slot=6))
+    wing = _extract(
+        data,
+        backbone,
+        masks="predicted",
+        part_head=_SlotHead(backbone.num_features, 0, bias_slot=6),
+    )
     assert wing.part_present[:, 6].all() and wing.part_present.sum() == len(data.images)
-    torch.testing.assert_close(wing.part_embeddings[:, 6].float(), oracle.embeddings.float(), atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(
+        wing.part_embeddings[:, 6].float(), oracle.embeddings.float(), atol=2e-3, rtol=2e-3
+    )
 
 
 def test_predicted_masks_default_to_the_head_saved_with_a_train_checkpoint(data, tmp_path):
@@ -206,11 +236,22 @@ def test_predicted_masks_default_to_the_head_saved_with_a_train_checkpoint(data,
             p.data.normal_()
     head.eval()
     path = tmp_path / "best.pt"
-    torch.save({"model": trunk.model.state_dict(), "part_head": head.state_dict(),
-                "meta": {"model_name": TINY, "saw_test_classes": False}}, path)
+    torch.save(
+        {
+            "model": trunk.model.state_dict(),
+            "part_head": head.state_dict(),
+            "meta": {"model_name": TINY, "saw_test_classes": False},
+        },
+        path,
+    )
     trained = build_backbone(TINY, "train", path, image_size=SIZE)
     implicit = _extract(data, trained, masks="predicted")
-    explicit = _extract(data, build_backbone(TINY, "train", path, image_size=SIZE), masks="predicted", part_head=head)
+    explicit = _extract(
+        data,
+        build_backbone(TINY, "train", path, image_size=SIZE),
+        masks="predicted",
+        part_head=head,
+    )
     assert implicit.key == explicit.key
     assert torch.equal(implicit.part_present, explicit.part_present)
     torch.testing.assert_close(implicit.part_embeddings, explicit.part_embeddings)
@@ -221,7 +262,9 @@ def test_predicted_masks_never_read_slot_masks(backbone):
         def slot_masks(self, i):
             raise AssertionError("predicted masks must not read annotations")
 
-    blind = NoAnnotations(**{k: getattr(tiny_dataset(4), k) for k in TinyPartDataset.__dataclass_fields__})
+    blind = NoAnnotations(
+        **{k: getattr(tiny_dataset(4), k) for k in TinyPartDataset.__dataclass_fields__}
+    )
     fs = _extract(blind, backbone, masks="predicted", part_head=_SlotHead(backbone.num_features, 1))
     assert fs.part_present.shape == (4, N_SLOTS)
 
@@ -230,7 +273,9 @@ def test_parallel_workers_give_the_same_features(data, backbone):
     serial = _extract(data, backbone, indices=[0, 1, 2, 3, 4])
     parallel = _extract(data, backbone, indices=[0, 1, 2, 3, 4], num_workers=2, batch_size=2)
     torch.testing.assert_close(parallel.embeddings, serial.embeddings, atol=1e-3, rtol=1e-3)
-    torch.testing.assert_close(parallel.part_embeddings, serial.part_embeddings, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(
+        parallel.part_embeddings, serial.part_embeddings, atol=1e-3, rtol=1e-3
+    )
 
 
 def test_features_beyond_float16_range_are_refused(data, backbone):
@@ -264,7 +309,9 @@ def test_device_and_precision_choice():
 def test_gpu_bf16_features_match_cpu_within_noise(data, backbone):
     cpu = _extract(data, backbone, device="cpu")
     gpu = _extract(data, backbone, device="cuda", precision="bf16")
-    cos = torch.nn.functional.cosine_similarity(cpu.embeddings.float(), gpu.embeddings.float(), dim=1)
+    cos = torch.nn.functional.cosine_similarity(
+        cpu.embeddings.float(), gpu.embeddings.float(), dim=1
+    )
     assert cos.min() > 0.99
     assert torch.equal(cpu.part_present, gpu.part_present)
 
@@ -318,8 +365,21 @@ def test_cache_misses_when_weights_change_in_place(data, tmp_path):
     assert calls["forward"] > 0
 
 
-@pytest.mark.parametrize("change", ["indices", "masks", "image_size", "weights", "dataset", "precision",
-                                    "part_head", "part_stage", "dense", "mask_seed"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "indices",
+        "masks",
+        "image_size",
+        "weights",
+        "dataset",
+        "precision",
+        "part_head",
+        "part_stage",
+        "dense",
+        "mask_seed",
+    ],
+)
 def test_cache_misses_when_any_key_part_changes(data, tmp_path, change):
     head = _SlotHead(96, seed=0)
     base = dict(masks="predicted", part_head=head) if change == "part_head" else {}
@@ -373,12 +433,17 @@ def _nan_with_a_matching_hash(path):
     torch.save(payload, path)
 
 
-@pytest.mark.parametrize("damage, why", [
-    ("garbage", "unreadable"), ("truncated", "unreadable"), ("other_key", "holds key"),
-    ("flipped_bit", "damaged: its tensors no longer match|unreadable"),
-    ("edited_value", "damaged: its tensors no longer match"),
-    ("nan", "holds NaN or infinite values in 'embeddings'"),
-])
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        ("garbage", "unreadable"),
+        ("truncated", "unreadable"),
+        ("other_key", "holds key"),
+        ("flipped_bit", "damaged: its tensors no longer match|unreadable"),
+        ("edited_value", "damaged: its tensors no longer match"),
+        ("nan", "holds NaN or infinite values in 'embeddings'"),
+    ],
+)
 def test_damaged_cache_file_is_recomputed_with_a_warning(data, backbone, tmp_path, damage, why):
     first = _extract(data, backbone, cache_dir=tmp_path)
     path = tmp_path / f"features-{first.key}.pt"
@@ -420,12 +485,25 @@ def _rank_main(rank: int, world: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        fs = extract_features(tiny_dataset(), np.arange(N_DIST)[::-1].copy(),
-                              build_backbone(TINY, image_size=SIZE), device="cpu", batch_size=2,
-                              progress=False, cache_dir=str(Path(out_dir) / "cache"))
-        torch.save({"embeddings": fs.embeddings, "part_embeddings": fs.part_embeddings,
-                    "part_present": fs.part_present, "image_indices": fs.image_indices, "key": fs.key},
-                   Path(out_dir) / f"rank{rank}.pt")
+        fs = extract_features(
+            tiny_dataset(),
+            np.arange(N_DIST)[::-1].copy(),
+            build_backbone(TINY, image_size=SIZE),
+            device="cpu",
+            batch_size=2,
+            progress=False,
+            cache_dir=str(Path(out_dir) / "cache"),
+        )
+        torch.save(
+            {
+                "embeddings": fs.embeddings,
+                "part_embeddings": fs.part_embeddings,
+                "part_present": fs.part_present,
+                "image_indices": fs.image_indices,
+                "key": fs.key,
+            },
+            Path(out_dir) / f"rank{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -442,7 +520,9 @@ def test_two_gloo_processes_give_the_same_features_as_one(data, tmp_path):
         assert got["key"] == single.key
         assert torch.equal(got["image_indices"], torch.from_numpy(indices))
         torch.testing.assert_close(got["embeddings"], single.embeddings, atol=1e-3, rtol=1e-3)
-        torch.testing.assert_close(got["part_embeddings"], single.part_embeddings, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(
+            got["part_embeddings"], single.part_embeddings, atol=1e-3, rtol=1e-3
+        )
         assert torch.equal(got["part_present"], single.part_present)
     # rank 0 wrote the cache once; one process reuses it
     backbone = build_backbone(TINY, image_size=SIZE)
@@ -499,13 +579,21 @@ def test_resnet_part_stage_pools_the_stride_16_map(data, backbone):
         cover = slot_coverage(data.masks[i], (4, 4))  # the coverage at the stage's grid
         for slot in (0, 1):
             expected = (stage[0] * cover[slot]).sum(dim=(1, 2)) / cover[slot].sum()
-            torch.testing.assert_close(fs.part_embeddings[i, slot].float(), expected, atol=2e-3, rtol=2e-3)
+            torch.testing.assert_close(
+                fs.part_embeddings[i, slot].float(), expected, atol=2e-3, rtol=2e-3
+            )
         # Head is the top-left quarter: exactly the 2x2 top-left cells of the 4x4 map
-        torch.testing.assert_close(fs.part_embeddings[i, 0].float(), stage[0, :, :2, :2].mean(dim=(1, 2)),
-                                   atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(
+            fs.part_embeddings[i, 0].float(),
+            stage[0, :, :2, :2].mean(dim=(1, 2)),
+            atol=2e-3,
+            rtol=2e-3,
+        )
         torch.testing.assert_close(fs.dense[i].float(), stage[0].flatten(1).T, atol=2e-3, rtol=2e-3)
         got = fs.gather(np.array([[i]]))
-        assert got.local_descriptors.shape == (1, 1, 16, 192) and got.part_embeddings.shape[-1] == 192
+        assert (
+            got.local_descriptors.shape == (1, 1, 16, 192) and got.part_embeddings.shape[-1] == 192
+        )
 
 
 def test_stride_8_stage_and_bad_stages(data, backbone):
@@ -553,8 +641,10 @@ def test_grid_masks_pool_fixed_cells_and_read_no_annotation(backbone):
     assert fs.part_embeddings.shape == (2, 4, 192) and fs.part_present.all()
     for row, i in enumerate((0, 3)):
         _, _, stage = _stage_map(backbone, data, i, 3)
-        quads = [stage[0, :, r:r + 2, c:c + 2].mean(dim=(1, 2)) for r in (0, 2) for c in (0, 2)]
-        torch.testing.assert_close(fs.part_embeddings[row].float(), torch.stack(quads), atol=2e-3, rtol=2e-3)
+        quads = [stage[0, :, r : r + 2, c : c + 2].mean(dim=(1, 2)) for r in (0, 2) for c in (0, 2)]
+        torch.testing.assert_close(
+            fs.part_embeddings[row].float(), torch.stack(quads), atol=2e-3, rtol=2e-3
+        )
     assert _extract(data, backbone, masks="grid3", indices=[0]).part_embeddings.shape == (1, 9, 96)
 
 

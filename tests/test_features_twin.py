@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.models.backbones import build_backbone
-from benchmark.features.feature_set import N_SLOTS, PRESENCE_MIN_AREA
 from benchmark.features.extraction import extract_features
+from benchmark.features.feature_set import N_SLOTS, PRESENCE_MIN_AREA
+from benchmark.models.backbones import build_backbone
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
@@ -23,7 +23,9 @@ def twin(tmp_path_factory):
     from benchmark.data.partimagenet import load_partimagenet
     from benchmark.data.twin.generate import generate_twin
 
-    root = generate_twin(tmp_path_factory.mktemp("twin") / "twin", images_per_class=1, image_size=SIZE)
+    root = generate_twin(
+        tmp_path_factory.mktemp("twin") / "twin", images_per_class=1, image_size=SIZE
+    )
     return root, load_partimagenet(root)
 
 
@@ -44,7 +46,9 @@ def test_oracle_part_features_follow_the_annotated_masks(twin):
         cover = masks.view(N_SLOTS, 2, 32, 2, 32).mean(dim=(2, 4))
         for slot in torch.nonzero(fs.part_present[row]).flatten().tolist():
             expected = (fmap[0] * cover[slot]).sum(dim=(1, 2)) / cover[slot].sum()
-            torch.testing.assert_close(fs.part_embeddings[row, slot].float(), expected, atol=2e-3, rtol=2e-3)
+            torch.testing.assert_close(
+                fs.part_embeddings[row, slot].float(), expected, atol=2e-3, rtol=2e-3
+            )
 
 
 def test_bench_runs_on_the_twin(twin, tmp_path):
@@ -53,13 +57,38 @@ def test_bench_runs_on_the_twin(twin, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_features", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    figures = bench.main(["--model", "test_resnet", "--image-size", str(SIZE), "--n-images", "16",
-                          "--batch-size", "8", "--num-workers", "0", "--device", "cpu",
-                          "--data", str(root), "--json", str(tmp_path / "f.json")])
+    figures = bench.main(
+        [
+            "--model",
+            "test_resnet",
+            "--image-size",
+            str(SIZE),
+            "--n-images",
+            "16",
+            "--batch-size",
+            "8",
+            "--num-workers",
+            "0",
+            "--device",
+            "cpu",
+            "--data",
+            str(root),
+            "--json",
+            str(tmp_path / "f.json"),
+        ]
+    )
     # the script read the twin through the real loader with the settings asked for, and its
     # derived figures are computed from its measured ones (speed itself is not a unit test's job)
-    assert (figures["model"], figures["image_size"], figures["n_images"]) == ("test_resnet", SIZE, 16)
-    assert (figures["device"], figures["precision"], figures["masks"]) == ("cpu", "float32", "oracle")
+    assert (figures["model"], figures["image_size"], figures["n_images"]) == (
+        "test_resnet",
+        SIZE,
+        16,
+    )
+    assert (figures["device"], figures["precision"], figures["masks"]) == (
+        "cpu",
+        "float32",
+        "oracle",
+    )
     ratio = figures["extract_images_per_s"] / figures["forward_images_per_s"]
     assert figures["extract_over_forward"] == pytest.approx(ratio, abs=0.01)
     assert figures["data_path_cost"] == pytest.approx(1 - figures["extract_over_forward"], abs=2e-3)

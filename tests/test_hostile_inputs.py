@@ -22,8 +22,11 @@ def one_line_error(capsys) -> str:
 @pytest.fixture
 def episode_file(tiny_run_config, tmp_path) -> Path:
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(dict(tiny_run_config, episodes=dict(
-        tiny_run_config["episodes"], n_episodes=4))))
+    config.write_text(
+        yaml.safe_dump(
+            dict(tiny_run_config, episodes=dict(tiny_run_config["episodes"], n_episodes=4))
+        )
+    )
     out = tmp_path / "E.json"
     assert main(["episodes", "--config", str(config), "--out", str(out), "--names"]) == 0
     return out
@@ -31,24 +34,43 @@ def episode_file(tiny_run_config, tmp_path) -> Path:
 
 def right_predictions(episode_file: Path) -> list[dict]:
     doc = json.loads(episode_file.with_name("E.names.json").read_text())
-    return [{"episode": e["episode"], "predictions": [w for w, way in enumerate(e["query"])
-                                                      for _ in way]} for e in doc["episodes"]]
+    return [
+        {
+            "episode": e["episode"],
+            "predictions": [w for w, way in enumerate(e["query"]) for _ in way],
+        }
+        for e in doc["episodes"]
+    ]
 
 
 def score(episode_file: Path, predictions: Path, *extra: str) -> int:
-    return main(["score", str(predictions), "--episodes", str(episode_file), "--name", "m",
-                 "--out", str(predictions.parent / "scored"), *extra])
+    return main(
+        [
+            "score",
+            str(predictions),
+            "--episodes",
+            str(episode_file),
+            "--name",
+            "m",
+            "--out",
+            str(predictions.parent / "scored"),
+            *extra,
+        ]
+    )
 
 
 # ---------------------------------------------------------------- A. no wrong number from score
+
 
 def test_score_refuses_a_line_with_a_key_twice(episode_file, tmp_path, capsys):
     rows = right_predictions(episode_file)
     lines = [json.dumps(r) for r in rows]
     # json.loads keeps the last "predictions": all wrong ways would silently score 100 %
     wrong = [0] * len(rows[1]["predictions"])
-    lines[1] = (f'{{"episode": 1, "predictions": {json.dumps(wrong)}, '
-                f'"predictions": {json.dumps(rows[1]["predictions"])}}}')
+    lines[1] = (
+        f'{{"episode": 1, "predictions": {json.dumps(wrong)}, '
+        f'"predictions": {json.dumps(rows[1]["predictions"])}}}'
+    )
     preds = tmp_path / "p.jsonl"
     preds.write_text("\n".join(lines) + "\n")
     assert score(episode_file, preds) == 2
@@ -69,11 +91,14 @@ def test_score_refuses_a_dataset_name_the_names_file_contradicts(episode_file, t
     assert score(episode_file, preds, "--dataset-name", "synthetic-twin") == 0
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"episode": 0, "predictions": [%s]}' % ("9" * 5000), "an integer of 5,000 digits"),
-    ('{"episode": %s, "predictions": [0]}' % ("1" * 5000), "an integer of 5,000 digits"),
-    ('[' * 20000 + ']' * 20000, "nest deeper than 64"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"episode": 0, "predictions": [%s]}' % ("9" * 5000), "an integer of 5,000 digits"),
+        ('{"episode": %s, "predictions": [0]}' % ("1" * 5000), "an integer of 5,000 digits"),
+        ("[" * 20000 + "]" * 20000, "nest deeper than 64"),
+    ],
+)
 def test_score_refuses_absurd_lines_in_one_line(episode_file, tmp_path, capsys, line, message):
     preds = tmp_path / "p.jsonl"
     preds.write_text(line + "\n")
@@ -101,9 +126,10 @@ def test_score_refuses_dev_zero_and_a_fifo_as_predictions(episode_file, tmp_path
 
 # ---------------------------------------------------------------- episode files
 
+
 def test_an_episode_file_that_repeats_an_index_is_refused_at_the_file_check(episode_file, capsys):
-    from episodes.hashing import episode_from_record, episodes_hash
     from episodes.files import _content_hash
+    from episodes.hashing import episode_from_record, episodes_hash
 
     doc = json.loads(episode_file.read_text())
     doc["episodes"][2]["index"] = doc["episodes"][1]["index"]
@@ -122,16 +148,31 @@ def test_an_episode_file_that_repeats_an_index_is_refused_at_the_file_check(epis
 def test_dev_zero_as_an_episode_file_is_one_line(episode_file, tmp_path, capsys):
     preds = tmp_path / "p.jsonl"
     preds.write_text("".join(json.dumps(r) + "\n" for r in right_predictions(episode_file)))
-    assert main(["score", str(preds), "--episodes", "/dev/zero", "--name", "m",
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "score",
+                str(preds),
+                "--episodes",
+                "/dev/zero",
+                "--name",
+                "m",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "episode file /dev/zero: is a device" in one_line_error(capsys)
 
 
 # ---------------------------------------------------------------- E/F. records files
 
+
 def records_file(tmp_path: Path, n: int = 3) -> tuple[Path, list[str]]:
-    from results.records import record_line
     from results_factories import fake_records
+
+    from results.records import record_line
 
     lines = [record_line(r) for r in fake_records("protonet", 0.6, n)]
     run = tmp_path / "run"
@@ -161,9 +202,10 @@ def test_resume_reading_a_bad_last_line_and_a_torn_tail_deletes_nothing(tmp_path
 
 @pytest.mark.parametrize("code, words", [(28, "no space left"), (27, "ulimit -f")])
 def test_a_full_disk_while_appending_records_names_the_file(tmp_path, code, words):
+    from results_factories import fake_records
+
     from episodes.storage import DiskWriteError
     from results.records import RecordWriter
-    from results_factories import fake_records
 
     path, _ = records_file(tmp_path)
     writer = RecordWriter(path)
@@ -218,27 +260,36 @@ def test_appending_records_past_ulimit_f_is_one_line_naming_the_file(tmp_path):
         "except PartbenchError as exc:\n"
         "    print(exc); sys.exit(2)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]),
-                                                        str(Path(__file__).parent)]))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, env=env)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)]),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
     assert done.returncode == 2, done.stderr
     assert f"{path}: file too large" in done.stdout and "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------- report
 
+
 def test_report_with_a_baseline_typo_or_no_records_is_one_line(tmp_path, capsys):
-    from results.records import RecordWriter
     from results_factories import fake_records
+
+    from results.records import RecordWriter
 
     path, _ = records_file(tmp_path)
     with RecordWriter(path) as writer:
         writer.append_many(fake_records("protonet", 0.6, 3))
-    assert main(["report", str(path.parent), "--out", str(tmp_path / "o"),
-                 "--baseline", "protonte"]) == 2
-    assert "--baseline 'protonte': not a learner of these records; give one of protonet" in \
-        one_line_error(capsys)
+    assert (
+        main(["report", str(path.parent), "--out", str(tmp_path / "o"), "--baseline", "protonte"])
+        == 2
+    )
+    assert (
+        "--baseline 'protonte': not a learner of these records; give one of protonet"
+        in one_line_error(capsys)
+    )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert main(["report", str(empty), "--out", str(tmp_path / "o")]) == 2
@@ -247,10 +298,12 @@ def test_report_with_a_baseline_typo_or_no_records_is_one_line(tmp_path, capsys)
 
 # ---------------------------------------------------------------- doctor
 
+
 def test_doctor_with_a_bad_device_is_one_line(capsys):
     assert main(["doctor", "--device", "gpu0"]) == 2
-    assert "--device: 'gpu0' is not a device; use auto, cpu, cuda or cuda:N" in \
-        one_line_error(capsys)
+    assert "--device: 'gpu0' is not a device; use auto, cpu, cuda or cuda:N" in one_line_error(
+        capsys
+    )
 
 
 def test_doctor_with_cuda_on_a_machine_without_it_is_one_line(capsys):
@@ -264,17 +317,22 @@ def test_doctor_with_cuda_on_a_machine_without_it_is_one_line(capsys):
 
 # ---------------------------------------------------------------- config and --set
 
-@pytest.mark.parametrize("override, message", [
-    ("episodes.n_way=abc", "--set episodes.n_way=abc: episodes.n_way: expected an integer"),
-    ("episodes.n_way=" + "9" * 5000, "an integer of 5,000 digits (at most 40)"),
-    ("episodes.n_way=" + "[" * 20000 + "]" * 20000, "nested too deeply"),
-    ("name=../../x", "name: '../../x' must be a plain folder name"),
-    ("name=/tmp/elsewhere", "name: '/tmp/elsewhere' must be a plain folder name"),
-])
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("episodes.n_way=abc", "--set episodes.n_way=abc: episodes.n_way: expected an integer"),
+        ("episodes.n_way=" + "9" * 5000, "an integer of 5,000 digits (at most 40)"),
+        ("episodes.n_way=" + "[" * 20000 + "]" * 20000, "nested too deeply"),
+        ("name=../../x", "name: '../../x' must be a plain folder name"),
+        ("name=/tmp/elsewhere", "name: '/tmp/elsewhere' must be a plain folder name"),
+    ],
+)
 def test_bad_set_values_are_one_short_line_naming_the_set(tmp_path, capsys, override, message):
     out = tmp_path / "outputs"
-    assert main(["run", "--config", "5way1shot", "--set", f"output_dir={out}",
-                 "--set", override]) == 2
+    assert (
+        main(["run", "--config", "5way1shot", "--set", f"output_dir={out}", "--set", override]) == 2
+    )
     err = one_line_error(capsys)
     assert message in err and len(err) < 400 and "5way1shot.yaml" not in err
     assert not out.exists() and not (tmp_path.parent / "x").exists()
@@ -288,13 +346,28 @@ def test_output_dir_naming_a_file_names_the_key(tmp_path, capsys):
 
 
 def test_an_unknown_backbone_name_names_backbone_name(tmp_path, capsys):
-    assert main(["run", "--config", "5way1shot", "--set", f"output_dir={tmp_path / 'o'}",
-                 "--set", "backbone.name=resnet10x", "--set", "features.part_stage=16"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                "5way1shot",
+                "--set",
+                f"output_dir={tmp_path / 'o'}",
+                "--set",
+                "backbone.name=resnet10x",
+                "--set",
+                "features.part_stage=16",
+            ]
+        )
+        == 2
+    )
     err = one_line_error(capsys)
     assert "backbone.name: unknown timm model name 'resnet10x'" in err and "features." not in err
 
 
 # ---------------------------------------------------------------- validate and leaderboard folders
+
 
 def test_validate_refuses_a_150_mb_result_file_up_front(tmp_path, capsys):
     huge = tmp_path / "result.json"
@@ -306,7 +379,8 @@ def test_validate_refuses_a_150_mb_result_file_up_front(tmp_path, capsys):
 
 
 def test_a_folder_mixing_results_with_other_files_skips_them_and_says_so(
-        episode_file, tmp_path, capsys):
+    episode_file, tmp_path, capsys
+):
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "E.json").write_bytes(episode_file.read_bytes())
@@ -318,8 +392,12 @@ def test_a_folder_mixing_results_with_other_files_skips_them_and_says_so(
         handle.truncate(150 * 2**20)
     assert main(["validate", str(folder)]) == 2  # nothing left to check
     out = capsys.readouterr().out
-    for name, why in [("E.json", "an episode or names file"), ("E.names.json", "an episode"),
-                      ("result.json", "is a FIFO"), ("big.json", "more than the")]:
+    for name, why in [
+        ("E.json", "an episode or names file"),
+        ("E.names.json", "an episode"),
+        ("result.json", "is a FIFO"),
+        ("big.json", "more than the"),
+    ]:
         assert f"skipped {folder / name}: " in out and why in out, (name, out)
     assert main(["leaderboard", str(folder)]) == 1
     out = capsys.readouterr().out
@@ -327,6 +405,7 @@ def test_a_folder_mixing_results_with_other_files_skips_them_and_says_so(
 
 
 # ---------------------------------------------------------------- prepare
+
 
 def _release(tmp_path: Path) -> Path:
     from test_data_prepare import build_release_zip
@@ -355,12 +434,13 @@ def test_prepare_refuses_zip_bombs_listed_and_nested_and_writes_neither(tmp_path
 
 
 def test_prepare_refuses_a_member_declaring_more_than_the_release_holds(tmp_path, monkeypatch):
+    from benchmark.data.errors import DatasetError
     from benchmark.data.release.prepare import prepare_release
 
-    from benchmark.data.errors import DatasetError
-
     monkeypatch.setattr("benchmark.data.release.unpack.MAX_MEMBER_BYTES", 1000)
-    with pytest.raises(DatasetError, match=r"train.json .declares [0-9,]+ bytes, more than the 1,000"):
+    with pytest.raises(
+        DatasetError, match=r"train.json .declares [0-9,]+ bytes, more than the 1,000"
+    ):
         prepare_release(_release(tmp_path), tmp_path / "out", allow_partial=True)
 
 
@@ -402,4 +482,3 @@ def test_prepare_with_a_member_name_that_is_not_utf8_is_one_line(tmp_path, capsy
     assert main(["prepare", str(archive), "--out", str(tmp_path / "out")]) == 2
     err = one_line_error(capsys)
     assert str(archive) in err or "names.zip" in err
-

@@ -19,8 +19,9 @@ def colour_episode(n_way=3, k_shot=2, n_query=4, seed=0, size=8):
 
     def side(per_way):
         labels = torch.arange(n_way).repeat_interleave(per_way)
-        images = colours[labels][:, :, None, None] + 0.3 * torch.randn(len(labels), 3, size, size,
-                                                                       generator=g)
+        images = colours[labels][:, :, None, None] + 0.3 * torch.randn(
+            len(labels), 3, size, size, generator=g
+        )
         return images, labels
 
     support, labels = side(k_shot)
@@ -70,7 +71,11 @@ def test_zero_steps_from_prototypes_is_cosine_protonet():
 def test_finetune_from_random_learns_the_support_set():
     support, labels, query, truth = colour_episode(seed=1)
     untrained = seeded(steps=0, init="random").fit(support, labels, 3, MeanColour()).predict(query)
-    trained = seeded(steps=150, lr=0.5, init="random").fit(support, labels, 3, MeanColour()).predict(query)
+    trained = (
+        seeded(steps=150, lr=0.5, init="random")
+        .fit(support, labels, 3, MeanColour())
+        .predict(query)
+    )
     accuracy = lambda s: (s.argmax(-1) == truth).float().mean().item()  # noqa: E731
     assert accuracy(trained) == 1.0 and accuracy(untrained) < 1.0
 
@@ -89,8 +94,11 @@ def test_last_stage_fine_tunes_a_copy_and_leaves_the_backbone_alone():
 
 def test_the_episode_seed_fixes_the_result():
     support, labels, query, _ = colour_episode(seed=3)
-    run = lambda seed: seeded(seed=seed, steps=20, lr=0.3, init="random").fit(  # noqa: E731
-        support, labels, 3, MeanColour()).predict(query)
+    run = lambda seed: (
+        seeded(seed=seed, steps=20, lr=0.3, init="random")
+        .fit(support, labels, 3, MeanColour())
+        .predict(query)
+    )
     torch.testing.assert_close(run(5), run(5), rtol=0, atol=0)
     assert not torch.equal(run(5), run(6))
     with pytest.raises(RuntimeError, match="seed_episode"):
@@ -111,22 +119,27 @@ def test_augment_is_seeded_and_keeps_the_image_inside():
         assert torch.allclose(x, y, atol=1e-5) or torch.allclose(x, y.flip(-1), atol=1e-5)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"steps": -1}, "steps >= 0"), ({"init": "zeros"}, "init must be one of"),
-    ({"batch_size": 0}, "batch_size >= 1")])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"steps": -1}, "steps >= 0"),
+        ({"init": "zeros"}, "init must be one of"),
+        ({"batch_size": 0}, "batch_size >= 1"),
+    ],
+)
 def test_bad_options_are_rejected(options, message):
     with pytest.raises(ValueError, match=message):
         get_learner("finetune", **options)
 
 
 def test_finetune_on_twin_episodes_does_not_depend_on_order(tiny_twin_root):
-    from benchmark.models.backbones import build_backbone
     from benchmark.data.partimagenet import load_partimagenet
     from benchmark.evaluation.image_learners import (
         EmbeddingNet,
         EpisodeImages,
         predict_image_episode,
     )
+    from benchmark.models.backbones import build_backbone
     from episodes import EpisodeSampler
 
     dataset = load_partimagenet(tiny_twin_root)
@@ -136,8 +149,15 @@ def test_finetune_on_twin_episodes_does_not_depend_on_order(tiny_twin_root):
     net = EmbeddingNet(backbone.model)
     assert net.last_stage() is backbone.model.layer4
     learner = get_learner("finetune", steps=3, last_stage=True)
-    run = lambda i: predict_image_episode(learner, sampler[i], images, net, torch.float32,  # noqa: E731
-                                          run_seed=0, learner_name="finetune")
+    run = lambda i: predict_image_episode(
+        learner,
+        sampler[i],
+        images,
+        net,
+        torch.float32,
+        run_seed=0,
+        learner_name="finetune",
+    )
     forward = [run(i) for i in range(3)]
     backward = [run(i) for i in reversed(range(3))][::-1]
     for a, b in zip(forward, backward):
@@ -148,17 +168,19 @@ def test_finetune_on_twin_episodes_does_not_depend_on_order(tiny_twin_root):
 
 
 def test_finetune_runs_and_resumes_through_the_runner(tiny_run_config, tmp_path, monkeypatch):
-    from benchmark.run import orchestrator as runner
-    from benchmark.run.folder import load_run_config
     from benchmark.config.run import config_from_dict
     from benchmark.evaluation.image_learners import ImageEvaluator
+    from benchmark.run import orchestrator as runner
+    from benchmark.run.folder import load_run_config
     from results.cli import validate_main
     from results.records import read_records
     from results.schema import read_result
 
-    raw = dict(tiny_run_config, learners=[
-        "protonet", {"name": "finetune", "options": {"steps": 2, "last_stage": True}}],
-        episodes=dict(tiny_run_config["episodes"], n_episodes=6))
+    raw = dict(
+        tiny_run_config,
+        learners=["protonet", {"name": "finetune", "options": {"steps": 2, "last_stage": True}}],
+        episodes=dict(tiny_run_config["episodes"], n_episodes=6),
+    )
     reference = runner.run(config_from_dict(raw), run_dir=tmp_path / "reference", progress=False)
     result = read_result(reference / "result.json")
     assert result["metrics"]["finetune"]["n_episodes"] == 6

@@ -92,8 +92,11 @@ def _room(module_or_path: str) -> str | None:
 def test_benchmark_holds_rooms_and_no_loose_module():
     loose = sorted(p.name for p in (REPO / "benchmark").glob("*.py"))
     assert loose == ["__init__.py", "__main__.py"]
-    rooms = sorted(p.name for p in (REPO / "benchmark").iterdir()
-                   if p.is_dir() and (p / "__init__.py").is_file())
+    rooms = sorted(
+        p.name
+        for p in (REPO / "benchmark").iterdir()
+        if p.is_dir() and (p / "__init__.py").is_file()
+    )
     assert rooms == sorted(BENCHMARK_ROOMS)
 
 
@@ -129,9 +132,11 @@ def test_imports_sit_at_the_top_unless_said_why():
             name = str(path.relative_to(REPO))
             if name.startswith(LAZY_FILES):
                 continue
-            problems += [f"{name} imports {module} inside a function"
-                         for module, module_level in _imports(path)
-                         if not module_level and (name, module.split(".")[0]) not in LAZY_ALLOWED]
+            problems += [
+                f"{name} imports {module} inside a function"
+                for module, module_level in _imports(path)
+                if not module_level and (name, module.split(".")[0]) not in LAZY_ALLOWED
+            ]
     assert problems == []
 
 
@@ -139,15 +144,25 @@ def test_the_rules_see_lazy_and_relative_imports(tmp_path, monkeypatch):
     """The parser must catch the imports the rules are about, or the tests above prove nothing."""
     fake = tmp_path / "results" / "sub.py"
     fake.parent.mkdir()
-    fake.write_text("from . import tables\n\ndef f():\n    import torch\n    from benchmark import runner\n")
+    fake.write_text(
+        "from . import tables\n\ndef f():\n    import torch\n    from benchmark import runner\n"
+    )
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
-    assert _imports(fake) == [("results.tables", True), ("torch", False),
-                              ("benchmark.runner", False)]
+    assert _imports(fake) == [
+        ("results.tables", True),
+        ("torch", False),
+        ("benchmark.runner", False),
+    ]
 
 
 def test_list_prints_no_third_party_banner():
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "benchmark", "list"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "maml" in done.stdout
     assert done.stderr == ""

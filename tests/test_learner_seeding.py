@@ -18,8 +18,9 @@ def sampler_and_gather():
     test = [c.synset for c in classes() if c.split == "test"]
     labels = np.repeat(test, 8)  # 8 images per test class
     table = torch.randn(len(labels), 6, generator=torch.Generator().manual_seed(0))
-    sampler = EpisodeSampler(labels, seed=0, split="test", n_way=5, k_shot=1, n_query=3,
-                             n_episodes=70)
+    sampler = EpisodeSampler(
+        labels, seed=0, split="test", n_way=5, k_shot=1, n_query=3, n_episodes=70
+    )
     return sampler, lambda idx: EpisodeFeatures(table[torch.as_tensor(idx)])
 
 
@@ -30,9 +31,16 @@ def records(learner_name, options, sampler, gather, batch_size):
         batch = sampler.take(list(range(start, min(start + batch_size, len(sampler)))))
         pred = predict_batch(learner, batch, gather, gather, run_seed=3, learner_name=learner_name)
         out += records_from_predictions(
-            run_id="r", learner=learner_name, split="test", k_shot=1, episodes=batch.indices,
-            classes=np.asarray(sampler.class_keys)[batch.classes], labels=pred.labels,
-            predicted=pred.predicted, super_categories=class_super_categories())
+            run_id="r",
+            learner=learner_name,
+            split="test",
+            k_shot=1,
+            episodes=batch.indices,
+            classes=np.asarray(sampler.class_keys)[batch.classes],
+            labels=pred.labels,
+            predicted=pred.predicted,
+            super_categories=class_super_categories(),
+        )
     return out
 
 
@@ -45,7 +53,8 @@ def test_records_are_identical_with_batch_size_1_7_and_64(sampler_and_gather, na
     learner = get_learner(name, **options)
     alone = predict_episode(learner, sampler[66], gather, gather, run_seed=3, learner_name=name)
     assert alone.predicted[0].tolist() != [] and by_size[7][66]["correct"] == int(
-        (alone.predicted[0] == alone.labels[0]).sum())
+        (alone.predicted[0] == alone.labels[0]).sum()
+    )
 
 
 def test_random_is_no_longer_periodic_in_the_batch(sampler_and_gather):
@@ -60,18 +69,20 @@ def test_random_is_no_longer_periodic_in_the_batch(sampler_and_gather):
     assert abs(total - 0.2) < 0.08  # chance on 70 x 15 queries
 
 
-def test_random_records_through_the_runner_are_identical_with_batch_size_1_7_64(tiny_run_config,
-                                                                                tmp_path):
-    from benchmark.run import orchestrator as runner
+def test_random_records_through_the_runner_are_identical_with_batch_size_1_7_64(
+    tiny_run_config, tmp_path
+):
     from benchmark.config.run import config_from_dict
+    from benchmark.run import orchestrator as runner
     from results.records import read_records
 
     def run(batch_size):
-        raw = dict(tiny_run_config, learners=["random"],
-                   episodes=dict(tiny_run_config["episodes"], n_episodes=70,
-                                 batch_size=batch_size))
-        out = runner.run(config_from_dict(raw), run_dir=tmp_path / f"b{batch_size}",
-                         progress=False)
+        raw = dict(
+            tiny_run_config,
+            learners=["random"],
+            episodes=dict(tiny_run_config["episodes"], n_episodes=70, batch_size=batch_size),
+        )
+        out = runner.run(config_from_dict(raw), run_dir=tmp_path / f"b{batch_size}", progress=False)
         rows = read_records(out / "records.jsonl").sort_values("episode")
         return rows.drop(columns=["run_id", "source"]).to_dict("records")
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_features import SIZE, TINY, H, W, tiny_dataset
 
-from benchmark.models.backbones import build_backbone
 from benchmark.features.feature_set import N_SLOTS
-from benchmark.features.mask_quality import (IoUCounter, MaskQuality, coverage_labels,
-                                             measure_mask_quality)
-from test_features import H, SIZE, TINY, W, tiny_dataset
+from benchmark.features.mask_quality import (
+    IoUCounter,
+    MaskQuality,
+    coverage_labels,
+    measure_mask_quality,
+)
+from benchmark.models.backbones import build_backbone
 
 
 class _FixedHead(torch.nn.Module):
@@ -48,11 +52,15 @@ def _iou(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 def test_iou_counter_is_intersection_over_union_summed_over_images():
     counter = IoUCounter(n_slots=2)
     # image 1: slot 0 predicted on 2 cells, true on 3 (overlap 2); slot 1 nowhere
-    counter.add(torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool),
-                torch.tensor([[1, 1, 1, 0], [0, 0, 0, 0]], dtype=torch.bool))
+    counter.add(
+        torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool),
+        torch.tensor([[1, 1, 1, 0], [0, 0, 0, 0]], dtype=torch.bool),
+    )
     # image 2: slot 0 predicted on 1 cell it does not hold; slot 1 nowhere
-    counter.add(torch.tensor([[0, 0, 0, 1], [0, 0, 0, 0]], dtype=torch.bool),
-                torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.bool))
+    counter.add(
+        torch.tensor([[0, 0, 0, 1], [0, 0, 0, 0]], dtype=torch.bool),
+        torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.bool),
+    )
     iou = counter.iou()
     assert iou[0] == pytest.approx(2 / 4)  # (2 + 0) / (3 + 1)
     assert np.isnan(iou[1])
@@ -84,8 +92,9 @@ def setup():
 
 def test_grid_iou_matches_a_per_image_reference(setup):
     data, backbone = setup
-    quality = measure_mask_quality(data, np.arange(6), backbone, part_head=_quadrant_head(),
-                                   batch_size=4, device="cpu")
+    quality = measure_mask_quality(
+        data, np.arange(6), backbone, part_head=_quadrant_head(), batch_size=4, device="cpu"
+    )
     assert quality.grid == (2, 2) and quality.n_images == 6
     # reference: each 24 x 32 pixel cell's covered fraction per slot, arg-maxed with background
     true, pred = [], []
@@ -106,16 +115,18 @@ def test_grid_iou_matches_a_per_image_reference(setup):
     inter = np.minimum(prob[None], covs).sum((0, 2, 3))
     union = np.maximum(prob[None], covs).sum((0, 2, 3))
     annotated = covs.sum((0, 2, 3)) > 0
-    np.testing.assert_allclose(quality.soft_iou, np.where(annotated, inter / union, np.nan),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        quality.soft_iou, np.where(annotated, inter / union, np.nan), rtol=1e-5
+    )
     assert annotated.sum() == 3 and np.isnan(quality.soft_iou[5])  # Head, Body, Foot only
 
 
 def test_image_iou_compares_every_pixel_with_the_decoded_masks(setup):
     data, backbone = setup
     body = 1
-    quality = measure_mask_quality(data, np.arange(6), backbone, part_head=_constant_head(body),
-                                   batch_size=4, device="cpu")
+    quality = measure_mask_quality(
+        data, np.arange(6), backbone, part_head=_constant_head(body), batch_size=4, device="cpu"
+    )
     masks = np.stack(data.masks)  # (n, S, H, W)
     pred = np.zeros_like(masks)
     pred[:, body] = True
@@ -127,22 +138,27 @@ def test_image_iou_compares_every_pixel_with_the_decoded_masks(setup):
 
 def test_result_form_is_json_safe_and_names_every_slot(setup):
     data, backbone = setup
-    quality = measure_mask_quality(data, np.arange(3), backbone, part_head=_quadrant_head(),
-                                   device="cpu")
+    quality = measure_mask_quality(
+        data, np.arange(3), backbone, part_head=_quadrant_head(), device="cpu"
+    )
     form = quality.to_dict()
     assert form["grid_iou"]["Head"] == 1.0 and form["image_iou"]["Wing"] is None
     assert 0 < form["soft_iou"]["Head"] < 1 and form["soft_miou"] == pytest.approx(
-        quality.soft_miou, abs=1e-6)
+        quality.soft_miou, abs=1e-6
+    )
     assert set(form["grid_iou"]) == set(form["image_iou"]) and len(form["grid_iou"]) == N_SLOTS
     rows = quality.rows()
-    assert rows[-1]["slot"] == "mIoU" and rows[-1]["iou_grid"] == pytest.approx(100 * quality.grid_miou)
+    assert rows[-1]["slot"] == "mIoU" and rows[-1]["iou_grid"] == pytest.approx(
+        100 * quality.grid_miou
+    )
     assert rows[-1]["iou_soft"] == pytest.approx(100 * quality.soft_miou)
 
 
 def test_the_table_says_whether_the_pixel_miou_goal_is_reached():
     def quality(image_iou):
-        return MaskQuality(n_images=1, grid=(2, 2), grid_iou=(0.9,), image_iou=image_iou,
-                           soft_iou=(0.9,))
+        return MaskQuality(
+            n_images=1, grid=(2, 2), grid_iou=(0.9,), image_iou=image_iou, soft_iou=(0.9,)
+        )
 
     assert quality((0.6,)).rows()[-1]["pixel_goal"].startswith("reached")
     assert quality((0.2,)).rows()[-1]["pixel_goal"].startswith("NOT reached")

@@ -32,10 +32,13 @@ def train_val_copy(tiny_twin_root, tmp_path) -> Path:
 
 @pytest.fixture
 def config(train_val_copy, tiny_run_config, tmp_path) -> Path:
-    raw = dict(tiny_run_config, name="trainval",
-               data={"source": "partimagenet", "root": str(train_val_copy)},
-               episodes=dict(tiny_run_config["episodes"], n_episodes=8, n_query=2),
-               learners=["protonet", "simpleshot"])  # simpleshot prepares on train features
+    raw = dict(
+        tiny_run_config,
+        name="trainval",
+        data={"source": "partimagenet", "root": str(train_val_copy)},
+        episodes=dict(tiny_run_config["episodes"], n_episodes=8, n_query=2),
+        learners=["protonet", "simpleshot"],
+    )  # simpleshot prepares on train features
     path = tmp_path / "trainval.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -43,13 +46,32 @@ def config(train_val_copy, tiny_run_config, tmp_path) -> Path:
 
 def test_train_val_copy_runs_val_episodes_end_to_end(config, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--quiet", "--config", str(config), "--set", "episodes.split=val",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--quiet",
+                "--config",
+                str(config),
+                "--set",
+                "episodes.split=val",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "result.json").read_text())
     assert result["setting"]["split"] == "val"
     assert set(result["metrics"]) == {"protonet", "simpleshot"}
-    n_train_val = sum(len(json.loads((Path(config).parent / "download" / "PartImageNet" /
-                                      f"{s}.json").read_text())["images"]) for s in ("train", "val"))
+    n_train_val = sum(
+        len(
+            json.loads(
+                (Path(config).parent / "download" / "PartImageNet" / f"{s}.json").read_text()
+            )["images"]
+        )
+        for s in ("train", "val")
+    )
     assert result["dataset"]["n_images"] == n_train_val  # no test split was needed or loaded
     capsys.readouterr()
     assert main(["validate", str(out / "result.json")]) == 0

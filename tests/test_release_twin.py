@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data.release import facts as release
-from benchmark.data.release import train_files
-from benchmark.data.twin import release_archive as synth_release
 from benchmark.data.decode import to_rgb
 from benchmark.data.errors import DatasetDefectWarning
 from benchmark.data.partimagenet import load_partimagenet
+from benchmark.data.release import facts as release
+from benchmark.data.release import train_files
 from benchmark.data.release.prepare import prepare_release
-from benchmark.data.twin.generate import plan_counts
 from benchmark.data.release.train_files import release_train_files
+from benchmark.data.twin import release_archive as synth_release
+from benchmark.data.twin.generate import plan_counts
 from benchmark.data.twin.release_archive import generate_release_archive, release_plan
 from episodes.taxonomy import classes
 
@@ -34,8 +34,9 @@ SCALE = 0.001  # one image per class: 158 images
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
-    return generate_release_archive(tmp_path_factory.mktemp("release"), scale=SCALE, workers=2,
-                                    progress=False)
+    return generate_release_archive(
+        tmp_path_factory.mktemp("release"), scale=SCALE, workers=2, progress=False
+    )
 
 
 def test_train_files_are_the_release_train_split():
@@ -66,7 +67,8 @@ def test_plan_full_and_scaled():
     small = release_plan(0.1)
     per_class = Counter(n.split("_", 1)[0] for n in full["train"])
     assert Counter(n.split("_", 1)[0] for n in small["train"]) == {
-        s: math.ceil(n * 0.1) for s, n in per_class.items()}
+        s: math.ceil(n * 0.1) for s, n in per_class.items()
+    }
     order = {n: i for i, n in enumerate(full["train"])}
     assert [order[n] for n in small["train"]] == sorted(order[n] for n in small["train"])
     with pytest.raises(ValueError, match="scale"):
@@ -86,8 +88,10 @@ def test_archive_has_the_downloads_shape(archive):
         with outer.open("test.zip") as f, zipfile.ZipFile(f) as inner:
             members = inner.infolist()
             assert len(members) == 30  # one per test class at this scale
-            assert all(m.filename.startswith("test/n") and m.compress_type == zipfile.ZIP_STORED
-                       for m in members)
+            assert all(
+                m.filename.startswith("test/n") and m.compress_type == zipfile.ZIP_STORED
+                for m in members
+            )
             jpeg = inner.read(members[0])
     image = Image.open(io.BytesIO(jpeg))
     assert image.format == "JPEG" and image.size in {s for s, _ in synth_release.IMAGE_SIZES}
@@ -124,11 +128,31 @@ def test_bench_release_scale_runs_at_a_tiny_scale(tmp_path, capsys):
     sys.path.insert(0, str(BENCH))
     import bench_release_scale
 
-    res = bench_release_scale.main([
-        "--scale", str(SCALE), "--workers", "1", "--quiet", "--model", "resnet10t",
-        "--image-size", "64", "--goal-model", "resnet10t", "--goal-size", "64",
-        "--extract-images", "16", "--goal-images", "16", "--forward-batches", "1",
-        "--workdir", str(tmp_path / "work")])
+    res = bench_release_scale.main(
+        [
+            "--scale",
+            str(SCALE),
+            "--workers",
+            "1",
+            "--quiet",
+            "--model",
+            "resnet10t",
+            "--image-size",
+            "64",
+            "--goal-model",
+            "resnet10t",
+            "--goal-size",
+            "64",
+            "--extract-images",
+            "16",
+            "--goal-images",
+            "16",
+            "--forward-batches",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+        ]
+    )
     out = capsys.readouterr().out
     assert res["generate"]["images"] == 158
     assert res["prepare"]["images"] == {"train": 109, "val": 19, "test": 30}

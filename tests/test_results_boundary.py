@@ -18,7 +18,12 @@ def test_results_imports_neither_torch_nor_learners():
         "print(sorted(m for m in ('torch', 'timm', 'baselines', 'benchmark') if m in sys.modules))\n"
     )
     # -B: the child must not write __pycache__ folders into the source tree
-    out = subprocess.run([sys.executable, "-B", "-c", code], cwd=REPO, capture_output=True,
-                         text=True, check=True,
-                         env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-B", "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+    )
     assert out.stdout.strip() == "[]"

@@ -7,7 +7,13 @@ import stat
 
 import pytest
 
-from episodes.storage import MAX_JSON_DEPTH, StrictJSONError, atomic_write_text, json_depth, loads_strict
+from episodes.storage import (
+    MAX_JSON_DEPTH,
+    StrictJSONError,
+    atomic_write_text,
+    json_depth,
+    loads_strict,
+)
 
 
 def test_atomic_writes_get_the_permissions_of_the_umask(tmp_path):
@@ -21,12 +27,15 @@ def test_atomic_writes_get_the_permissions_of_the_umask(tmp_path):
         os.umask(old)
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"a": {"b": 1, "b": 2}}', "key 'b' appears twice"),
-    ("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), "nest deeper than 64 levels"),
-    ('{"a": 1', "not valid JSON"),
-    (b"\xc3\x28", "not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"a": {"b": 1, "b": 2}}', "key 'b' appears twice"),
+        ("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), "nest deeper than 64 levels"),
+        ('{"a": 1', "not valid JSON"),
+        (b"\xc3\x28", "not UTF-8 text"),
+    ],
+)
 def test_strict_json_refuses_ambiguous_or_absurd_text(text, message):
     with pytest.raises(StrictJSONError, match=message):
         loads_strict(text)

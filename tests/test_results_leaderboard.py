@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
+from results_factories import fake_records, fake_result
 
 from results.cli import leaderboard_main
-from results.leaderboard import (LEAKED_MARK, LeaderboardError, merge, rank_rule,
-                                 tie_aware_ranks)
+from results.leaderboard import LEAKED_MARK, merge, rank_rule, tie_aware_ranks
 from results.records import RecordWriter
-from results.schema import LEARNER_METRICS, BOOL, seal, validate_result, write_result
-from results_factories import fake_records, fake_result
+from results.schema import BOOL, LEARNER_METRICS, seal, validate_result, write_result
 
 HASH_A, HASH_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 SETTING = "test_5way_1shot_5q_mixed"
@@ -20,28 +18,51 @@ TWIN = "synthetic-twin@dddddddd"
 
 def allow_transductive_flag(monkeypatch) -> None:
     """Let result files carry metrics.<learner>.transductive where this schema does not yet."""
-    if ("transductive" not in LEARNER_METRICS.fields
-            and "transductive" not in getattr(LEARNER_METRICS, "optional", {})):
+    if "transductive" not in LEARNER_METRICS.fields and "transductive" not in getattr(
+        LEARNER_METRICS, "optional", {}
+    ):
         monkeypatch.setattr(LEARNER_METRICS, "extra", BOOL)
 
 
-def _write(folder, name, learners, *, run_id, episodes_hash=HASH_A, leaked=False, k_shot=1,
-           records=True, dataset=None, edit=None, n_episodes=20, transductive=None):
+def _write(
+    folder,
+    name,
+    learners,
+    *,
+    run_id,
+    episodes_hash=HASH_A,
+    leaked=False,
+    k_shot=1,
+    records=True,
+    dataset=None,
+    edit=None,
+    n_episodes=20,
+    transductive=None,
+):
     """A run folder folder/name/ holding result.json and (if `records`) its records.jsonl.
 
     learners: [(name, p_correct)]; dataset: replaces the result's dataset section; edit(result):
     changes the result before it is (re-)sealed, as a forger would; transductive: the learners
     flagged transductive (in the records, where they carry the flag, and in the result).
     """
-    rows = [r for i, (learner, p) in enumerate(learners)
-            for r in fake_records(learner, p, n_episodes, seed=i, run_id=run_id, k_shot=k_shot)]
+    rows = [
+        r
+        for i, (learner, p) in enumerate(learners)
+        for r in fake_records(learner, p, n_episodes, seed=i, run_id=run_id, k_shot=k_shot)
+    ]
     if transductive is not None and "transductive" in rows[0]:
         for row in rows:
             row["transductive"] = row["learner"] in transductive
     frame = pd.DataFrame(rows)
     frame["accuracy"] = frame["correct"] / frame["total"]
-    result = fake_result(frame, run_id=run_id, name=name, episodes_hash=episodes_hash,
-                         saw_test_classes=leaked, k_shot=k_shot)
+    result = fake_result(
+        frame,
+        run_id=run_id,
+        name=name,
+        episodes_hash=episodes_hash,
+        saw_test_classes=leaked,
+        k_shot=k_shot,
+    )
     if dataset is not None:
         result["dataset"] = dataset
     if transductive is not None:
@@ -68,9 +89,14 @@ def test_verified_rows_are_ranked_with_paired_tests_and_leaked_weights_marked(tm
     board = merge(tmp_path)
     assert sorted(board) == [_label(), _label(setting="test_5way_5shot_5q_mixed")]
     table = board[_label()]
-    expected = sorted([(clean["metrics"]["part_protonet"]["accuracy"], "clean"),
-                       (leaked["metrics"]["protonet"]["accuracy"], "leaky"),
-                       (clean["metrics"]["protonet"]["accuracy"], "clean")], reverse=True)
+    expected = sorted(
+        [
+            (clean["metrics"]["part_protonet"]["accuracy"], "clean"),
+            (leaked["metrics"]["protonet"]["accuracy"], "leaky"),
+            (clean["metrics"]["protonet"]["accuracy"], "clean"),
+        ],
+        reverse=True,
+    )
     assert list(table["accuracy"]) == [a for a, _ in expected]
     assert list(table["run"]) == [r for _, r in expected]
     assert list(table["rank"]) == [1, 2, 3]  # 90% / 70% / 50% over 20 episodes: all apart
@@ -90,9 +116,13 @@ def test_rows_are_grouped_by_dataset_name_and_fingerprint(tmp_path):
         # the same episode hash everywhere: only the dataset tells the rows apart
         _write(tmp_path, name, [("protonet", 0.6)], run_id=name, dataset=dataset)
     board = merge(tmp_path)
-    assert sorted(board) == sorted([_label("synthetic-twin@11111111"),
-                                    _label("synthetic-twin@22222222"),
-                                    _label("partimagenet-ood@33333333")])
+    assert sorted(board) == sorted(
+        [
+            _label("synthetic-twin@11111111"),
+            _label("synthetic-twin@22222222"),
+            _label("partimagenet-ood@33333333"),
+        ]
+    )
     for label, table in board.items():
         assert len(table) == 1 and list(table["rank"]) == [1]
         assert table["dataset"][0] == label.split("_")[0]
@@ -100,30 +130,46 @@ def test_rows_are_grouped_by_dataset_name_and_fingerprint(tmp_path):
 
 
 def test_ci_overlap_ties_share_the_leaders_rank():
-    table = pd.DataFrame({"accuracy": [60.0, 70.0, 67.0, 59.5, 50.0],
-                          "ci": [1.0, 2.0, 2.0, 1.0, None],
-                          "episodes_hash": [HASH_A] * 5})
+    table = pd.DataFrame(
+        {
+            "accuracy": [60.0, 70.0, 67.0, 59.5, 50.0],
+            "ci": [1.0, 2.0, 2.0, 1.0, None],
+            "episodes_hash": [HASH_A] * 5,
+        }
+    )
     ranks, ties = tie_aware_ranks(table, {})
     # 70±2 leads; 67±2 overlaps it, and a single episode (no CI) cannot be told apart from it.
     # 60±1 is apart, so it opens rank 4 (three rows above); 59.5±1 overlaps 60±1.
     assert ranks == [4, 1, 1, 4, 1]
-    assert ties == ["apart: CIs disjoint", "leader", "tied: CIs overlap", "tied: CIs overlap",
-                    "tied: no CI (one episode)"]
+    assert ties == [
+        "apart: CIs disjoint",
+        "leader",
+        "tied: CIs overlap",
+        "tied: CIs overlap",
+        "tied: no CI (one episode)",
+    ]
 
 
 def test_paired_test_separates_rows_whose_cis_overlap_and_ties_noise():
     rng = np.random.default_rng(0)
     base = pd.Series(rng.uniform(30, 90, 60), index=range(60))
-    better = base + 2 + rng.normal(0, 0.5, 60)   # always ~2 points better on the same episode
-    same = base + rng.normal(0, 0.5, 60)         # no real difference
-    table = pd.DataFrame({"accuracy": [better.mean(), base.mean(), same.mean()],
-                          "ci": [8.0, 8.0, 8.0], "episodes_hash": [HASH_A] * 3})
+    better = base + 2 + rng.normal(0, 0.5, 60)  # always ~2 points better on the same episode
+    same = base + rng.normal(0, 0.5, 60)  # no real difference
+    table = pd.DataFrame(
+        {
+            "accuracy": [better.mean(), base.mean(), same.mean()],
+            "ci": [8.0, 8.0, 8.0],
+            "episodes_hash": [HASH_A] * 3,
+        }
+    )
     ranks, ties = tie_aware_ranks(table, {0: better, 1: base, 2: same})
     assert ranks == [1, 2, 2]
     assert ties[0] == "leader" and ties[1].startswith("apart: paired p=")
     assert ties[2].startswith("tied: paired p=")
-    assert tie_aware_ranks(table, {}) == ([1, 1, 1],
-                                          ["leader", "tied: CIs overlap", "tied: CIs overlap"])
+    assert tie_aware_ranks(table, {}) == (
+        [1, 1, 1],
+        ["leader", "tied: CIs overlap", "tied: CIs overlap"],
+    )
     # different episode sets: the pairing is impossible and the CIs decide
     other = table.assign(episodes_hash=[HASH_A, HASH_B, HASH_A])
     assert tie_aware_ranks(other, {0: better, 1: base, 2: same})[1][1] == "tied: CIs overlap"
@@ -137,7 +183,8 @@ def test_transductive_rows_get_their_own_table(tmp_path, monkeypatch):
     assert list(board[_label(protocol="transductive")]["learner"]) == ["tim"]
     assert list(board[_label(protocol="inductive")]["learner"]) == ["protonet"]
     assert board.groups[_label(protocol="transductive")].title.endswith(
-        "transductive · annotations: none")
+        "transductive · annotations: none"
+    )
 
 
 def _forge(result):
@@ -193,12 +240,17 @@ def test_records_given_verify_files_that_have_none_beside_them(tmp_path):
 
 def test_malformed_and_deeply_nested_files_do_not_stop_the_folder(tmp_path, capsys):
     _write(tmp_path, "good", [("protonet", 0.5)], run_id="r1")
-    bad = {"deep.json": "[" * 100_000 + "]" * 100_000,
-           "deep-config.json": '{"schema_version": 1, "config": ' + '{"a": ' * 5000 + "1"
-                               + "}" * 5000 + "}",
-           "garbage.json": "{not json",
-           "list.json": "[1, 2]",
-           "binary.json": b"\xff\xfe\x00".decode("latin-1")}
+    bad = {
+        "deep.json": "[" * 100_000 + "]" * 100_000,
+        "deep-config.json": '{"schema_version": 1, "config": '
+        + '{"a": ' * 5000
+        + "1"
+        + "}" * 5000
+        + "}",
+        "garbage.json": "{not json",
+        "list.json": "[1, 2]",
+        "binary.json": b"\xff\xfe\x00".decode("latin-1"),
+    }
     for name, text in bad.items():
         (tmp_path / name).write_text(text, encoding="latin-1")
     board = merge(tmp_path)
@@ -219,8 +271,9 @@ def test_duplicate_files_are_left_out(tmp_path):
     board = merge(tmp_path)
     copies = {str(path), str(tmp_path / "good" / "copy.json")}  # both verified: either ranks
     assert len(board[_label()]) == 1 and board[_label()]["file"][0] in copies
-    assert sorted(board.duplicates) == sorted(copies - {board[_label()]["file"][0]}
-                                              | {str(tmp_path / "a-site" / "001-good-result.json")})
+    assert sorted(board.duplicates) == sorted(
+        copies - {board[_label()]["file"][0]} | {str(tmp_path / "a-site" / "001-good-result.json")}
+    )
     assert not board.unverified
 
 
@@ -248,7 +301,7 @@ def test_leaderboard_main_prints_the_rule_and_writes_tables(tmp_path, capsys):
     text = capsys.readouterr().out
     title = f"== {TWIN} · test 5-way 1-shot 5 queries (mixed) · inductive · annotations: none =="
     assert title in text and "weights saw the test" in text
-    table_part = text[text.index(title):]
+    table_part = text[text.index(title) :]
     assert table_part.index("part_protonet") < table_part.index(rank_rule(0.95))
     csv = pd.read_csv(out / f"{_label()}.csv")
     assert list(csv["learner"]) == ["part_protonet", "protonet"]
@@ -263,8 +316,10 @@ def test_cli_wires_records_unverified_and_html(tmp_path, capsys):
 
     _write(tmp_path, "bare", [("protonet", 0.5)], run_id="r1", records=False)
     assert main(["leaderboard", str(tmp_path)]) == 1
-    assert main(["leaderboard", str(tmp_path), "--allow-unverified",
-                 "--html", str(tmp_path / "site")]) == 0
+    assert (
+        main(["leaderboard", str(tmp_path), "--allow-unverified", "--html", str(tmp_path / "site")])
+        == 0
+    )
     assert (tmp_path / "site" / "index.html").is_file()
     capsys.readouterr()
     records = tmp_path / "r.jsonl"
@@ -275,12 +330,28 @@ def test_cli_wires_records_unverified_and_html(tmp_path, capsys):
 
 
 def test_rows_say_how_many_training_seeds_stand_behind_them(tmp_path):
-    spread = {"seeds": [0, 1, 2], "n_seeds": 3, "this_seed": 1, "confidence": 0.95,
-              "learners": {"protonet": {"accuracy": 60.0, "seed_std": 1.5, "episode_ci": 2.0,
-                                        "per_seed": {"0": 58.5, "1": 60.0, "2": 61.5}}}}
+    spread = {
+        "seeds": [0, 1, 2],
+        "n_seeds": 3,
+        "this_seed": 1,
+        "confidence": 0.95,
+        "learners": {
+            "protonet": {
+                "accuracy": 60.0,
+                "seed_std": 1.5,
+                "episode_ci": 2.0,
+                "per_seed": {"0": 58.5, "1": 60.0, "2": 61.5},
+            }
+        },
+    }
     _write(tmp_path, "one-seed", [("protonet", 0.5)], run_id="r1")
-    _write(tmp_path, "seed-1", [("protonet", 0.6)], run_id="r2",
-           edit=lambda result: result.update(seed_spread=spread))
+    _write(
+        tmp_path,
+        "seed-1",
+        [("protonet", 0.6)],
+        run_id="r2",
+        edit=lambda result: result.update(seed_spread=spread),
+    )
     table = merge(tmp_path)[_label()].set_index("run")
     assert table.loc["seed-1", "seeds"] == "3 seeds"
     assert table.loc["one-seed", "seeds"] == "single seed"
@@ -297,10 +368,17 @@ def test_a_run_folders_run_json_is_not_taken_for_a_result_file(tmp_path):
 def test_each_annotation_protocol_is_ranked_in_its_own_table_and_all_is_marked(tmp_path):
     # The same learner over oracle masks (queries' annotations: "all") and predicted masks
     # ("none") in one result: two tables, the "all" one titled as using test-time annotations.
-    rows = [r for i, (learner, p, mode) in enumerate([("protonet", 0.5, None),
-                                                      ("part_predicted", 0.55, "predicted"),
-                                                      ("part_oracle", 0.9, "oracle")])
-            for r in fake_records(learner, p, 20, seed=i, run_id="r1", mask_mode=mode)]
+    rows = [
+        r
+        for i, (learner, p, mode) in enumerate(
+            [
+                ("protonet", 0.5, None),
+                ("part_predicted", 0.55, "predicted"),
+                ("part_oracle", 0.9, "oracle"),
+            ]
+        )
+        for r in fake_records(learner, p, 20, seed=i, run_id="r1", mask_mode=mode)
+    ]
     frame = pd.DataFrame(rows)
     frame["accuracy"] = frame["correct"] / frame["total"]
     result = fake_result(frame, run_id="r1")
@@ -327,7 +405,8 @@ def test_a_declared_protocol_that_contradicts_the_mask_mode_is_refused(tmp_path)
     result["metrics"]["part_protonet"]["annotations"] = "none"
     result = seal(result)
     problems = validate_result(result)
-    assert any("metrics.part_protonet.annotations: declares 'none'" in p and "'all'" in p
-               for p in problems)
+    assert any(
+        "metrics.part_protonet.annotations: declares 'none'" in p and "'all'" in p for p in problems
+    )
     result["metrics"]["part_protonet"]["annotations"] = "sometimes"
     assert any("is not one of" in p for p in validate_result(seal(result)))

@@ -9,9 +9,10 @@ import base64
 from html.parser import HTMLParser
 from pathlib import Path
 
+from test_results_leaderboard import _write, allow_transductive_flag
+
 from results.leaderboard import LEAKED_MARK, merge
 from results.leaderboard_html import write_html
-from test_results_leaderboard import _write, allow_transductive_flag
 
 
 class _Page(HTMLParser):
@@ -39,8 +40,14 @@ class _Page(HTMLParser):
         if tag == "section":
             self.sections.append(attrs)
         elif tag == "table":
-            self.tables.append({"class": attrs.get("class"), "head": [], "rows": [],
-                                "section": self.sections[-1].get("id") if self.sections else None})
+            self.tables.append(
+                {
+                    "class": attrs.get("class"),
+                    "head": [],
+                    "rows": [],
+                    "section": self.sections[-1].get("id") if self.sections else None,
+                }
+            )
         elif tag == "tr" and self.tables and "tbody" in self.stack:
             self.tables[-1]["rows"].append([])
         elif tag in ("th", "td"):
@@ -83,10 +90,23 @@ def test_html_page_is_self_contained_sortable_and_marked(tmp_path, monkeypatch):
     mark = {"tim"}
 
     results = tmp_path / "results"
-    _write(results, "one-shot", [("protonet", 0.5), ("<b>evil</b>", 0.6), ("tim", 0.7)],
-           run_id="r1", leaked=True, transductive=mark)
-    _write(results, "five-shot", [("protonet", 0.7), ("<b>evil</b>", 0.8)], run_id="r5",
-           k_shot=5, episodes_hash="sha256:" + "5" * 64, transductive=mark)
+    _write(
+        results,
+        "one-shot",
+        [("protonet", 0.5), ("<b>evil</b>", 0.6), ("tim", 0.7)],
+        run_id="r1",
+        leaked=True,
+        transductive=mark,
+    )
+    _write(
+        results,
+        "five-shot",
+        [("protonet", 0.7), ("<b>evil</b>", 0.8)],
+        run_id="r5",
+        k_shot=5,
+        episodes_hash="sha256:" + "5" * 64,
+        transductive=mark,
+    )
     _write(results, "bare", [("protonet", 0.9)], run_id="rb", records=False, transductive=mark)
     board = merge(results, allow_unverified=True)
     index = write_html(board, tmp_path / "site")

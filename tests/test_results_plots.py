@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from results_factories import fake_records
 
 from results.plots import plot_accuracy_vs_shots, plot_episode, plot_super_categories
 from results.tables import accuracy_table, super_category_table
-from results_factories import fake_records
 
 
 def _assert_png(path, min_side=100):
@@ -48,10 +48,17 @@ def test_episode_with_masks_and_predictions(tmp_path):
     for m in masks:
         m[0, 10:30, 10:30] = True
         m[1, 30:60, 20:50] = True
-    path = plot_episode(images[:2], ["cat", "dog"], images[2:], ["cat"] * 3 + ["dog"] * 2,
-                        ["cat", "dog", "cat", "dog", "dog"], tmp_path / "episode.png",
-                        support_masks=masks[:2], query_masks=masks[2:],
-                        slot_names=["Head", "Body"] + ["x"] * 11)
+    path = plot_episode(
+        images[:2],
+        ["cat", "dog"],
+        images[2:],
+        ["cat"] * 3 + ["dog"] * 2,
+        ["cat", "dog", "cat", "dog", "dog"],
+        tmp_path / "episode.png",
+        support_masks=masks[:2],
+        query_masks=masks[2:],
+        slot_names=["Head", "Body"] + ["x"] * 11,
+    )
     _assert_png(path)
     with pytest.raises(ValueError, match="one of each per query"):
         plot_episode(images[:2], ["cat", "dog"], images[2:], ["cat"], ["cat"], tmp_path / "e.png")
@@ -64,7 +71,10 @@ def test_write_plots_from_records(frame, tmp_path):
 
     paths = write_plots(frame, tmp_path)
     names = sorted(p.name for p in paths)
-    assert names == ["accuracy_vs_shots.png", "super_category_r1_test_5_1_5.png",
-                     "super_category_r5_test_5_5_5.png"]
+    assert names == [
+        "accuracy_vs_shots.png",
+        "super_category_r1_test_5_1_5.png",
+        "super_category_r5_test_5_5_5.png",
+    ]
     for path in paths:
         _assert_png(path)

@@ -28,8 +28,12 @@ def test_git_state_reports_commit_and_dirtiness(tmp_path):
     (tmp_path / "f.txt").write_text("a")
     subprocess.run(["git", *env, "-C", str(tmp_path), "add", "f.txt"], check=True)
     subprocess.run(["git", *env, "-C", str(tmp_path), "commit", "-qm", "x"], check=True)
-    commit = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True,
-                            capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert git_state(tmp_path) == (commit, False)
     (tmp_path / "f.txt").write_text("b")
     assert git_state(tmp_path) == (commit, True)

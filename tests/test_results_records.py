@@ -13,10 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from results.records import (RecordError, RecordWriter, make_record, read_records, record_line,
-                             rejected_path, repair_records)
 from results_factories import fake_records
+
+from results.records import (
+    RecordError,
+    RecordWriter,
+    make_record,
+    read_records,
+    record_line,
+    rejected_path,
+    repair_records,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,14 +105,25 @@ def test_repeats_and_foreign_settings_are_refused(tmp_path):
         assert writer.done == {("protonet", 0), ("protonet", 1), ("protonet", 99)}
         with pytest.raises(RecordError, match="k_shot=5"):
             RecordWriter(tmp_path / "new.jsonl", expect={"k_shot": 1}).append(
-                fake_records("protonet", 0.5, 1, k_shot=5)[0])
+                fake_records("protonet", 0.5, 1, k_shot=5)[0]
+            )
 
 
 def test_make_record_and_reader_reject_bad_records(tmp_path):
     with pytest.raises(RecordError, match=r"correct=9 must lie in \[0, total=5\]"):
-        make_record(run_id="r", learner="a", split="test", n_way=1, k_shot=1, n_query=5,
-                    episode=0, correct=9, total=5, per_class={"n01": [5, 5]},
-                    per_super_category={"Fish": [5, 5]})
+        make_record(
+            run_id="r",
+            learner="a",
+            split="test",
+            n_way=1,
+            k_shot=1,
+            n_query=5,
+            episode=0,
+            correct=9,
+            total=5,
+            per_class={"n01": [5, 5]},
+            per_super_category={"Fish": [5, 5]},
+        )
     path = tmp_path / "r.jsonl"
     bad = dict(_all(1)[0])
     del bad["total"]
@@ -142,8 +160,10 @@ def test_killed_writer_resumes_without_losing_or_repeating(tmp_path):
     path = tmp_path / "r.jsonl"
     script = tmp_path / "writer.py"
     script.write_text(WRITER_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(path), str(REPO),
-                             str(REPO / "tests")], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), str(REPO), str(REPO / "tests")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 3000):
         time.sleep(0.02)
@@ -173,15 +193,25 @@ def test_a_second_writer_on_the_same_file_is_refused(tmp_path):
 
 def test_records_from_predictions_counts_per_way_class_and_super_category():
     from results.records import records_from_predictions
+
     # two 3-way episodes, 2 queries per way; way order differs between episodes
     classes = [["n01", "n02", "n03"], ["n03", "n01", "n02"]]
     labels = [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2]]
     predicted = [[0, 1, 1, 1, 0, 2], [0, 0, 0, 0, 0, 0]]
     supers = {"n01": "Fish", "n02": "Fish", "n03": "Car"}
     records = records_from_predictions(
-        run_id="r", learner="a", split="test", k_shot=1, episodes=[7, 8], classes=classes,
-        labels=labels, predicted=predicted, super_categories=supers,
-        part_contributions=[[0.25, 0.75], [1.0, 0.0]], slot_names=["Head", "Body"])
+        run_id="r",
+        learner="a",
+        split="test",
+        k_shot=1,
+        episodes=[7, 8],
+        classes=classes,
+        labels=labels,
+        predicted=predicted,
+        super_categories=supers,
+        part_contributions=[[0.25, 0.75], [1.0, 0.0]],
+        slot_names=["Head", "Body"],
+    )
     first, second = records
     assert (first["episode"], first["correct"], first["total"], first["n_query"]) == (7, 4, 6, 2)
     assert first["per_class"] == {"n01": [1, 2], "n02": [2, 2], "n03": [1, 2]}
@@ -190,9 +220,17 @@ def test_records_from_predictions_counts_per_way_class_and_super_category():
     assert second["per_super_category"] == {"Car": [2, 2], "Fish": [0, 4]}
     assert first["part_contributions"] == {"Head": 0.25, "Body": 0.75}
     with pytest.raises(RecordError, match="no super-category for class 'n03'"):
-        records_from_predictions(run_id="r", learner="a", split="test", k_shot=1, episodes=[7],
-                                 classes=[classes[0]], labels=[labels[0]], predicted=[labels[0]],
-                                 super_categories={"n01": "Fish", "n02": "Fish"})
+        records_from_predictions(
+            run_id="r",
+            learner="a",
+            split="test",
+            k_shot=1,
+            episodes=[7],
+            classes=[classes[0]],
+            labels=[labels[0]],
+            predicted=[labels[0]],
+            super_categories={"n01": "Fish", "n02": "Fish"},
+        )
 
 
 def _damaged(tmp_path):
@@ -201,8 +239,15 @@ def _damaged(tmp_path):
     lines = [record_line(r) for r in records]
     edited = json.loads(lines[3])
     edited["correct"] = edited["total"]  # a better score, checksum left as it was
-    damaged = [lines[0], "{garbage\n", lines[1], lines[1], lines[2], json.dumps(edited) + "\n",
-               *lines[4:]]
+    damaged = [
+        lines[0],
+        "{garbage\n",
+        lines[1],
+        lines[1],
+        lines[2],
+        json.dumps(edited) + "\n",
+        *lines[4:],
+    ]
     path = tmp_path / "records.jsonl"
     path.write_text("".join(damaged))
     return path, lines, damaged
@@ -220,10 +265,13 @@ def test_a_bad_middle_line_stops_resume_and_report_with_the_repair(tmp_path, ope
     assert "records.jsonl.rejected" in message
 
 
-@pytest.mark.parametrize("line, left_at, reason", [
-    (4, 3, "repeats learner='protonet' episode=1 of line 2"),
-    (6, 4, "checksum mismatch: the record was edited after it was written"),
-])
+@pytest.mark.parametrize(
+    "line, left_at, reason",
+    [
+        (4, 3, "repeats learner='protonet' episode=1 of line 2"),
+        (6, 4, "checksum mismatch: the record was edited after it was written"),
+    ],
+)
 def test_repeated_and_edited_lines_are_named(tmp_path, line, left_at, reason):
     path, _, damaged = _damaged(tmp_path)
     keep = [text for n, text in enumerate(damaged, start=1) if n == line or n not in (2, 4, 6)]

@@ -5,12 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from results_factories import fake_records
 from scipy import stats
 
 from results.records import RecordWriter, make_record, read_records
-from results.tables import (accuracy_table, paired_table, part_contribution_table, save_table,
-                            super_category_table, write_report)
-from results_factories import fake_records
+from results.tables import (
+    accuracy_table,
+    paired_table,
+    part_contribution_table,
+    save_table,
+    super_category_table,
+    write_report,
+)
 
 
 @pytest.fixture()
@@ -34,10 +40,19 @@ def test_accuracy_table_is_mean_and_ci_over_episodes(frame):
 
 def _tiny_record(episode, fish, bird):
     """Two ways: one Fish class and one Bird class, 4 queries each."""
-    return make_record(run_id="r", learner="a", split="test", n_way=2, k_shot=1, n_query=4,
-                       episode=episode, correct=fish + bird, total=8,
-                       per_class={"n01": [fish, 4], "n02": [bird, 4]},
-                       per_super_category={"Fish": [fish, 4], "Bird": [bird, 4]})
+    return make_record(
+        run_id="r",
+        learner="a",
+        split="test",
+        n_way=2,
+        k_shot=1,
+        n_query=4,
+        episode=episode,
+        correct=fish + bird,
+        total=8,
+        per_class={"n01": [fish, 4], "n02": [bird, 4]},
+        per_super_category={"Fish": [fish, 4], "Bird": [bird, 4]},
+    )
 
 
 def test_super_category_table_on_hand_made_episodes(tmp_path):
@@ -47,7 +62,8 @@ def test_super_category_table_on_hand_made_episodes(tmp_path):
     assert table.loc["Fish", "accuracy"] == pytest.approx(100 * (1 + 0.5 + 0.75) / 3)
     assert table.loc["Bird", "accuracy"] == pytest.approx(100 * (0.25 + 0.75 + 0.5) / 3)
     assert table.loc["Fish", "ci95"] == pytest.approx(
-        1.959964 * np.std([100, 50, 75], ddof=1) / np.sqrt(3), rel=1e-6)
+        1.959964 * np.std([100, 50, 75], ddof=1) / np.sqrt(3), rel=1e-6
+    )
 
 
 def test_part_contributions_only_from_part_learners(frame):

@@ -6,15 +6,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results.training_seeds import seed_accuracy_table, seed_paired_table, seed_summary
 from results.stats import mean_ci
+from results.training_seeds import seed_accuracy_table, seed_paired_table, seed_summary
 
 
 def _records(accuracies: dict[str, list[float]]) -> pd.DataFrame:
     """One seed's records: learner -> per-episode accuracy (fractions), episodes 0..n-1."""
-    rows = [{"split": "test", "n_way": 5, "k_shot": 1, "n_query": 15, "learner": name,
-             "mask_mode": None, "episode": e, "accuracy": a}
-            for name, values in accuracies.items() for e, a in enumerate(values)]
+    rows = [
+        {
+            "split": "test",
+            "n_way": 5,
+            "k_shot": 1,
+            "n_query": 15,
+            "learner": name,
+            "mask_mode": None,
+            "episode": e,
+            "accuracy": a,
+        }
+        for name, values in accuracies.items()
+        for e, a in enumerate(values)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -32,8 +43,10 @@ def test_accuracy_is_the_mean_over_seeds_with_their_spread_beside_the_episode_ci
     assert table.loc["protonet", "accuracy"] == pytest.approx(155 / 3)
     assert table.loc["protonet", "seed_std"] == pytest.approx(np.std([55, 55, 45], ddof=1))
     assert [table.loc["protonet", f"seed {s}"] for s in (0, 1, 2)] == pytest.approx([55, 55, 45])
-    halves = [mean_ci(np.asarray(SEEDS[s].query("learner == 'protonet'")["accuracy"]) * 100)[1]
-              for s in (0, 1, 2)]
+    halves = [
+        mean_ci(np.asarray(SEEDS[s].query("learner == 'protonet'")["accuracy"]) * 100)[1]
+        for s in (0, 1, 2)
+    ]
     assert table.loc["protonet", "episode_ci"] == pytest.approx(np.mean(halves))
     assert table.loc["part", "seeds"] == 3 and table.loc["part", "episodes"] == 4
     assert table.index[0] == "part"  # best first
@@ -46,13 +59,23 @@ def test_paired_difference_is_taken_within_each_seed_then_combined():
     assert table.loc["part", "difference"] == pytest.approx(32.5 / 3)
     assert table.loc["part", "seed_std"] == pytest.approx(np.std([10, 12.5, 10], ddof=1))
     # the episode CI is a paired t interval over the seed-averaged per-episode differences
-    diffs = np.mean([np.asarray(SEEDS[s].query("learner == 'part'")["accuracy"])
-                     - np.asarray(SEEDS[s].query("learner == 'protonet'")["accuracy"])
-                     for s in (0, 1, 2)], axis=0) * 100
+    diffs = (
+        np.mean(
+            [
+                np.asarray(SEEDS[s].query("learner == 'part'")["accuracy"])
+                - np.asarray(SEEDS[s].query("learner == 'protonet'")["accuracy"])
+                for s in (0, 1, 2)
+            ],
+            axis=0,
+        )
+        * 100
+    )
     from scipy import stats
+
     interval = stats.ttest_1samp(diffs, 0).confidence_interval(0.95)
     assert (table.loc["part", "ci_low"], table.loc["part", "ci_high"]) == pytest.approx(
-        (interval.low, interval.high))
+        (interval.low, interval.high)
+    )
 
 
 def test_seeds_scored_on_different_episodes_are_refused():

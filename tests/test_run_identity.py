@@ -22,28 +22,42 @@ def _cfg(**episodes):
 
 def test_speed_and_location_keys_are_not_part_of_the_identity():
     a = determining_config(_cfg())
-    b = determining_config(config_from_dict({
-        "episodes": {"seed": 0, "batch_size": 7, "n_episodes": 9}, "learners": ["protonet"],
-        "features": {"batch_size": 3, "num_workers": 2, "device": "cpu"}, "name": "other",
-        "output_dir": "elsewhere", "report": {"confidence": 0.9}}))
+    b = determining_config(
+        config_from_dict(
+            {
+                "episodes": {"seed": 0, "batch_size": 7, "n_episodes": 9},
+                "learners": ["protonet"],
+                "features": {"batch_size": 3, "num_workers": 2, "device": "cpu"},
+                "name": "other",
+                "output_dir": "elsewhere",
+                "report": {"confidence": 0.9},
+            }
+        )
+    )
     assert a == b
     assert a["episodes.seed"] == 0 and a["learners"] == [{"name": "protonet", "options": {}}]
     assert "episodes.batch_size" not in a and "report.confidence" not in a
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"episodes": {"seed": 1}}, "episodes.seed: 0 in the run, 1 now"),
-    ({"episodes": {"k_shot": 5}}, "episodes.k_shot: 1 in the run, 5 now"),
-    ({"backbone": {"weights": "random"}}, "backbone.weights: train in the run, random now"),
-    ({"learners": [{"name": "protonet", "options": {"distance": "cosine"}}]},
-     'learners: [{"name":"protonet","options":{}}] in the run, '
-     '[{"name":"protonet","options":{"distance":"cosine"}}] now'),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"episodes": {"seed": 1}}, "episodes.seed: 0 in the run, 1 now"),
+        ({"episodes": {"k_shot": 5}}, "episodes.k_shot: 1 in the run, 5 now"),
+        ({"backbone": {"weights": "random"}}, "backbone.weights: train in the run, random now"),
+        (
+            {"learners": [{"name": "protonet", "options": {"distance": "cosine"}}]},
+            'learners: [{"name":"protonet","options":{}}] in the run, '
+            '[{"name":"protonet","options":{"distance":"cosine"}}] now',
+        ),
+    ],
+)
 def test_a_changed_setting_is_named(tmp_path, raw, message):
     write_identity(tmp_path, determining_config(_cfg()), None)
     stored = read_identity(tmp_path)
-    now = config_from_dict({"learners": ["protonet"], **raw,
-                            "episodes": {"seed": 0, **raw.get("episodes", {})}})
+    now = config_from_dict(
+        {"learners": ["protonet"], **raw, "episodes": {"seed": 0, **raw.get("episodes", {})}}
+    )
     with pytest.raises(RunIdentityError) as info:
         check_config(stored, now, tmp_path)
     assert message in str(info.value) and "\n" not in str(info.value)
@@ -61,7 +75,9 @@ def test_changed_content_is_named_and_fingerprints_follow_every_part(tmp_path):
     learner = {"name": "protonet", "options": {}}
     base = learner_fingerprint(stored["config"], content, learner)
     assert len(base) == 16
-    assert base != learner_fingerprint(stored["config"], {**content, "dataset.fingerprint": "d2"}, learner)
+    assert base != learner_fingerprint(
+        stored["config"], {**content, "dataset.fingerprint": "d2"}, learner
+    )
     assert base != learner_fingerprint(stored["config"], content, {**learner, "options": {"x": 1}})
     assert base != learner_fingerprint(determining_config(_cfg(seed=1)), content, learner)
 

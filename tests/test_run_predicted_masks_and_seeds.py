@@ -8,11 +8,11 @@ import json
 import pandas as pd
 import pytest
 
-from benchmark.run import orchestrator as runner
 from benchmark.__main__ import main
 from benchmark.config.errors import ConfigError
 from benchmark.config.run import config_from_dict
 from benchmark.data.source import resolve_dataset
+from benchmark.run import orchestrator as runner
 from benchmark.run.training_seeds import run_seeds
 from results.records import read_records
 from results.schema import validate_result_file
@@ -21,12 +21,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_predicted_mask_run_reports_the_part_heads_iou(tiny_run_config, tmp_path):
-    raw = dict(tiny_run_config, learners=["part_protonet"],
-               backbone=dict(tiny_run_config["backbone"], weights="train"),
-               features={"masks": "predicted", "batch_size": 128},
-               train={"epochs": 1, "batch_size": 32, "val_episodes": 4, "val_k_shot": 1,
-                      "val_n_query": 2},
-               episodes=dict(tiny_run_config["episodes"], n_episodes=8))
+    raw = dict(
+        tiny_run_config,
+        learners=["part_protonet"],
+        backbone=dict(tiny_run_config["backbone"], weights="train"),
+        features={"masks": "predicted", "batch_size": 128},
+        train={"epochs": 1, "batch_size": 32, "val_episodes": 4, "val_k_shot": 1, "val_n_query": 2},
+        episodes=dict(tiny_run_config["episodes"], n_episodes=8),
+    )
     out = runner.run_benchmark(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
     quality = out.result["mask_quality"]
     # the images the episodes draw from: the test split's
@@ -39,10 +41,12 @@ def test_predicted_mask_run_reports_the_part_heads_iou(tiny_run_config, tmp_path
     assert validate_result_file(tmp_path / "run" / "result.json") == []
 
     # oracle masks for the run, predicted ones for one learner: the same head is measured
-    both = dict(raw, features={"masks": "oracle", "batch_size": 128},
-                learners=["part_protonet", "part_protonet_predicted"])
-    mixed = runner.run_benchmark(config_from_dict(both), run_dir=tmp_path / "mixed",
-                                 progress=False)
+    both = dict(
+        raw,
+        features={"masks": "oracle", "batch_size": 128},
+        learners=["part_protonet", "part_protonet_predicted"],
+    )
+    mixed = runner.run_benchmark(config_from_dict(both), run_dir=tmp_path / "mixed", progress=False)
     assert mixed.result["mask_quality"] == quality  # same checkpoint (cached), same images
     modes = mixed.records.groupby("learner")["mask_mode"].first().to_dict()
     assert modes == {"part_protonet": "oracle", "part_protonet_predicted": "predicted"}
@@ -53,10 +57,14 @@ def _split_size(out, split: str) -> int:
     return len(resolve_dataset(cfg.data, cfg.cache_dir).split_indices(split))
 
 
-def test_each_seed_is_a_valid_run_on_the_same_episodes_with_the_spread_beside(tiny_run_config,
-                                                                             tmp_path):
-    raw = dict(tiny_run_config, backbone=dict(tiny_run_config["backbone"], seeds=[0, 1]),
-               episodes=dict(tiny_run_config["episodes"], n_episodes=12))
+def test_each_seed_is_a_valid_run_on_the_same_episodes_with_the_spread_beside(
+    tiny_run_config, tmp_path
+):
+    raw = dict(
+        tiny_run_config,
+        backbone=dict(tiny_run_config["backbone"], seeds=[0, 1]),
+        episodes=dict(tiny_run_config["episodes"], n_episodes=12),
+    )
     out = run_seeds(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
     assert sorted(out.seeds) == [0, 1]
     per_seed = {}
@@ -70,7 +78,8 @@ def test_each_seed_is_a_valid_run_on_the_same_episodes_with_the_spread_beside(ti
         assert spread["n_seeds"] == 2 and spread["this_seed"] == seed
         per_seed[seed] = result["metrics"]["protonet"]["accuracy"]
         assert spread["learners"]["protonet"]["per_seed"][str(seed)] == pytest.approx(
-            per_seed[seed], abs=1e-5)
+            per_seed[seed], abs=1e-5
+        )
         records = read_records(tmp_path / "run" / f"seed-{seed}" / "records.jsonl")
         assert sorted(set(records["episode"])) == list(range(12))
     assert per_seed[0] != per_seed[1]  # other random weights, other numbers

@@ -4,8 +4,8 @@ stopped by a fault or a SIGKILL resumes to exactly the records of an uninterrupt
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 import benchmark
-from benchmark.evaluation import feature_learners as evaluate
-from benchmark.run import orchestrator as runner
 from benchmark.config.errors import ConfigError
 from benchmark.config.run import config_from_dict
+from benchmark.evaluation import feature_learners as evaluate
+from benchmark.run import orchestrator as runner
 from benchmark.run.folder import load_run_config
 from episodes import load_episodes
 from results.records import read_records
@@ -45,9 +45,11 @@ def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path, c
     produced = benchmark.run_benchmark(cfg, run_dir=tmp_path / "run", progress=False)
     run_dir = produced.run_dir
     # the run ends with its wall time per step
-    assert re.search(r"wall time per step: twin [\d.]+ s, (backbone|training) [\d.]+ s, "
-                     r"features [\d.]+ s, episodes [\d.]+ s, report [\d.]+ s \(total [\d.]+ s\)",
-                     capsys.readouterr().err)
+    assert re.search(
+        r"wall time per step: twin [\d.]+ s, (backbone|training) [\d.]+ s, "
+        r"features [\d.]+ s, episodes [\d.]+ s, report [\d.]+ s \(total [\d.]+ s\)",
+        capsys.readouterr().err,
+    )
 
     records = read_records(run_dir / "records.jsonl")
     # the programmatic entry point returns what it wrote
@@ -55,10 +57,11 @@ def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path, c
     assert produced.records.equals(records)
     assert produced.tables["accuracy"].shape[0] == 2
     assert sorted(records.groupby("learner")["episode"].nunique().items()) == [
-        ("part_protonet", 40), ("protonet", 40)]
+        ("part_protonet", 40),
+        ("protonet", 40),
+    ]
     assert (records["total"] == 15).all()
-    assert validate_result_file(run_dir / "result.json",
-                                records=records) == []
+    assert validate_result_file(run_dir / "result.json", records=records) == []
     result = json.loads((run_dir / "result.json").read_text())
     # the evaluated episodes are those of the public sampler, hashed independently of the runner
     from benchmark.data.partimagenet import load_partimagenet
@@ -81,8 +84,9 @@ def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path, c
 
 
 @pytest.mark.slow
-def test_a_fault_keeps_finished_episodes_and_resume_completes_them(tiny_run_config, tmp_path,
-                                                                   monkeypatch):
+def test_a_fault_keeps_finished_episodes_and_resume_completes_them(
+    tiny_run_config, tmp_path, monkeypatch
+):
     cfg = config_from_dict(tiny_run_config)
     reference = runner.run(cfg, run_dir=tmp_path / "reference", progress=False)
 
@@ -117,8 +121,12 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tiny_run_config
     env = dict(os.environ, PYTHONPATH=str(REPO))
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "benchmark", "run", "--quiet"]
-    proc = subprocess.Popen([*command, "--config", str(config), "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*command, "--config", str(config), "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     records = killed / "records.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -130,8 +138,9 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(tiny_run_config
     done_before = len(records.read_text().splitlines())
     assert 0 < done_before < 3000, proc.stderr.read().decode()[-2000:]
 
-    resumed = subprocess.run([*command, "--resume", str(killed)], env=env, capture_output=True,
-                             text=True)
+    resumed = subprocess.run(
+        [*command, "--resume", str(killed)], env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     fresh = runner.run(config_from_dict(raw), run_dir=tmp_path / "fresh", progress=False)
     assert _records(killed) == _records(fresh)
@@ -143,21 +152,37 @@ def test_fixed_episode_file_gives_the_same_episodes_as_the_sampler(tiny_run_conf
     config.write_text(yaml.safe_dump(tiny_run_config))
     episode_file = tmp_path / "tiny.episodes.json"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    made = subprocess.run([sys.executable, "-m", "benchmark", "episodes", "--config", str(config),
-                           "--out", str(episode_file)], env=env, capture_output=True, text=True)
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "episodes",
+            "--config",
+            str(config),
+            "--out",
+            str(episode_file),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert made.returncode == 0, made.stderr[-2000:]
     frozen = load_episodes(episode_file)
-    assert made.stdout == (f"{len(frozen)} episodes written to {episode_file} "
-                           f"(episodes hash {frozen.episodes_hash})\n")
+    assert made.stdout == (
+        f"{len(frozen)} episodes written to {episode_file} (episodes hash {frozen.episodes_hash})\n"
+    )
 
-    sampled = runner.run(config_from_dict(tiny_run_config), run_dir=tmp_path / "sampled",
-                         progress=False)
+    sampled = runner.run(
+        config_from_dict(tiny_run_config), run_dir=tmp_path / "sampled", progress=False
+    )
     raw = dict(tiny_run_config, episodes=dict(tiny_run_config["episodes"], file=str(episode_file)))
     fixed = runner.run(config_from_dict(raw), run_dir=tmp_path / "fixed", progress=False)
     # the same episodes, but two settings (a file and a sampler): two run fingerprints
     assert _records(fixed, fingerprint=False) == _records(sampled, fingerprint=False)
-    hashes = [json.loads((d / "result.json").read_text())["episodes"]["hash"]
-              for d in (sampled, fixed)]
+    hashes = [
+        json.loads((d / "result.json").read_text())["episodes"]["hash"] for d in (sampled, fixed)
+    ]
     assert hashes[0] == hashes[1]
 
 
@@ -166,8 +191,12 @@ def test_episode_file_from_other_data_is_refused(tiny_run_config, tmp_path):
     from episodes.episode import Episode
 
     episode_file = tmp_path / "other.json"
-    save_episodes(episode_file, [Episode(0, "test", ("n01440764",), ((0,),), ((1,),))],
-                  settings={"mode": "mixed"}, dataset_fingerprint="not-this-dataset")
+    save_episodes(
+        episode_file,
+        [Episode(0, "test", ("n01440764",), ((0,),), ((1,),))],
+        settings={"mode": "mixed"},
+        dataset_fingerprint="not-this-dataset",
+    )
     raw = dict(tiny_run_config, episodes=dict(tiny_run_config["episodes"], file=str(episode_file)))
     with pytest.raises(ConfigError, match="episodes.file"):
         runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
@@ -187,8 +216,9 @@ def test_unknown_learner_is_named_with_a_suggestion(tiny_run_config, tmp_path):
 
 @pytest.mark.slow
 def test_variable_way_variable_shot_episodes_run_one_by_one(tiny_run_config, tmp_path):
-    raw = dict(tiny_run_config, learners=["protonet"],
-               episodes={"mode": "variable", "n_episodes": 6})
+    raw = dict(
+        tiny_run_config, learners=["protonet"], episodes={"mode": "variable", "n_episodes": 6}
+    )
     run_dir = runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)
     records = read_records(run_dir / "records.jsonl")
     assert len(records) == 6
@@ -211,9 +241,26 @@ def test_torchrun_two_processes_give_the_records_of_one(tiny_run_config, tmp_pat
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     two = tmp_path / "two"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "benchmark", "run", "--quiet", "--config", str(config), "--out", str(two)],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "benchmark",
+            "run",
+            "--quiet",
+            "--config",
+            str(config),
+            "--out",
+            str(two),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     one = runner.run(config_from_dict(raw), run_dir=tmp_path / "one", progress=False)
     assert _records(two) == _records(one)
@@ -222,13 +269,16 @@ def test_torchrun_two_processes_give_the_records_of_one(tiny_run_config, tmp_pat
 
 
 @pytest.mark.slow
-def test_weights_train_trains_once_on_the_train_split_and_reuses_the_checkpoint(tiny_run_config,
-                                                                                  tmp_path):
-    raw = dict(tiny_run_config, learners=["protonet"],
-               backbone=dict(tiny_run_config["backbone"], weights="train"),
-               train={"epochs": 1, "batch_size": 32, "val_episodes": 4, "val_k_shot": 1,
-                      "val_n_query": 2},
-               episodes=dict(tiny_run_config["episodes"], n_episodes=8))
+def test_weights_train_trains_once_on_the_train_split_and_reuses_the_checkpoint(
+    tiny_run_config, tmp_path
+):
+    raw = dict(
+        tiny_run_config,
+        learners=["protonet"],
+        backbone=dict(tiny_run_config["backbone"], weights="train"),
+        train={"epochs": 1, "batch_size": 32, "val_episodes": 4, "val_k_shot": 1, "val_n_query": 2},
+        episodes=dict(tiny_run_config["episodes"], n_episodes=8),
+    )
     first = runner.run(config_from_dict(raw), run_dir=tmp_path / "first", progress=False)
     checkpoints = list((tmp_path / "cache" / "checkpoints").glob("*/best.pt"))
     assert len(checkpoints) == 1
@@ -243,7 +293,10 @@ def test_weights_train_trains_once_on_the_train_split_and_reuses_the_checkpoint(
 
 
 def test_val_episodes_the_data_cannot_hold_are_a_config_error(tiny_run_config, tmp_path):
-    raw = dict(tiny_run_config, backbone=dict(tiny_run_config["backbone"], weights="train"),
-               train={"epochs": 1, "val_k_shot": 5, "val_n_query": 10})
+    raw = dict(
+        tiny_run_config,
+        backbone=dict(tiny_run_config["backbone"], weights="train"),
+        train={"epochs": 1, "val_k_shot": 5, "val_n_query": 10},
+    )
     with pytest.raises(ConfigError, match="train.val_k_shot/train.val_n_query"):
         runner.run(config_from_dict(raw), run_dir=tmp_path / "run", progress=False)

@@ -22,5 +22,6 @@ def test_steps_accumulate_in_first_run_order_and_count_a_failing_block():
     assert list(timer.seconds) == ["twin", "features", "report"]
     assert timer.seconds == {"twin": 3.0, "features": 3.5, "report": 0.25}
     assert timer.total == 6.75
-    assert timer.summary() == ("wall time per step: twin 3.0 s, features 3.5 s, report 0.2 s "
-                               "(total 6.8 s)")
+    assert timer.summary() == (
+        "wall time per step: twin 3.0 s, features 3.5 s, report 0.2 s (total 6.8 s)"
+    )

@@ -8,8 +8,13 @@ import stat
 
 import pytest
 
-from episodes.storage import (atomic_write, atomic_write_text, canonical_json, file_sha256,
-                              json_sha256)
+from episodes.storage import (
+    atomic_write,
+    atomic_write_text,
+    canonical_json,
+    file_sha256,
+    json_sha256,
+)
 
 
 def test_canonical_json_sorts_compacts_and_refuses_nan():

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from benchmark.data.dataset import ImageRecord, PartDataset
-from benchmark.training.data import SplitImages, derive_seed, train_class_keys
 from benchmark.models.part_head import label_map_from_slot_masks, part_seg_loss, slot_coverage
+from benchmark.training.data import SplitImages, derive_seed, train_class_keys
 from episodes.taxonomy import PART_SLOTS, split_classes
 
 TOY_SIZE = 48
@@ -33,8 +33,17 @@ class ToyPartDataset(PartDataset):
         body = (yy >= top) & (yy < top + 18) & (xx >= left) & (xx < left + 26)
         cy, cx = top - 4 + (c % 3) * 6, left + 26 + (c % 2) * 4
         head = ((yy - cy) ** 2 + (xx - cx) ** 2 <= 36) & ~body
-        palette = np.array([[220, 40, 40], [40, 200, 60], [50, 70, 220], [230, 210, 40],
-                            [200, 60, 210], [40, 210, 210], [240, 140, 30]])
+        palette = np.array(
+            [
+                [220, 40, 40],
+                [40, 200, 60],
+                [50, 70, 220],
+                [230, 210, 40],
+                [200, 60, 210],
+                [40, 210, 210],
+                [240, 140, 30],
+            ]
+        )
         pixels[body] = palette[c % 7]
         pixels[head] = palette[(c // 7) % 7]
         masks = np.zeros((len(PART_SLOTS), s, s), dtype=bool)
@@ -48,26 +57,54 @@ class ToyPartDataset(PartDataset):
         return self._draw(i)[1]
 
 
-def make_toy_dataset(n_train_classes: int = 6, per_train_class: int = 8, n_val_classes: int = 5,
-                     per_val_class: int = 4) -> ToyPartDataset:
+def make_toy_dataset(
+    n_train_classes: int = 6,
+    per_train_class: int = 8,
+    n_val_classes: int = 5,
+    per_val_class: int = 4,
+) -> ToyPartDataset:
     records: list[ImageRecord] = []
-    for split, n_classes, per_class in (("train", n_train_classes, per_train_class),
-                                        ("val", n_val_classes, per_val_class)):
+    for split, n_classes, per_class in (
+        ("train", n_train_classes, per_train_class),
+        ("val", n_val_classes, per_val_class),
+    ):
         for synset in split_classes(split)[:n_classes]:
             for k in range(per_class):
                 i = len(records)
-                records.append(ImageRecord(i, i + 1, split, synset, f"{synset}_{k}.JPEG",
-                                           Path(f"/nonexistent/{synset}_{k}.JPEG"), TOY_SIZE, TOY_SIZE))
-    return ToyPartDataset(Path("/toy"), "toy", records, [[] for _ in records],
-                          fingerprint=f"toy-{n_train_classes}-{per_train_class}-{n_val_classes}-{per_val_class}")
+                records.append(
+                    ImageRecord(
+                        i,
+                        i + 1,
+                        split,
+                        synset,
+                        f"{synset}_{k}.JPEG",
+                        Path(f"/nonexistent/{synset}_{k}.JPEG"),
+                        TOY_SIZE,
+                        TOY_SIZE,
+                    )
+                )
+    return ToyPartDataset(
+        Path("/toy"),
+        "toy",
+        records,
+        [[] for _ in records],
+        fingerprint=f"toy-{n_train_classes}-{per_train_class}-{n_val_classes}-{per_val_class}",
+    )
 
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 def _split_images(ds, **kw) -> SplitImages:
-    args = dict(image_size=32, mean=MEAN, std=STD, augment=True, seed=3, with_masks=True,
-                class_keys=train_class_keys())
+    args = dict(
+        image_size=32,
+        mean=MEAN,
+        std=STD,
+        augment=True,
+        seed=3,
+        with_masks=True,
+        class_keys=train_class_keys(),
+    )
     args.update(kw)
     return SplitImages(ds, "train", **args)
 
@@ -119,8 +156,16 @@ def test_split_images_refuse_other_splits_and_unknown_classes():
         _split_images(ds, indices=ds.split_indices("val"))
     bad = make_toy_dataset()
     rec = bad.images[0]
-    bad.images[0] = ImageRecord(rec.index, rec.image_id, "train", split_classes("test")[0],
-                                rec.file_name, rec.path, rec.height, rec.width)
+    bad.images[0] = ImageRecord(
+        rec.index,
+        rec.image_id,
+        "train",
+        split_classes("test")[0],
+        rec.file_name,
+        rec.path,
+        rec.height,
+        rec.width,
+    )
     with pytest.raises(ValueError, match="outside the 109 train classes"):
         _split_images(bad)
 
@@ -135,10 +180,14 @@ def test_label_map_and_slot_coverage():
     assert coverage.shape == (14, 2, 2)
     assert torch.allclose(coverage.sum(0), torch.ones(2, 2))
     # top-right cell (rows 0-2, cols 3-5): 3 head pixels (col 3), 6 body pixels
-    assert coverage[HEAD, 0, 1] == pytest.approx(3 / 9) and coverage[BODY, 0, 1] == pytest.approx(6 / 9)
+    assert coverage[HEAD, 0, 1] == pytest.approx(3 / 9) and coverage[BODY, 0, 1] == pytest.approx(
+        6 / 9
+    )
     assert coverage[HEAD, 0, 0] == 1 and coverage[13, 1, 0] == 1 and coverage[BODY, 1, 1] == 1
     # the loss is smallest when the head's softmax equals the coverage
     exact = part_seg_loss(coverage.clamp_min(1e-6).log()[None], labels[None])
-    majority = part_seg_loss(torch.nn.functional.one_hot(coverage.argmax(0), 14).permute(2, 0, 1)[None].float() * 20,
-                             labels[None])
+    majority = part_seg_loss(
+        torch.nn.functional.one_hot(coverage.argmax(0), 14).permute(2, 0, 1)[None].float() * 20,
+        labels[None],
+    )
     assert exact < majority

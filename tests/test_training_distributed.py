@@ -15,14 +15,21 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_training_data import make_toy_dataset
 
 from benchmark.training import TrainConfig, load_checkpoint, train_backbone
 from benchmark.training.distributed import init_distributed
-from test_training_data import make_toy_dataset
 
 MODEL = dict(model_name="test_resnet", image_size=32, seed=0, progress=False)
-SETTINGS = dict(epochs=1, batch_size=16, lr=0.05, val_episodes=10, val_k_shot=1, val_n_query=3,
-                warmup_epochs=0.0)
+SETTINGS = dict(
+    epochs=1,
+    batch_size=16,
+    lr=0.05,
+    val_episodes=10,
+    val_k_shot=1,
+    val_n_query=3,
+    warmup_epochs=0.0,
+)
 
 
 def _free_port() -> int:
@@ -33,22 +40,35 @@ def _free_port() -> int:
 
 PROTONET = dict(n_way=3, k_shot=2, n_query=2, episodes_per_epoch=4, episodes_per_step=2)
 # (name, method, batchnorm): trained once by one process and once by two.
-JOBS = [("classification", "classification", "frozen"), ("protonet", "protonet", "frozen"),
-        ("local-bn", "classification", "local")]
+JOBS = [
+    ("classification", "classification", "frozen"),
+    ("protonet", "protonet", "frozen"),
+    ("local-bn", "classification", "local"),
+]
 
 
 def _train_jobs(out_dir: Path) -> None:
     for name, method, batchnorm in JOBS:
-        config = TrainConfig(method=method, batchnorm=batchnorm, **SETTINGS,
-                             **(PROTONET if method == "protonet" else {}))
+        config = TrainConfig(
+            method=method,
+            batchnorm=batchnorm,
+            **SETTINGS,
+            **(PROTONET if method == "protonet" else {}),
+        )
         train_backbone(make_toy_dataset(), config, out_dir=out_dir / name, device="cpu", **MODEL)
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     # What torchrun sets; init_distributed starts the gloo group from it and every
     # train_backbone call reuses that group.
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
     assert ctx.world_size == world and ctx.rank == rank and ctx.owns_group
@@ -71,7 +91,9 @@ def _last(root: Path, n: str, job: str) -> dict:
 
 
 def _max_difference(a: dict, b: dict) -> float:
-    return max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point())
+    return max(
+        (a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point()
+    )
 
 
 @pytest.mark.slow

@@ -7,9 +7,15 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from benchmark.training.episodic import EpisodeSpec, episode_arrays, episode_sampler, protonet_accuracy, protonet_loss
 from test_training_data import make_toy_dataset
+
+from benchmark.training.episodic import (
+    EpisodeSpec,
+    episode_arrays,
+    episode_sampler,
+    protonet_accuracy,
+    protonet_loss,
+)
 
 
 def test_protonet_loss_by_hand():
@@ -47,7 +53,9 @@ def test_protonet_accuracy_counts_queries_nearest_their_prototype():
                 total += 1
     expected = correct / total
     assert 0.3 < expected < 0.95  # a case where the counting matters
-    assert protonet_accuracy(torch.from_numpy(noisy).float(), val, support, query) == pytest.approx(expected)
+    assert protonet_accuracy(torch.from_numpy(noisy).float(), val, support, query) == pytest.approx(
+        expected
+    )
     # episodes are a function of the seed
     again = episode_arrays(episode_sampler(ds.labels, seed=0, split="val", spec=spec), 12)
     other = episode_arrays(episode_sampler(ds.labels, seed=1, split="val", spec=spec), 12)

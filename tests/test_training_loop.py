@@ -5,22 +5,31 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_training_data import make_toy_dataset
 
 from benchmark.models.backbones import build_backbone
 from benchmark.training import TrainConfig, load_checkpoint
 from benchmark.training import loop as training_loop
-from test_training_data import make_toy_dataset
 
-TINY = dict(model_name="test_resnet", image_size=32, batch_size=16, lr=0.05, seed=0,
-            val_episodes=20, val_k_shot=1, val_n_query=3)
+TINY = dict(
+    model_name="test_resnet",
+    image_size=32,
+    batch_size=16,
+    lr=0.05,
+    seed=0,
+    val_episodes=20,
+    val_k_shot=1,
+    val_n_query=3,
+)
 MODEL_KEYS = ("model_name", "image_size", "seed")
 
 
 def train_backbone(dataset, *, out_dir, **settings):
     """training_loop.train_backbone with the model and the training settings in one dict."""
     model = {k: settings.pop(k) for k in MODEL_KEYS}
-    return training_loop.train_backbone(dataset, TrainConfig(**settings), out_dir=out_dir,
-                                        progress=False, **model)
+    return training_loop.train_backbone(
+        dataset, TrainConfig(**settings), out_dir=out_dir, progress=False, **model
+    )
 
 
 def _history(out_dir):
@@ -45,10 +54,19 @@ def test_classification_reduces_the_loss_and_leaves_global_rng_alone(tmp_path):
 
 def test_protonet_episodic_training_runs_and_learns(tmp_path):
     ds = make_toy_dataset()
-    best = train_backbone(ds, method="protonet", epochs=3, out_dir=tmp_path, n_way=3, k_shot=2,
-                          part_head="joint",
-                          n_query=3, episodes_per_epoch=6, episodes_per_step=2,
-                          **{**TINY, "lr": 0.02})
+    best = train_backbone(
+        ds,
+        method="protonet",
+        epochs=3,
+        out_dir=tmp_path,
+        n_way=3,
+        k_shot=2,
+        part_head="joint",
+        n_query=3,
+        episodes_per_epoch=6,
+        episodes_per_step=2,
+        **{**TINY, "lr": 0.02},
+    )
     history = _history(tmp_path)
     assert len(history) == 4
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history[1:])
@@ -60,8 +78,15 @@ def test_protonet_episodic_training_runs_and_learns(tmp_path):
 
 def test_part_head_after_trains_on_the_frozen_selected_backbone(tmp_path):
     ds = make_toy_dataset()
-    best = train_backbone(ds, method="classification", epochs=1, part_head="after",
-                          part_head_epochs=4, out_dir=tmp_path, **{**TINY, "image_size": 64})
+    best = train_backbone(
+        ds,
+        method="classification",
+        epochs=1,
+        part_head="after",
+        part_head_epochs=4,
+        out_dir=tmp_path,
+        **{**TINY, "image_size": 64},
+    )
     history = _history(tmp_path)
     seg = [h["seg"] for h in history[2:]]
     assert len(seg) == 4 and seg[-1] < 0.8 * seg[0]
@@ -81,8 +106,15 @@ def test_part_head_after_trains_on_the_frozen_selected_backbone(tmp_path):
 
 def test_part_head_joint_loss_drops(tmp_path):
     ds = make_toy_dataset()
-    train_backbone(ds, method="classification", epochs=4, part_head="joint", part_head_weight=1.0,
-                   out_dir=tmp_path, **{**TINY, "image_size": 64})
+    train_backbone(
+        ds,
+        method="classification",
+        epochs=4,
+        part_head="joint",
+        part_head_weight=1.0,
+        out_dir=tmp_path,
+        **{**TINY, "image_size": 64},
+    )
     seg = [h["seg"] for h in _history(tmp_path)[1:]]
     assert seg[-1] < 0.7 * seg[0]
     assert load_checkpoint(tmp_path / "best.pt")["part_head"] is not None
@@ -134,7 +166,10 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.setattr(training_loop._Trainer, "_train_epoch", original)
     resumed = train_backbone(ds, out_dir=tmp_path / "split", **settings)
 
-    a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
+    a, b = (
+        load_checkpoint(tmp_path / "whole" / "last.pt"),
+        load_checkpoint(tmp_path / "split" / "last.pt"),
+    )
     for part in ("model", "classifier", "part_head"):
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)

@@ -6,11 +6,16 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from benchmark.config.cache_layout import CACHE_KINDS  # standard library only: --help stays fast
+    from benchmark.config.cache_layout import (
+        CACHE_KINDS,
+    )  # standard library only: --help stays fast
 
     cache = sub.add_parser("cache", help="list the cache's size per kind, or clear one kind")
-    cache.add_argument("--clear", choices=tuple(CACHE_KINDS),
-                       help="delete every entry of this kind (it is remade when next needed)")
+    cache.add_argument(
+        "--clear",
+        choices=tuple(CACHE_KINDS),
+        help="delete every entry of this kind (it is remade when next needed)",
+    )
     cache.add_argument("--cache-dir", help="default: $PARTBENCH_CACHE or ~/.cache/partbench")
 
 

@@ -20,5 +20,6 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.run.doctor import doctor
 
     check_device(args.device, "--device")  # one line for `gpu0`, or cuda without a GPU
-    return doctor(args.device, args.cache_dir, args.model, args.image_size, args.n_images,
-                  args.num_workers)
+    return doctor(
+        args.device, args.cache_dir, args.model, args.image_size, args.n_images, args.num_workers
+    )

@@ -6,7 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    download = sub.add_parser("download", help="fetch PartImageNet_OOD.zip from the Hugging Face hub")
+    download = sub.add_parser(
+        "download", help="fetch PartImageNet_OOD.zip from the Hugging Face hub"
+    )
     download.add_argument("--out", required=True, help="folder to download the archive into")
 
 

@@ -9,12 +9,16 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     episodes = sub.add_parser("episodes", help="write a fixed episode file from a config")
     episodes.add_argument("--config", required=True)
-    episodes.add_argument("--set", dest="overrides", action="append", default=[],
-                          metavar="KEY=VALUE")
+    episodes.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE"
+    )
     episodes.add_argument("--out", required=True, help="episode file to write (JSON)")
-    episodes.add_argument("--names", action="store_true",
-                          help="also write OUT's .names.json: each episode's class synsets and "
-                               "image files (<split>/<file_name>), for a method's own loader")
+    episodes.add_argument(
+        "--names",
+        action="store_true",
+        help="also write OUT's .names.json: each episode's class synsets and "
+        "image files (<split>/<file_name>), for a method's own loader",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -26,20 +30,27 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     check_output_file(Path(args.out))
     split = cfg.episodes.split
-    dataset = resolve_dataset(cfg.data, cfg.cache_dir,
-                              needed={split: f"draws its episodes from the {split} split"})
+    dataset = resolve_dataset(
+        cfg.data, cfg.cache_dir, needed={split: f"draws its episodes from the {split} split"}
+    )
     sampler = build_sampler(cfg, dataset)
     episodes = [sampler[i] for i in range(cfg.episodes.n_episodes)]
-    digest = save_episodes(Path(args.out), episodes, settings=sampler.settings,
-                           dataset_fingerprint=dataset.fingerprint)
+    digest = save_episodes(
+        Path(args.out), episodes, settings=sampler.settings, dataset_fingerprint=dataset.fingerprint
+    )
     print(f"{len(episodes)} episodes written to {args.out} (episodes hash {digest.episodes_hash})")
     if args.names:
         from benchmark.evaluation.own_loop import names_path, write_episode_names
         from results.run_result import DATASET_NAMES
 
         name = DATASET_NAMES[cfg.data.source]
-        path = write_episode_names(names_path(args.out), dataset, episodes,
-                                   episodes_hash=digest.episodes_hash, dataset_name=name)
+        path = write_episode_names(
+            names_path(args.out),
+            dataset,
+            episodes,
+            episodes_hash=digest.episodes_hash,
+            dataset_name=name,
+        )
         print(f"image names written to {path}")
     return 0
 
@@ -49,7 +60,9 @@ def check_output_file(out: Path) -> None:
     from benchmark.config.errors import ConfigError
 
     if out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; name the episode file to write, e.g. "
-                          f"{out / 'episodes.json'}")
+        raise ConfigError(
+            f"--out {out}: is a folder; name the episode file to write, e.g. "
+            f"{out / 'episodes.json'}"
+        )
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it first")

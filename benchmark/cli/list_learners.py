@@ -6,8 +6,11 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("list", help="list the registered learners, shipped configs and the values "
-                                "each config choice takes")
+    sub.add_parser(
+        "list",
+        help="list the registered learners, shipped configs and the values "
+        "each config choice takes",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -17,8 +20,15 @@ def main(args: argparse.Namespace) -> int:
     print("learners:")
     for name in learner_names():
         cls = get_learner_class(name)
-        flags = [f for f, on in (("parts", cls.uses_parts), ("transductive", cls.transductive),
-                                 ("images", issubclass(cls, ImageLearner))) if on]
+        flags = [
+            f
+            for f, on in (
+                ("parts", cls.uses_parts),
+                ("transductive", cls.transductive),
+                ("images", issubclass(cls, ImageLearner)),
+            )
+            if on
+        ]
         extra = f" [{', '.join(flags)}]" if flags else ""
         print(f"  {name:<22}{cls.paper}{extra}")
     print_plugins()
@@ -41,7 +51,9 @@ def print_plugins() -> None:
     if not found:
         print("  (none installed)")
     for name, ep in sorted(found.items()):
-        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+        dist = (
+            f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+        )
         if name in learner_names():
             status = "shadowed by the built-in learner of that name"
         else:

@@ -9,4 +9,11 @@ is the entry point; ConfigError is what a bad config raises.
 from benchmark.config.errors import ConfigError
 from benchmark.config.run import CHOICES, LearnerConfig, RunConfig, config_from_dict, load_config
 
-__all__ = ["CHOICES", "ConfigError", "LearnerConfig", "RunConfig", "config_from_dict", "load_config"]
+__all__ = [
+    "CHOICES",
+    "ConfigError",
+    "LearnerConfig",
+    "RunConfig",
+    "config_from_dict",
+    "load_config",
+]

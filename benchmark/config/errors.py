@@ -6,6 +6,5 @@ from __future__ import annotations
 from episodes.errors import PartbenchError
 
 
-
 class ConfigError(PartbenchError, ValueError):
     """A config file or override that cannot be used; the message says which key and why."""

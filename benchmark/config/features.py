@@ -29,7 +29,9 @@ class FeaturesConfig:
     and precision."""
 
     masks: str = "oracle"  # MASK_MODES
-    part_stage: int | str = PART_STAGE_LAST  # or the stride of an earlier map the slots pool over (16, 8)
+    part_stage: int | str = (
+        PART_STAGE_LAST  # or the stride of an earlier map the slots pool over (16, 8)
+    )
     dense: bool = False  # keep the part-stage maps as local descriptors (DN4); float16
     mask_seed: int = 0  # seed of masks "shuffled" (and of the part_protonet_shuffled control)
     batch_size: int = 64

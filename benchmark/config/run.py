@@ -17,20 +17,31 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from benchmark.config.strict_yaml import StrictYAMLError, load_yaml
-
 from benchmark.config.backbone import WEIGHT_SOURCES, BackboneConfig
 from benchmark.config.data import DATA_SOURCES, DataConfig, SyntheticConfig
 from benchmark.config.device import PRECISIONS
 from benchmark.config.errors import ConfigError
 from benchmark.config.features import MASK_MODES, FeaturesConfig
+from benchmark.config.strict_yaml import StrictYAMLError, load_yaml
 from benchmark.config.training import BATCHNORM_MODES, PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
 from episodes.sampler import MODES
 from episodes.taxonomy import SPLITS
 
-__all__ = ["CHOICES", "BackboneConfig", "ConfigError", "DataConfig", "EpisodesConfig",
-           "FeaturesConfig", "LearnerConfig", "ReportConfig", "RunConfig", "SyntheticConfig",
-           "TrainConfig", "config_from_dict", "load_config"]
+__all__ = [
+    "CHOICES",
+    "BackboneConfig",
+    "ConfigError",
+    "DataConfig",
+    "EpisodesConfig",
+    "FeaturesConfig",
+    "LearnerConfig",
+    "ReportConfig",
+    "RunConfig",
+    "SyntheticConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "load_config",
+]
 
 
 @dataclass
@@ -75,9 +86,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
-    learners: list[LearnerConfig] = field(
-        default_factory=lambda: [LearnerConfig("protonet")]
-    )
+    learners: list[LearnerConfig] = field(default_factory=lambda: [LearnerConfig("protonet")])
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,11 +108,25 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 }
 
 POSITIVE: tuple[str, ...] = (
-    "data.synthetic.images_per_class", "data.synthetic.image_size", "backbone.image_size",
-    "train.batch_size", "train.val_episodes", "train.val_k_shot", "train.val_n_query",
-    "train.epochs", "train.n_way", "train.k_shot", "train.n_query", "train.episodes_per_epoch",
-    "train.episodes_per_step", "features.batch_size", "episodes.n_way", "episodes.k_shot",
-    "episodes.n_query", "episodes.n_episodes", "episodes.batch_size",
+    "data.synthetic.images_per_class",
+    "data.synthetic.image_size",
+    "backbone.image_size",
+    "train.batch_size",
+    "train.val_episodes",
+    "train.val_k_shot",
+    "train.val_n_query",
+    "train.epochs",
+    "train.n_way",
+    "train.k_shot",
+    "train.n_query",
+    "train.episodes_per_epoch",
+    "train.episodes_per_step",
+    "features.batch_size",
+    "episodes.n_way",
+    "episodes.k_shot",
+    "episodes.n_query",
+    "episodes.n_episodes",
+    "episodes.batch_size",
 )
 
 
@@ -165,17 +188,23 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-                          f"{exc.start}); save the file as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); save the file as UTF-8"
+        ) from None
     try:
         raw = load_yaml(text)
     except StrictYAMLError as exc:
         raise ConfigError(f"{path}: not a usable YAML config: {exc}") from None
     if raw is None:
-        raise ConfigError(f"{path}: the file is empty; a config names at least its learners "
-                          "(start from a shipped one: `python -m benchmark list`)")
+        raise ConfigError(
+            f"{path}: the file is empty; a config names at least its learners "
+            "(start from a shipped one: `python -m benchmark list`)"
+        )
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
     return raw
 
 
@@ -183,8 +212,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     """Set `a.b.c=VALUE` in a nested dict; VALUE is parsed as YAML (`3`, `true`, `[a, b]`)."""
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override {_shown_override(item)!r} must look like KEY=VALUE, e.g. "
-                          "episodes.n_way=5")
+        raise ConfigError(
+            f"override {_shown_override(item)!r} must look like KEY=VALUE, e.g. episodes.n_way=5"
+        )
     node = raw
     *parents, leaf = key.strip().split(".")
     for part in parents:
@@ -196,8 +226,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         node[leaf] = load_yaml(value)
     except StrictYAMLError as exc:
         reason = _shown_override(str(exc), limit=200)
-        raise ConfigError(f"override {_shown_override(item)!r}: not a usable YAML value: "
-                          f"{reason}") from None
+        raise ConfigError(
+            f"override {_shown_override(item)!r}: not a usable YAML value: {reason}"
+        ) from None
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -219,8 +250,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             f"unknown key {_join(prefix, unknown[0])!r} {where}; valid keys: {', '.join(fields)}"
         )
     missing = [
-        name for name, f in fields.items()
-        if name not in raw and f.default is dataclasses.MISSING
+        name
+        for name, f in fields.items()
+        if name not in raw
+        and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
@@ -264,7 +297,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if not isinstance(value, tp):
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(
+            f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+        )
     return value
 
 
@@ -295,10 +330,13 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"report.confidence: must lie in (0, 1), got {cfg.report.confidence}")
     stage = cfg.features.part_stage
     if stage != "last" and not (isinstance(stage, int) and stage >= 1):
-        raise ConfigError(f"features.part_stage: {stage!r} must be last or the stride of an "
-                          "earlier feature map (an integer such as 16 or 8)")
+        raise ConfigError(
+            f"features.part_stage: {stage!r} must be last or the stride of an "
+            "earlier feature map (an integer such as 16 or 8)"
+        )
     if len(set(cfg.backbone.seeds)) != len(cfg.backbone.seeds) or any(
-            s < 0 for s in cfg.backbone.seeds):
+        s < 0 for s in cfg.backbone.seeds
+    ):
         raise ConfigError(f"backbone.seeds: distinct seeds >= 0 please, got {cfg.backbone.seeds}")
     if not cfg.learners:
         raise ConfigError("learners: name at least one learner (see `python -m benchmark list`)")
@@ -310,14 +348,24 @@ def _check_run_folder_values(cfg: RunConfig) -> None:
     """`name` is one folder name, so every run folder stays inside `output_dir`; `output_dir`
     must be a folder (or not exist yet)."""
     name = cfg.name
-    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
-            or name.startswith("~")):
-        raise ConfigError(f"name: {_shown_override(name)!r} must be a plain folder name (no '/', "
-                          "'..' or absolute path): each run folder is made inside output_dir")
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or name.startswith("~")
+    ):
+        raise ConfigError(
+            f"name: {_shown_override(name)!r} must be a plain folder name (no '/', "
+            "'..' or absolute path): each run folder is made inside output_dir"
+        )
     out = Path(cfg.output_dir).expanduser()
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"output_dir: {cfg.output_dir!r} names a file, not a folder; give a "
-                          "folder for the run folders")
+        raise ConfigError(
+            f"output_dir: {cfg.output_dir!r} names a file, not a folder; give a "
+            "folder for the run folders"
+        )
 
 
 # --- value checks of issue 10: every bad value is a config error at load time ----------------
@@ -334,8 +382,9 @@ VARIABLE_EPISODE_IMAGES = 500  # Meta-Dataset episodes hold up to ~500 images
 def _check_integrity_values(cfg: RunConfig) -> None:
     for key in NON_NEGATIVE:
         if _get(cfg, key) < 0:
-            raise ConfigError(f"{key}: must be 0 (load in the main process) or more, got "
-                              f"{_get(cfg, key)}")
+            raise ConfigError(
+                f"{key}: must be 0 (load in the main process) or more, got {_get(cfg, key)}"
+            )
     if cfg.train.epochs < 1:
         raise ConfigError(f"train.epochs: must be at least 1, got {cfg.train.epochs}")
     if not cfg.train.lr > 0 or cfg.train.lr == float("inf"):
@@ -355,12 +404,16 @@ def check_device(device: str, key: str) -> None:
         import torch  # lazy: only a CUDA config pays for it at load time
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"{key}: {device!r}, but this machine has no usable CUDA device "
-                              "(torch.cuda.is_available() is False); use auto or cpu")
+            raise ConfigError(
+                f"{key}: {device!r}, but this machine has no usable CUDA device "
+                "(torch.cuda.is_available() is False); use auto or cpu"
+            )
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"{key}: {device!r}, but this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)")
+            raise ConfigError(
+                f"{key}: {device!r}, but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)"
+            )
 
 
 def physical_memory_bytes() -> int | None:
@@ -383,15 +436,17 @@ def check_fits_in_memory(cfg: RunConfig, memory: int | None = None) -> None:
     ep = cfg.episodes
     if memory is None or ep.file:
         return
-    images = (VARIABLE_EPISODE_IMAGES if ep.mode == "variable"
-              else ep.n_way * (ep.k_shot + ep.n_query))
+    images = (
+        VARIABLE_EPISODE_IMAGES if ep.mode == "variable" else ep.n_way * (ep.k_shot + ep.n_query)
+    )
     need = episodes_memory_bytes(ep.n_episodes, len(cfg.learners), images)
     if need > memory:
         fits = memory // max(episodes_memory_bytes(1, len(cfg.learners), images), 1)
         raise ConfigError(
             f"episodes.n_episodes: {ep.n_episodes} episodes x {len(cfg.learners)} learner(s) need "
             f"about {need / 2**30:.3g} GiB to record and report, but this machine has "
-            f"{memory / 2**30:.3g} GiB; at most about {fits} episodes fit")
+            f"{memory / 2**30:.3g} GiB; at most about {fits} episodes fit"
+        )
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -407,5 +462,10 @@ def _join(prefix: str, name: str) -> str:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(t) for t in typing.get_args(tp))
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
-            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true/false",
+        type(None): "null",
+    }.get(tp, getattr(tp, "__name__", str(tp)))

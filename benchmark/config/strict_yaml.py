@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+
 from episodes.errors import PartbenchError
 
 MAX_ALIASES = 100  # a hand-written config uses a handful
@@ -36,23 +37,29 @@ class StrictSafeLoader(yaml.SafeLoader):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 mark = self.peek_event().start_mark
-                raise StrictYAMLError(f"line {mark.line + 1}: more than {MAX_ALIASES} aliases "
-                                      "(*name); write the values out")
+                raise StrictYAMLError(
+                    f"line {mark.line + 1}: more than {MAX_ALIASES} aliases "
+                    "(*name); write the values out"
+                )
         return super().compose_node(parent, index)
 
     def compose_document(self) -> Any:
         node = super().compose_document()
         size = _expanded_size(node, {})
         if size > MAX_EXPANDED_NODES:
-            raise StrictYAMLError(f"its aliases expand to {size} values (more than "
-                                  f"{MAX_EXPANDED_NODES}): an alias bomb, not a config")
+            raise StrictYAMLError(
+                f"its aliases expand to {size} values (more than "
+                f"{MAX_EXPANDED_NODES}): an alias bomb, not a config"
+            )
         return node
 
     def construct_yaml_int(self, node: Any) -> int:
         digits = sum(c.isalnum() for c in str(node.value))
         if digits > MAX_INT_DIGITS:
-            raise StrictYAMLError(f"line {node.start_mark.line + 1}: an integer of {digits:,} "
-                                  f"digits (at most {MAX_INT_DIGITS}); no config value needs one")
+            raise StrictYAMLError(
+                f"line {node.start_mark.line + 1}: an integer of {digits:,} "
+                f"digits (at most {MAX_INT_DIGITS}); no config value needs one"
+            )
         return super().construct_yaml_int(node)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict:
@@ -68,8 +75,10 @@ class StrictSafeLoader(yaml.SafeLoader):
                     continue  # unhashable key: SafeConstructor reports it
                 line = key_node.start_mark.line + 1
                 if first is not None:
-                    raise StrictYAMLError(f"line {line}: key {key!r} appears twice in one mapping "
-                                          f"(first on line {first}); keep one")
+                    raise StrictYAMLError(
+                        f"line {line}: key {key!r} appears twice in one mapping "
+                        f"(first on line {first}); keep one"
+                    )
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
 

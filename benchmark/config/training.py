@@ -56,14 +56,20 @@ class TrainConfig:
         """This config with its defaults that depend on other fields filled in."""
         if self.part_head_epochs is not None:
             return self
-        return replace(self, part_head_epochs=max(1, self.epochs // 2)
-                       if self.part_head == "after" else 0)
+        return replace(
+            self, part_head_epochs=max(1, self.epochs // 2) if self.part_head == "after" else 0
+        )
 
 
-def weights_identity(config: TrainConfig, *, model_name: str, image_size: int,
-                     seed: int) -> dict[str, Any]:
+def weights_identity(
+    config: TrainConfig, *, model_name: str, image_size: int, seed: int
+) -> dict[str, Any]:
     """Everything that determines the trained weights besides the data: checkpoints record it,
     a resumed run must match it, and the run's weights cache is keyed by its hash."""
     settings = {k: v for k, v in asdict(config.resolved()).items() if k not in RUNTIME_FIELDS}
-    return {"model_name": model_name, "image_size": int(image_size), "seed": int(seed),
-            "train": settings}
+    return {
+        "model_name": model_name,
+        "image_size": int(image_size),
+        "seed": int(seed),
+        "train": settings,
+    }

@@ -80,8 +80,9 @@ class PartDataset:
         """(n,) int64 indices of the images of one split."""
         return np.array([r.index for r in self.images if r.split == split], dtype=np.int64)
 
-    def load_image(self, i: int, size: tuple[int, int] | None = None,
-                   resample: str = "bicubic") -> Image.Image:
+    def load_image(
+        self, i: int, size: tuple[int, int] | None = None, resample: str = "bicubic"
+    ) -> Image.Image:
         """The pixels of image i as an RGB PIL image of the json's (width, height), or resized
         (squashed) to `size` = (width, height); see benchmark/data/decode.py (any colour mode,
         PNG bytes in a .JPEG file, reduced-scale JPEG decoding)."""
@@ -91,7 +92,8 @@ class PartDataset:
                 raise DatasetError(
                     f"{rec.path}: the image is {img.size[0]}x{img.size[1]} (width x height) but "
                     f"its entry (image id {rec.image_id}) in the {rec.split} annotation file says "
-                    f"{rec.width}x{rec.height}; its part masks would not line up")
+                    f"{rec.width}x{rec.height}; its part masks would not line up"
+                )
             return decode.to_rgb(img, size, resample)
 
     def part_masks(self, i: int) -> dict[int, np.ndarray]:

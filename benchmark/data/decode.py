@@ -31,8 +31,9 @@ RESAMPLE = {
 }
 
 
-def to_rgb(image: Image.Image, size: tuple[int, int] | None = None,
-           resample: str = "bicubic") -> Image.Image:
+def to_rgb(
+    image: Image.Image, size: tuple[int, int] | None = None, resample: str = "bicubic"
+) -> Image.Image:
     """An opened (not yet loaded) image as RGB, optionally resized to `size`.
 
     Args:

@@ -6,6 +6,7 @@ Every message names the file, field or folder at fault and, where it can, what w
 from __future__ import annotations
 
 from collections.abc import Iterable
+
 from episodes.errors import PartbenchError
 
 

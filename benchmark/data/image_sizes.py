@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -31,8 +31,12 @@ def _record_path(cache_dir: Path, fingerprint: str) -> Path:
 
 
 def _record(fingerprint: str, n_images: int) -> dict:
-    return {"check": "image width x height == json entry", "version": CHECK_VERSION,
-            "fingerprint": fingerprint, "n_images": n_images}
+    return {
+        "check": "image width x height == json entry",
+        "version": CHECK_VERSION,
+        "fingerprint": fingerprint,
+        "n_images": n_images,
+    }
 
 
 def _already_checked(path: Path, expected: dict) -> bool:
@@ -59,8 +63,9 @@ def _size_or_error(path: Path) -> tuple[int, int] | str:
         return str(exc)
 
 
-def check_image_sizes(images: Sequence[ImageRecord], fingerprint: str,
-                      cache_dir: Path | None = None) -> bool:
+def check_image_sizes(
+    images: Sequence[ImageRecord], fingerprint: str, cache_dir: Path | None = None
+) -> bool:
     """Raise if an image's header size differs from its json entry or its header is unreadable.
 
     Args:
@@ -86,16 +91,21 @@ def check_image_sizes(images: Sequence[ImageRecord], fingerprint: str,
             continue
         width, height = size
         if (width, height) != (rec.width, rec.height):
-            wrong.append(f"{rec.path} is {width}x{height}, its entry (image id {rec.image_id}) "
-                         f"in {rec.split}.json says {rec.width}x{rec.height}")
+            wrong.append(
+                f"{rec.path} is {width}x{height}, its entry (image id {rec.image_id}) "
+                f"in {rec.split}.json says {rec.width}x{rec.height}"
+            )
     if unreadable:
-        raise DatasetError(f"{len(unreadable)} of {len(images)} images have no header PIL can "
-                           f"read (re-download or re-extract them): {first_few(unreadable, 3)}")
+        raise DatasetError(
+            f"{len(unreadable)} of {len(images)} images have no header PIL can "
+            f"read (re-download or re-extract them): {first_few(unreadable, 3)}"
+        )
     if wrong:
         raise DatasetError(
             f"{len(wrong)} of {len(images)} images differ in size (width x height) from their "
             f"annotation file, so their part masks would not line up; replace them with the "
-            f"release's files: {first_few(wrong, 3)}")
+            f"release's files: {first_few(wrong, 3)}"
+        )
     if path is not None:
         try:
             atomic_write_text(path, json.dumps(record, sort_keys=True))

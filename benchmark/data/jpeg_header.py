@@ -57,8 +57,8 @@ def read_jpeg_info(data: bytes) -> JpegInfo | None:
             continue
         if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
             return None
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        segment = data[pos + 4:pos + 2 + length]
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        segment = data[pos + 4 : pos + 2 + length]
         if length < 2 or len(segment) < length - 2:
             return None
         if marker == 0xEE and segment[:5] == b"Adobe" and len(segment) >= 12:
@@ -66,10 +66,14 @@ def read_jpeg_info(data: bytes) -> JpegInfo | None:
         if marker in _SOF:
             if len(segment) < 6:
                 return None
-            return JpegInfo(sof=marker, precision=segment[0],
-                            height=int.from_bytes(segment[1:3], "big"),
-                            width=int.from_bytes(segment[3:5], "big"),
-                            components=segment[5], adobe_transform=adobe)
+            return JpegInfo(
+                sof=marker,
+                precision=segment[0],
+                height=int.from_bytes(segment[1:3], "big"),
+                width=int.from_bytes(segment[3:5], "big"),
+                components=segment[5],
+                adobe_transform=adobe,
+            )
         pos += 2 + length
     return None
 
@@ -77,6 +81,12 @@ def read_jpeg_info(data: bytes) -> JpegInfo | None:
 def decodes_on_gpu(info: JpegInfo | None) -> bool:
     """True when nvjpeg's batched decode gives the same RGB as Pillow would: an 8-bit,
     3-component, YCbCr-coded, Huffman sequential JPEG. False sends the file to the CPU path."""
-    return (info is not None and info.sof in _SEQUENTIAL_HUFFMAN and info.precision == 8
-            and info.components == 3 and info.adobe_transform in (None, 1)
-            and info.height > 0 and info.width > 0)
+    return (
+        info is not None
+        and info.sof in _SEQUENTIAL_HUFFMAN
+        and info.precision == 8
+        and info.components == 3
+        and info.adobe_transform in (None, 1)
+        and info.height > 0
+        and info.width > 0
+    )

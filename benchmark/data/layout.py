@@ -22,8 +22,11 @@ from benchmark.data.errors import DatasetError, first_few
 from episodes.taxonomy import SPLITS
 
 # Annotation file of a split, relative to the folder holding the layout, in the order tried.
-JSON_PLACES: tuple[str, ...] = ("{split}.json", "annotations/{split}.json",
-                                "annotations/{split}/{split}.json")
+JSON_PLACES: tuple[str, ...] = (
+    "{split}.json",
+    "annotations/{split}.json",
+    "annotations/{split}/{split}.json",
+)
 # Image folder of a split, in the order tried; each holds <synset>/<file_name> or <file_name>.
 IMAGE_PLACES: tuple[str, ...] = ("{split}", "images/{split}", "JPEGImages")
 
@@ -40,8 +43,9 @@ KNOWN_LAYOUTS: tuple[str, ...] = (
     "folder's only sub-folder); __MACOSX/, ._* and .DS_Store are ignored",
 )
 
-PREPARE_HINT = ("unpack it with `python -m benchmark prepare {source} --out DIR` and set "
-                "data.root to DIR")
+PREPARE_HINT = (
+    "unpack it with `python -m benchmark prepare {source} --out DIR` and set data.root to DIR"
+)
 
 
 def is_junk(name: str) -> bool:
@@ -126,17 +130,29 @@ class _Probe:
 def _probe(base: Path, split: str) -> _Probe:
     json = next((p for p in JSON_PLACES if (base / p.format(split=split)).is_file()), None)
     place = next((p for p in IMAGE_PLACES if (base / p.format(split=split)).is_dir()), None)
-    zips = tuple(base / f"{p.format(split=split)}.zip" for p in IMAGE_PLACES[:2]
-                 if (base / f"{p.format(split=split)}.zip").is_file())
-    return _Probe(None if json is None else base / json.format(split=split), json,
-                  None if place is None else base / place.format(split=split), place, zips)
+    zips = tuple(
+        base / f"{p.format(split=split)}.zip"
+        for p in IMAGE_PLACES[:2]
+        if (base / f"{p.format(split=split)}.zip").is_file()
+    )
+    return _Probe(
+        None if json is None else base / json.format(split=split),
+        json,
+        None if place is None else base / place.format(split=split),
+        place,
+        zips,
+    )
 
 
 def _split_files(base: Path, prefix: str, probe: _Probe) -> SplitFiles:
     nested = probe.image_place == "JPEGImages" or _is_nested(probe.images)
     images = probe.image_place + ("/{synset}" if nested else "") + "/{file_name}"
-    return SplitFiles(annotation_file=probe.json, image_folder=probe.images, nested=nested,
-                      pattern=f"{prefix}{images} + {prefix}{probe.json_place}")
+    return SplitFiles(
+        annotation_file=probe.json,
+        image_folder=probe.images,
+        nested=nested,
+        pattern=f"{prefix}{images} + {prefix}{probe.json_place}",
+    )
 
 
 def _candidates(root: Path) -> list[Path]:
@@ -175,11 +191,16 @@ def _seen(base: Path) -> str:
     entries = real_entries(base)
     folders = [f"{e.name}/" for e in entries if e.is_dir()]
     jsons = [e.name for e in entries if e.is_file() and e.name.endswith(".json")]
-    jsons += [f"annotations/{e.name}" for e in real_entries(base / "annotations")
-              if e.is_file() and e.name.endswith(".json")]
+    jsons += [
+        f"annotations/{e.name}"
+        for e in real_entries(base / "annotations")
+        if e.is_file() and e.name.endswith(".json")
+    ]
     zips = [e.name for e in entries if e.is_file() and e.name.endswith(".zip")]
-    parts = [f"folders {first_few(folders, 10) if folders else '(none)'}",
-             f"json files {first_few(jsons, 10) if jsons else '(none)'}"]
+    parts = [
+        f"folders {first_few(folders, 10) if folders else '(none)'}",
+        f"json files {first_few(jsons, 10) if jsons else '(none)'}",
+    ]
     if zips:
         parts.append(f"zip files {first_few(zips, 10)}")
     return f"{base}: " + ", ".join(parts)
@@ -194,8 +215,9 @@ def _missing(split: str, probe: _Probe, why: str, root: Path) -> str:
     else:
         what = f"{split}/ is missing (its annotations are in {probe.json})"
     if probe.images is None and probe.zips:
-        what += (f"; {probe.zips[0]} is there instead of a folder: "
-                 + PREPARE_HINT.format(source=root))
+        what += f"; {probe.zips[0]} is there instead of a folder: " + PREPARE_HINT.format(
+            source=root
+        )
     return f"{what}; this run {why}"
 
 
@@ -214,11 +236,15 @@ def find_layout(root: Path, needed: Mapping[str, str]) -> Layout:
     root = Path(root)
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
-        hint = (f"; if it is the downloaded archive, {PREPARE_HINT.format(source=root)}"
-                if root.suffix == ".zip" else "")
+        hint = (
+            f"; if it is the downloaded archive, {PREPARE_HINT.format(source=root)}"
+            if root.suffix == ".zip"
+            else ""
+        )
         raise DatasetError(
             f"dataset root {root} {what}. Set data.root to the folder of the PartImageNet_OOD "
-            f"release, in one of these layouts: {describe_layouts()}{hint}")
+            f"release, in one of these layouts: {describe_layouts()}{hint}"
+        )
     candidates = _candidates(root)
     probes = {base: {s: _probe(base, s) for s in SPLITS} for base in candidates}
     for base in candidates:
@@ -227,29 +253,60 @@ def find_layout(root: Path, needed: Mapping[str, str]) -> Layout:
                 f"{base} looks like the PartImageNet_Seg release (PNG masks under annotations/"
                 f"<split>/; its splits share classes), not PartImageNet_OOD, whose train/val/test "
                 f"hold disjoint classes as few-shot episodes need. Download PartImageNet_OOD and "
-                f"point data.root at it.")
+                f"point data.root at it."
+            )
         found = {s: p for s, p in probes[base].items() if p.json and p.images}
         if all(s in found for s in needed):
             prefix = "" if base == root else base.relative_to(root).as_posix() + "/"
             splits = {s: _split_files(base, prefix, p) for s, p in found.items()}
             patterns = {f.pattern for f in splits.values()}
-            name = (patterns.pop() if len(patterns) == 1
-                    else "; ".join(f"{s}: {f.pattern}" for s, f in splits.items()))
+            name = (
+                patterns.pop()
+                if len(patterns) == 1
+                else "; ".join(f"{s}: {f.pattern}" for s, f in splits.items())
+            )
             return Layout(name=name, base=base, splits=splits)
     # Report against the folder that holds the most pieces of the needed splits.
-    best = max(candidates, key=lambda b: (sum((p.json is not None) + (p.images is not None)
-                                              + bool(p.zips) for s, p in probes[b].items()
-                                              if s in needed), -candidates.index(b)))
-    lacking = [_missing(s, probes[best][s], why, root) for s, why in needed.items()
-               if not (probes[best][s].json and probes[best][s].images)]
+    best = max(
+        candidates,
+        key=lambda b: (
+            sum(
+                (p.json is not None) + (p.images is not None) + bool(p.zips)
+                for s, p in probes[b].items()
+                if s in needed
+            ),
+            -candidates.index(b),
+        ),
+    )
+    lacking = [
+        _missing(s, probes[best][s], why, root)
+        for s, why in needed.items()
+        if not (probes[best][s].json and probes[best][s].images)
+    ]
     anything = any(p.json or p.images or p.zips for b in candidates for p in probes[b].values())
-    head = (f"dataset root {root}" + ("" if best == root else f" (in {best})") + ": "
-            if anything else f"no PartImageNet_OOD layout found under dataset root {root}: ")
-    archives = [Path(e.path) for b in candidates for e in real_entries(b)
-                if e.is_file() and e.name.endswith(".zip")
-                and not any(Path(e.path) in p.zips for p in probes[b].values())]
-    hint = (f". {archives[0]} is an archive: " + PREPARE_HINT.format(source=archives[0])
-            if archives else "")
+    head = (
+        f"dataset root {root}" + ("" if best == root else f" (in {best})") + ": "
+        if anything
+        else f"no PartImageNet_OOD layout found under dataset root {root}: "
+    )
+    archives = [
+        Path(e.path)
+        for b in candidates
+        for e in real_entries(b)
+        if e.is_file()
+        and e.name.endswith(".zip")
+        and not any(Path(e.path) in p.zips for p in probes[b].values())
+    ]
+    hint = (
+        f". {archives[0]} is an archive: " + PREPARE_HINT.format(source=archives[0])
+        if archives
+        else ""
+    )
     raise DatasetError(
-        head + ". ".join(lacking) + hint + ". Saw " + " | ".join(_seen(b) for b in candidates)
-        + f". Accepted layouts: {describe_layouts()}")
+        head
+        + ". ".join(lacking)
+        + hint
+        + ". Saw "
+        + " | ".join(_seen(b) for b in candidates)
+        + f". Accepted layouts: {describe_layouts()}"
+    )

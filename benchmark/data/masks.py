@@ -34,10 +34,10 @@ NO_PARTS = "image with no usable part annotation"
 class _Candidate(NamedTuple):
     """A polygon annotation that passed the structural checks, awaiting conversion."""
 
-    image: int       # position of its image in the split
-    position: int    # position among its image's annotations
+    image: int  # position of its image in the split
+    position: int  # position among its image's annotations
     ann: dict
-    polygons: list   # its polygons of >= 3 points (json lists)
+    polygons: list  # its polygons of >= 3 points (json lists)
 
 
 def _polygon_segmentation(ann: dict) -> tuple[list | None, str | None]:
@@ -69,7 +69,9 @@ def _polygon_arrays(polygons: list[list]) -> tuple[np.ndarray, list[np.ndarray]]
     """
     lengths = np.fromiter(map(len, polygons), dtype=np.int64, count=len(polygons))
     try:
-        flat = np.fromiter(chain.from_iterable(polygons), dtype=np.float64, count=int(lengths.sum()))
+        flat = np.fromiter(
+            chain.from_iterable(polygons), dtype=np.float64, count=int(lengths.sum())
+        )
         return np.zeros(len(polygons), dtype=bool), np.split(flat, np.cumsum(lengths)[:-1])
     except (TypeError, ValueError):
         pass
@@ -83,8 +85,10 @@ def _polygon_arrays(polygons: list[list]) -> tuple[np.ndarray, list[np.ndarray]]
     return bad, arrays
 
 
-def _check_values(candidates: list[_Candidate], sizes: np.ndarray,
-                  ) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+def _check_values(
+    candidates: list[_Candidate],
+    sizes: np.ndarray,
+) -> tuple[np.ndarray, list[list[np.ndarray]]]:
     """Vectorised value checks over every polygon of a split.
 
     A polygon passes if it has an even number of values, all numbers, finite, and every point
@@ -97,9 +101,10 @@ def _check_values(candidates: list[_Candidate], sizes: np.ndarray,
         (ok per candidate (n_candidates,) bool, float64 polygon arrays per candidate).
     """
     polygons = [p for c in candidates for p in c.polygons]
-    counts = np.fromiter((len(c.polygons) for c in candidates), dtype=np.int64,
-                         count=len(candidates))
-    owner = np.repeat(np.arange(len(candidates)), counts)          # polygon -> candidate
+    counts = np.fromiter(
+        (len(c.polygons) for c in candidates), dtype=np.int64, count=len(candidates)
+    )
+    owner = np.repeat(np.arange(len(candidates)), counts)  # polygon -> candidate
     bad, arrays = _polygon_arrays(polygons)
     lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
     bad |= lengths % 2 == 1
@@ -108,8 +113,7 @@ def _check_values(candidates: list[_Candidate], sizes: np.ndarray,
         # (x, y) pairs of the polygons still in the running, one row per point.
         points = np.concatenate([arrays[i] for i in even]).reshape(-1, 2)
         point_polygon = np.repeat(even, lengths[even] // 2)
-        image_of = np.fromiter((c.image for c in candidates), dtype=np.int64,
-                               count=len(candidates))
+        image_of = np.fromiter((c.image for c in candidates), dtype=np.int64, count=len(candidates))
         extent = sizes[image_of[owner[point_polygon]]][:, ::-1].astype(np.float32)  # (w, h)
         del point_polygon
         inside = (np.abs(points - extent / 2) <= 1.5 * extent).all(axis=1)  # NaN compares False
@@ -117,7 +121,7 @@ def _check_values(candidates: list[_Candidate], sizes: np.ndarray,
         bad[even] = np.logical_and.reduceat(inside, starts) == 0
     ok = np.bincount(owner, weights=bad, minlength=len(candidates)) == 0
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    return ok, [arrays[offsets[i]:offsets[i + 1]] for i in range(len(candidates))]
+    return ok, [arrays[offsets[i] : offsets[i + 1]] for i in range(len(candidates))]
 
 
 def _to_rles(arrays: list[np.ndarray], height: int, width: int) -> list[dict]:
@@ -125,8 +129,10 @@ def _to_rles(arrays: list[np.ndarray], height: int, width: int) -> list[dict]:
     return mask_utils.frPyObjects(arrays, height, width)
 
 
-def screen_split(images: Sequence[tuple[int, int, int]], anns_by_image: Mapping[int, Sequence[dict]],
-                 ) -> tuple[list[list[dict]], Counter]:
+def screen_split(
+    images: Sequence[tuple[int, int, int]],
+    anns_by_image: Mapping[int, Sequence[dict]],
+) -> tuple[list[list[dict]], Counter]:
     """Keep the annotations of a split that pycocotools can turn into masks.
 
     Args:
@@ -180,8 +186,13 @@ def screen_split(images: Sequence[tuple[int, int, int]], anns_by_image: Mapping[
 
 def _kept(ann: dict, rle: dict) -> dict:
     """The kept form of an annotation: its ids, json area and one compressed RLE."""
-    return {"id": ann["id"], "image_id": ann["image_id"], "category_id": ann["category_id"],
-            "area": ann.get("area", float("nan")), "segmentation": rle}
+    return {
+        "id": ann["id"],
+        "image_id": ann["image_id"],
+        "category_id": ann["category_id"],
+        "area": ann.get("area", float("nan")),
+        "segmentation": rle,
+    }
 
 
 def _detach_numbers(anns: list[dict]) -> None:
@@ -196,14 +207,19 @@ def _detach_numbers(anns: list[dict]) -> None:
             ann[key] = value
 
 
-def _convert_image(group: list[tuple[_Candidate, list[np.ndarray]]], height: int, width: int,
-                   kept: list[tuple[int, dict]], defects: Counter) -> None:
+def _convert_image(
+    group: list[tuple[_Candidate, list[np.ndarray]]],
+    height: int,
+    width: int,
+    kept: list[tuple[int, dict]],
+    defects: Counter,
+) -> None:
     """Convert one image's polygons (one pycocotools call; one per annotation if that fails)."""
     try:
         rles = _to_rles([a for _, arrays in group for a in arrays], height, width)
         per_candidate, at = [], 0
         for _, arrays in group:
-            per_candidate.append(rles[at:at + len(arrays)])
+            per_candidate.append(rles[at : at + len(arrays)])
             at += len(arrays)
     except Exception:  # noqa: BLE001
         per_candidate = []

@@ -51,16 +51,21 @@ def _read_json(path: Path) -> tuple[bytes, object]:
 def _check_coco_shape(data: object, path: Path) -> None:
     """The top level of a COCO file: an object with lists `images`, `annotations`, `categories`."""
     if not isinstance(data, dict):
-        raise DatasetError(f"{path}: not a COCO annotation file: the top level is a "
-                           f"{type(data).__name__}, expected an object with keys images, "
-                           f"annotations, categories")
+        raise DatasetError(
+            f"{path}: not a COCO annotation file: the top level is a "
+            f"{type(data).__name__}, expected an object with keys images, "
+            f"annotations, categories"
+        )
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise DatasetError(f"{path}: not a COCO annotation file: no '{key}' field "
-                               f"(found: {', '.join(map(str, data)) or 'nothing'})")
+            raise DatasetError(
+                f"{path}: not a COCO annotation file: no '{key}' field "
+                f"(found: {', '.join(map(str, data)) or 'nothing'})"
+            )
         if not isinstance(data[key], list):
-            raise DatasetError(f"{path}: field '{key}' must be a list, "
-                               f"got {type(data[key]).__name__}")
+            raise DatasetError(
+                f"{path}: field '{key}' must be a list, got {type(data[key]).__name__}"
+            )
 
 
 def _check_categories(categories: list, path: Path) -> None:
@@ -69,8 +74,9 @@ def _check_categories(categories: list, path: Path) -> None:
     found: dict[object, object] = {}
     for i, cat in enumerate(categories):
         if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
-            raise DatasetError(f"{path}: categories[{i}] must be an object with 'id' and 'name', "
-                               f"got {cat!r}")
+            raise DatasetError(
+                f"{path}: categories[{i}] must be an object with 'id' and 'name', got {cat!r}"
+            )
         found[cat["id"]] = cat["name"]
     if found == expected and len(categories) == len(expected):
         return
@@ -82,16 +88,29 @@ def _check_categories(categories: list, path: Path) -> None:
     if missing := [k for k in expected if k not in found]:
         problems.append(f"missing ids: {first_few(f'{k} {expected[k]!r}' for k in missing)}")
     if renamed := [k for k in expected if k in found and found[k] != expected[k]]:
-        problems.append("names differ: " + first_few(
-            f"id {k} is {found[k]!r} in the file, {expected[k]!r} in the table" for k in renamed))
-    raise DatasetError(f"{path}: field 'categories' differs from the 40 parts of {_PART_TABLE}: "
-                       + "; ".join(problems))
+        problems.append(
+            "names differ: "
+            + first_few(
+                f"id {k} is {found[k]!r} in the file, {expected[k]!r} in the table" for k in renamed
+            )
+        )
+    raise DatasetError(
+        f"{path}: field 'categories' differs from the 40 parts of {_PART_TABLE}: "
+        + "; ".join(problems)
+    )
 
 
 def _unsafe_file_name(name: str) -> bool:
     """A file_name must be a bare file name: no folder, no '..', not absolute."""
-    return (not name or "/" in name or "\\" in name or ".." in name or "\0" in name
-            or os.path.isabs(name) or name == ".")
+    return (
+        not name
+        or "/" in name
+        or "\\" in name
+        or ".." in name
+        or "\0" in name
+        or os.path.isabs(name)
+        or name == "."
+    )
 
 
 def _check_images(images: list, path: Path, split: str) -> list[tuple[int, str, str, int, int]]:
@@ -108,8 +127,10 @@ def _check_images(images: list, path: Path, split: str) -> list[tuple[int, str, 
         if not isinstance(img.get("file_name"), str):
             problems.append("file_name")
         if problems:
-            bad_fields.append(f"images[{i}] (id {img.get('id')!r}): "
-                              + ", ".join(f"{k}={img.get(k)!r}" for k in problems))
+            bad_fields.append(
+                f"images[{i}] (id {img.get('id')!r}): "
+                + ", ".join(f"{k}={img.get(k)!r}" for k in problems)
+            )
             continue
         name = img["file_name"]
         if _unsafe_file_name(name):
@@ -119,11 +140,13 @@ def _check_images(images: list, path: Path, split: str) -> list[tuple[int, str, 
     if unsafe:
         raise DatasetError(
             f"{path}: refused file_name values that are not a bare file name (a folder separator, "
-            f"'..' or an absolute path; nothing was read): {first_few(unsafe)}")
+            f"'..' or an absolute path; nothing was read): {first_few(unsafe)}"
+        )
     if bad_fields:
         raise DatasetError(
             f"{path}: image entries need an integer 'id', a string 'file_name' and positive integer "
-            f"'height' and 'width'; wrong in: {first_few(bad_fields)}")
+            f"'height' and 'width'; wrong in: {first_few(bad_fields)}"
+        )
     ids = Counter(r[0] for r in out)
     names = Counter(r[1] for r in out)
     if dup := [k for k, n in ids.items() if n > 1]:
@@ -147,12 +170,14 @@ def _check_classes(images: list[tuple[int, str, str, int, int]], path: Path, spl
     if unknown:
         raise DatasetError(
             f"{path}: field 'file_name': {len(unknown)} synset prefixes are not classes of "
-            f"{_CLASS_TABLE}: " + first_few(f"{s} (e.g. {n})" for s, n in unknown.items()))
+            f"{_CLASS_TABLE}: " + first_few(f"{s} (e.g. {n})" for s, n in unknown.items())
+        )
     if elsewhere:
         raise DatasetError(
             f"{path}: field 'file_name': {len(elsewhere)} classes in the {split} file belong to "
             f"another split in {_CLASS_TABLE} (the OOD splits hold disjoint classes): "
-            + first_few(f"{s} (e.g. {n}) is a {table[s]} class" for s, n in elsewhere.items()))
+            + first_few(f"{s} (e.g. {n}) is a {table[s]} class" for s, n in elsewhere.items())
+        )
 
 
 def _check_annotations(annotations: list, path: Path, image_ids: set[int]) -> None:
@@ -172,8 +197,10 @@ def _check_annotations(annotations: list, path: Path, image_ids: set[int]) -> No
         if not isinstance(area, (int, float)) or isinstance(area, bool):
             problems.append("area")
         if problems:
-            bad.append(f"annotations[{i}] (id {ann.get('id')!r}): "
-                       + ", ".join(f"{k}={ann.get(k)!r}" for k in problems))
+            bad.append(
+                f"annotations[{i}] (id {ann.get('id')!r}): "
+                + ", ".join(f"{k}={ann.get(k)!r}" for k in problems)
+            )
         elif ann["image_id"] not in image_ids:
             orphans.append(f"annotation {ann['id']} -> image_id {ann['image_id']}")
         elif ann["category_id"] not in part_ids:
@@ -181,13 +208,17 @@ def _check_annotations(annotations: list, path: Path, image_ids: set[int]) -> No
     if bad:
         raise DatasetError(
             f"{path}: annotation entries need integer 'id', 'image_id', 'category_id', a "
-            f"'segmentation' and a numeric 'area'; wrong in: {first_few(bad)}")
+            f"'segmentation' and a numeric 'area'; wrong in: {first_few(bad)}"
+        )
     if orphans:
-        raise DatasetError(f"{path}: field 'image_id' names no image of the file: "
-                           f"{first_few(orphans)}")
+        raise DatasetError(
+            f"{path}: field 'image_id' names no image of the file: {first_few(orphans)}"
+        )
     if unknown_parts:
-        raise DatasetError(f"{path}: field 'category_id' is not one of the 40 part ids of "
-                           f"{_PART_TABLE}: {first_few(unknown_parts)}")
+        raise DatasetError(
+            f"{path}: field 'category_id' is not one of the 40 part ids of "
+            f"{_PART_TABLE}: {first_few(unknown_parts)}"
+        )
 
 
 def _coco_index(data: dict) -> COCO:
@@ -204,15 +235,20 @@ def _normalise_splits(splits: Sequence[str], what: str = "splits") -> tuple[str,
         splits = (splits,)
     unknown = [s for s in splits if s not in taxonomy.SPLITS]
     if unknown or not splits:
-        raise DatasetError(f"{what}: unknown {first_few(map(repr, unknown)) or '(none given)'}; "
-                           f"valid splits are {', '.join(taxonomy.SPLITS)}")
+        raise DatasetError(
+            f"{what}: unknown {first_few(map(repr, unknown)) or '(none given)'}; "
+            f"valid splits are {', '.join(taxonomy.SPLITS)}"
+        )
     return tuple(s for s in taxonomy.SPLITS if s in splits)  # canonical order, no duplicates
 
 
-def load_partimagenet(root: str | os.PathLike,
-                      splits: Sequence[str] = taxonomy.SPLITS, *,
-                      needed: Mapping[str, str] | None = None,
-                      cache_dir: str | os.PathLike | None = None) -> PartDataset:
+def load_partimagenet(
+    root: str | os.PathLike,
+    splits: Sequence[str] = taxonomy.SPLITS,
+    *,
+    needed: Mapping[str, str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> PartDataset:
     """Read a PartImageNet_OOD copy (or the synthetic twin) under `root`.
 
     Args:
@@ -243,8 +279,9 @@ def load_partimagenet(root: str | os.PathLike,
         _normalise_splits(list(needed), "needed splits")
         needed = {s: needed[s] for s in taxonomy.SPLITS if s in needed}
     layout = find_layout(root, needed)
-    loaded = tuple(s for s in taxonomy.SPLITS
-                   if s in needed or (s in splits and s in layout.splits))
+    loaded = tuple(
+        s for s in taxonomy.SPLITS if s in needed or (s in splits and s in layout.splits)
+    )
     # The json's ~10^5 lists and dicts make the cyclic GC rescan the heap over and over (half the
     # load time); nothing built here is cyclic, so it is paused while loading.
     gc_was_enabled = gc.isenabled()
@@ -254,8 +291,11 @@ def load_partimagenet(root: str | os.PathLike,
     finally:
         if gc_was_enabled:
             gc.enable()
-    check_image_sizes(dataset.images, dataset.fingerprint,
-                      None if cache_dir is None else Path(cache_dir).expanduser())
+    check_image_sizes(
+        dataset.images,
+        dataset.fingerprint,
+        None if cache_dir is None else Path(cache_dir).expanduser(),
+    )
     _warn_defects(root, dataset.defects)
     return dataset
 
@@ -280,13 +320,29 @@ def _load(root: Path, splits: tuple[str, ...], layout: Layout) -> PartDataset:
         annotations.extend(kept)
         folders = {s: layout.image_dir(split, s) for s in {e[2] for e in entries}}
         for image_id, name, synset, height, width in entries:
-            images.append(ImageRecord(
-                index=len(images), image_id=image_id, split=split, synset=synset, file_name=name,
-                path=folders[synset] / name, height=height, width=width))
+            images.append(
+                ImageRecord(
+                    index=len(images),
+                    image_id=image_id,
+                    split=split,
+                    synset=synset,
+                    file_name=name,
+                    path=folders[synset] / name,
+                    height=height,
+                    width=width,
+                )
+            )
         del data, by_image, kept
     _hash_image_files(images, layout, hasher)
-    return PartDataset(root=root, layout=layout.name, images=images, annotations=annotations,
-                       fingerprint=hasher.hexdigest(), defects=defects, splits=splits)
+    return PartDataset(
+        root=root,
+        layout=layout.name,
+        images=images,
+        annotations=annotations,
+        fingerprint=hasher.hexdigest(),
+        defects=defects,
+        splits=splits,
+    )
 
 
 def _hash_image_files(images: list[ImageRecord], layout: Layout, hasher) -> None:
@@ -302,7 +358,8 @@ def _hash_image_files(images: list[ImageRecord], layout: Layout, hasher) -> None
     if missing:
         raise DatasetError(
             f"{len(missing)} of {len(images)} images listed in the annotation files are missing "
-            f"on disk (layout {layout.name}): {first_few(missing, 3)}")
+            f"on disk (layout {layout.name}): {first_few(missing, 3)}"
+        )
     hasher.update("".join(sorted(rows)).encode())
 
 
@@ -313,13 +370,22 @@ def _warn_defects(root: Path, defects: Counter) -> None:
     said = []
     if skipped := sum(defects[r] for r in masks.SKIP_REASONS):
         counts = ", ".join(f"{r}: {defects[r]}" for r in masks.SKIP_REASONS if defects[r])
-        said.append(f"skipped {skipped} part annotations with known defects of the PartImageNet "
-                    f"files ({counts})")
+        said.append(
+            f"skipped {skipped} part annotations with known defects of the PartImageNet "
+            f"files ({counts})"
+        )
     if dropped := defects[masks.POLYGON_DROPPED]:
-        said.append(f"dropped {dropped} polygons of < 3 points from annotations kept with their "
-                    f"other polygons ({masks.POLYGON_DROPPED}: {dropped})")
+        said.append(
+            f"dropped {dropped} polygons of < 3 points from annotations kept with their "
+            f"other polygons ({masks.POLYGON_DROPPED}: {dropped})"
+        )
     if no_parts := defects[masks.NO_PARTS]:
-        said.append(f"{no_parts} images have no usable part annotation, none listed or all "
-                    f"skipped ({masks.NO_PARTS}: {no_parts}); their part masks are empty")
-    warnings.warn(f"{root}: " + "; ".join(said) + "; went on, the counts are in "
-                  "PartDataset.defects", DatasetDefectWarning, stacklevel=3)
+        said.append(
+            f"{no_parts} images have no usable part annotation, none listed or all "
+            f"skipped ({masks.NO_PARTS}: {no_parts}); their part masks are empty"
+        )
+    warnings.warn(
+        f"{root}: " + "; ".join(said) + "; went on, the counts are in PartDataset.defects",
+        DatasetDefectWarning,
+        stacklevel=3,
+    )

@@ -18,7 +18,6 @@ from benchmark.config.run import RunConfig
 from episodes import EpisodeFileError, load_episodes
 from episodes.taxonomy import SPLITS
 
-
 # What training the backbone needs, and why (backbone.weights: train, python -m benchmark.training).
 TRAINING_SPLITS: dict[str, str] = {
     "train": "trains the backbone on the train split",
@@ -71,6 +70,7 @@ def required_splits(cfg: RunConfig) -> dict[str, str]:
         for s, why in TRAINING_SPLITS.items():
             reasons[s].append(f"{why} (backbone.weights: train)")
     if preparing := learners_preparing_on_train(cfg):
-        reasons["train"].append(f"gives the train-split features to {', '.join(preparing)} "
-                                f"(its prepare step)")
+        reasons["train"].append(
+            f"gives the train-split features to {', '.join(preparing)} (its prepare step)"
+        )
     return {s: " and ".join(why) for s, why in reasons.items() if why}

@@ -40,9 +40,15 @@ class Predictions:
     contributions: np.ndarray | None
 
 
-def predict_batch(learner: Learner, batch: EpisodeBatch, gather_support: Gather,
-                  gather_query: Gather, *, run_seed: int = 0,
-                  learner_name: str | None = None) -> Predictions:
+def predict_batch(
+    learner: Learner,
+    batch: EpisodeBatch,
+    gather_support: Gather,
+    gather_query: Gather,
+    *,
+    run_seed: int = 0,
+    learner_name: str | None = None,
+) -> Predictions:
     """B fixed-shape episodes: batch.support (B, N, K) and batch.query (B, N, Q) image indices.
 
     run_seed, learner_name (default: learner.name): what a stochastic learner's per-episode
@@ -53,22 +59,35 @@ def predict_batch(learner: Learner, batch: EpisodeBatch, gather_support: Gather,
     n_query = batch.query.shape[2]
     shots = np.full(n_way, k_shot)
     queries = np.full(n_way, n_query)
-    return _predict(learner, batch.support.reshape(n_episodes, -1),
-                    batch.query.reshape(n_episodes, -1), shots, queries,
-                    gather_support, gather_query)
+    return _predict(
+        learner,
+        batch.support.reshape(n_episodes, -1),
+        batch.query.reshape(n_episodes, -1),
+        shots,
+        queries,
+        gather_support,
+        gather_query,
+    )
 
 
-def predict_episode(learner: Learner, episode: Episode, gather_support: Gather,
-                    gather_query: Gather, *, run_seed: int = 0,
-                    learner_name: str | None = None) -> Predictions:
+def predict_episode(
+    learner: Learner,
+    episode: Episode,
+    gather_support: Gather,
+    gather_query: Gather,
+    *,
+    run_seed: int = 0,
+    learner_name: str | None = None,
+) -> Predictions:
     """One episode of any shape (variable ways and shots), as a batch of one."""
     _seed(learner, run_seed, learner_name, [episode.index])
     support = np.fromiter((i for way in episode.support for i in way), dtype=np.int64)
     query = np.fromiter((i for way in episode.query for i in way), dtype=np.int64)
     shots = np.array([len(way) for way in episode.support])
     queries = np.array([len(way) for way in episode.query])
-    return _predict(learner, support[None], query[None], shots, queries,
-                    gather_support, gather_query)
+    return _predict(
+        learner, support[None], query[None], shots, queries, gather_support, gather_query
+    )
 
 
 def _seed(learner: Learner, run_seed: int, learner_name: str | None, indices) -> None:
@@ -76,9 +95,15 @@ def _seed(learner: Learner, run_seed: int, learner_name: str | None, indices) ->
         learner.seed_episodes(episode_seeds(run_seed, learner_name or learner.name, indices))
 
 
-def _predict(learner: Learner, support_idx: np.ndarray, query_idx: np.ndarray,
-             shots: np.ndarray, queries: np.ndarray, gather_support: Gather,
-             gather_query: Gather) -> Predictions:
+def _predict(
+    learner: Learner,
+    support_idx: np.ndarray,
+    query_idx: np.ndarray,
+    shots: np.ndarray,
+    queries: np.ndarray,
+    gather_support: Gather,
+    gather_query: Gather,
+) -> Predictions:
     """support_idx (B, n_s) and query_idx (B, n_q) are way-major: way j's images are contiguous."""
     n_episodes, n_way = support_idx.shape[0], len(shots)
     support = gather_support(support_idx)
@@ -113,35 +138,56 @@ class EvaluatedEpisodes:
     k_shot: int | None
 
 
-def predict_positions(learner: Learner, source: EpisodeSource, positions: list[int],
-                      gather_support: Gather, gather_query: Gather, *, run_seed: int = 0,
-                      learner_name: str | None = None) -> EvaluatedEpisodes:
+def predict_positions(
+    learner: Learner,
+    source: EpisodeSource,
+    positions: list[int],
+    gather_support: Gather,
+    gather_query: Gather,
+    *,
+    run_seed: int = 0,
+    learner_name: str | None = None,
+) -> EvaluatedEpisodes:
     """The episodes at `positions` of `source`: stacked into one batch when the source's episodes
     share a shape, else (variable ways and shots) one episode, len(positions) == 1.
     run_seed, learner_name: the seeds of a stochastic learner (see predict_batch)."""
     seeding = dict(run_seed=run_seed, learner_name=learner_name)
     if source.batched:
         batch = source.batch(positions)
-        return EvaluatedEpisodes(predict_batch(learner, batch, gather_support, gather_query,
-                                               **seeding),
-                                 np.asarray(batch.indices),
-                                 np.asarray(source.class_keys())[batch.classes],
-                                 int(batch.support.shape[2]))
+        return EvaluatedEpisodes(
+            predict_batch(learner, batch, gather_support, gather_query, **seeding),
+            np.asarray(batch.indices),
+            np.asarray(source.class_keys())[batch.classes],
+            int(batch.support.shape[2]),
+        )
     (position,) = positions
     episode = source.episode(position)
-    return EvaluatedEpisodes(predict_episode(learner, episode, gather_support, gather_query,
-                                             **seeding),
-                             np.array([episode.index]), np.array([episode.classes]), None)
+    return EvaluatedEpisodes(
+        predict_episode(learner, episode, gather_support, gather_query, **seeding),
+        np.array([episode.index]),
+        np.array([episode.classes]),
+        None,
+    )
 
 
-def preview(learner: Learner, episode: Episode, gather_support: Gather, gather_query: Gather,
-            queries_per_way: int = 2, predict: Callable[[Episode], Predictions] | None = None
-            ) -> tuple[Episode, np.ndarray]:
+def preview(
+    learner: Learner,
+    episode: Episode,
+    gather_support: Gather,
+    gather_query: Gather,
+    queries_per_way: int = 2,
+    predict: Callable[[Episode], Predictions] | None = None,
+) -> tuple[Episode, np.ndarray]:
     """`episode` cut to its first `queries_per_way` queries per way, and the learner's predicted
     way (n,) of each of those queries (way-major), for drawing it. `predict`: how to run the
     learner on an episode (default: predict_episode over the gathers)."""
-    shown = Episode(episode.index, episode.split, episode.classes, episode.support,
-                    tuple(q[:queries_per_way] for q in episode.query))
+    shown = Episode(
+        episode.index,
+        episode.split,
+        episode.classes,
+        episode.support,
+        tuple(q[:queries_per_way] for q in episode.query),
+    )
     if predict is None:
         return shown, predict_episode(learner, shown, gather_support, gather_query).predicted[0]
     return shown, predict(shown).predicted[0]

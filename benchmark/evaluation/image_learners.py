@@ -20,10 +20,10 @@ from torch import nn
 
 from baselines.image_learner import ImageLearner
 from baselines.seeding import episode_seeds
-from benchmark.models.backbones import Backbone, trunk_features
-from benchmark.models.device import autocast, resolve_precision
 from benchmark.evaluation.feature_learners import EvaluatedEpisodes, Predictions
 from benchmark.features.images import SplitTransform
+from benchmark.models.backbones import Backbone, trunk_features
+from benchmark.models.device import autocast, resolve_precision
 from episodes.episode import Episode
 from episodes.source import EpisodeSource
 
@@ -70,14 +70,28 @@ class EpisodeImages:
 
     def masks(self, indices: Sequence[int]) -> torch.Tensor:
         """(n, S, H, W) bool part-slot masks at the input size (nearest resize of the originals)."""
-        resized = [F.interpolate(torch.from_numpy(self.dataset.slot_masks(int(i)))[None].float(),
-                                 size=self.size, mode="nearest")[0] > 0.5 for i in indices]
+        resized = [
+            F.interpolate(
+                torch.from_numpy(self.dataset.slot_masks(int(i)))[None].float(),
+                size=self.size,
+                mode="nearest",
+            )[0]
+            > 0.5
+            for i in indices
+        ]
         return torch.stack(resized).to(self.device)
 
 
-def predict_image_episode(learner: ImageLearner, episode: Episode, images: EpisodeImages,
-                          net: nn.Module, precision: torch.dtype, *, run_seed: int = 0,
-                          learner_name: str | None = None) -> Predictions:
+def predict_image_episode(
+    learner: ImageLearner,
+    episode: Episode,
+    images: EpisodeImages,
+    net: nn.Module,
+    precision: torch.dtype,
+    *,
+    run_seed: int = 0,
+    learner_name: str | None = None,
+) -> Predictions:
     """Fit `learner` on one episode's support images and predict its queries (way-major).
 
     Returns Predictions with labels/predicted (1, n_query_total) and no part contributions.
@@ -87,42 +101,60 @@ def predict_image_episode(learner: ImageLearner, episode: Episode, images: Episo
     shots = torch.tensor([len(way) for way in episode.support])
     labels = torch.arange(episode.n_way).repeat_interleave(shots).to(images.device)
     if learner.stochastic:
-        learner.seed_episode(int(episode_seeds(run_seed, learner_name or learner.name,
-                                               [episode.index])[0]))
+        learner.seed_episode(
+            int(episode_seeds(run_seed, learner_name or learner.name, [episode.index])[0])
+        )
     masks = images.masks(support) if learner.uses_masks else None
     with autocast(images.device, precision):
         learner.fit(images.images(support), labels, episode.n_way, net, masks=masks)
         with torch.no_grad():
             scores = learner.predict(images.images(query))
     if scores.shape != (len(query), episode.n_way):
-        raise ValueError(f"{learner.name}: predict() returned scores of shape "
-                         f"{tuple(scores.shape)}, expected ({len(query)}, {episode.n_way})")
+        raise ValueError(
+            f"{learner.name}: predict() returned scores of shape "
+            f"{tuple(scores.shape)}, expected ({len(query)}, {episode.n_way})"
+        )
     query_labels = np.repeat(np.arange(episode.n_way), [len(way) for way in episode.query])
-    return Predictions(labels=query_labels[None], predicted=scores.argmax(-1).cpu().numpy()[None],
-                       contributions=None)
+    return Predictions(
+        labels=query_labels[None],
+        predicted=scores.argmax(-1).cpu().numpy()[None],
+        contributions=None,
+    )
 
 
 class ImageEvaluator:
     """What a run needs to evaluate image learners: the episodes' pixels, the backbone as an
     EmbeddingNet, and the run's precision. Made only when a run has an image learner."""
 
-    def __init__(self, dataset, backbone: Backbone, device: torch.device, precision: str,
-                 run_seed: int) -> None:
+    def __init__(
+        self, dataset, backbone: Backbone, device: torch.device, precision: str, run_seed: int
+    ) -> None:
         self.images = EpisodeImages(dataset, backbone, device)
         self.net = EmbeddingNet(backbone.model).to(device).eval()
         self.precision = resolve_precision(precision, device)
         self.run_seed = run_seed
 
     def episode(self, learner: ImageLearner, episode: Episode, learner_name: str) -> Predictions:
-        return predict_image_episode(learner, episode, self.images, self.net, self.precision,
-                                     run_seed=self.run_seed, learner_name=learner_name)
+        return predict_image_episode(
+            learner,
+            episode,
+            self.images,
+            self.net,
+            self.precision,
+            run_seed=self.run_seed,
+            learner_name=learner_name,
+        )
 
-    def positions(self, learner: ImageLearner, source: EpisodeSource, positions: list[int],
-                  learner_name: str) -> EvaluatedEpisodes:
+    def positions(
+        self, learner: ImageLearner, source: EpisodeSource, positions: list[int], learner_name: str
+    ) -> EvaluatedEpisodes:
         """The one episode at `positions` (len 1) of `source`, as evaluate.predict_positions."""
         (position,) = positions
         episode = source.episode(position)
         shots = {len(way) for way in episode.support}
-        return EvaluatedEpisodes(self.episode(learner, episode, learner_name),
-                                 np.array([episode.index]), np.array([episode.classes]),
-                                 shots.pop() if source.batched and len(shots) == 1 else None)
+        return EvaluatedEpisodes(
+            self.episode(learner, episode, learner_name),
+            np.array([episode.index]),
+            np.array([episode.classes]),
+            shots.pop() if source.batched and len(shots) == 1 else None,
+        )

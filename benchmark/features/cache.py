@@ -43,7 +43,9 @@ def cache_path(cache_dir: str | os.PathLike, key: str) -> Path:
     return Path(cache_dir) / f"features-{key}.pt"
 
 
-def save_features(path: Path, key: str, parts: dict[str, Any], tensors: dict[str, torch.Tensor | None]) -> None:
+def save_features(
+    path: Path, key: str, parts: dict[str, Any], tensors: dict[str, torch.Tensor | None]
+) -> None:
     """Write tensors (CPU; float ones stored as float16) with their key, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
@@ -61,7 +63,9 @@ def save_features(path: Path, key: str, parts: dict[str, Any], tensors: dict[str
     atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
-def load_features(path: Path, key: str, expected_indices: np.ndarray) -> dict[str, torch.Tensor] | None:
+def load_features(
+    path: Path, key: str, expected_indices: np.ndarray
+) -> dict[str, torch.Tensor] | None:
     """The cached tensors for `key`, or None on a miss.
 
     A missing file is a silent miss; an unreadable file, a stored key that differs from `key`,
@@ -77,24 +81,38 @@ def load_features(path: Path, key: str, expected_indices: np.ndarray) -> dict[st
         indices = payload["image_indices"]
         embeddings = payload["embeddings"]
     except Exception as err:  # truncated zip, garbage bytes, missing entries
-        warnings.warn(f"feature cache file {path.name} is unreadable ({err!r}); recomputing", stacklevel=3)
+        warnings.warn(
+            f"feature cache file {path.name} is unreadable ({err!r}); recomputing", stacklevel=3
+        )
         return None
     if stored_key != key:
-        warnings.warn(f"feature cache file {path.name} holds key {str(stored_key)[:12]}..., not "
-                      f"{key[:12]}...; recomputing", stacklevel=3)
+        warnings.warn(
+            f"feature cache file {path.name} holds key {str(stored_key)[:12]}..., not "
+            f"{key[:12]}...; recomputing",
+            stacklevel=3,
+        )
         return None
-    if not np.array_equal(indices.numpy(), expected_indices) or embeddings.shape[0] != len(expected_indices):
-        warnings.warn(f"feature cache file {path.name} covers other images; recomputing", stacklevel=3)
+    if not np.array_equal(indices.numpy(), expected_indices) or embeddings.shape[0] != len(
+        expected_indices
+    ):
+        warnings.warn(
+            f"feature cache file {path.name} covers other images; recomputing", stacklevel=3
+        )
         return None
     names = ("embeddings", "part_embeddings", "part_present", "image_indices", "dense")
     tensors = {name: value for name, value in payload.items() if isinstance(value, torch.Tensor)}
     if payload.get(TENSORS_HASH_KEY) != tensors_sha256(tensors):
-        warnings.warn(f"feature cache file {path} is damaged: its tensors no longer match the "
-                      "content hash stored with them; recomputing", stacklevel=3)
+        warnings.warn(
+            f"feature cache file {path} is damaged: its tensors no longer match the "
+            "content hash stored with them; recomputing",
+            stacklevel=3,
+        )
         return None
     bad = first_non_finite(tensors)
     if bad is not None:
-        warnings.warn(f"feature cache file {path} holds NaN or infinite values in {bad!r}; "
-                      "recomputing", stacklevel=3)
+        warnings.warn(
+            f"feature cache file {path} holds NaN or infinite values in {bad!r}; recomputing",
+            stacklevel=3,
+        )
         return None
     return {name: payload.get(name) for name in names}

@@ -59,10 +59,13 @@ class RoutedBatch:
         out = torch.empty((len(self.items), height, width, 3), dtype=torch.uint8, device=device)
         positions = [k for k, enc in enumerate(self.encoded) if enc]
         if positions:
-            with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders for torchcodec
+            with (
+                warnings.catch_warnings()
+            ):  # torchvision 0.29 deprecates its decoders for torchcodec
                 warnings.simplefilter("ignore", DeprecationWarning)
-                decoded = decode_jpeg([self.items[k] for k in positions], mode=ImageReadMode.RGB,
-                                      device=device)
+                decoded = decode_jpeg(
+                    [self.items[k] for k in positions], mode=ImageReadMode.RGB, device=device
+                )
             for k, image in zip(positions, decoded):
                 out[k] = resize_uint8(image, (height, width))
         for k, enc in enumerate(self.encoded):
@@ -74,8 +77,9 @@ class RoutedBatch:
 def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(3, H, W) uint8 -> (h, w, 3) uint8 at size = (h, w): antialiased bicubic, no crop."""
     if tuple(image.shape[-2:]) != tuple(size):
-        x = F.interpolate(image[None].float(), size=size, mode="bicubic", antialias=True,
-                          align_corners=False)
+        x = F.interpolate(
+            image[None].float(), size=size, mode="bicubic", antialias=True, align_corners=False
+        )
         image = x[0].round_().clamp_(0, 255).to(torch.uint8)
     return image.permute(1, 2, 0)
 
@@ -95,7 +99,8 @@ def read_routed(dataset: Any, i: int) -> tuple[torch.Tensor | None, bool]:
     if (info.width, info.height) != expected:
         raise DatasetError(
             f"{path}: the image is {info.width}x{info.height} (width x height) but its annotation "
-            f"entry says {expected[0]}x{expected[1]}; its part masks would not line up")
+            f"entry says {expected[0]}x{expected[1]}; its part masks would not line up"
+        )
     return torch.frombuffer(bytearray(data), dtype=torch.uint8), True
 
 

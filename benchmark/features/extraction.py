@@ -14,6 +14,23 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from benchmark.config.features import EXTRACTED_MASK_MODES, GRID_MASK_MODES, PART_STAGE_LAST
+from benchmark.features.cache import (
+    cache_key,
+    cache_path,
+    indices_sha256,
+    load_features,
+    save_features,
+)
+from benchmark.features.device_decode import RoutedBatch, can_decode_on_device, collate_routed
+from benchmark.features.feature_set import FeatureSet, n_slots
+from benchmark.features.images import PartImageDataset, SplitTransform
+from benchmark.features.pooling import (
+    grid_coverage,
+    pool_parts,
+    predicted_coverage,
+    shuffled_partners,
+)
 from benchmark.models.backbones import Backbone, state_dict_sha256
 from benchmark.models.device import (
     autocast,
@@ -23,24 +40,19 @@ from benchmark.models.device import (
     resolve_device,
     resolve_precision,
 )
-from benchmark.features.device_decode import RoutedBatch, can_decode_on_device, collate_routed
-from benchmark.features.cache import (
-    cache_key,
-    cache_path,
-    indices_sha256,
-    load_features,
-    save_features,
-)
-from benchmark.config.features import EXTRACTED_MASK_MODES, GRID_MASK_MODES, PART_STAGE_LAST
-from benchmark.features.feature_set import FeatureSet, n_slots
-from benchmark.features.pooling import grid_coverage, shuffled_partners, pool_parts, predicted_coverage
-from benchmark.features.images import SplitTransform, PartImageDataset
 
 
-def feature_key_parts(dataset: Any, indices: np.ndarray, backbone: Backbone, masks: str,
-                      part_head: nn.Module | None, dtype: torch.dtype,
-                      stage_index: int | None = None, dense: bool = False,
-                      mask_seed: int = 0) -> dict[str, Any]:
+def feature_key_parts(
+    dataset: Any,
+    indices: np.ndarray,
+    backbone: Backbone,
+    masks: str,
+    part_head: nn.Module | None,
+    dtype: torch.dtype,
+    stage_index: int | None = None,
+    dense: bool = False,
+    mask_seed: int = 0,
+) -> dict[str, Any]:
     """Everything that determines the features, as JSON-able values."""
     cfg = backbone.data_config
     return {
@@ -55,7 +67,9 @@ def feature_key_parts(dataset: Any, indices: np.ndarray, backbone: Backbone, mas
         "part_head_sha256": state_dict_sha256(part_head) if part_head is not None else None,
         "precision": precision_name(dtype),
         # the feature_info index (None: the last map), and its stride for a reader of the key
-        "part_stage": None if stage_index is None else [stage_index, backbone.stage_strides()[stage_index]],
+        "part_stage": None
+        if stage_index is None
+        else [stage_index, backbone.stage_strides()[stage_index]],
         "dense": bool(dense),
         "mask_seed": int(mask_seed) if masks == "shuffled" else None,
     }
@@ -64,18 +78,23 @@ def feature_key_parts(dataset: Any, indices: np.ndarray, backbone: Backbone, mas
 def _check_indices(dataset: Any, indices: Sequence[int] | np.ndarray) -> np.ndarray:
     idx = np.asarray(indices)
     if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-        raise ValueError(f"indices must be a 1-d sequence of ints, got shape {idx.shape} {idx.dtype}")
+        raise ValueError(
+            f"indices must be a 1-d sequence of ints, got shape {idx.shape} {idx.dtype}"
+        )
     idx = idx.astype(np.int64)
     n = len(dataset.images)
     if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"indices must lie in [0, {n}) (the dataset's images); got {idx.min()}..{idx.max()}")
+        raise ValueError(
+            f"indices must lie in [0, {n}) (the dataset's images); got {idx.min()}..{idx.max()}"
+        )
     if np.unique(idx).size != idx.size:
         raise ValueError("indices contain duplicates; pass each image index once")
     return idx
 
 
-def _part_grid(backbone: Backbone, stage_index: int | None, device: torch.device,
-               dtype: torch.dtype) -> tuple[int, int]:
+def _part_grid(
+    backbone: Backbone, stage_index: int | None, device: torch.device, dtype: torch.dtype
+) -> tuple[int, int]:
     """(h', w') of the map the part slots pool over, from one probe image."""
     h, w = backbone.image_size
     probe = torch.zeros(1, 3, h, w, device=device).contiguous(memory_format=torch.channels_last)
@@ -84,9 +103,15 @@ def _part_grid(backbone: Backbone, stage_index: int | None, device: torch.device
     return int(part_map.shape[2]), int(part_map.shape[3])
 
 
-def _batch_coverage(masks: str, coverage: torch.Tensor, area: torch.Tensor,
-                    logits: torch.Tensor | None, grid: tuple[int, int], batch: int,
-                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _batch_coverage(
+    masks: str,
+    coverage: torch.Tensor,
+    area: torch.Tensor,
+    logits: torch.Tensor | None,
+    grid: tuple[int, int],
+    batch: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(coverage (B, S, h', w'), area (B, S) or None) of one batch under mask mode `masks`."""
     if masks == "predicted":
         return predicted_coverage(logits, grid), None
@@ -96,20 +121,37 @@ def _batch_coverage(masks: str, coverage: torch.Tensor, area: torch.Tensor,
     return coverage.to(device, non_blocking=True), area.to(device, non_blocking=True)
 
 
-def uses_device_decode(dataset: Any, backbone: Backbone, device: torch.device, allowed: bool) -> bool:
+def uses_device_decode(
+    dataset: Any, backbone: Backbone, device: torch.device, allowed: bool
+) -> bool:
     """True when extraction decodes JPEGs on the device: CUDA, a squash-resize transform and
     images in files (benchmark/features/device_decode.py); `allowed` False forces the CPU path."""
     split = SplitTransform.of(backbone.transform)
-    return (allowed and device.type == "cuda" and split is not None and split.squash is not None
-            and can_decode_on_device(dataset))
+    return (
+        allowed
+        and device.type == "cuda"
+        and split is not None
+        and split.squash is not None
+        and can_decode_on_device(dataset)
+    )
 
 
-def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: str,
-                   part_head: nn.Module | None, batch_size: int, num_workers: int,
-                   device: torch.device, dtype: torch.dtype, progress: bool,
-                   stage_index: int | None = None, dense: bool = False,
-                   mask_indices: np.ndarray | None = None,
-                   device_decode: bool = True) -> dict[str, torch.Tensor]:
+def _extract_shard(
+    dataset: Any,
+    shard: np.ndarray,
+    backbone: Backbone,
+    masks: str,
+    part_head: nn.Module | None,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    progress: bool,
+    stage_index: int | None = None,
+    dense: bool = False,
+    mask_indices: np.ndarray | None = None,
+    device_decode: bool = True,
+) -> dict[str, torch.Tensor]:
     """Features of one shard of images, on `device`: embeddings (n, D) f16; unless
     masks="none", part_embeddings (n, S, D_part) f16 and part_present (n, S) bool; with dense,
     dense (n, L, D_part) f16. mask_indices: the image whose masks each shard image uses."""
@@ -117,24 +159,39 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
     split = SplitTransform.of(backbone.transform)
     reads_masks = masks in ("oracle", "shuffled")
     on_device = uses_device_decode(dataset, backbone, device, device_decode)
-    ds = PartImageDataset(dataset, shard, split or backbone.transform, grid if reads_masks else None,
-                          mask_indices, device_decode=on_device)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False,
-                        prefetch_factor=4 if num_workers > 0 else None,
-                        collate_fn=collate_routed if on_device else None)
+    ds = PartImageDataset(
+        dataset,
+        shard,
+        split or backbone.transform,
+        grid if reads_masks else None,
+        mask_indices,
+        device_decode=on_device,
+    )
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+        collate_fn=collate_routed if on_device else None,
+    )
     d, d_part, s = backbone.num_features, backbone.part_channels(stage_index), n_slots(masks)
-    empty = {"embeddings": torch.zeros(0, d, dtype=torch.float16, device=device),
-             "part_embeddings": torch.zeros(0, s, d_part, dtype=torch.float16, device=device),
-             "part_present": torch.zeros(0, s, dtype=torch.bool, device=device),
-             "dense": torch.zeros(0, grid[0] * grid[1], d_part, dtype=torch.float16, device=device)}
+    empty = {
+        "embeddings": torch.zeros(0, d, dtype=torch.float16, device=device),
+        "part_embeddings": torch.zeros(0, s, d_part, dtype=torch.float16, device=device),
+        "part_present": torch.zeros(0, s, dtype=torch.bool, device=device),
+        "dense": torch.zeros(0, grid[0] * grid[1], d_part, dtype=torch.float16, device=device),
+    }
     names = ["embeddings"] + (["part_embeddings", "part_present"] if masks != "none" else [])
     names += ["dense"] if dense else []
     # filled in place: a list of batches joined at the end would hold the features twice
     out = {name: empty[name].new_zeros((len(shard), *empty[name].shape[1:])) for name in names}
     at = 0
-    for images, coverage, area in tqdm(loader, desc=f"features {backbone.name}",
-                                       disable=not progress, unit="batch", leave=False):
+    for images, coverage, area in tqdm(
+        loader, desc=f"features {backbone.name}", disable=not progress, unit="batch", leave=False
+    ):
         if isinstance(images, RoutedBatch):
             images = images.to_device(device, split.squash[0])
         else:
@@ -152,8 +209,9 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
             out["dense"][rows] = part_map.flatten(2).transpose(1, 2)
         if masks == "none":
             continue
-        cover, cover_area = _batch_coverage(masks, coverage, area, logits, grid,
-                                            images.shape[0], device)
+        cover, cover_area = _batch_coverage(
+            masks, coverage, area, logits, grid, images.shape[0], device
+        )
         part_emb, present = pool_parts(part_map.float(), cover, cover_area)
         out["part_embeddings"][rows] = part_emb
         out["part_present"][rows] = present
@@ -162,8 +220,9 @@ def _extract_shard(dataset: Any, shard: np.ndarray, backbone: Backbone, masks: s
     return out
 
 
-def _all_gather_shards(local: dict[str, torch.Tensor], sizes: list[int],
-                       device: torch.device) -> dict[str, torch.Tensor]:
+def _all_gather_shards(
+    local: dict[str, torch.Tensor], sizes: list[int], device: torch.device
+) -> dict[str, torch.Tensor]:
     """Concatenate every rank's shard in rank order (shards padded to the largest)."""
     cdev = comm_device(device)
     longest = max(sizes)
@@ -233,7 +292,9 @@ def extract_features(
     if masks not in EXTRACTED_MASK_MODES:
         raise ValueError(f"masks={masks!r} is not one of {EXTRACTED_MASK_MODES}")
     if batch_size < 1 or num_workers < 0:
-        raise ValueError(f"batch_size must be >= 1 and num_workers >= 0; got {batch_size}, {num_workers}")
+        raise ValueError(
+            f"batch_size must be >= 1 and num_workers >= 0; got {batch_size}, {num_workers}"
+        )
     idx = _check_indices(dataset, indices)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
@@ -243,8 +304,9 @@ def extract_features(
         part_head = None
     stage_index = backbone.stage_index(part_stage)
     mask_indices = shuffled_partners(idx, mask_seed) if masks == "shuffled" else idx
-    parts = feature_key_parts(dataset, idx, backbone, masks, part_head, dtype, stage_index,
-                              dense, mask_seed)
+    parts = feature_key_parts(
+        dataset, idx, backbone, masks, part_head, dtype, stage_index, dense, mask_seed
+    )
     if uses_device_decode(dataset, backbone, dev, device_decode):
         parts["decode"] = "device"  # GPU resize differs from Pillow's by a few pixel levels
     key = cache_key(parts)
@@ -261,9 +323,22 @@ def extract_features(
     if part_head is not None:
         part_head.to(dev).eval()
     with torch.inference_mode():
-        local = _extract_shard(dataset, shards[rank], backbone, masks, part_head, batch_size,
-                               num_workers, dev, dtype, progress and rank == 0, stage_index,
-                               dense, mask_shards[rank], device_decode)
+        local = _extract_shard(
+            dataset,
+            shards[rank],
+            backbone,
+            masks,
+            part_head,
+            batch_size,
+            num_workers,
+            dev,
+            dtype,
+            progress and rank == 0,
+            stage_index,
+            dense,
+            mask_shards[rank],
+            device_decode,
+        )
         if world > 1:
             local = _all_gather_shards(local, [len(s) for s in shards], dev)
     result = _checked_result(local, idx, backbone)
@@ -275,8 +350,9 @@ def extract_features(
     return _feature_set(result, key)
 
 
-def _load_cached(path: Path | None, key: str, idx: np.ndarray, dev: torch.device,
-                 world: int) -> dict[str, torch.Tensor | None] | None:
+def _load_cached(
+    path: Path | None, key: str, idx: np.ndarray, dev: torch.device, world: int
+) -> dict[str, torch.Tensor | None] | None:
     """The cached tensors of `key` at `path` if every rank has a valid copy, else None (then
     every rank extracts: ranks must not disagree on whether to take part)."""
     cached = load_features(path, key, idx) if path is not None else None
@@ -286,8 +362,9 @@ def _load_cached(path: Path | None, key: str, idx: np.ndarray, dev: torch.device
     return cached if hit else None
 
 
-def _checked_result(local: dict[str, torch.Tensor], idx: np.ndarray,
-                    backbone: Backbone) -> dict[str, torch.Tensor | None]:
+def _checked_result(
+    local: dict[str, torch.Tensor], idx: np.ndarray, backbone: Backbone
+) -> dict[str, torch.Tensor | None]:
     """The extracted tensors on the CPU, with absent kinds as None and the image indices added;
     refuses any inf/NaN (a float16 overflow or broken weights must not reach a learner)."""
     # clone: leave inference mode behind (on the CPU .cpu() would return the inference tensor)
@@ -301,10 +378,17 @@ def _checked_result(local: dict[str, torch.Tensor], idx: np.ndarray,
         raise FloatingPointError(
             f"{bad} feature values of {backbone.name} are inf/NaN in float16 (range +-65504): the "
             f"weights ({backbone.provenance['source']}) give activations too large or invalid; "
-            "check the checkpoint, or try precision='fp32'")
+            "check the checkpoint, or try precision='fp32'"
+        )
     return result
 
 
 def _feature_set(tensors: dict[str, Any], key: str) -> FeatureSet:
-    return FeatureSet(tensors["embeddings"], tensors["part_embeddings"], tensors["part_present"],
-                      tensors["image_indices"], key, tensors["dense"])
+    return FeatureSet(
+        tensors["embeddings"],
+        tensors["part_embeddings"],
+        tensors["part_present"],
+        tensors["image_indices"],
+        key,
+        tensors["dense"],
+    )

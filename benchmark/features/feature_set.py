@@ -12,7 +12,6 @@ from baselines.base import EpisodeFeatures
 from benchmark.config.features import GRID_MASK_MODES
 from episodes.taxonomy import PART_SLOTS
 
-
 N_SLOTS = len(PART_SLOTS)
 # A slot covering less than 1% of the image is absent, whatever the feature grid: 0.25 of a cell
 # of a 7x7 map (224 px, stride 32) is 0.5%, of a 2x2 map (64 px) 6%; one image-level rule keeps
@@ -81,14 +80,18 @@ class FeatureSet:
             raise KeyError(f"image indices {missing} have no features in this FeatureSet")
         return pos
 
-    def gather(self, idx: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32) -> EpisodeFeatures:
+    def gather(
+        self, idx: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32
+    ) -> EpisodeFeatures:
         """Features of dataset images idx (...) as EpisodeFeatures with embeddings (..., D),
         part_embeddings (..., S, D_part), part_present (..., S) and local_descriptors
         (..., L, D_part), floats cast to `dtype`."""
         pos = self.rows(idx)
         return EpisodeFeatures(
             embeddings=self.embeddings[pos].to(dtype),
-            part_embeddings=None if self.part_embeddings is None else self.part_embeddings[pos].to(dtype),
+            part_embeddings=None
+            if self.part_embeddings is None
+            else self.part_embeddings[pos].to(dtype),
             part_present=None if self.part_present is None else self.part_present[pos],
             local_descriptors=None if self.dense is None else self.dense[pos].to(dtype),
         )
@@ -96,5 +99,11 @@ class FeatureSet:
     def to(self, device: str | torch.device) -> "FeatureSet":
         """A copy with every tensor on `device`."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return FeatureSet(move(self.embeddings), move(self.part_embeddings), move(self.part_present),
-                          move(self.image_indices), self.key, move(self.dense))
+        return FeatureSet(
+            move(self.embeddings),
+            move(self.part_embeddings),
+            move(self.part_present),
+            move(self.image_indices),
+            self.key,
+            move(self.dense),
+        )

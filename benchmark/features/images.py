@@ -42,11 +42,19 @@ class SplitTransform:
         reduced scale for large JPEGs (benchmark/data/decode.py)."""
         steps = list(getattr(transform, "transforms", []))
         at = [i for i, t in enumerate(steps) if isinstance(t, transforms.ToTensor)]
-        if len(at) != 1 or at[0] != len(steps) - 2 or not isinstance(steps[-1], transforms.Normalize):
+        if (
+            len(at) != 1
+            or at[0] != len(steps) - 2
+            or not isinstance(steps[-1], transforms.Normalize)
+        ):
             return None
         norm = steps[-1]
-        return cls(transforms.Compose(steps[: at[0]]), tuple(map(float, torch.as_tensor(norm.mean).flatten())),
-                   tuple(map(float, torch.as_tensor(norm.std).flatten())), _squash_size(steps[: at[0]]))
+        return cls(
+            transforms.Compose(steps[: at[0]]),
+            tuple(map(float, torch.as_tensor(norm.mean).flatten())),
+            tuple(map(float, torch.as_tensor(norm.std).flatten())),
+            _squash_size(steps[: at[0]]),
+        )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """PIL image -> (H, W, 3) uint8 tensor."""
@@ -74,8 +82,11 @@ def _squash_size(pil_steps: list) -> tuple[tuple[int, int], str] | None:
     if not isinstance(size, (tuple, list)) or len(size) != 2:
         return None
     rest = pil_steps[1:]
-    if rest and not (len(rest) == 1 and isinstance(rest[0], transforms.CenterCrop)
-                     and tuple(rest[0].size) == tuple(size)):
+    if rest and not (
+        len(rest) == 1
+        and isinstance(rest[0], transforms.CenterCrop)
+        and tuple(rest[0].size) == tuple(size)
+    ):
         return None
     return (int(size[1]), int(size[0])), resize.interpolation.value
 
@@ -90,9 +101,15 @@ class PartImageDataset(Dataset):
     `mask_indices[k]` (default: image k's own; masks="shuffled" passes other images').
     """
 
-    def __init__(self, dataset: Any, indices: np.ndarray, transform: Callable,
-                 grid: tuple[int, int] | None, mask_indices: np.ndarray | None = None,
-                 device_decode: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        indices: np.ndarray,
+        transform: Callable,
+        grid: tuple[int, int] | None,
+        mask_indices: np.ndarray | None = None,
+        device_decode: bool = False,
+    ) -> None:
         self.dataset = dataset
         self.indices = indices
         self.transform = transform

@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from benchmark.models.backbones import Backbone
-from benchmark.models.device import autocast, resolve_device, resolve_precision
 from benchmark.features.feature_set import N_SLOTS
 from benchmark.features.images import PartImageDataset, SplitTransform
 from benchmark.features.pooling import slot_coverage
+from benchmark.models.backbones import Backbone
+from benchmark.models.device import autocast, resolve_device, resolve_precision
 from episodes.taxonomy import PART_SLOTS
 
 
@@ -58,8 +58,10 @@ class IoUCounter:
         """predicted, truth: (S, ...) bool or float in [0, 1], one image (or a stack flattened
         into the trailing axes)."""
         if predicted.shape != truth.shape or predicted.shape[0] != len(self.union):
-            raise ValueError(f"predicted {tuple(predicted.shape)} and truth {tuple(truth.shape)} "
-                             f"must both be ({len(self.union)}, ...)")
+            raise ValueError(
+                f"predicted {tuple(predicted.shape)} and truth {tuple(truth.shape)} "
+                f"must both be ({len(self.union)}, ...)"
+            )
         p, t = predicted.flatten(1).double(), truth.flatten(1).double()
         self.intersection += torch.minimum(p, t).sum(1).cpu().numpy()
         self.union += torch.maximum(p, t).sum(1).cpu().numpy()
@@ -115,25 +117,41 @@ class MaskQuality:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (NaN as null) for result files."""
+
         def per_slot(values):
-            return {s: (None if np.isnan(v) else round(float(v), 6)) for s, v in zip(PART_SLOTS, values)}
+            return {
+                s: (None if np.isnan(v) else round(float(v), 6)) for s, v in zip(PART_SLOTS, values)
+            }
 
         def mean(v: float) -> float | None:
             return None if np.isnan(v) else round(float(v), 6)
 
-        return {"n_images": self.n_images, "grid": list(self.grid),
-                "grid_miou": mean(self.grid_miou), "image_miou": mean(self.image_miou),
-                "soft_miou": mean(self.soft_miou),
-                "grid_iou": per_slot(self.grid_iou), "image_iou": per_slot(self.image_iou),
-                "soft_iou": per_slot(self.soft_iou)}
+        return {
+            "n_images": self.n_images,
+            "grid": list(self.grid),
+            "grid_miou": mean(self.grid_miou),
+            "image_miou": mean(self.image_miou),
+            "soft_miou": mean(self.soft_miou),
+            "grid_iou": per_slot(self.grid_iou),
+            "image_iou": per_slot(self.image_iou),
+            "soft_iou": per_slot(self.soft_iou),
+        }
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per slot plus a final 'mIoU' row: slot, iou_grid, iou_image, iou_soft (%)."""
-        rows = [{"slot": s, "iou_grid": 100 * g, "iou_image": 100 * i, "iou_soft": 100 * f}
-                for s, g, i, f in zip(PART_SLOTS, self.grid_iou, self.image_iou, self.soft_iou)]
-        rows.append({"slot": "mIoU", "iou_grid": 100 * self.grid_miou,
-                     "iou_image": 100 * self.image_miou, "iou_soft": 100 * self.soft_miou,
-                     "pixel_goal": self.pixel_goal()})
+        rows = [
+            {"slot": s, "iou_grid": 100 * g, "iou_image": 100 * i, "iou_soft": 100 * f}
+            for s, g, i, f in zip(PART_SLOTS, self.grid_iou, self.image_iou, self.soft_iou)
+        ]
+        rows.append(
+            {
+                "slot": "mIoU",
+                "iou_grid": 100 * self.grid_miou,
+                "iou_image": 100 * self.image_miou,
+                "iou_soft": 100 * self.soft_miou,
+                "pixel_goal": self.pixel_goal(),
+            }
+        )
         return rows
 
     def pixel_goal(self) -> str:
@@ -164,10 +182,17 @@ def _collate(items):
     return torch.stack(images), list(masks)
 
 
-def measure_mask_quality(dataset: Any, indices: np.ndarray, backbone: Backbone, *,
-                         part_head: nn.Module | None = None, batch_size: int = 64,
-                         num_workers: int = 0, device: str | torch.device = "auto",
-                         precision: str = "auto") -> MaskQuality:
+def measure_mask_quality(
+    dataset: Any,
+    indices: np.ndarray,
+    backbone: Backbone,
+    *,
+    part_head: nn.Module | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+) -> MaskQuality:
     """IoU of the part head's masks against dataset images `indices`' annotations.
 
     Args:
@@ -179,10 +204,12 @@ def measure_mask_quality(dataset: Any, indices: np.ndarray, backbone: Backbone, 
     dtype = resolve_precision(precision, dev)
     head = part_head if part_head is not None else backbone.part_head()
     split = SplitTransform.of(backbone.transform)
-    ds = _ImagesMasksDataset(dataset, np.asarray(indices, dtype=np.int64),
-                             split or backbone.transform, None)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=_collate)
+    ds = _ImagesMasksDataset(
+        dataset, np.asarray(indices, dtype=np.int64), split or backbone.transform, None
+    )
+    loader = DataLoader(
+        ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
+    )
     on_grid, on_image, soft = IoUCounter(), IoUCounter(), IoUCounter()
     backbone.model.to(dev).eval()
     head.to(dev).eval()
@@ -205,9 +232,17 @@ def measure_mask_quality(dataset: Any, indices: np.ndarray, backbone: Backbone, 
             on_grid.add(one_hot_labels(predicted), one_hot_labels(truth))
             soft.add(logits.softmax(1)[:, :N_SLOTS].transpose(0, 1), coverage.transpose(0, 1))
             for b, true_masks in enumerate(masks):
-                full = F.interpolate(logits[b:b + 1], size=true_masks.shape[-2:], mode="bilinear",
-                                     align_corners=False).argmax(1)[0]
+                full = F.interpolate(
+                    logits[b : b + 1],
+                    size=true_masks.shape[-2:],
+                    mode="bilinear",
+                    align_corners=False,
+                ).argmax(1)[0]
                 on_image.add(one_hot_labels(full), torch.from_numpy(true_masks).to(dev))
-    return MaskQuality(len(ds), grid, tuple(on_grid.iou().tolist()),
-                       tuple(on_image.iou().tolist()),
-                       tuple(soft.iou(annotated_only=True).tolist()))
+    return MaskQuality(
+        len(ds),
+        grid,
+        tuple(on_grid.iou().tolist()),
+        tuple(on_image.iou().tolist()),
+        tuple(soft.iou(annotated_only=True).tolist()),
+    )

@@ -73,8 +73,9 @@ def shuffled_partners(indices: np.ndarray, seed: int) -> np.ndarray:
     return partners
 
 
-def pool_parts(fmap: torch.Tensor, coverage: torch.Tensor,
-               area: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def pool_parts(
+    fmap: torch.Tensor, coverage: torch.Tensor, area: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Coverage-weighted mean of a feature map per slot.
 
     Args:
@@ -102,7 +103,9 @@ def predicted_coverage(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Ten
     small feature map to the background and no part would ever be present.
     """
     if logits.ndim != 4 or logits.shape[1] != N_SLOTS + 1:
-        raise ValueError(f"part_head returned shape {tuple(logits.shape)}; expected (B, {N_SLOTS + 1}, h, w)")
+        raise ValueError(
+            f"part_head returned shape {tuple(logits.shape)}; expected (B, {N_SLOTS + 1}, h, w)"
+        )
     if tuple(logits.shape[-2:]) != tuple(grid):
         logits = F.interpolate(logits.float(), size=grid, mode="bilinear", align_corners=False)
     return logits.float().softmax(dim=1)[:, :N_SLOTS]

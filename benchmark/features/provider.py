@@ -9,12 +9,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from benchmark.models.backbones import Backbone
 from benchmark.config.errors import ConfigError
-from benchmark.models.device import resolve_device
 from benchmark.config.features import FeaturesConfig
-from benchmark.features.feature_set import FeatureSet
 from benchmark.features.extraction import extract_features
+from benchmark.features.feature_set import FeatureSet
+from benchmark.models.backbones import Backbone
+from benchmark.models.device import resolve_device
 
 
 def learner_masks(run_masks: str, learner: Any) -> str | None:
@@ -36,8 +36,14 @@ class FeatureProvider:
         ConfigError: features.part_stage names a stride the backbone does not have.
     """
 
-    def __init__(self, dataset: Any, backbone: Backbone, config: FeaturesConfig,
-                 cache_dir: str | os.PathLike | None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        backbone: Backbone,
+        config: FeaturesConfig,
+        cache_dir: str | os.PathLike | None,
+        progress: bool = True,
+    ) -> None:
         self.dataset, self.backbone, self.config = dataset, backbone, config
         self.cache_dir, self.progress = cache_dir, progress
         self.device = resolve_device(config.device)
@@ -47,17 +53,27 @@ class FeatureProvider:
         except ValueError as exc:  # BackboneError
             raise ConfigError(f"features.{exc}") from None
 
-    def features(self, indices: np.ndarray, masks: str, tag: str, dense: bool = False) -> FeatureSet:
+    def features(
+        self, indices: np.ndarray, masks: str, tag: str, dense: bool = False
+    ) -> FeatureSet:
         """FeatureSet (on the run's device) of dataset images `indices` with `masks` part masks
         (and dense maps if `dense`); `tag` names the image set (one set per tag, mask mode and
         dense flag is kept in memory)."""
         if (tag, masks, dense) not in self._sets:
             fc = self.config
             features = extract_features(
-                self.dataset, indices, self.backbone, masks=masks, batch_size=fc.batch_size,
-                num_workers=fc.num_workers, device=self.device, precision=fc.precision,
+                self.dataset,
+                indices,
+                self.backbone,
+                masks=masks,
+                batch_size=fc.batch_size,
+                num_workers=fc.num_workers,
+                device=self.device,
+                precision=fc.precision,
                 cache_dir=None if self.cache_dir is None else str(self.cache_dir),
-                progress=self.progress, part_stage=fc.part_stage, dense=dense,
+                progress=self.progress,
+                part_stage=fc.part_stage,
+                dense=dense,
                 mask_seed=fc.mask_seed,
             )
             self._sets[(tag, masks, dense)] = features.to(self.device)

@@ -46,8 +46,8 @@ from torch import nn
 from benchmark.config.backbone import WEIGHT_SOURCES
 from benchmark.models.part_head import PartSegHead
 from benchmark.models.tensor_hash import checkpoint_problem, file_hash_problem, first_non_finite
-from episodes.storage import file_sha256
 from episodes.errors import PartbenchError
+from episodes.storage import file_sha256
 
 
 class BackboneError(PartbenchError, ValueError):
@@ -126,7 +126,8 @@ class Backbone:
         if not isinstance(stage, int) or isinstance(stage, bool) or stage not in strides:
             raise BackboneError(
                 f"part_stage={stage!r}: {self.name} has feature maps at strides "
-                f"{sorted(set(strides), reverse=True)}; use one of them or 'last'")
+                f"{sorted(set(strides), reverse=True)}; use one of them or 'last'"
+            )
         index = max(i for i, s in enumerate(strides) if s == stage)
         return None if index == len(strides) - 1 else index
 
@@ -134,8 +135,10 @@ class Backbone:
         """The stride (input pixels per feature cell) of each entry of timm's feature_info."""
         info = getattr(self.model, "feature_info", None)
         if not info or not hasattr(self.model, "forward_intermediates"):
-            raise BackboneError(f"{self.name} exposes no feature_info/forward_intermediates in "
-                                "this timm version; part_stage must be 'last'")
+            raise BackboneError(
+                f"{self.name} exposes no feature_info/forward_intermediates in "
+                "this timm version; part_stage must be 'last'"
+            )
         return [int(entry["reduction"]) for entry in info]
 
     def part_channels(self, stage_index: int | None) -> int:
@@ -144,8 +147,9 @@ class Backbone:
             return self.num_features
         return int(self.model.feature_info[stage_index]["num_chs"])
 
-    def stage_features(self, images: torch.Tensor, stage_index: int | None
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def stage_features(
+        self, images: torch.Tensor, stage_index: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the trunk once; return (fmap, pooled, part_map).
 
         fmap (B, C, h, w) and pooled (B, C) are those of `feature_map`; part_map
@@ -156,7 +160,8 @@ class Backbone:
             fmap, pooled = trunk_features(self.model, images)
             return fmap, pooled, fmap
         raw, (part_map,) = self.model.forward_intermediates(
-            images, indices=[stage_index], intermediates_only=False)
+            images, indices=[stage_index], intermediates_only=False
+        )
         fmap, pooled = _fmap_and_pooled(self.model, raw, images)
         return fmap, pooled, part_map
 
@@ -181,8 +186,9 @@ def trunk_features(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor
     return _fmap_and_pooled(model, model.forward_features(images), images)
 
 
-def _fmap_and_pooled(model: nn.Module, raw: torch.Tensor,
-                     images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _fmap_and_pooled(
+    model: nn.Module, raw: torch.Tensor, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """forward_features output `raw` -> (fmap (B, C, h, w), pooled (B, C))."""
     fmap = to_nchw(model, raw, images.shape[-2:])
     pooled = model.forward_head(raw, pre_logits=True)
@@ -212,7 +218,6 @@ def to_nchw(model: nn.Module, raw: torch.Tensor, hw: torch.Size) -> torch.Tensor
             )
         return tokens.transpose(1, 2).reshape(raw.shape[0], raw.shape[2], h, w)
     raise BackboneError(f"{type(model).__name__}.forward_features gave shape {tuple(raw.shape)}")
-
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor] | nn.Module) -> str:
@@ -307,7 +312,9 @@ def _hub_cached_file(name: str) -> Path | None:
 def _hub_model(name: str, image_size: int | None, fixed: bool) -> tuple[nn.Module, dict]:
     cfg = timm.get_pretrained_cfg(name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url):
-        raise BackboneError(f"timm publishes no pretrained weights for {name!r}; use weights='file'")
+        raise BackboneError(
+            f"timm publishes no pretrained weights for {name!r}; use weights='file'"
+        )
     prov = {"hub_id": cfg.hf_hub_id or cfg.url}
     if _hub_reachable():
         try:
@@ -337,8 +344,9 @@ def _train_model(
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise BackboneError(f"cannot read training checkpoint {path}: "
-                            f"{' '.join(str(err).split())[:200]}") from None
+        raise BackboneError(
+            f"cannot read training checkpoint {path}: {' '.join(str(err).split())[:200]}"
+        ) from None
     problem = checkpoint_problem(checkpoint)
     if problem is not None:
         raise BackboneError(f"training checkpoint {path} {problem}; retrain it or use another")
@@ -359,7 +367,11 @@ def _train_model(
     classifier = timm.get_pretrained_cfg(name).classifier if timm.get_pretrained_cfg(name) else None
     classifier_prefixes = (classifier,) if isinstance(classifier, str) else tuple(classifier or ())
     # The trainer's classification layer (109 train classes) has no place in a feature extractor.
-    state = {k: v for k, v in state.items() if not k.startswith(tuple(p + "." for p in classifier_prefixes))}
+    state = {
+        k: v
+        for k, v in state.items()
+        if not k.startswith(tuple(p + "." for p in classifier_prefixes))
+    }
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise BackboneError(
@@ -405,7 +417,9 @@ def build_backbone(
         if problem is not None:
             raise BackboneError(f"checkpoint {path} {problem}; refusing to use it")
     elif checkpoint is not None:
-        raise BackboneError(f"checkpoint= is only used with weights='file' or 'train', not {weights!r}")
+        raise BackboneError(
+            f"checkpoint= is only used with weights='file' or 'train', not {weights!r}"
+        )
     if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
         raise BackboneError(f"image_size={image_size!r} must be an int >= 8 (pixels)")
 
@@ -420,7 +434,10 @@ def build_backbone(
         try:
             meta = _read_meta(path)
             model = _create(
-                name, image_size, fixed, pretrained=True,
+                name,
+                image_size,
+                fixed,
+                pretrained=True,
                 pretrained_cfg_overlay=dict(file=str(path)),
             )
         except Exception as err:
@@ -437,8 +454,10 @@ def build_backbone(
     if path is not None:
         bad = first_non_finite(dict(model.state_dict()))
         if bad is not None:
-            raise BackboneError(f"checkpoint {path} holds NaN or infinite values in {bad!r}; "
-                                "those weights cannot give meaningful features")
+            raise BackboneError(
+                f"checkpoint {path} holds NaN or infinite values in {bad!r}; "
+                "those weights cannot give meaningful features"
+            )
         provenance.update(checkpoint=path.name, sha256=file_sha256(path), sha256_of="file")
     else:
         provenance.update(sha256=state_dict_sha256(model), sha256_of="state_dict")

@@ -18,8 +18,10 @@ from results.provenance import hardware_info
 _DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def resolve_device(device: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else is checked.
+def resolve_device(
+    device: str | torch.device = "auto", local_rank: int | None = None
+) -> torch.device:
+    """ "auto" -> cuda when available, else cpu; anything else is checked.
 
     A CUDA device without an index becomes cuda:<local_rank> (one GPU per torchrun process) when
     local_rank is given, else the current CUDA device.
@@ -41,8 +43,11 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int | None =
             "machine; use device='auto' to fall back to the CPU"
         )
     if resolved.type == "cuda" and resolved.index is None:
-        index = (torch.cuda.current_device() if local_rank is None
-                 else local_rank % torch.cuda.device_count())
+        index = (
+            torch.cuda.current_device()
+            if local_rank is None
+            else local_rank % torch.cuda.device_count()
+        )
         resolved = torch.device("cuda", index)
     return resolved
 

@@ -56,8 +56,10 @@ def checkpoint_problem(obj: Any) -> str | None:
     if isinstance(obj, dict) and TENSORS_HASH_KEY in obj:
         body = {k: v for k, v in obj.items() if k != TENSORS_HASH_KEY}
         if obj[TENSORS_HASH_KEY] != tensors_sha256(body):
-            return ("is damaged: its tensors no longer match the tensors_sha256 stored with them "
-                    "(flipped bits or an edit)")
+            return (
+                "is damaged: its tensors no longer match the tensors_sha256 stored with them "
+                "(flipped bits or an edit)"
+            )
     bad = first_non_finite(obj)
     if bad is not None:
         return f"holds NaN or infinite values in {bad!r}"
@@ -74,5 +76,7 @@ def file_hash_problem(path: Path) -> str | None:
     actual = file_sha256(path)
     if actual == recorded:
         return None
-    return (f"is damaged: its sha256 {actual[:12]}... is not the {recorded[:12]}... recorded in "
-            f"{hash_file.name}")
+    return (
+        f"is damaged: its sha256 {actual[:12]}... is not the {recorded[:12]}... recorded in "
+        f"{hash_file.name}"
+    )

@@ -8,22 +8,29 @@ from pathlib import Path
 
 from baselines import get_learner, get_learner_class
 from baselines.base import Learner
-from benchmark.models.backbones import BackboneError, build_backbone
 from benchmark.config.errors import ConfigError
+from benchmark.config.features import PREDICTED_MASK_MODES
 from benchmark.config.run import LearnerConfig, RunConfig
 from benchmark.data.dataset import PartDataset
-from benchmark.config.features import PREDICTED_MASK_MODES
+from benchmark.models.backbones import BackboneError, build_backbone
 from episodes import EpisodeFileError, EpisodeSampler, EpisodeSettingsError, EpisodeSource
 
 
 def build_sampler(cfg: RunConfig, dataset: PartDataset) -> EpisodeSampler:
     """The sampler of the config's `episodes` section over `dataset`'s labels."""
     ep = cfg.episodes
-    shape = {} if ep.mode == "variable" else dict(n_way=ep.n_way, k_shot=ep.k_shot,
-                                                   n_query=ep.n_query)
+    shape = (
+        {} if ep.mode == "variable" else dict(n_way=ep.n_way, k_shot=ep.k_shot, n_query=ep.n_query)
+    )
     try:
-        return EpisodeSampler(dataset.labels, seed=ep.seed, split=ep.split, mode=ep.mode,
-                              n_episodes=ep.n_episodes, **shape)
+        return EpisodeSampler(
+            dataset.labels,
+            seed=ep.seed,
+            split=ep.split,
+            mode=ep.mode,
+            n_episodes=ep.n_episodes,
+            **shape,
+        )
     except EpisodeSettingsError as exc:
         raise ConfigError(f"episodes: {exc}") from None
 
@@ -32,10 +39,12 @@ def episode_source(cfg: RunConfig, dataset: PartDataset) -> EpisodeSource:
     """The fixed episodes of `episodes.file` (made for this dataset), else the sampler's."""
     if cfg.episodes.file:
         try:
-            return EpisodeSource.from_file(Path(cfg.episodes.file).expanduser(),
-                                           dataset_fingerprint=dataset.fingerprint,
-                                           labels=dataset.labels,
-                                           image_splits=[r.split for r in dataset.images])
+            return EpisodeSource.from_file(
+                Path(cfg.episodes.file).expanduser(),
+                dataset_fingerprint=dataset.fingerprint,
+                labels=dataset.labels,
+                image_splits=[r.split for r in dataset.images],
+            )
         except (EpisodeFileError, OSError) as exc:
             raise ConfigError(f"episodes.file: {exc}") from None
     return EpisodeSource.sampled(build_sampler(cfg, dataset), cfg.episodes.n_episodes)
@@ -50,13 +59,17 @@ def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
         try:
             cls = get_learner_class(spec.name)
             if cls.uses_local_descriptors and not cfg.features.dense:
-                raise ConfigError(f"learners: {spec.name} compares local descriptors of the feature "
-                                  "maps; set features.dense: true to keep them")
+                raise ConfigError(
+                    f"learners: {spec.name} compares local descriptors of the feature "
+                    "maps; set features.dense: true to keep them"
+                )
             if cls.uses_parts and cls.own_masks is None:
                 if cfg.features.masks == "none":
-                    raise ConfigError(f"learners: {spec.name} pools features over part masks, but "
-                                      "features.masks is none; set it to oracle, predicted or "
-                                      "support-oracle")
+                    raise ConfigError(
+                        f"learners: {spec.name} pools features over part masks, but "
+                        "features.masks is none; set it to oracle, predicted or "
+                        "support-oracle"
+                    )
             learners.append((spec, get_learner(spec.name, **options)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc

@@ -14,22 +14,27 @@ from tqdm.auto import tqdm
 
 from baselines import ImageLearner
 from baselines.base import Learner
-from benchmark.evaluation import feature_learners as evaluate
 from benchmark.config.cache_layout import short_key
 from benchmark.config.run import LearnerConfig, RunConfig
-from benchmark.features.provider import learner_masks
-from benchmark.features.feature_set import slot_names
+from benchmark.evaluation import feature_learners as evaluate
 from benchmark.evaluation.image_learners import ImageEvaluator
+from benchmark.features.feature_set import slot_names
+from benchmark.features.provider import learner_masks
 from benchmark.run.folder import RunFolder
 from episodes import EpisodeSource
 from episodes.taxonomy import PART_SLOTS, class_super_categories
 from results.records import records_from_predictions
 
 
-def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
-                      learners: list[tuple[LearnerConfig, Learner | ImageLearner]],
-                      gathers: list[tuple], progress: bool,
-                      images: ImageEvaluator | None = None) -> str:
+def evaluate_episodes(
+    cfg: RunConfig,
+    folder: RunFolder,
+    source: EpisodeSource,
+    learners: list[tuple[LearnerConfig, Learner | ImageLearner]],
+    gathers: list[tuple],
+    progress: bool,
+    images: ImageEvaluator | None = None,
+) -> str:
     """Evaluate every learner on every episode not yet in the folder's records; the run id.
 
     gathers[i]: learner i's (gather_support, gather_query). Feature learners run
@@ -50,25 +55,41 @@ def evaluate_episodes(cfg: RunConfig, folder: RunFolder, source: EpisodeSource,
             continue
         by_image = isinstance(learner, ImageLearner)
         step = 1 if by_image else size
-        with tqdm(total=len(todo), desc=spec.name, unit="ep", disable=not progress,
-                  file=sys.stderr) as bar:
+        with tqdm(
+            total=len(todo), desc=spec.name, unit="ep", disable=not progress, file=sys.stderr
+        ) as bar:
             for start in range(0, len(todo), step):
-                positions = todo[start:start + step]
+                positions = todo[start : start + step]
                 if by_image:
                     done = images.positions(learner, source, positions, spec.name)
                 else:
-                    done = evaluate.predict_positions(learner, source, positions, *gather,
-                                                      run_seed=cfg.episodes.seed,
-                                                      learner_name=spec.name)
+                    done = evaluate.predict_positions(
+                        learner,
+                        source,
+                        positions,
+                        *gather,
+                        run_seed=cfg.episodes.seed,
+                        learner_name=spec.name,
+                    )
                 out = done.predictions
-                writer.append_many(records_from_predictions(
-                    run_id=run_id, learner=spec.name, split=source.split,
-                    k_shot=done.k_shot, variable_shape=not source.batched,
-                    episodes=done.episodes, classes=done.classes, labels=out.labels,
-                    predicted=out.predicted, part_contributions=out.contributions,
-                    super_categories=supers,
-                    slot_names=PART_SLOTS if masks is None else slot_names(masks),
-                    mask_mode=masks, fingerprint=fingerprint,
-                    transductive=learner.transductive))
+                writer.append_many(
+                    records_from_predictions(
+                        run_id=run_id,
+                        learner=spec.name,
+                        split=source.split,
+                        k_shot=done.k_shot,
+                        variable_shape=not source.batched,
+                        episodes=done.episodes,
+                        classes=done.classes,
+                        labels=out.labels,
+                        predicted=out.predicted,
+                        part_contributions=out.contributions,
+                        super_categories=supers,
+                        slot_names=PART_SLOTS if masks is None else slot_names(masks),
+                        mask_mode=masks,
+                        fingerprint=fingerprint,
+                        transductive=learner.transductive,
+                    )
+                )
                 bar.update(len(done.episodes))
     return run_id

@@ -34,17 +34,21 @@ from results.records import RecordWriter
 from results.run_files import CONFIG_FILE, IDENTITY_FILE, RECORDS_FILE
 
 
-
 def check_new_run_folder(out: Path) -> None:
     """`run --out` writes only into a new or empty folder: never over a run or the user's files."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: names a file, not a folder; give a new folder's path")
     if out.is_dir() and any(out.iterdir()):
-        what = ("a partbench run" if (out / CONFIG_FILE).is_file()
-                or (out / RECORDS_FILE).is_file() else "files of yours")
-        raise ConfigError(f"--out {out}: the folder already holds {what}; nothing was written. "
-                          "Give a new or empty folder, or continue a stopped run with "
-                          f"`run --resume {out}`")
+        what = (
+            "a partbench run"
+            if (out / CONFIG_FILE).is_file() or (out / RECORDS_FILE).is_file()
+            else "files of yours"
+        )
+        raise ConfigError(
+            f"--out {out}: the folder already holds {what}; nothing was written. "
+            "Give a new or empty folder, or continue a stopped run with "
+            f"`run --resume {out}`"
+        )
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -99,7 +103,8 @@ class RunFolder:
                     raise RunIdentityError(
                         f"--resume {run_dir}: no {IDENTITY_FILE} there (a run of an older "
                         "partbench, or it was deleted), so its settings cannot be checked; "
-                        "start a new run")
+                        "start a new run"
+                    )
                 check_config(stored, cfg, run_dir)
             except BaseException:
                 self.writer.close()
@@ -121,8 +126,9 @@ class RunFolder:
             self._made.append(self.path / IDENTITY_FILE)
             write_identity(self.path, self.identity["config"], None)
             self._made.append(self.path / CONFIG_FILE)
-            atomic_write_text(self.path / CONFIG_FILE,
-                              yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            atomic_write_text(
+                self.path / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            )
         except BaseException:
             self.abandon()
             raise
@@ -138,14 +144,16 @@ class RunFolder:
     def fingerprint(self, learner: Mapping[str, Any]) -> str:
         """The fingerprint records of `learner` ({"name", "options"}) carry; on resume, the
         learner's existing records must carry it too."""
-        fingerprint = learner_fingerprint(self.identity["config"], self.identity["content"],
-                                          learner)
+        fingerprint = learner_fingerprint(
+            self.identity["config"], self.identity["content"], learner
+        )
         found = self.writer.fingerprints.get(learner["name"], set()) - {fingerprint}
         if found:
             raise RunIdentityError(
                 f"{self.path / RECORDS_FILE}: records of learner {learner['name']!r} carry run "
                 f"fingerprint {sorted(map(str, found))[0]!r}, not this run's {fingerprint!r}: "
-                "they were made under other settings; start a new run")
+                "they were made under other settings; start a new run"
+            )
         return fingerprint
 
     def wall_time_s(self) -> float:
@@ -168,8 +176,9 @@ class RunFolder:
         """Record this invocation's time in run.json (unless it was refused before its content
         check: a refused resume changes nothing) and release the lock."""
         if self._sealed and (self.path / IDENTITY_FILE).is_file():
-            write_identity(self.path, self.identity["config"], self.identity["content"],
-                           self.wall_time_s())
+            write_identity(
+                self.path, self.identity["config"], self.identity["content"], self.wall_time_s()
+            )
         self.writer.close()
 
 
@@ -178,13 +187,17 @@ def check_new_run_folder_held(path: Path) -> None:
     (another process may have filled it between the first check and the lock)."""
     others = [p.name for p in path.iterdir() if p.name != RECORDS_FILE]
     if others or (path / RECORDS_FILE).stat().st_size:
-        raise ConfigError(f"--out {path}: another run started in this folder at the same time; "
-                          "nothing was written. Give a new or empty folder")
+        raise ConfigError(
+            f"--out {path}: another run started in this folder at the same time; "
+            "nothing was written. Give a new or empty folder"
+        )
 
 
 def load_run_config(run_dir: Path, overrides: list[str]) -> RunConfig:
     """The config of a run folder (for --resume), read strictly, with `KEY=VALUE` overrides."""
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a partbench run folder?")
+        raise ConfigError(
+            f"--resume {run_dir}: no config.yaml there; is it a partbench run folder?"
+        )
     return load_config(path, overrides)

@@ -25,9 +25,14 @@ from typing import Any
 
 from benchmark.config.errors import ConfigError
 from benchmark.config.run import RunConfig
+from episodes.storage import (
+    StrictJSONError,
+    atomic_write_text,
+    canonical_json,
+    json_sha256,
+    loads_strict,
+)
 from results.run_files import IDENTITY_FILE
-from episodes.storage import (StrictJSONError, atomic_write_text, canonical_json, json_sha256,
-                              loads_strict)
 
 IDENTITY_FORMAT = "partbench-run"
 # Config keys a resume may change: speed, devices, where files live (the content part still
@@ -35,9 +40,18 @@ IDENTITY_FORMAT = "partbench-run"
 # (episode i is the same whatever the count), and the report's CI settings (computed at the
 # end over all records).
 RESUMABLE_KEYS: tuple[str, ...] = (
-    "name", "output_dir", "cache_dir", "data.root", "backbone.checkpoint",
-    "features.batch_size", "features.num_workers", "features.device",
-    "train.num_workers", "episodes.batch_size", "episodes.n_episodes", "report.",
+    "name",
+    "output_dir",
+    "cache_dir",
+    "data.root",
+    "backbone.checkpoint",
+    "features.batch_size",
+    "features.num_workers",
+    "features.device",
+    "train.num_workers",
+    "episodes.batch_size",
+    "episodes.n_episodes",
+    "report.",
 )
 
 
@@ -84,8 +98,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def learner_fingerprint(config: Mapping[str, Any], content: Mapping[str, Any],
-                        learner: Mapping[str, Any]) -> str:
+def learner_fingerprint(
+    config: Mapping[str, Any], content: Mapping[str, Any], learner: Mapping[str, Any]
+) -> str:
     """The fingerprint every record of `learner` ({"name", "options"}) carries (16 hex digits)."""
     body = {"config": config, "content": content, "learner": learner}
     return json_sha256(body)[:16]
@@ -104,21 +119,36 @@ def read_identity(run_dir: Path) -> dict[str, Any] | None:
         doc = loads_strict(path.read_bytes())
     except (OSError, StrictJSONError) as exc:
         raise RunIdentityError(f"{path}: cannot read the run's identity: {exc}") from None
-    if (not isinstance(doc, dict) or doc.get("format") != IDENTITY_FORMAT
-            or not isinstance(doc.get("config"), dict)
-            or not isinstance(doc.get("content", {}), dict)):
-        raise RunIdentityError(f"{path}: not a partbench run identity (field 'format' != "
-                               f"{IDENTITY_FORMAT!r}); was it edited?")
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != IDENTITY_FORMAT
+        or not isinstance(doc.get("config"), dict)
+        or not isinstance(doc.get("content", {}), dict)
+    ):
+        raise RunIdentityError(
+            f"{path}: not a partbench run identity (field 'format' != "
+            f"{IDENTITY_FORMAT!r}); was it edited?"
+        )
     return doc
 
 
-def write_identity(run_dir: Path, config: Mapping[str, Any], content: Mapping[str, Any] | None,
-                   wall_time_s: float = 0.0) -> Path:
+def write_identity(
+    run_dir: Path,
+    config: Mapping[str, Any],
+    content: Mapping[str, Any] | None,
+    wall_time_s: float = 0.0,
+) -> Path:
     """Store the identity (content may be None until it is measured) and the run's wall time."""
-    doc = {"format": IDENTITY_FORMAT, "config": dict(config), "content": dict(content or {}),
-           "wall_time_s": float(wall_time_s)}
-    return atomic_write_text(Path(run_dir) / IDENTITY_FILE,
-                             json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    doc = {
+        "format": IDENTITY_FORMAT,
+        "config": dict(config),
+        "content": dict(content or {}),
+        "wall_time_s": float(wall_time_s),
+    }
+    return atomic_write_text(
+        Path(run_dir) / IDENTITY_FILE,
+        json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+    )
 
 
 def check_config(stored: Mapping[str, Any], cfg: RunConfig, run_dir: Path) -> None:
@@ -127,7 +157,8 @@ def check_config(stored: Mapping[str, Any], cfg: RunConfig, run_dir: Path) -> No
     if difference is not None:
         raise RunIdentityError(
             f"--resume {run_dir}: the settings differ from the run's ({difference}); its "
-            "records would mix two settings. Resume without the change, or start a new run")
+            "records would mix two settings. Resume without the change, or start a new run"
+        )
 
 
 def check_content(stored: Mapping[str, Any], content: Mapping[str, Any], run_dir: Path) -> None:
@@ -138,4 +169,5 @@ def check_content(stored: Mapping[str, Any], content: Mapping[str, Any], run_dir
     if difference is not None:
         raise RunIdentityError(
             f"--resume {run_dir}: what the run's config names has changed ({difference}); "
-            "its records would mix two settings. Restore it, or start a new run")
+            "its records would mix two settings. Restore it, or start a new run"
+        )

@@ -23,20 +23,20 @@ from benchmark.config.run import RunConfig
 from benchmark.data.dataset import PartDataset
 from benchmark.data.source import resolve_dataset
 from benchmark.data.splits import required_splits
-from benchmark.models.device import hardware
-from benchmark.run.episode_loop import evaluate_episodes
-from benchmark.features.provider import FeatureProvider
 from benchmark.evaluation.image_learners import ImageEvaluator
 from benchmark.features.mask_quality import measure_mask_quality
-from benchmark.run.folder import RunFolder
-from benchmark.run.report import write_run_report
-from benchmark.run.step_timer import StepTimer
+from benchmark.features.provider import FeatureProvider
+from benchmark.models.device import hardware
 from benchmark.run.components import (
     build_learners,
     check_part_stage,
     episode_source,
     reads_predicted_masks,
 )
+from benchmark.run.episode_loop import evaluate_episodes
+from benchmark.run.folder import RunFolder
+from benchmark.run.report import write_run_report
+from benchmark.run.step_timer import StepTimer
 from benchmark.training.distributed import init_distributed
 from benchmark.training.weights import resolve_backbone
 from episodes import EpisodeSource
@@ -57,8 +57,9 @@ class RunResult:
     tables: dict[str, pd.DataFrame]
 
 
-def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
-                  progress: bool = True) -> RunResult | None:
+def run_benchmark(
+    cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False, progress: bool = True
+) -> RunResult | None:
     """Run the benchmark described by `cfg` (None on torchrun ranks > 0).
 
     Records are appended per batch of episodes; with resume=True the episodes already in
@@ -83,18 +84,25 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
             if not ctx.is_main:
                 dataset = resolve_dataset(cfg.data, cfg.cache_dir, needed)
         if dataset.defects and ctx.is_main:
-            _say("skipped annotations: " + ", ".join(f"{k}: {v}" for k, v in dataset.defects.items()))
+            _say(
+                "skipped annotations: " + ", ".join(f"{k}: {v}" for k, v in dataset.defects.items())
+            )
         source = episode_source(cfg, dataset)
         shown = progress and ctx.is_main
         with timer.step("training" if cfg.backbone.weights == "train" else "backbone"):
-            backbone = resolve_backbone(cfg, dataset, shown, needs_part_head=reads_predicted_masks(cfg))
+            backbone = resolve_backbone(
+                cfg, dataset, shown, needs_part_head=reads_predicted_masks(cfg)
+            )
         with timer.step("features"):
-            features = FeatureProvider(dataset, backbone, cfg.features,
-                                       cache_root(cfg.cache_dir) / FEATURES_FOLDER, shown)
+            features = FeatureProvider(
+                dataset, backbone, cfg.features, cache_root(cfg.cache_dir) / FEATURES_FOLDER, shown
+            )
             # Every rank takes part in (sharded) extraction of every feature set the learners use
             # (the run's, and each annotation-free control's own); one (support, query) pair each.
-            gathers = [features.gatherers(source.image_indices(dataset), learner)
-                       for _, learner in learners]
+            gathers = [
+                features.gatherers(source.image_indices(dataset), learner)
+                for _, learner in learners
+            ]
             for _, learner in learners:
                 if learner.needs_base_features:
                     learner.prepare(features.base_embeddings())
@@ -103,30 +111,56 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         folder.seal_content(run_content(dataset, backbone, features, source))
         fc = cfg.features
         with timer.step("features"):
-            quality = measure_mask_quality(
-                dataset, source.image_indices(dataset), backbone, batch_size=fc.batch_size,
-                num_workers=fc.num_workers, device=features.device,
-                precision=fc.precision) if reads_predicted_masks(cfg) else None
+            quality = (
+                measure_mask_quality(
+                    dataset,
+                    source.image_indices(dataset),
+                    backbone,
+                    batch_size=fc.batch_size,
+                    num_workers=fc.num_workers,
+                    device=features.device,
+                    precision=fc.precision,
+                )
+                if reads_predicted_masks(cfg)
+                else None
+            )
         with timer.step("episodes"):
             images = None
             if any(isinstance(learner, ImageLearner) for _, learner in learners):
-                images = ImageEvaluator(dataset, backbone, features.device, cfg.features.precision,
-                                        run_seed=cfg.episodes.seed)
+                images = ImageEvaluator(
+                    dataset,
+                    backbone,
+                    features.device,
+                    cfg.features.precision,
+                    run_seed=cfg.episodes.seed,
+                )
             run_id = evaluate_episodes(cfg, folder, source, learners, gathers, progress, images)
         with timer.step("report"):
             records = read_records(run_dir / RECORDS_FILE)
-            tables = write_run_report(cfg, run_dir, records, quality, dataset, source,
-                                      gathers[-1], learners[-1], images)
+            tables = write_run_report(
+                cfg, run_dir, records, quality, dataset, source, gathers[-1], learners[-1], images
+            )
             result = result_from_run(
-                run_id=run_id, config=cfg.to_dict(),
-                episodes={"split": source.split, "settings": source.settings, "hash": source.hash(),
-                          "requested": source.n_episodes},
-                dataset={"fingerprint": dataset.fingerprint, "n_images": len(dataset.images),
-                         "skipped_annotations": dataset.defects},
-                weights=backbone.provenance, hardware=hardware(features.device), records=records,
+                run_id=run_id,
+                config=cfg.to_dict(),
+                episodes={
+                    "split": source.split,
+                    "settings": source.settings,
+                    "hash": source.hash(),
+                    "requested": source.n_episodes,
+                },
+                dataset={
+                    "fingerprint": dataset.fingerprint,
+                    "n_images": len(dataset.images),
+                    "skipped_annotations": dataset.defects,
+                },
+                weights=backbone.provenance,
+                hardware=hardware(features.device),
+                records=records,
                 wall_time_s=folder.wall_time_s(),
                 sections={"mask_quality": quality.to_dict() if quality is not None else None},
-                origins={spec.name: get_learner_origin(spec.name) for spec, _ in learners})
+                origins={spec.name: get_learner_origin(spec.name) for spec, _ in learners},
+            )
             path = write_result(run_dir / RESULT_FILE, result)
         _say(timer.summary())
         _say(f"\nresult file: {path}  (check it with: python -m benchmark validate {path})")
@@ -142,21 +176,25 @@ def run_benchmark(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool =
         ctx.close()
 
 
-def run(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
-        progress: bool = True) -> Path | None:
+def run(
+    cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False, progress: bool = True
+) -> Path | None:
     """`run_benchmark`, returning only the run folder (None on torchrun ranks > 0)."""
     outcome = run_benchmark(cfg, run_dir=run_dir, resume=resume, progress=progress)
     return None if outcome is None else outcome.run_dir
 
 
-def run_content(dataset: PartDataset, backbone, features: FeatureProvider,
-                source: EpisodeSource) -> dict:
+def run_content(
+    dataset: PartDataset, backbone, features: FeatureProvider, source: EpisodeSource
+) -> dict:
     """What the run's config names, measured: the content part of its identity."""
-    return {"dataset.fingerprint": dataset.fingerprint,
-            "backbone.weights_sha256": backbone.provenance.get("sha256"),
-            "features.keys": features.keys(),
-            "episodes.settings": source.settings,
-            "episodes.file_hash": source.hash() if source.fixed is not None else None}
+    return {
+        "dataset.fingerprint": dataset.fingerprint,
+        "backbone.weights_sha256": backbone.provenance.get("sha256"),
+        "features.keys": features.keys(),
+        "episodes.settings": source.settings,
+        "episodes.file_hash": source.hash() if source.fixed is not None else None,
+    }
 
 
 def _say(message: str) -> None:

@@ -11,9 +11,9 @@ import pandas as pd
 
 from baselines import ImageLearner
 from baselines.base import Learner
-from benchmark.evaluation import feature_learners as evaluate
 from benchmark.config.run import LearnerConfig, RunConfig
 from benchmark.data.dataset import PartDataset
+from benchmark.evaluation import feature_learners as evaluate
 from benchmark.evaluation.image_learners import ImageEvaluator
 from benchmark.features.mask_quality import MaskQuality
 from episodes import EpisodeSource
@@ -23,34 +23,50 @@ from results.run_result import ci_settings
 from results.tables import save_table, write_report
 
 
-def write_run_report(cfg: RunConfig, run_dir: Path, records: pd.DataFrame,
-                     quality: MaskQuality | None, dataset: PartDataset, source: EpisodeSource,
-                     gathers: tuple, named_learner: tuple[LearnerConfig, Learner | ImageLearner],
-                     images: ImageEvaluator | None) -> dict[str, pd.DataFrame]:
+def write_run_report(
+    cfg: RunConfig,
+    run_dir: Path,
+    records: pd.DataFrame,
+    quality: MaskQuality | None,
+    dataset: PartDataset,
+    source: EpisodeSource,
+    gathers: tuple,
+    named_learner: tuple[LearnerConfig, Learner | ImageLearner],
+    images: ImageEvaluator | None,
+) -> dict[str, pd.DataFrame]:
     """Write run_dir/tables and run_dir/plots; the tables by name (paired against the first
     learner when there are several; mask_quality when `quality`). `gathers` and
     `named_learner`: the last learner's, for the drawing of episode 0."""
     ci = ci_settings(cfg.to_dict()["report"])
     names = [spec.name for spec in cfg.learners]
-    tables = write_report(records, run_dir / "tables",
-                          baseline=names[0] if len(names) > 1 else None, **ci)
+    tables = write_report(
+        records, run_dir / "tables", baseline=names[0] if len(names) > 1 else None, **ci
+    )
     if quality is not None:
         tables["mask_quality"] = pd.DataFrame(quality.rows())
         save_table(tables["mask_quality"], run_dir / "tables" / "mask_quality")
-        print(f"predicted masks against the annotations ({quality.n_images} images): mIoU "
-              f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
-              f"feature grid, {100 * quality.image_miou:.1f} per pixel, "
-              f"{100 * quality.soft_miou:.1f} as soft coverage; goal {quality.pixel_goal()}",
-              file=sys.stderr)
+        print(
+            f"predicted masks against the annotations ({quality.n_images} images): mIoU "
+            f"{100 * quality.grid_miou:.1f} on the {quality.grid[0]}x{quality.grid[1]} "
+            f"feature grid, {100 * quality.image_miou:.1f} per pixel, "
+            f"{100 * quality.soft_miou:.1f} as soft coverage; goal {quality.pixel_goal()}",
+            file=sys.stderr,
+        )
     write_plots(records, run_dir / "plots", **ci)
-    plot_first_episode(run_dir / "plots" / "episode_0.png", dataset, source, gathers,
-                       named_learner, images)
+    plot_first_episode(
+        run_dir / "plots" / "episode_0.png", dataset, source, gathers, named_learner, images
+    )
     return tables
 
 
-def plot_first_episode(path: Path, dataset: PartDataset, source: EpisodeSource, gathers: tuple,
-                       named_learner: tuple[LearnerConfig, Learner | ImageLearner],
-                       images: ImageEvaluator | None = None) -> Path:
+def plot_first_episode(
+    path: Path,
+    dataset: PartDataset,
+    source: EpisodeSource,
+    gathers: tuple,
+    named_learner: tuple[LearnerConfig, Learner | ImageLearner],
+    images: ImageEvaluator | None = None,
+) -> Path:
     """Draw the run's first episode (support and two queries per way, part masks tinted) with the
     predictions of `named_learner` (the last learner in the config)."""
     spec, learner = named_learner
@@ -60,7 +76,12 @@ def plot_first_episode(path: Path, dataset: PartDataset, source: EpisodeSource, 
     episode, predicted = evaluate.preview(learner, source.episode(0), *gathers, predict=predict)
     names = {c.synset: c.name for c in classes()}
     return plot_predicted_episode(
-        episode.support, episode.query, [names.get(c, c) for c in episode.classes], predicted,
+        episode.support,
+        episode.query,
+        [names.get(c, c) for c in episode.classes],
+        predicted,
         lambda i: (np.asarray(dataset.load_image(i).convert("RGB")), dataset.slot_masks(i)),
-        path, slot_names=PART_SLOTS,
-        title=f"episode 0 ({episode.split}), predictions of {spec.name}")
+        path,
+        slot_names=PART_SLOTS,
+        title=f"episode 0 ({episode.split}), predictions of {spec.name}",
+    )

@@ -23,8 +23,8 @@ from benchmark.run.orchestrator import RunResult, run_benchmark
 from results.run_files import RESULT_FILE
 from results.run_result import ci_settings
 from results.schema import with_sections, write_result
-from results.training_seeds import seed_accuracy_table, seed_paired_table, seed_summary
 from results.tables import save_table, to_text
+from results.training_seeds import seed_accuracy_table, seed_paired_table, seed_summary
 
 
 @dataclass
@@ -42,8 +42,9 @@ def seed_config(cfg: RunConfig, seed: int) -> RunConfig:
     return dataclasses.replace(cfg, backbone=backbone, name=f"{cfg.name}-seed{seed}")
 
 
-def run_seeds(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False,
-              progress: bool = True) -> SeedsResult | None:
+def run_seeds(
+    cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False, progress: bool = True
+) -> SeedsResult | None:
     """Run `cfg` once per seed in `cfg.backbone.seeds` and report the spread between seeds
     (None on torchrun ranks > 0). A stopped multi-seed run resumes seed by seed."""
     parent = prepare_run_dir(cfg, run_dir, resume)
@@ -51,8 +52,12 @@ def run_seeds(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = Fal
     for seed in cfg.backbone.seeds:
         folder = parent / f"seed-{seed}"
         _say(f"\n=== training seed {seed} ({len(outcomes) + 1} of {len(cfg.backbone.seeds)})")
-        outcome = run_benchmark(seed_config(cfg, seed), run_dir=folder,
-                                resume=resume and folder.is_dir(), progress=progress)
+        outcome = run_benchmark(
+            seed_config(cfg, seed),
+            run_dir=folder,
+            resume=resume and folder.is_dir(),
+            progress=progress,
+        )
         if outcome is None:  # a torchrun rank > 0: rank 0 writes
             return None
         outcomes[seed] = outcome
@@ -67,7 +72,9 @@ def run_seeds(cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = Fal
         _say(f"\n{name.replace('_', ' ')} ({len(records)} training seeds):\n{to_text(table)}")
     summary = seed_summary(records, confidence=confidence)
     for seed, outcome in outcomes.items():
-        outcome.result = with_sections(outcome.result, {"seed_spread": summary | {"this_seed": seed}})
+        outcome.result = with_sections(
+            outcome.result, {"seed_spread": summary | {"this_seed": seed}}
+        )
         write_result(outcome.run_dir / RESULT_FILE, outcome.result)
     _say(f"\nper-seed result files: {parent}/seed-*/result.json   tables: {parent / 'tables'}")
     return SeedsResult(parent, outcomes, tables)

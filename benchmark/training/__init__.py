@@ -8,8 +8,12 @@ from benchmark.config.training import TrainConfig
 
 __all__ = ["EpisodeSpec", "TrainConfig", "load_checkpoint", "save_checkpoint", "train_backbone"]
 
-_LAZY = {"EpisodeSpec": "episodic", "load_checkpoint": "checkpoint",
-         "save_checkpoint": "checkpoint", "train_backbone": "loop"}
+_LAZY = {
+    "EpisodeSpec": "episodic",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "train_backbone": "loop",
+}
 
 
 def __getattr__(name: str):

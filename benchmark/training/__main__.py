@@ -16,17 +16,20 @@ import time
 
 import torch.distributed as dist
 
+from benchmark.config.training import PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
 from benchmark.data.errors import DatasetError
 from benchmark.data.partimagenet import load_partimagenet
 from benchmark.data.splits import TRAINING_SPLITS
 from benchmark.training.checkpoint import load_checkpoint
-from benchmark.config.training import PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
 from benchmark.training.loop import train_backbone
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmark.training", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", required=True, help="dataset root (real PartImageNet OOD or twin)")
     p.add_argument("--model", default="resnet10t", help="timm model name")
     p.add_argument("--image-size", type=int, default=64)
@@ -36,8 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=0.2)
     p.add_argument("--optimizer", default="sgd")
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--part-head", choices=["none", *(m for m in PART_HEAD_MODES if m)],
-                   default="none")
+    p.add_argument(
+        "--part-head", choices=["none", *(m for m in PART_HEAD_MODES if m)], default="none"
+    )
     p.add_argument("--part-head-epochs", type=int, default=None)
     p.add_argument("--n-way", type=int, default=10)
     p.add_argument("--k-shot", type=int, default=5)
@@ -57,22 +61,47 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     config = TrainConfig(
-        method=args.method, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        method=args.method,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
         part_head=False if args.part_head == "none" else args.part_head,
-        part_head_epochs=args.part_head_epochs, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, n_way=args.n_way, k_shot=args.k_shot,
-        n_query=args.n_query, episodes_per_epoch=args.episodes_per_epoch,
-        val_episodes=args.val_episodes, num_workers=args.workers)
+        part_head_epochs=args.part_head_epochs,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        n_way=args.n_way,
+        k_shot=args.k_shot,
+        n_query=args.n_query,
+        episodes_per_epoch=args.episodes_per_epoch,
+        val_episodes=args.val_episodes,
+        num_workers=args.workers,
+    )
     start = time.perf_counter()
-    best = train_backbone(dataset, config, model_name=args.model, image_size=args.image_size,
-                          seed=args.seed, out_dir=args.out, device=args.device,
-                          resume=not args.no_resume)
+    best = train_backbone(
+        dataset,
+        config,
+        model_name=args.model,
+        image_size=args.image_size,
+        seed=args.seed,
+        out_dir=args.out,
+        device=args.device,
+        resume=not args.no_resume,
+    )
     if not dist.is_initialized() or dist.get_rank() == 0:
         last = load_checkpoint(best.parent / "last.pt")
         meta = load_checkpoint(best)["meta"]
-        print(json.dumps({"best": str(best), "val_accuracy": meta["val_accuracy"],
-                          "epoch": meta["epoch"], "seconds": round(time.perf_counter() - start, 1),
-                          "history": last["history"]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "best": str(best),
+                    "val_accuracy": meta["val_accuracy"],
+                    "epoch": meta["epoch"],
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "history": last["history"],
+                },
+                indent=1,
+            )
+        )
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -30,8 +30,8 @@ from benchmark.models.tensor_hash import (
     file_hash_problem,
     tensors_sha256,
 )
-from episodes.storage import atomic_write_bytes, sha256_hex
 from episodes.errors import PartbenchError
+from episodes.storage import atomic_write_bytes, sha256_hex
 
 TRAIN_CLASSES_TAG = "partimagenet-ood-train"
 # The files of one training folder (the trained-weights cache keeps one per setting).
@@ -61,13 +61,15 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path, *, with_hash: bool = 
     digest = sha256_hex(data)
     atomic_write_bytes(path, data)
     if with_hash:
-        atomic_write_bytes(path.with_name(path.name + ".sha256"),
-                            f"{digest}  {path.name}\n".encode())
+        atomic_write_bytes(
+            path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode()
+        )
     return digest
 
 
-def load_checkpoint(path: str | Path, *, verify: bool = True,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, *, verify: bool = True, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """torch.load(weights_only=True) a checkpoint and verify what it returns.
 
     With `verify`: the sha256 file beside it (if present) must match the bytes, the stored
@@ -85,8 +87,10 @@ def load_checkpoint(path: str | Path, *, verify: bool = True,
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, garbage, a pickle that is not plain weights
-        raise CheckpointError(f"checkpoint {path} cannot be read as weights "
-                              f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read as weights "
+            f"({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+        ) from None
     if verify:
         problem = checkpoint_problem(obj)
         if problem is not None:
@@ -109,8 +113,9 @@ def usable_cached_checkpoint(out_dir: str | Path) -> Path | None:
         try:
             load_checkpoint(path)
         except CheckpointError as exc:
-            warnings.warn(f"{exc}; retraining (the damaged files are kept as *.corrupt)",
-                          stacklevel=2)
+            warnings.warn(
+                f"{exc}; retraining (the damaged files are kept as *.corrupt)", stacklevel=2
+            )
             for other in CHECKPOINT_NAMES:
                 for stale in (out_dir / other, out_dir / f"{other}.sha256"):
                     if stale.is_file():

@@ -11,7 +11,10 @@ from benchmark.models.part_head import part_seg_loss
 
 def classification_loss(
     outputs: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None],
-    labels: torch.Tensor, label_maps: torch.Tensor | None, *, part_weight: float,
+    labels: torch.Tensor,
+    label_maps: torch.Tensor | None,
+    *,
+    part_weight: float,
     label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch and its parts for logging.

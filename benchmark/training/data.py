@@ -45,8 +45,11 @@ def train_class_keys() -> tuple[str, ...]:
 
 
 def random_resized_crop_box(
-    height: int, width: int, generator: torch.Generator,
-    scale: tuple[float, float] = (0.35, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.35, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> tuple[int, int, int, int]:
     """(top, left, h, w) as torchvision's RandomResizedCrop, drawn from `generator`."""
     area = height * width
@@ -78,8 +81,9 @@ def view_size(source: ImageSource, indices: np.ndarray, image_size: int) -> int:
     return int(min(image_size * AUGMENT_MARGIN, largest))
 
 
-def training_view(source: ImageSource, image_index: int, size: int,
-                  with_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def training_view(
+    source: ImageSource, image_index: int, size: int, with_labels: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The image squashed to (size, size): pixels (S, S, 3) uint8 (the shared decode path, at
     reduced scale for large JPEGs), and with_labels the part label map (S, S) uint8 (slot
     0..12, background 13; nearest)."""
@@ -90,8 +94,10 @@ def training_view(source: ImageSource, image_index: int, size: int,
     slot_masks = torch.from_numpy(np.ascontiguousarray(source.slot_masks(image_index)))
     labels = label_map_from_slot_masks(slot_masks)[None]  # (1, H, W)
     if tuple(labels.shape[-2:]) != (record.height, record.width):
-        raise ValueError(f"image {image_index}: slot masks {tuple(labels.shape[-2:])} "
-                         f"do not match the image size {(record.height, record.width)}")
+        raise ValueError(
+            f"image {image_index}: slot masks {tuple(labels.shape[-2:])} "
+            f"do not match the image size {(record.height, record.width)}"
+        )
     if tuple(labels.shape[-2:]) != (size, size):
         labels = TF.resize(labels, [size, size], interpolation=InterpolationMode.NEAREST_EXACT)
     return pixels, labels[0].to(torch.uint8).numpy()
@@ -108,20 +114,35 @@ class SplitImages(Dataset):
     """
 
     def __init__(
-        self, source: ImageSource, split: str, *, image_size: int, mean: Sequence[float],
-        std: Sequence[float], augment: bool, seed: int, with_masks: bool = False,
-        class_keys: Sequence[str] | None = None, indices: np.ndarray | None = None,
-        interpolation: str = "bicubic", decoded: Any = None,
+        self,
+        source: ImageSource,
+        split: str,
+        *,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: bool,
+        seed: int,
+        with_masks: bool = False,
+        class_keys: Sequence[str] | None = None,
+        indices: np.ndarray | None = None,
+        interpolation: str = "bicubic",
+        decoded: Any = None,
     ) -> None:
         self.source = source
         self.split = split
-        self.indices = np.asarray(source.split_indices(split) if indices is None else indices,
-                                  dtype=np.int64)
+        self.indices = np.asarray(
+            source.split_indices(split) if indices is None else indices, dtype=np.int64
+        )
         if self.indices.size == 0:
-            raise ValueError(f"dataset {getattr(source, 'root', '')!s} has no images in split {split!r}")
+            raise ValueError(
+                f"dataset {getattr(source, 'root', '')!s} has no images in split {split!r}"
+            )
         wrong = [int(i) for i in self.indices if source.images[int(i)].split != split]
         if wrong:
-            raise ValueError(f"SplitImages({split!r}) was given images of another split: {wrong[:5]}")
+            raise ValueError(
+                f"SplitImages({split!r}) was given images of another split: {wrong[:5]}"
+            )
         self.image_size = int(image_size)
         self.view_size = view_size(source, self.indices, self.image_size)
         # a benchmark.training.decoded_cache.DecodedViews of these views, or None: decode per read
@@ -183,15 +204,17 @@ class SplitImages(Dataset):
             left, w = _to_view(left, w, width, side)
         else:
             top, left, h, w, flip = 0, 0, side, side, False
-        image = TF.resized_crop(image, top, left, h, w, size, interpolation=self.interpolation,
-                                antialias=True)
+        image = TF.resized_crop(
+            image, top, left, h, w, size, interpolation=self.interpolation, antialias=True
+        )
         if flip:
             image = TF.horizontal_flip(image)
         image = (image.float() / 255.0 - self.mean) / self.std
         if self.with_masks:
             masks = torch.from_numpy(np.array(labels))[None]  # (1, S, S)
-            masks = TF.resized_crop(masks, top, left, h, w, size,
-                                    interpolation=InterpolationMode.NEAREST_EXACT)
+            masks = TF.resized_crop(
+                masks, top, left, h, w, size, interpolation=InterpolationMode.NEAREST_EXACT
+            )
             if flip:
                 masks = TF.horizontal_flip(masks)
             masks = masks[0].long()

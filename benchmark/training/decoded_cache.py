@@ -44,8 +44,9 @@ def decoded_key(parts: dict[str, Any]) -> str:
 class _Views(Dataset):
     """Loader items for filling the cache: position k -> (pixels (S, S, 3), labels (S, S) | (0,))."""
 
-    def __init__(self, make_view: Callable[[int], tuple[np.ndarray, np.ndarray | None]],
-                 indices: np.ndarray) -> None:
+    def __init__(
+        self, make_view: Callable[[int], tuple[np.ndarray, np.ndarray | None]], indices: np.ndarray
+    ) -> None:
         self.make_view, self.indices = make_view, indices
 
     def __len__(self) -> int:
@@ -82,10 +83,18 @@ class DecodedViews:
         return {name: self.folder / f"{self.key}.{name}.npy" for name in names}
 
     @classmethod
-    def open(cls, cache_dir: str | os.PathLike, *, fingerprint: str, indices: np.ndarray,
-             view_size: int, with_labels: bool,
-             make_view: Callable[[int], tuple[np.ndarray, np.ndarray | None]],
-             num_workers: int = 0, progress: bool = False) -> "DecodedViews":
+    def open(
+        cls,
+        cache_dir: str | os.PathLike,
+        *,
+        fingerprint: str,
+        indices: np.ndarray,
+        view_size: int,
+        with_labels: bool,
+        make_view: Callable[[int], tuple[np.ndarray, np.ndarray | None]],
+        num_workers: int = 0,
+        progress: bool = False,
+    ) -> "DecodedViews":
         """The cached views of `indices`, built (decoding every image once) when missing or
         when the files on disk fail verification.
 
@@ -99,14 +108,21 @@ class DecodedViews:
             num_workers: DataLoader workers decoding while building.
         """
         idx = np.ascontiguousarray(indices, dtype="<i8")
-        parts = {"dataset": fingerprint, "indices": sha256_hex(idx.tobytes()),
-                 "n_images": int(idx.size), "view_size": int(view_size), "with_labels": bool(with_labels)}
+        parts = {
+            "dataset": fingerprint,
+            "indices": sha256_hex(idx.tobytes()),
+            "n_images": int(idx.size),
+            "view_size": int(view_size),
+            "with_labels": bool(with_labels),
+        }
         views = cls(Path(cache_dir) / DECODED_FOLDER, decoded_key(parts), idx, with_labels)
         problem = views._verify(parts, view_size)
         if problem is not None:
             if problem != "missing":
-                warnings.warn(f"decoded-image cache {views.header_path.name}: {problem}; rebuilding",
-                              stacklevel=2)
+                warnings.warn(
+                    f"decoded-image cache {views.header_path.name}: {problem}; rebuilding",
+                    stacklevel=2,
+                )
             views._build(parts, view_size, make_view, num_workers, progress)
         return views
 
@@ -142,44 +158,56 @@ class DecodedViews:
                 return f"{path.name} does not match its sha256 (changed or cut short)"
         return None
 
-    def _build(self, parts: dict[str, Any], view_size: int,
-               make_view: Callable[[int], tuple[np.ndarray, np.ndarray | None]],
-               num_workers: int, progress: bool) -> None:
+    def _build(
+        self,
+        parts: dict[str, Any],
+        view_size: int,
+        make_view: Callable[[int], tuple[np.ndarray, np.ndarray | None]],
+        num_workers: int,
+        progress: bool,
+    ) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.header_path.unlink(missing_ok=True)  # no header: the set is incomplete
         for path in self._array_paths().values():
             if path.is_dir() and not path.is_symlink():  # damage: set it aside, never delete it
                 os.replace(path, path.with_name(f"{path.name}.corrupt-{os.getpid()}"))
         n, s = len(self.indices), int(view_size)
-        tmp = {name: path.with_name(f"{path.name}.tmp-{os.getpid()}")
-               for name, path in self._array_paths().items()}
+        tmp = {
+            name: path.with_name(f"{path.name}.tmp-{os.getpid()}")
+            for name, path in self._array_paths().items()
+        }
         arrays = {"pixels": np.lib.format.open_memmap(tmp["pixels"], "w+", np.uint8, (n, s, s, 3))}
         if self.with_labels:
             arrays["labels"] = np.lib.format.open_memmap(tmp["labels"], "w+", np.uint8, (n, s, s))
         loader = DataLoader(_Views(make_view, self.indices), batch_size=32, num_workers=num_workers)
         row = 0
         try:
-            for pixels, labels in tqdm(loader, desc="decoded-image cache", disable=not progress,
-                                       leave=False):
-                arrays["pixels"][row:row + len(pixels)] = pixels.numpy()
+            for pixels, labels in tqdm(
+                loader, desc="decoded-image cache", disable=not progress, leave=False
+            ):
+                arrays["pixels"][row : row + len(pixels)] = pixels.numpy()
                 if self.with_labels:
-                    arrays["labels"][row:row + len(pixels)] = labels.numpy()
+                    arrays["labels"][row : row + len(pixels)] = labels.numpy()
                 row += len(pixels)
             files = {}
-            for name, array in arrays.items():
+            for array in arrays.values():
                 array.flush()
                 del array
             arrays.clear()
             for name, path in self._array_paths().items():
-                files[name] = {"shape": [n, s, s, 3] if name == "pixels" else [n, s, s],
-                               "sha256": file_sha256(tmp[name])}
+                files[name] = {
+                    "shape": [n, s, s, 3] if name == "pixels" else [n, s, s],
+                    "sha256": file_sha256(tmp[name]),
+                }
                 os.replace(tmp[name], path)
         finally:
             arrays.clear()
             for path in tmp.values():
                 path.unlink(missing_ok=True)
-        atomic_write_text(self.header_path, json.dumps(
-            {"key": self.key, "parts": parts, "files": files}, sort_keys=True, indent=1))
+        atomic_write_text(
+            self.header_path,
+            json.dumps({"key": self.key, "parts": parts, "files": files}, sort_keys=True, indent=1),
+        )
 
     # ---- reading ----------------------------------------------------------------------------
     def view(self, image_index: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -199,6 +227,8 @@ class DecodedViews:
     @property
     def nbytes(self) -> int:
         """Bytes on disk of this set's files."""
-        return sum(p.stat().st_size for p in [*self._array_paths().values(), self.header_path]
-                   if p.is_file())
-
+        return sum(
+            p.stat().st_size
+            for p in [*self._array_paths().values(), self.header_path]
+            if p.is_file()
+        )

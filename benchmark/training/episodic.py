@@ -39,8 +39,15 @@ def episode_sampler(labels: Sequence[str], *, seed: int, split: str, spec: Episo
     subset may lack some of the split's classes)."""
     splits = class_splits()
     present = {s: splits[s] for s in sorted(set(np.asarray(labels).tolist())) if s in splits}
-    return EpisodeSampler(list(labels), seed=seed, split=split, n_way=spec.n_way,
-                          k_shot=spec.k_shot, n_query=spec.n_query, class_splits=present)
+    return EpisodeSampler(
+        list(labels),
+        seed=seed,
+        split=split,
+        n_way=spec.n_way,
+        k_shot=spec.k_shot,
+        n_query=spec.n_query,
+        class_splits=present,
+    )
 
 
 def episode_arrays(sampler, n_episodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,8 +64,9 @@ class EpisodeImages(Dataset):
     `episode_ids[i]` is the sampler's episode number, so each epoch can use fresh episodes.
     """
 
-    def __init__(self, images: SplitImages, sampler, episode_ids: Sequence[int],
-                 with_masks: bool = False) -> None:
+    def __init__(
+        self, images: SplitImages, sampler, episode_ids: Sequence[int], with_masks: bool = False
+    ) -> None:
         if images.with_masks != with_masks:
             raise ValueError("EpisodeImages(with_masks=...) must match its SplitImages")
         self.images, self.sampler = images, sampler
@@ -70,9 +78,16 @@ class EpisodeImages(Dataset):
     def __getitem__(self, i: int):
         episode: Episode = self.sampler[self.episode_ids[i]]
         k_shot = len(episode.support[0])
-        if any(len(w) != k_shot for w in episode.support) or len({len(w) for w in episode.query}) != 1:
-            raise ValueError(f"episode {episode.index}: ProtoNet training needs equal shots per way")
-        order = [x for way in episode.support for x in way] + [x for way in episode.query for x in way]
+        if (
+            any(len(w) != k_shot for w in episode.support)
+            or len({len(w) for w in episode.query}) != 1
+        ):
+            raise ValueError(
+                f"episode {episode.index}: ProtoNet training needs equal shots per way"
+            )
+        order = [x for way in episode.support for x in way] + [
+            x for way in episode.query for x in way
+        ]
         loaded = [self.images.load(int(x)) for x in order]
         stack = torch.stack([image for image, _, _ in loaded])
         maps = torch.stack([m for _, _, m in loaded])
@@ -86,7 +101,9 @@ def protonet_logits(support: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
     return -torch.cdist(query.float(), prototypes).pow(2)
 
 
-def protonet_loss(embeddings: torch.Tensor, n_way: int, k_shot: int) -> tuple[torch.Tensor, torch.Tensor]:
+def protonet_loss(
+    embeddings: torch.Tensor, n_way: int, k_shot: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Episode loss and query accuracy. embeddings: (N*(K+Q), D) in EpisodeImages order."""
     n_support = n_way * k_shot
     support = embeddings[:n_support].reshape(n_way, k_shot, -1)
@@ -98,8 +115,13 @@ def protonet_loss(embeddings: torch.Tensor, n_way: int, k_shot: int) -> tuple[to
 
 
 @torch.no_grad()
-def protonet_accuracy(embeddings: torch.Tensor, image_indices: np.ndarray, support: np.ndarray,
-                      query: np.ndarray, chunk: int = 256) -> float:
+def protonet_accuracy(
+    embeddings: torch.Tensor,
+    image_indices: np.ndarray,
+    support: np.ndarray,
+    query: np.ndarray,
+    chunk: int = 256,
+) -> float:
     """Mean query accuracy of ProtoNet over B episodes, on precomputed embeddings.
 
     embeddings: (n, D) for dataset images `image_indices` (n,); support (B, N, K) and query
@@ -110,7 +132,7 @@ def protonet_accuracy(embeddings: torch.Tensor, image_indices: np.ndarray, suppo
     learner = get_learner("protonet")
     correct, total = 0, 0
     for start in range(0, support.shape[0], chunk):
-        s, q = support[start:start + chunk], query[start:start + chunk]
+        s, q = support[start : start + chunk], query[start : start + chunk]
         batch = EpisodeBatch("val", np.arange(len(s)), np.zeros(s.shape[:2], np.int64), s, q)
         try:
             out = predict_batch(learner, batch, features.gather, features.gather)

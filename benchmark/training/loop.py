@@ -27,9 +27,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from benchmark.config.cache_layout import cache_root
-from benchmark.models.device import autocast, resolve_precision
-from benchmark.training.checkpoint import TRAIN_CLASSES_TAG, cpu_state_dict, load_checkpoint, save_checkpoint
-from benchmark.training.classification import classification_loss
 from benchmark.config.training import (
     BATCHNORM_MODES,
     PART_HEAD_MODES,
@@ -38,18 +35,40 @@ from benchmark.config.training import (
     TrainConfig,
     weights_identity,
 )
+from benchmark.models.device import autocast, resolve_precision
+from benchmark.models.part_head import part_seg_loss
+from benchmark.training.checkpoint import (
+    TRAIN_CLASSES_TAG,
+    cpu_state_dict,
+    load_checkpoint,
+    save_checkpoint,
+)
+from benchmark.training.classification import classification_loss
 from benchmark.training.data import ImageSource, SplitImages, derive_seed, train_class_keys
 from benchmark.training.decoded_cache import DecodedViews
 from benchmark.training.distributed import DistContext, init_distributed
 from benchmark.training.episodic import (
-    EpisodeImages, EpisodeSpec, episode_arrays, episode_sampler, protonet_accuracy, protonet_loss,
+    EpisodeImages,
+    EpisodeSpec,
+    episode_arrays,
+    episode_sampler,
+    protonet_accuracy,
+    protonet_loss,
 )
 from benchmark.training.model import build_training_model, set_batchnorm_mode
-from benchmark.models.part_head import part_seg_loss
+
 
 def train_backbone(
-    dataset: ImageSource, config: TrainConfig, *, model_name: str, image_size: int, seed: int,
-    out_dir: str | Path, device: str = "auto", resume: bool = True, progress: bool = True,
+    dataset: ImageSource,
+    config: TrainConfig,
+    *,
+    model_name: str,
+    image_size: int,
+    seed: int,
+    out_dir: str | Path,
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
     decoded_cache: str | Path | None = None,
 ) -> Path:
     """Train `model_name` from random init on `dataset`'s train split; return best.pt's path.
@@ -75,8 +94,16 @@ def train_backbone(
     identity = weights_identity(config, model_name=model_name, image_size=image_size, seed=seed)
     if decoded_cache is None and config.decoded_cache:
         decoded_cache = cache_root(None)  # asked for in the config: the default cache folder
-    return _Trainer(dataset, config.resolved(), identity, Path(out_dir), ctx, resume, progress,
-                    Path(decoded_cache) if decoded_cache is not None else None).run()
+    return _Trainer(
+        dataset,
+        config.resolved(),
+        identity,
+        Path(out_dir),
+        ctx,
+        resume,
+        progress,
+        Path(decoded_cache) if decoded_cache is not None else None,
+    ).run()
 
 
 def _validate(config: TrainConfig, image_size: int, world_size: int) -> None:
@@ -89,17 +116,29 @@ def _validate(config: TrainConfig, image_size: int, world_size: int) -> None:
     if config.epochs < 1 or image_size < 8:
         raise ValueError("epochs must be >= 1 and image_size >= 8")
     if config.batch_size % world_size:
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of "
-                         f"processes ({world_size})")
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by the number of "
+            f"processes ({world_size})"
+        )
     if config.method == "protonet" and config.episodes_per_step % world_size:
-        raise ValueError(f"episodes_per_step {config.episodes_per_step} must be divisible by the "
-                         f"number of processes ({world_size})")
+        raise ValueError(
+            f"episodes_per_step {config.episodes_per_step} must be divisible by the "
+            f"number of processes ({world_size})"
+        )
 
 
 class _Trainer:
-    def __init__(self, dataset: ImageSource, config: TrainConfig, identity: dict[str, Any],
-                 out_dir: Path, ctx: DistContext, resume: bool, progress: bool,
-                 decoded_cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        dataset: ImageSource,
+        config: TrainConfig,
+        identity: dict[str, Any],
+        out_dir: Path,
+        ctx: DistContext,
+        resume: bool,
+        progress: bool,
+        decoded_cache: Path | None = None,
+    ) -> None:
         self.model_name, self.image_size = identity["model_name"], identity["image_size"]
         self.seed = identity["seed"]
         _validate(config, self.image_size, ctx.world_size)
@@ -115,8 +154,9 @@ class _Trainer:
         if self.batchnorm == "auto":
             self.batchnorm = "sync" if ctx.distributed and self.cuda else "local"
         self.class_keys = train_class_keys()
-        self.labels = np.asarray(dataset.labels if hasattr(dataset, "labels")
-                                 else [r.synset for r in dataset.images])
+        self.labels = np.asarray(
+            dataset.labels if hasattr(dataset, "labels") else [r.synset for r in dataset.images]
+        )
         # selected.pt: the best epoch so far; best.pt appears only once training is complete, so
         # its presence means "done" (the runner reuses it without loading the trainer).
         self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
@@ -124,9 +164,12 @@ class _Trainer:
 
         c = config
         self.model, data_cfg = build_training_model(
-            self.model_name, image_size=self.image_size,
+            self.model_name,
+            image_size=self.image_size,
             n_classes=len(self.class_keys) if c.method == "classification" else None,
-            part_head=bool(c.part_head), seed=derive_seed(self.seed, 0xB0) % (1 << 31))
+            part_head=bool(c.part_head),
+            seed=derive_seed(self.seed, 0xB0) % (1 << 31),
+        )
         self.mean, self.std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])
         self.interpolation = str(data_cfg.get("interpolation", "bicubic"))
         if self.batchnorm == "sync":
@@ -135,9 +178,16 @@ class _Trainer:
         if self.cuda:
             self.model.to(memory_format=torch.channels_last)
 
-        val = SplitImages(dataset, "val", image_size=self.image_size, mean=self.mean,
-                          std=self.std, augment=False, seed=self.seed,
-                          interpolation=self.interpolation)
+        val = SplitImages(
+            dataset,
+            "val",
+            image_size=self.image_size,
+            mean=self.mean,
+            std=self.std,
+            augment=False,
+            seed=self.seed,
+            interpolation=self.interpolation,
+        )
         val.decoded = self._decoded_views(val, with_labels=False)
         self.val_images = val
         spec = EpisodeSpec(VAL_WAYS, c.val_k_shot, c.val_n_query, c.val_episodes)
@@ -147,7 +197,9 @@ class _Trainer:
     # ---- phases -------------------------------------------------------------------------
     @property
     def total_epochs(self) -> int:
-        return self.config.epochs + (self.config.part_head_epochs if self.config.part_head == "after" else 0)
+        return self.config.epochs + (
+            self.config.part_head_epochs if self.config.part_head == "after" else 0
+        )
 
     def _in_after_phase(self, epoch: int) -> bool:
         return self.config.part_head == "after" and epoch >= self.config.epochs
@@ -172,14 +224,17 @@ class _Trainer:
         per_rank = n_train // self.ctx.world_size
         steps = per_rank // (c.batch_size // self.ctx.world_size)
         if steps < 1:
-            raise ValueError(f"batch_size {c.batch_size} is larger than the train split ({n_train} images)")
+            raise ValueError(
+                f"batch_size {c.batch_size} is larger than the train split ({n_train} images)"
+            )
         return steps
 
     def _optimizer(self, after_phase: bool):
         c = self.config
         trainable = self.model.part_head if after_phase else self.model  # frozen params skipped
-        opt = timm.optim.create_optimizer_v2(trainable, opt=c.optimizer, lr=c.lr,
-                                             weight_decay=c.weight_decay, momentum=0.9)
+        opt = timm.optim.create_optimizer_v2(
+            trainable, opt=c.optimizer, lr=c.lr, weight_decay=c.weight_decay, momentum=0.9
+        )
         n_epochs = c.part_head_epochs if after_phase else c.epochs
         total = n_epochs * self._steps_per_epoch(after_phase)
         warmup = 0 if after_phase else int(round(c.warmup_epochs * self._steps_per_epoch(False)))
@@ -187,7 +242,9 @@ class _Trainer:
         def factor(step: int) -> float:  # linear warm-up, then cosine to zero
             if step < warmup:
                 return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            return 0.5 * (
+                1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))
+            )
 
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
@@ -199,20 +256,40 @@ class _Trainer:
 
     # ---- data ---------------------------------------------------------------------------
     def _loader_kwargs(self, epoch: int) -> dict[str, Any]:
-        return dict(num_workers=self.num_workers, pin_memory=self.cuda,
-                    persistent_workers=False,
-                    generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch, 0xD1)))
+        return dict(
+            num_workers=self.num_workers,
+            pin_memory=self.cuda,
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(derive_seed(self.seed, epoch, 0xD1)),
+        )
 
     def _train_images(self, epoch: int, with_masks: bool) -> SplitImages:
         c = self.config
-        train = SplitImages(self.dataset, "train", image_size=self.image_size, mean=self.mean,
-                            std=self.std, augment=True, seed=self.seed, with_masks=with_masks,
-                            interpolation=self.interpolation, class_keys=self.class_keys)
+        train = SplitImages(
+            self.dataset,
+            "train",
+            image_size=self.image_size,
+            mean=self.mean,
+            std=self.std,
+            augment=True,
+            seed=self.seed,
+            with_masks=with_masks,
+            interpolation=self.interpolation,
+            class_keys=self.class_keys,
+        )
         if self.decoded_cache is not None and self._decoded_train is None:
             # one set for all epochs; with label maps whenever a part head trains in any phase
-            labelled = SplitImages(self.dataset, "train", image_size=self.image_size, mean=self.mean,
-                                   std=self.std, augment=True, seed=self.seed,
-                                   with_masks=bool(c.part_head), class_keys=self.class_keys)
+            labelled = SplitImages(
+                self.dataset,
+                "train",
+                image_size=self.image_size,
+                mean=self.mean,
+                std=self.std,
+                augment=True,
+                seed=self.seed,
+                with_masks=bool(c.part_head),
+                class_keys=self.class_keys,
+            )
             self._decoded_train = self._decoded_views(labelled, with_labels=bool(c.part_head))
         train.decoded = self._decoded_train
         train.set_epoch(epoch)
@@ -222,10 +299,15 @@ class _Trainer:
         """The decoded-image cache of `images`' views (built by rank 0 first), or None."""
         if self.decoded_cache is None:
             return None
-        common = dict(fingerprint=self.dataset.fingerprint, indices=images.indices,
-                      view_size=images.view_size, with_labels=with_labels,
-                      make_view=images.make_view, num_workers=self.num_workers,
-                      progress=self.progress)
+        common = dict(
+            fingerprint=self.dataset.fingerprint,
+            indices=images.indices,
+            view_size=images.view_size,
+            with_labels=with_labels,
+            make_view=images.make_view,
+            num_workers=self.num_workers,
+            progress=self.progress,
+        )
         if self.ctx.is_main:
             views = DecodedViews.open(self.decoded_cache, **common)
         self.ctx.barrier()
@@ -236,11 +318,22 @@ class _Trainer:
     def _image_loader(self, epoch: int, with_masks: bool) -> DataLoader:
         c = self.config
         train = self._train_images(epoch, with_masks)
-        sampler = DistributedSampler(train, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
-                                     shuffle=True, seed=self.seed, drop_last=True)
+        sampler = DistributedSampler(
+            train,
+            num_replicas=self.ctx.world_size,
+            rank=self.ctx.rank,
+            shuffle=True,
+            seed=self.seed,
+            drop_last=True,
+        )
         sampler.set_epoch(epoch)
-        return DataLoader(train, batch_size=c.batch_size // self.ctx.world_size, sampler=sampler,
-                          drop_last=True, **self._loader_kwargs(epoch))
+        return DataLoader(
+            train,
+            batch_size=c.batch_size // self.ctx.world_size,
+            sampler=sampler,
+            drop_last=True,
+            **self._loader_kwargs(epoch),
+        )
 
     def _episode_loader(self, epoch: int, with_masks: bool) -> DataLoader:
         c = self.config
@@ -250,10 +343,17 @@ class _Trainer:
         per_rank = c.episodes_per_step // self.ctx.world_size
         steps = self._steps_per_epoch(False)
         first = epoch * steps * c.episodes_per_step  # fresh episodes every epoch
-        ids = [first + s * c.episodes_per_step + self.ctx.rank * per_rank + j
-               for s in range(steps) for j in range(per_rank)]
-        return DataLoader(EpisodeImages(images, sampler, ids, with_masks=with_masks),
-                          batch_size=per_rank, shuffle=False, **self._loader_kwargs(epoch))
+        ids = [
+            first + s * c.episodes_per_step + self.ctx.rank * per_rank + j
+            for s in range(steps)
+            for j in range(per_rank)
+        ]
+        return DataLoader(
+            EpisodeImages(images, sampler, ids, with_masks=with_masks),
+            batch_size=per_rank,
+            shuffle=False,
+            **self._loader_kwargs(epoch),
+        )
 
     # ---- steps --------------------------------------------------------------------------
     def _autocast(self):
@@ -271,8 +371,13 @@ class _Trainer:
         maps = self._to_device(maps) if maps.numel() else None
         with self._autocast():
             outputs = net(images)
-        return classification_loss(outputs, labels, maps, part_weight=part_weight,
-                                   label_smoothing=self.config.label_smoothing)
+        return classification_loss(
+            outputs,
+            labels,
+            maps,
+            part_weight=part_weight,
+            label_smoothing=self.config.label_smoothing,
+        )
 
     def _step_episodes(self, net: nn.Module, batch):
         images, maps, n_way, k_shot = batch  # images (b, n, 3, S, S); maps (b, n, S, S) | (b, n, 0)
@@ -281,7 +386,9 @@ class _Trainer:
         with self._autocast():
             pooled, _, part_logits = net(flat)
         pooled = pooled.float().reshape(b, n, -1)
-        losses, accs = zip(*(protonet_loss(pooled[i], int(n_way[i]), int(k_shot[i])) for i in range(b)))
+        losses, accs = zip(
+            *(protonet_loss(pooled[i], int(n_way[i]), int(k_shot[i])) for i in range(b))
+        )
         loss = torch.stack(losses).mean()
         stats = {"ce": float(loss.detach()), "acc": float(torch.stack(accs).mean())}
         if part_logits is not None:
@@ -297,16 +404,22 @@ class _Trainer:
         was_training = self.model.training
         self.model.eval()
         # A DataLoader draws its workers' base seed from `generator`, else from the global RNG.
-        loader = DataLoader(self.val_images, batch_size=max(64, self.config.batch_size),
-                            shuffle=False, num_workers=self.num_workers, pin_memory=self.cuda,
-                            generator=torch.Generator().manual_seed(self.seed))
+        loader = DataLoader(
+            self.val_images,
+            batch_size=max(64, self.config.batch_size),
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.cuda,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
         chunks = []
         for images, _, _ in loader:
             with self._autocast():
                 chunks.append(self.model.embed(self._to_device(images, True)).float().cpu())
         self.model.train(was_training)
-        acc = protonet_accuracy(torch.cat(chunks), self.val_images.indices, self.val_support,
-                                self.val_query)
+        acc = protonet_accuracy(
+            torch.cat(chunks), self.val_images.indices, self.val_support, self.val_query
+        )
         if self.ctx.distributed:  # every rank embeds the same images; rank 0's number decides
             t = torch.tensor([acc], dtype=torch.float64, device=self.device)
             dist.broadcast(t, src=0)
@@ -317,20 +430,32 @@ class _Trainer:
     def _meta(self, epoch: int, val_accuracy: float | None) -> dict[str, Any]:
         c = self.config
         return {
-            "model_name": self.model_name, "image_size": self.image_size, "method": c.method,
-            "epoch": int(epoch), "val_accuracy": None if val_accuracy is None else float(val_accuracy),
-            "train_classes": TRAIN_CLASSES_TAG, "saw_test_classes": False,
+            "model_name": self.model_name,
+            "image_size": self.image_size,
+            "method": c.method,
+            "epoch": int(epoch),
+            "val_accuracy": None if val_accuracy is None else float(val_accuracy),
+            "train_classes": TRAIN_CLASSES_TAG,
+            "saw_test_classes": False,
             "dataset_fingerprint": str(getattr(self.dataset, "fingerprint", "")),
-            "part_head": c.part_head or None, "mean": list(self.mean), "std": list(self.std),
-            "batchnorm": self.batchnorm, "config": self.identity,
+            "part_head": c.part_head or None,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "batchnorm": self.batchnorm,
+            "config": self.identity,
         }
 
     def _save_selected(self, epoch: int, acc: float) -> None:
         if self.ctx.is_main:
             head = self.model.part_head if self.config.part_head == "joint" else None
-            save_checkpoint({"model": cpu_state_dict(self.model.backbone),
-                             "part_head": cpu_state_dict(head) if head is not None else None,
-                             "meta": self._meta(epoch, acc)}, self.selected_path)
+            save_checkpoint(
+                {
+                    "model": cpu_state_dict(self.model.backbone),
+                    "part_head": cpu_state_dict(head) if head is not None else None,
+                    "meta": self._meta(epoch, acc),
+                },
+                self.selected_path,
+            )
         self.ctx.barrier()
 
     def _write_best(self) -> None:
@@ -345,15 +470,23 @@ class _Trainer:
     def _save_last(self, epochs_done: int, opt, sched) -> None:
         if self.ctx.is_main:
             m = self.model
-            save_checkpoint({
-                "model": cpu_state_dict(m.backbone),
-                "classifier": cpu_state_dict(m.classifier) if m.classifier is not None else None,
-                "part_head": cpu_state_dict(m.part_head) if m.part_head is not None else None,
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "epochs_done": epochs_done, "best_val_accuracy": self.best_acc,
-                "best_epoch": self.best_epoch, "history": self.history,
-                "meta": self._meta(epochs_done, self.best_acc),
-            }, self.last_path)
+            save_checkpoint(
+                {
+                    "model": cpu_state_dict(m.backbone),
+                    "classifier": cpu_state_dict(m.classifier)
+                    if m.classifier is not None
+                    else None,
+                    "part_head": cpu_state_dict(m.part_head) if m.part_head is not None else None,
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epochs_done": epochs_done,
+                    "best_val_accuracy": self.best_acc,
+                    "best_epoch": self.best_epoch,
+                    "history": self.history,
+                    "meta": self._meta(epochs_done, self.best_acc),
+                },
+                self.last_path,
+            )
         self.ctx.barrier()
 
     def _load_last(self) -> dict[str, Any] | None:
@@ -362,15 +495,21 @@ class _Trainer:
         state = load_checkpoint(self.last_path)
         saved, wanted = state["meta"]["config"], self.identity
         if saved != wanted:
-            flat = lambda d: {**{k: v for k, v in d.items() if k != "train"},  # noqa: E731
-                              **d.get("train", {})}
+
+            def flat(d: dict) -> dict:
+                return {**{k: v for k, v in d.items() if k != "train"}, **d.get("train", {})}
+
             saved, wanted = flat(saved), flat(wanted)
             diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-            raise ValueError(f"{self.last_path} was written by a run with other settings "
-                             f"({', '.join(diff)}); use another out_dir or resume=False")
+            raise ValueError(
+                f"{self.last_path} was written by a run with other settings "
+                f"({', '.join(diff)}); use another out_dir or resume=False"
+            )
         if state["meta"]["dataset_fingerprint"] != str(getattr(self.dataset, "fingerprint", "")):
-            raise ValueError(f"{self.last_path} was trained on another dataset (fingerprint "
-                             "differs); use another out_dir or resume=False")
+            raise ValueError(
+                f"{self.last_path} was trained on another dataset (fingerprint "
+                "differs); use another out_dir or resume=False"
+            )
         return state
 
     def _restore_modules(self, state: dict[str, Any]) -> None:
@@ -391,7 +530,10 @@ class _Trainer:
         if state is not None:
             self._restore_modules(state)
             start = int(state["epochs_done"])
-            self.best_acc, self.best_epoch = float(state["best_val_accuracy"]), int(state["best_epoch"])
+            self.best_acc, self.best_epoch = (
+                float(state["best_val_accuracy"]),
+                int(state["best_epoch"]),
+            )
             self.history = list(state["history"])
         if start >= self.total_epochs and self.best_path.is_file():
             return self.best_path
@@ -404,19 +546,29 @@ class _Trainer:
             self.ctx.barrier()
             acc0 = self.val_accuracy()
             self.history.append({"epoch": 0, "val_accuracy": acc0})
-        epochs_bar = tqdm(range(start, self.total_epochs), desc=f"train {self.model_name} ({c.method})",
-                          disable=not self.progress, initial=start, total=self.total_epochs)
+        epochs_bar = tqdm(
+            range(start, self.total_epochs),
+            desc=f"train {self.model_name} ({c.method})",
+            disable=not self.progress,
+            initial=start,
+            total=self.total_epochs,
+        )
         opt = sched = None
         phase = None
         for epoch in epochs_bar:
             after = self._in_after_phase(epoch)
             if phase != after:
                 if after:  # part head on the frozen selected backbone
-                    self.model.backbone.load_state_dict(load_checkpoint(self.selected_path)["model"])
+                    self.model.backbone.load_state_dict(
+                        load_checkpoint(self.selected_path)["model"]
+                    )
                 self._set_trainable(after)
                 opt, sched = self._optimizer(after)
-                if state is not None and int(state["epochs_done"]) == epoch \
-                        and self._in_after_phase(epoch - 1) == after:
+                if (
+                    state is not None
+                    and int(state["epochs_done"]) == epoch
+                    and self._in_after_phase(epoch - 1) == after
+                ):
                     opt.load_state_dict(state["optimizer"])
                     sched.load_state_dict(state["scheduler"])
                 net, phase = self._wrap(), after
@@ -431,8 +583,10 @@ class _Trainer:
             self.history.append(record)
             epochs_bar.set_postfix(loss=f"{stats['loss']:.3f}", val=f"{self.best_acc:.3f}")
             if self.progress:
-                tqdm.write(f"epoch {epoch + 1}/{self.total_epochs}: "
-                           + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch"))
+                tqdm.write(
+                    f"epoch {epoch + 1}/{self.total_epochs}: "
+                    + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch")
+                )
             self._save_last(epoch + 1, opt, sched)
         self._write_best()
         return self.best_path
@@ -444,7 +598,11 @@ class _Trainer:
         set_batchnorm_mode(self.model, self.batchnorm)
         episodic = c.method == "protonet" and not after
         with_masks = c.part_head == "joint" or after
-        loader = self._episode_loader(epoch, with_masks) if episodic else self._image_loader(epoch, with_masks)
+        loader = (
+            self._episode_loader(epoch, with_masks)
+            if episodic
+            else self._image_loader(epoch, with_masks)
+        )
         totals: dict[str, float] = {}
         n = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
@@ -458,7 +616,9 @@ class _Trainer:
                 if episodic:
                     loss, stats = self._step_episodes(net, batch)
                 else:
-                    loss, stats = self._step_images(net, batch, 1.0 if after else c.part_head_weight)
+                    loss, stats = self._step_images(
+                        net, batch, 1.0 if after else c.part_head_weight
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -47,8 +47,9 @@ class TrainingModel(nn.Module):
         return self.trunk(images)[1]
 
 
-def build_training_model(model_name: str, *, image_size: int, n_classes: int | None,
-                         part_head: bool, seed: int) -> tuple[TrainingModel, dict]:
+def build_training_model(
+    model_name: str, *, image_size: int, n_classes: int | None, part_head: bool, seed: int
+) -> tuple[TrainingModel, dict]:
     """A randomly initialised timm backbone (benchmark.models.backbones, weights="random") plus heads.
 
     Returns the model and the backbone's timm data config (mean, std, interpolation). Heads are

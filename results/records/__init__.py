@@ -19,6 +19,12 @@ from results.records.repair import repair_records
 from results.records.write import RecordWriter
 
 __all__ = [
-    "RecordError", "RecordWriter", "make_record", "read_records", "record_line",
-    "records_from_predictions", "rejected_path", "repair_records",
+    "RecordError",
+    "RecordWriter",
+    "make_record",
+    "read_records",
+    "record_line",
+    "records_from_predictions",
+    "rejected_path",
+    "repair_records",
 ]

@@ -37,8 +37,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from episodes.storage import canonical_json, json_sha256
 from episodes.errors import PartbenchError
+from episodes.storage import canonical_json, json_sha256
 
 # name -> (accepted Python types, may be None)
 RECORD_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -101,19 +101,32 @@ def record_problems(record: Any) -> list[str]:
     for name in ("per_class", "per_super_category"):
         counts = record[name]
         for key, pair in counts.items():
-            if (not isinstance(pair, list) or len(pair) != 2
-                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
-                    or not 0 <= pair[0] <= pair[1]):
-                problems.append(f"{name}[{key!r}]: expected [correct, total] with 0<=correct<=total, "
-                                f"got {pair!r}")
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+                or not 0 <= pair[0] <= pair[1]
+            ):
+                problems.append(
+                    f"{name}[{key!r}]: expected [correct, total] with 0<=correct<=total, "
+                    f"got {pair!r}"
+                )
         if not problems and counts and sum(p[1] for p in counts.values()) != record["total"]:
-            problems.append(f"{name}: totals sum to {sum(p[1] for p in counts.values())}, "
-                            f"not total={record['total']}")
+            problems.append(
+                f"{name}: totals sum to {sum(p[1] for p in counts.values())}, "
+                f"not total={record['total']}"
+            )
     contributions = record["part_contributions"]
     if contributions is not None:
         for key, value in contributions.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                problems.append(f"part_contributions[{key!r}]: expected a finite number, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                problems.append(
+                    f"part_contributions[{key!r}]: expected a finite number, got {value!r}"
+                )
     return problems
 
 
@@ -131,4 +144,3 @@ def record_line(record: Mapping[str, Any]) -> str:
     """The line a record is stored as: canonical JSON with its checksum, and a newline."""
     body = {k: v for k, v in record.items() if k != CHECKSUM_FIELD}
     return _dumps({**body, CHECKSUM_FIELD: record_checksum(body)}) + "\n"
-

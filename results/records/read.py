@@ -19,8 +19,15 @@ from typing import Any
 import pandas as pd
 
 from episodes.storage import MAX_RECORDS_BYTES, StrictJSONError, loads_strict, read_input_bytes
-from results.records.format import (CHECKSUM_FIELD, FILE_FIELDS, OPTIONAL_FIELDS, RECORD_FIELDS,
-                                    RecordError, record_checksum, record_problems)
+from results.records.format import (
+    CHECKSUM_FIELD,
+    FILE_FIELDS,
+    OPTIONAL_FIELDS,
+    RECORD_FIELDS,
+    RecordError,
+    record_checksum,
+    record_problems,
+)
 from results.records.rejected import rejected_path
 
 
@@ -39,8 +46,14 @@ def _parse_record(raw: bytes) -> tuple[dict[str, Any] | None, str | None, bool]:
     if stored is None:
         return None, f"no {CHECKSUM_FIELD!r} field: not written by this partbench", False
     if stored != record_checksum(record):
-        return None, (f"{CHECKSUM_FIELD} mismatch: the record was edited after it was written "
-                      f"(e.g. its correct/total counts)"), False
+        return (
+            None,
+            (
+                f"{CHECKSUM_FIELD} mismatch: the record was edited after it was written "
+                f"(e.g. its correct/total counts)"
+            ),
+            False,
+        )
     return record, None, False
 
 
@@ -48,10 +61,10 @@ def _parse_record(raw: bytes) -> tuple[dict[str, Any] | None, str | None, bool]:
 class LineScan:
     """A records file read line by line, nothing raised yet."""
 
-    records: list[tuple[int, dict[str, Any]]]   # (line number, record) of the good lines
-    bad: list[tuple[int, bytes, str]]           # (line number, raw line, why) of the others
-    intact: int                                 # bytes up to the end of the last good/bad line
-    torn: tuple[int, bytes, str] | None         # a damaged last line (a kill mid-write)
+    records: list[tuple[int, dict[str, Any]]]  # (line number, record) of the good lines
+    bad: list[tuple[int, bytes, str]]  # (line number, raw line, why) of the others
+    intact: int  # bytes up to the end of the last good/bad line
+    torn: tuple[int, bytes, str] | None  # a damaged last line (a kill mid-write)
 
 
 def scan_lines(data: bytes) -> LineScan:
@@ -85,11 +98,15 @@ def scan_lines(data: bytes) -> LineScan:
             first = first or record
             foreign = [n for n in FILE_FIELDS if record[n] != first[n]]
             if foreign:
-                why = (f"{foreign[0]}={record[foreign[0]]!r} but the first record has "
-                       f"{first[foreign[0]]!r}; a records file holds one run on one split")
+                why = (
+                    f"{foreign[0]}={record[foreign[0]]!r} but the first record has "
+                    f"{first[foreign[0]]!r}; a records file holds one run on one split"
+                )
             elif key in seen:
-                why = (f"repeats learner={key[0]!r} episode={key[1]} of line {seen[key]} "
-                       "(it would be counted twice)")
+                why = (
+                    f"repeats learner={key[0]!r} episode={key[1]} of line {seen[key]} "
+                    "(it would be counted twice)"
+                )
             else:
                 seen[key] = number
                 scan.records.append((number, record))
@@ -108,7 +125,8 @@ def raise_on_bad_lines(path: Path, scan: LineScan) -> None:
     raise RecordError(
         f"{path}:{number}: {why}{more}; repair with `python -m benchmark repair {path}`: it "
         f"moves the bad lines to {rejected_path(path).name} (deleting nothing), and --resume "
-        "runs their episodes again")
+        "runs their episodes again"
+    )
 
 
 def _paths(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -118,8 +136,9 @@ def _paths(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     return [Path(p) for p in path_or_paths]
 
 
-def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
-                 ) -> pd.DataFrame:
+def read_records(
+    path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+) -> pd.DataFrame:
     """All records of one or more JSONL files (or a folder's *.jsonl) as a DataFrame.
 
     One row per record, columns = RECORD_FIELDS, OPTIONAL_FIELDS (filled where absent), `accuracy` (correct / total, a fraction) and
@@ -154,6 +173,7 @@ def read_records(path_or_paths: str | os.PathLike[str] | Iterable[str | os.PathL
         raise RecordError(
             f"record learner={first['learner']!r} episode={first['episode']} of run "
             f"{first['run_id']!r} appears {len(copies)} times, in {sorted(set(copies['source']))} "
-            f"({int(duplicated.sum())} duplicated rows in all); each episode must be recorded once")
+            f"({int(duplicated.sum())} duplicated rows in all); each episode must be recorded once"
+        )
     frame["accuracy"] = frame["correct"] / frame["total"]
     return frame

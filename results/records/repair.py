@@ -6,8 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from episodes.storage import (MAX_RECORDS_BYTES, atomic_write_bytes, check_input_file, disk_error,
-                              read_input_bytes)
+from episodes.storage import (
+    MAX_RECORDS_BYTES,
+    atomic_write_bytes,
+    check_input_file,
+    disk_error,
+    read_input_bytes,
+)
 from results.records.format import RecordError, record_line
 from results.records.read import scan_lines
 from results.records.rejected import append_rejected
@@ -43,8 +48,9 @@ def repair_records(path: str | os.PathLike[str]) -> RepairReport:
             return RepairReport(len(scan.records), (), None)
         side = append_rejected(path, [raw for _, raw, _ in moved])
         try:
-            atomic_write_bytes(path, "".join(record_line(r) for _, r in scan.records)
-                               .encode("utf-8"))
+            atomic_write_bytes(
+                path, "".join(record_line(r) for _, r in scan.records).encode("utf-8")
+            )
         except OSError as exc:  # the old file is intact (atomic write) and the side file too
             raise disk_error(exc, path) from None
         return RepairReport(len(scan.records), tuple((n, why) for n, _, why in moved), side)

@@ -25,8 +25,14 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 # Fields `RecordWriter(expect=...)` may pin (checked on every existing and appended record).
-EXPECTABLE_FIELDS: tuple[str, ...] = ("run_id", "split", "n_way", "k_shot", "n_query",
-                                      "fingerprint")
+EXPECTABLE_FIELDS: tuple[str, ...] = (
+    "run_id",
+    "split",
+    "n_way",
+    "k_shot",
+    "n_query",
+    "fingerprint",
+)
 
 
 def lock_or_refuse(handle: Any, path: Path) -> None:
@@ -36,8 +42,10 @@ def lock_or_refuse(handle: Any, path: Path) -> None:
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise RecordError(f"{path}: another process is writing this records file; "
-                          "wait for it to finish or write elsewhere") from None
+        raise RecordError(
+            f"{path}: another process is writing this records file; "
+            "wait for it to finish or write elsewhere"
+        ) from None
 
 
 class RecordWriter:
@@ -73,8 +81,9 @@ class RecordWriter:
     def _resume(self, expect: Mapping[str, Any] | None) -> None:
         records: list[dict[str, Any]] = []
         if self.path.exists():
-            scan = scan_lines(read_input_bytes(self.path, what="records file",
-                                               max_bytes=MAX_RECORDS_BYTES))
+            scan = scan_lines(
+                read_input_bytes(self.path, what="records file", max_bytes=MAX_RECORDS_BYTES)
+            )
             raise_on_bad_lines(self.path, scan)
             records = [r for _, r in scan.records]
             if scan.torn is not None:
@@ -94,8 +103,11 @@ class RecordWriter:
         """Move the torn last line to the side file (kept, never deleted), then cut it away."""
         _, raw, why = scan.torn
         side = rejected_path(self.path)
-        warnings.warn(f"{self.path}: {why}; moving its {len(raw)} bytes to {side.name} "
-                      "(that episode will run again)", stacklevel=4)
+        warnings.warn(
+            f"{self.path}: {why}; moving its {len(raw)} bytes to {side.name} "
+            "(that episode will run again)",
+            stacklevel=4,
+        )
         append_rejected(self.path, [raw])
         with open(self.path, "r+b") as handle:
             handle.truncate(scan.intact)
@@ -110,14 +122,16 @@ class RecordWriter:
         """
         unknown = sorted(set(expect) - set(EXPECTABLE_FIELDS))
         if unknown:
-            raise RecordError(f"expect: unknown field {unknown[0]!r}; "
-                              f"valid: {', '.join(EXPECTABLE_FIELDS)}")
+            raise RecordError(
+                f"expect: unknown field {unknown[0]!r}; valid: {', '.join(EXPECTABLE_FIELDS)}"
+            )
         for record in self._records:
             for name, value in expect.items():
                 if record[name] != value:
                     raise RecordError(
                         f"{self.path}: cannot resume: it holds {name}={record[name]!r} but this "
-                        f"run has {name}={value!r}; delete the file or write elsewhere")
+                        f"run has {name}={value!r}; delete the file or write elsewhere"
+                    )
         self._expect.update(expect)
 
     @property
@@ -135,19 +149,24 @@ class RecordWriter:
                 raise RecordError(f"{self.path}: invalid record: " + "; ".join(problems))
             key = (record["learner"], record["episode"])
             if key in self.done or key in keys:
-                raise RecordError(f"{self.path}: learner={key[0]!r} episode={key[1]} is already "
-                                  "recorded; skip the pairs in writer.done when resuming")
+                raise RecordError(
+                    f"{self.path}: learner={key[0]!r} episode={key[1]} is already "
+                    "recorded; skip the pairs in writer.done when resuming"
+                )
             keys.add(key)
             reference = (self._setting or {n: batch[0][n] for n in FILE_FIELDS}) | self._expect
             for name, value in reference.items():
                 if record[name] != value:
-                    raise RecordError(f"{self.path}: record has {name}={record[name]!r}, the file "
-                                      f"holds {name}={value!r}; one run on one split per file")
+                    raise RecordError(
+                        f"{self.path}: record has {name}={record[name]!r}, the file "
+                        f"holds {name}={value!r}; one run on one split per file"
+                    )
         if not batch:
             return
         if self._handle is None:
-            raise RecordError(f"{self.path}: an earlier write failed; open a new writer "
-                              "(--resume) to go on")
+            raise RecordError(
+                f"{self.path}: an earlier write failed; open a new writer (--resume) to go on"
+            )
         try:
             self._handle.write("".join(record_line(r) for r in batch))
             self._handle.flush()

@@ -18,7 +18,15 @@ from results.schema.seal import seal
 from results.schema.validate import validate_result, verify_result_against_records
 
 __all__ = [
-    "BOOL", "LEARNER_METRICS", "SCHEMA_VERSION", "build_result", "read_result", "seal",
-    "validate_result", "validate_result_file", "verify_result_against_records", "with_sections",
+    "BOOL",
+    "LEARNER_METRICS",
+    "SCHEMA_VERSION",
+    "build_result",
+    "read_result",
+    "seal",
+    "validate_result",
+    "validate_result_file",
+    "verify_result_against_records",
+    "with_sections",
     "write_result",
 ]

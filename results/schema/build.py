@@ -16,16 +16,31 @@ from results.schema.seal import SEAL_FIELDS, seal
 from results.schema.validate import validate_result
 
 
-def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
-                 config: Mapping[str, Any], seeds: Mapping[str, int],
-                 versions: Mapping[str, str], git_commit: str | None, git_dirty: bool | None,
-                 hardware: Mapping[str, Any], dataset: Mapping[str, Any],
-                 weights: Mapping[str, Any], episodes_hash: str, episodes_requested: int,
-                 wall_time_s: float, records: pd.DataFrame,
-                 confidence: float = 0.95, ci_method: str = "normal", ci_seed: int = 0,
-                 n_boot: int = 10_000, created_utc: str | None = None,
-                 sections: Mapping[str, Any] | None = None,
-                 origins: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+def build_result(
+    *,
+    run_id: str,
+    name: str,
+    setting: Mapping[str, Any],
+    config: Mapping[str, Any],
+    seeds: Mapping[str, int],
+    versions: Mapping[str, str],
+    git_commit: str | None,
+    git_dirty: bool | None,
+    hardware: Mapping[str, Any],
+    dataset: Mapping[str, Any],
+    weights: Mapping[str, Any],
+    episodes_hash: str,
+    episodes_requested: int,
+    wall_time_s: float,
+    records: pd.DataFrame,
+    confidence: float = 0.95,
+    ci_method: str = "normal",
+    ci_seed: int = 0,
+    n_boot: int = 10_000,
+    created_utc: str | None = None,
+    sections: Mapping[str, Any] | None = None,
+    origins: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """A sealed result dict for one run and setting; the metrics are computed from `records`.
 
     setting: {split, n_way, k_shot, n_query, mode, mask_mode}. dataset: {name, fingerprint, ...}.
@@ -46,8 +61,10 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
         "run_id": run_id,
         "name": name,
         "created_utc": created_utc or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "setting": {key: setting.get(key) for key in
-                    ("split", "n_way", "k_shot", "n_query", "mode", "mask_mode")},
+        "setting": {
+            key: setting.get(key)
+            for key in ("split", "n_way", "k_shot", "n_query", "mode", "mask_mode")
+        },
         "config": dict(config),
         "seeds": dict(seeds),
         "versions": dict(versions),
@@ -55,13 +72,21 @@ def build_result(*, run_id: str, name: str, setting: Mapping[str, Any],
         "hardware": dict(hardware),
         "dataset": dict(dataset),
         "weights": dict(weights),
-        "episodes": {"hash": episodes_hash, "requested": int(episodes_requested),
-                     "run": int(episodes_run.max())},
+        "episodes": {
+            "hash": episodes_hash,
+            "requested": int(episodes_requested),
+            "run": int(episodes_run.max()),
+        },
         "wall_time_s": float(wall_time_s),
-        "ci": {"confidence": float(confidence), "method": ci_method, "seed": int(ci_seed),
-               "n_boot": int(n_boot)},
-        "metrics": metrics_from_records(own, confidence=confidence, method=ci_method,
-                                        seed=ci_seed, n_boot=n_boot),
+        "ci": {
+            "confidence": float(confidence),
+            "method": ci_method,
+            "seed": int(ci_seed),
+            "n_boot": int(n_boot),
+        },
+        "metrics": metrics_from_records(
+            own, confidence=confidence, method=ci_method, seed=ci_seed, n_boot=n_boot
+        ),
     } | {name: value for name, value in (sections or {}).items() if value is not None}
     for learner, origin in (origins or {}).items():
         if learner not in result["metrics"]:
@@ -84,8 +109,10 @@ def _check_storable(result: Mapping[str, Any]) -> None:
         try:
             canonical_json(value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"result field {key!r} holds a value JSON cannot store ({exc}); "
-                             "pass plain str/int/float/bool/list/dict values (str() paths)") from None
+            raise ValueError(
+                f"result field {key!r} holds a value JSON cannot store ({exc}); "
+                "pass plain str/int/float/bool/list/dict values (str() paths)"
+            ) from None
 
 
 def _sealed_valid(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,13 @@ from typing import Any
 
 import pandas as pd
 
-from episodes.storage import (MAX_RESULT_BYTES, StrictJSONError, atomic_write_text, loads_strict,
-                              read_input_bytes)
+from episodes.storage import (
+    MAX_RESULT_BYTES,
+    StrictJSONError,
+    atomic_write_text,
+    loads_strict,
+    read_input_bytes,
+)
 from results.records import read_records
 from results.schema.validate import validate_result
 
@@ -20,7 +25,9 @@ def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Pat
     """Write a result atomically (indented JSON); refuses a result that does not validate."""
     problems = validate_result(result)
     if problems:
-        raise ValueError(f"{path}: refusing to write an invalid result:\n  " + "\n  ".join(problems))
+        raise ValueError(
+            f"{path}: refusing to write an invalid result:\n  " + "\n  ".join(problems)
+        )
     text = json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     return atomic_write_text(path, text)
 
@@ -34,11 +41,14 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     return loads_strict(read_input_bytes(path, what="result file", max_bytes=MAX_RESULT_BYTES))
 
 
-def validate_result_file(path: str | os.PathLike[str], *, episodes_hash: str | None = None,
-                         episodes_file: str | os.PathLike[str] | None = None,
-                         episode_file_hasher: Callable[[Path], str] | None = None,
-                         records: pd.DataFrame | str | os.PathLike[str] | list | None = None
-                         ) -> list[str]:
+def validate_result_file(
+    path: str | os.PathLike[str],
+    *,
+    episodes_hash: str | None = None,
+    episodes_file: str | os.PathLike[str] | None = None,
+    episode_file_hasher: Callable[[Path], str] | None = None,
+    records: pd.DataFrame | str | os.PathLike[str] | list | None = None,
+) -> list[str]:
     """Every problem with a result file, as precise one-line messages (empty: valid).
 
     episodes_file + episode_file_hasher: hash the episode file with the hasher (the caller

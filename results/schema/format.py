@@ -39,7 +39,6 @@ Layout (SCHEMA_VERSION 2):
     content_hash: sha256 (64 hex digits, as every hash partbench writes)
 """
 
-
 from __future__ import annotations
 
 import math
@@ -51,6 +50,7 @@ KIND = "partbench-result"
 
 
 # ------------------------------------------------------------------ the schema, as data
+
 
 class _Spec:
     """A type rule; check() returns problems at a dotted path."""
@@ -114,8 +114,12 @@ class _Object(_Spec):
     """A JSON object with required fields and `optional` ones; other keys allowed only if
     `extra` is given."""
 
-    def __init__(self, fields: Mapping[str, _Spec], extra: _Spec | None = None,
-                 optional: Mapping[str, _Spec] | None = None):
+    def __init__(
+        self,
+        fields: Mapping[str, _Spec],
+        extra: _Spec | None = None,
+        optional: Mapping[str, _Spec] | None = None,
+    ):
         self.fields, self.extra, self.optional = dict(fields), extra, dict(optional or {})
 
     def check(self, value: Any, path: str) -> list[str]:
@@ -142,55 +146,96 @@ BOOL = _Scalar(bool, name="true/false")
 ANY = _Anything()
 
 METRIC = _Object({"accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT})
-LEARNER_METRICS = _Object({
-    "accuracy": NUMBER, "ci": _Optional(NUMBER), "n_episodes": INT,
-    "mask_mode": _Optional(STR),  # part masks behind this learner's features; null: no parts
-    # the run fingerprint its records carry (benchmark.run.identity); null: records without one
-    "fingerprint": _Optional(STR),
-    "per_super_category": _Mapping(METRIC),
-}, optional={
-    "transductive": BOOL,  # the learner used each episode's queries jointly
-    "annotations": STR,  # results.protocols: test-time annotations its features read
-    "origin": _Object({"kind": STR}, extra=ANY),  # where the learner's code came from
-})
+LEARNER_METRICS = _Object(
+    {
+        "accuracy": NUMBER,
+        "ci": _Optional(NUMBER),
+        "n_episodes": INT,
+        "mask_mode": _Optional(STR),  # part masks behind this learner's features; null: no parts
+        # the run fingerprint its records carry (benchmark.run.identity); null: records without one
+        "fingerprint": _Optional(STR),
+        "per_super_category": _Mapping(METRIC),
+    },
+    optional={
+        "transductive": BOOL,  # the learner used each episode's queries jointly
+        "annotations": STR,  # results.protocols: test-time annotations its features read
+        "origin": _Object({"kind": STR}, extra=ANY),  # where the learner's code came from
+    },
+)
 
-RESULT_SCHEMA = _Object({
-    "schema_version": INT,
-    "kind": STR,
-    "run_id": STR,
-    "name": STR,
-    "created_utc": STR,
-    "setting": _Object({
-        "split": STR, "n_way": _Optional(INT), "k_shot": _Optional(INT),
-        "n_query": _Optional(INT), "mode": _Optional(STR), "mask_mode": _Optional(STR),
-    }),
-    "config": _Mapping(ANY),
-    "seeds": _Mapping(INT),
-    "versions": _Object({"partbench": STR, "torch": STR, "timm": STR, "python": STR},
-                        extra=STR),
-    "git": _Object({"commit": _Optional(STR), "dirty": _Optional(BOOL)}),
-    "hardware": _Object({"device": STR}, extra=ANY),
-    "dataset": _Object({"name": STR, "fingerprint": STR}, extra=ANY),
-    "weights": _Object({"backbone": STR, "provenance": STR, "sha256": _Optional(STR),
-                        "saw_test_classes": BOOL}, extra=ANY),
-    "episodes": _Object({"hash": STR, "requested": INT, "run": INT}),
-    "wall_time_s": NUMBER,
-    "ci": _Object({"confidence": NUMBER, "method": STR, "seed": INT, "n_boot": INT}),
-    "metrics": _Mapping(LEARNER_METRICS),
-    "section_hashes": _Mapping(STR),
-    "content_hash": STR,
-}, optional={
-    # part head vs annotations on the evaluated images (runs with predicted masks)
-    "mask_quality": _Object({"n_images": INT, "grid": _List(INT),
-                             "grid_miou": _Optional(NUMBER), "image_miou": _Optional(NUMBER),
-                             "soft_miou": _Optional(NUMBER),
-                             "grid_iou": _Mapping(_Optional(NUMBER)),
-                             "image_iou": _Mapping(_Optional(NUMBER)),
-                             "soft_iou": _Mapping(_Optional(NUMBER))}),
-    # one backbone per training seed on the same episodes (`backbone.seeds`)
-    "seed_spread": _Object({"seeds": _List(INT), "n_seeds": INT, "this_seed": INT,
-                            "confidence": NUMBER, "learners": _Mapping(_Object({
-                                "accuracy": NUMBER, "seed_std": _Optional(NUMBER),
-                                "episode_ci": _Optional(NUMBER),
-                                "per_seed": _Mapping(_Optional(NUMBER))}))}),
-})
+RESULT_SCHEMA = _Object(
+    {
+        "schema_version": INT,
+        "kind": STR,
+        "run_id": STR,
+        "name": STR,
+        "created_utc": STR,
+        "setting": _Object(
+            {
+                "split": STR,
+                "n_way": _Optional(INT),
+                "k_shot": _Optional(INT),
+                "n_query": _Optional(INT),
+                "mode": _Optional(STR),
+                "mask_mode": _Optional(STR),
+            }
+        ),
+        "config": _Mapping(ANY),
+        "seeds": _Mapping(INT),
+        "versions": _Object(
+            {"partbench": STR, "torch": STR, "timm": STR, "python": STR}, extra=STR
+        ),
+        "git": _Object({"commit": _Optional(STR), "dirty": _Optional(BOOL)}),
+        "hardware": _Object({"device": STR}, extra=ANY),
+        "dataset": _Object({"name": STR, "fingerprint": STR}, extra=ANY),
+        "weights": _Object(
+            {
+                "backbone": STR,
+                "provenance": STR,
+                "sha256": _Optional(STR),
+                "saw_test_classes": BOOL,
+            },
+            extra=ANY,
+        ),
+        "episodes": _Object({"hash": STR, "requested": INT, "run": INT}),
+        "wall_time_s": NUMBER,
+        "ci": _Object({"confidence": NUMBER, "method": STR, "seed": INT, "n_boot": INT}),
+        "metrics": _Mapping(LEARNER_METRICS),
+        "section_hashes": _Mapping(STR),
+        "content_hash": STR,
+    },
+    optional={
+        # part head vs annotations on the evaluated images (runs with predicted masks)
+        "mask_quality": _Object(
+            {
+                "n_images": INT,
+                "grid": _List(INT),
+                "grid_miou": _Optional(NUMBER),
+                "image_miou": _Optional(NUMBER),
+                "soft_miou": _Optional(NUMBER),
+                "grid_iou": _Mapping(_Optional(NUMBER)),
+                "image_iou": _Mapping(_Optional(NUMBER)),
+                "soft_iou": _Mapping(_Optional(NUMBER)),
+            }
+        ),
+        # one backbone per training seed on the same episodes (`backbone.seeds`)
+        "seed_spread": _Object(
+            {
+                "seeds": _List(INT),
+                "n_seeds": INT,
+                "this_seed": INT,
+                "confidence": NUMBER,
+                "learners": _Mapping(
+                    _Object(
+                        {
+                            "accuracy": NUMBER,
+                            "seed_std": _Optional(NUMBER),
+                            "episode_ci": _Optional(NUMBER),
+                            "per_seed": _Mapping(_Optional(NUMBER)),
+                        }
+                    )
+                ),
+            }
+        ),
+    },
+)

@@ -47,12 +47,14 @@ def seal_problems(result: Mapping[str, Any]) -> list[str]:
     if not isinstance(stored, dict):
         return [f"{edited} (section_hashes missing, cannot say where)"]
     recomputed = {name: json_sha256(value) for name, value in _sections(result).items()}
-    changed = [name for name in sorted(set(stored) | set(recomputed))
-               if stored.get(name) != recomputed.get(name)]
+    changed = [
+        name
+        for name in sorted(set(stored) | set(recomputed))
+        if stored.get(name) != recomputed.get(name)
+    ]
     # "metrics" changes whenever one learner's metrics change: name the learner instead.
     if any(name.startswith("metrics.") for name in changed):
         changed = [name for name in changed if name != "metrics"]
     if not changed:
         return [f"section_hashes: {edited}"]
     return [f"{name}: {edited}" for name in changed]
-

@@ -30,17 +30,19 @@ def _consistency_problems(result: Mapping[str, Any]) -> list[str]:
     if not result["metrics"]:
         problems.append("metrics: no learner")
     ci, episodes = result["ci"], result["episodes"]
-    z = (scipy_stats.norm.ppf((1 + ci["confidence"]) / 2)
-         if 0 < ci["confidence"] < 1 else math.nan)
+    z = scipy_stats.norm.ppf((1 + ci["confidence"]) / 2) if 0 < ci["confidence"] < 1 else math.nan
     for learner, m in result["metrics"].items():
         entries = [(f"metrics.{learner}", m)] + [
             (f"metrics.{learner}.per_super_category.{name}", s)
-            for name, s in m["per_super_category"].items()]
+            for name, s in m["per_super_category"].items()
+        ]
         for where, entry in entries:
             problems += _metric_entry_problems(where, entry, ci["method"], z)
         if m["n_episodes"] != episodes["run"]:
-            problems.append(f"metrics.{learner}.n_episodes: {m['n_episodes']} but episodes.run is "
-                            f"{episodes['run']}; every learner must run the same episodes")
+            problems.append(
+                f"metrics.{learner}.n_episodes: {m['n_episodes']} but episodes.run is "
+                f"{episodes['run']}; every learner must run the same episodes"
+            )
     return problems
 
 
@@ -54,8 +56,9 @@ def _run_field_problems(result: Mapping[str, Any]) -> list[str]:
         problems.append(f"ci.method: must be one of {', '.join(CI_METHODS)}, got {ci['method']!r}")
     episodes = result["episodes"]
     if episodes["run"] > episodes["requested"]:
-        problems.append(f"episodes.run ({episodes['run']}) exceeds episodes.requested "
-                        f"({episodes['requested']})")
+        problems.append(
+            f"episodes.run ({episodes['run']}) exceeds episodes.requested ({episodes['requested']})"
+        )
     if episodes["run"] < 1:
         problems.append(f"episodes.run must be at least 1, got {episodes['run']}")
     setting = result["setting"]
@@ -64,13 +67,16 @@ def _run_field_problems(result: Mapping[str, Any]) -> list[str]:
             problems.append(f"setting.{key}: must be at least {low}, got {setting[key]}")
     weights = result["weights"]
     if weights["provenance"] == "hub" and not weights["saw_test_classes"]:
-        problems.append("weights.saw_test_classes: false, but hub weights (ImageNet-pretrained) "
-                        "saw the test classes; it must be true")
+        problems.append(
+            "weights.saw_test_classes: false, but hub weights (ImageNet-pretrained) "
+            "saw the test classes; it must be true"
+        )
     return problems
 
 
-def _metric_entry_problems(where: str, entry: Mapping[str, Any], method: str,
-                           z: float) -> list[str]:
+def _metric_entry_problems(
+    where: str, entry: Mapping[str, Any], method: str, z: float
+) -> list[str]:
     """One metric entry (a learner's or a super-category's): accuracy, episodes and a CI that
     such an accuracy over so many episodes allows; z: the normal quantile of the confidence."""
     problems = []
@@ -84,8 +90,9 @@ def _metric_entry_problems(where: str, entry: Mapping[str, Any], method: str,
             problems.append(f"{where}.ci: null but {n} episodes give a CI")
         return problems
     if n < 2:
-        problems.append(f"{where}.ci: {half} from {n} episode; a CI needs at least 2 "
-                        "episodes (null)")
+        problems.append(
+            f"{where}.ci: {half} from {n} episode; a CI needs at least 2 episodes (null)"
+        )
     if half < 0:
         problems.append(f"{where}.ci: negative half-width {half}")
     elif half > 100:
@@ -96,9 +103,11 @@ def _metric_entry_problems(where: str, entry: Mapping[str, Any], method: str,
         p = acc / 100
         bound = 100 * z * math.sqrt(p * (1 - p) / (n - 1))
         if half > bound + 1e-9:
-            problems.append(f"{where}.ci: {half:.4g} is wider than any {n} episodes with "
-                            f"mean accuracy {acc:.4g}% allow (max {bound:.4g}); the "
-                            "accuracy or the CI was changed")
+            problems.append(
+                f"{where}.ci: {half:.4g} is wider than any {n} episodes with "
+                f"mean accuracy {acc:.4g}% allow (max {bound:.4g}); the "
+                "accuracy or the CI was changed"
+            )
     return problems
 
 
@@ -112,8 +121,10 @@ def _copied_metrics_problems(metrics: Mapping[str, Any]) -> list[str]:
     for learner, m in metrics.items():
         body = canonical_json({k: v for k, v in m.items() if k != "mask_mode"})
         if body in seen:
-            problems.append(f"metrics.{learner}: identical to metrics.{seen[body]} in every "
-                            "number; the same results cannot stand under two learners")
+            problems.append(
+                f"metrics.{learner}: identical to metrics.{seen[body]} in every "
+                "number; the same results cannot stand under two learners"
+            )
         seen.setdefault(body, learner)
     return problems
 
@@ -125,11 +136,14 @@ def _copied_episodes_problems(records: pd.DataFrame) -> list[str]:
     problems = []
     for learner, group in records.sort_values("episode").groupby("learner", sort=True):
         fingerprints = sorted(map(str, set(group["fingerprint"])))
-        body = canonical_json([fingerprints] + [[int(e), pc] for e, pc in
-                                                zip(group["episode"], group["per_class"])])
+        body = canonical_json(
+            [fingerprints] + [[int(e), pc] for e, pc in zip(group["episode"], group["per_class"])]
+        )
         if body in seen:
-            problems.append(f"records: learner {learner!r} has the same per-episode results as "
-                            f"{seen[body]!r} on every episode; records copied under another name")
+            problems.append(
+                f"records: learner {learner!r} has the same per-episode results as "
+                f"{seen[body]!r} on every episode; records copied under another name"
+            )
         seen.setdefault(body, str(learner))
     return problems
 
@@ -153,16 +167,23 @@ def _record_problems(result: Mapping[str, Any], records: pd.DataFrame) -> list[s
     problems = _record_setting_problems(result["setting"], own)
     ci = result["ci"]
     try:
-        recomputed = metrics_from_records(own, confidence=ci["confidence"], method=ci["method"],
-                                          seed=ci["seed"], n_boot=ci["n_boot"])
+        recomputed = metrics_from_records(
+            own,
+            confidence=ci["confidence"],
+            method=ci["method"],
+            seed=ci["seed"],
+            n_boot=ci["n_boot"],
+        )
     except ValueError as exc:  # several mask modes or fingerprints under one learner
         return problems + [f"records: {exc}"]
     problems += _recomputed_metrics_problems(result["metrics"], recomputed)
     problems += _copied_episodes_problems(own)
     n_run = int(own.groupby("learner")["episode"].nunique().max())
     if n_run != result["episodes"]["run"]:
-        problems.append(f"episodes.run: {result['episodes']['run']} in the file, {n_run} episodes "
-                        "in the records")
+        problems.append(
+            f"episodes.run: {result['episodes']['run']} in the file, {n_run} episodes "
+            "in the records"
+        )
     return problems
 
 
@@ -176,36 +197,45 @@ def _record_setting_problems(setting: Mapping[str, Any], own: pd.DataFrame) -> l
             continue  # not fixed for the run (variable episodes)
         found = set(own[key].dropna().unique())
         if found - {setting[key]} or own[key].isna().any():
-            problems.append(f"setting.{key}: {setting[key]!r} but the records hold "
-                            f"{sorted(map(str, found))}")
+            problems.append(
+                f"setting.{key}: {setting[key]!r} but the records hold {sorted(map(str, found))}"
+            )
     return problems
 
 
-def _recomputed_metrics_problems(stored: Mapping[str, Any],
-                                 recomputed: Mapping[str, Any]) -> list[str]:
+def _recomputed_metrics_problems(
+    stored: Mapping[str, Any], recomputed: Mapping[str, Any]
+) -> list[str]:
     """The file's metrics against those recomputed from the records: learners, fingerprints,
     every number and per super-category."""
     problems = []
     for learner in sorted(set(stored) & set(recomputed)):
         mine, theirs = stored[learner]["fingerprint"], recomputed[learner]["fingerprint"]
         if mine != theirs:
-            problems.append(f"metrics.{learner}.fingerprint: the result was made under run "
-                            f"fingerprint {mine!r} but the records carry {theirs!r}: records of "
-                            "another setting (data, weights, features, episodes or options)")
+            problems.append(
+                f"metrics.{learner}.fingerprint: the result was made under run "
+                f"fingerprint {mine!r} but the records carry {theirs!r}: records of "
+                "another setting (data, weights, features, episodes or options)"
+            )
     for learner in sorted(set(stored) - set(recomputed)):
         problems.append(f"metrics.{learner}: not in the records")
     for learner in sorted(set(recomputed) - set(stored)):
         problems.append(f"metrics.{learner}: in the records but missing from the file")
     for learner in sorted(set(stored) & set(recomputed)):
         problems += _entry_mismatches(f"metrics.{learner}", stored[learner], recomputed[learner])
-        s_super, r_super = stored[learner]["per_super_category"], recomputed[learner][
-            "per_super_category"]
+        s_super, r_super = (
+            stored[learner]["per_super_category"],
+            recomputed[learner]["per_super_category"],
+        )
         for name in sorted(set(s_super) ^ set(r_super)):
-            problems.append(f"metrics.{learner}.per_super_category.{name}: present in only one "
-                            "of the file and the records")
+            problems.append(
+                f"metrics.{learner}.per_super_category.{name}: present in only one "
+                "of the file and the records"
+            )
         for name in sorted(set(s_super) & set(r_super)):
-            problems += _entry_mismatches(f"metrics.{learner}.per_super_category.{name}",
-                                          s_super[name], r_super[name])
+            problems += _entry_mismatches(
+                f"metrics.{learner}.per_super_category.{name}", s_super[name], r_super[name]
+            )
     return problems
 
 
@@ -221,15 +251,18 @@ def _entry_mismatches(where: str, a: Mapping[str, Any], b: Mapping[str, Any]) ->
             same = x == y
         else:
             same = (x is None and y is None) or (
-                x is not None and y is not None and abs(x - y) <= RECOMPUTE_TOLERANCE)
+                x is not None and y is not None and abs(x - y) <= RECOMPUTE_TOLERANCE
+            )
         if not same:
-            problems.append(f"{where}.{field}: {x!r} in the file, {y!r} recomputed from "
-                            "the records")
+            problems.append(
+                f"{where}.{field}: {x!r} in the file, {y!r} recomputed from the records"
+            )
     return problems
 
 
-def validate_result(result: Any, *, episodes_hash: str | None = None,
-                    records: pd.DataFrame | None = None) -> list[str]:
+def validate_result(
+    result: Any, *, episodes_hash: str | None = None, records: pd.DataFrame | None = None
+) -> list[str]:
     """Every problem with a loaded result (empty list: valid).
 
     Checks the version, kind, every field's presence and type, the content hash (naming the
@@ -241,8 +274,10 @@ def validate_result(result: Any, *, episodes_hash: str | None = None,
     version = result.get("schema_version")
     if version != SCHEMA_VERSION:
         if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
-            return [f"schema_version: {version} is newer than this partbench reads "
-                    f"({SCHEMA_VERSION}); upgrade partbench"]
+            return [
+                f"schema_version: {version} is newer than this partbench reads "
+                f"({SCHEMA_VERSION}); upgrade partbench"
+            ]
         return [f"schema_version: expected {SCHEMA_VERSION}, got {version!r}"]
     if result.get("kind") != KIND:
         return [f"kind: expected {KIND!r}, got {result.get('kind')!r}: not a partbench result file"]
@@ -252,8 +287,10 @@ def validate_result(result: Any, *, episodes_hash: str | None = None,
     problems += seal_problems(result)
     problems += _consistency_problems(result)
     if episodes_hash is not None and result["episodes"]["hash"] != episodes_hash:
-        problems.append(f"episodes.hash does not match the episodes given: file has "
-                        f"{result['episodes']['hash']!r}, the episodes hash to {episodes_hash!r}")
+        problems.append(
+            f"episodes.hash does not match the episodes given: file has "
+            f"{result['episodes']['hash']!r}, the episodes hash to {episodes_hash!r}"
+        )
     if records is not None:
         problems += _record_problems(result, records)
     return problems

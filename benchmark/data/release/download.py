@@ -16,17 +16,19 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from benchmark.data.release import facts as release
 from benchmark.data.errors import DatasetError
+from benchmark.data.release import facts as release
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 5.0
 
 
 def _by_hand(out: Path) -> str:
-    return (f"download {release.HUB_FILENAME} by hand from {release.HUB_PAGE} (Files and "
-            f"versions) into {out}, then run `python -m benchmark prepare "
-            f"{out / release.HUB_FILENAME} --out DIR`")
+    return (
+        f"download {release.HUB_FILENAME} by hand from {release.HUB_PAGE} (Files and "
+        f"versions) into {out}, then run `python -m benchmark prepare "
+        f"{out / release.HUB_FILENAME} --out DIR`"
+    )
 
 
 def _offline_reason(endpoint: str, timeout: float) -> str | None:
@@ -41,8 +43,9 @@ def _offline_reason(endpoint: str, timeout: float) -> str | None:
     except OSError as exc:
         return f"{host}:{port} is not reachable ({exc})"
     try:
-        with urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"),
-                                    timeout=timeout):
+        with urllib.request.urlopen(
+            urllib.request.Request(endpoint, method="HEAD"), timeout=timeout
+        ):
             return None
     except urllib.error.HTTPError:
         return None  # it answered: an HTTP error status is still an answer
@@ -64,21 +67,30 @@ def download_release(out: str | os.PathLike, *, timeout: float | None = None) ->
     out = Path(out).expanduser()
     endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
     if why := _offline_reason(endpoint, timeout):
-        raise DatasetError(f"download: the Hugging Face hub is not reachable: {why}; "
-                           + _by_hand(out))
+        raise DatasetError(
+            f"download: the Hugging Face hub is not reachable: {why}; " + _by_hand(out)
+        )
     try:
         # Lazy: only this command needs it (it comes with timm, a dependency).
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise DatasetError("download: huggingface_hub is not installed (pip install "
-                           "huggingface_hub); or " + _by_hand(out)) from None
+        raise DatasetError(
+            "download: huggingface_hub is not installed (pip install "
+            "huggingface_hub); or " + _by_hand(out)
+        ) from None
     out.mkdir(parents=True, exist_ok=True)
     try:
-        path = hf_hub_download(repo_id=release.HUB_REPO_ID, filename=release.HUB_FILENAME,
-                               repo_type="dataset", local_dir=out, etag_timeout=timeout)
+        path = hf_hub_download(
+            repo_id=release.HUB_REPO_ID,
+            filename=release.HUB_FILENAME,
+            repo_type="dataset",
+            local_dir=out,
+            etag_timeout=timeout,
+        )
     except Exception as exc:  # noqa: BLE001 - network, auth and hub errors all end the same way
-        raise DatasetError(f"download: fetching {release.HUB_FILENAME} from "
-                           f"{release.HUB_REPO_ID} failed ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}); "
-                           + _by_hand(out)) from None
+        raise DatasetError(
+            f"download: fetching {release.HUB_FILENAME} from "
+            f"{release.HUB_REPO_ID} failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); " + _by_hand(out)
+        ) from None
     return Path(path)

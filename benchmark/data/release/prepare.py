@@ -30,11 +30,11 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from benchmark.data.release import facts as release
 from benchmark.data.errors import DatasetDefectWarning, DatasetError, first_few
 from benchmark.data.partimagenet import load_partimagenet
-from benchmark.data.release.unpack import Collected, FileRef, collect
+from benchmark.data.release import facts as release
 from benchmark.data.release.facts import MAX_MEMBER_BYTES
+from benchmark.data.release.unpack import Collected, FileRef, collect
 from episodes import taxonomy
 from episodes.storage import atomic_write, atomic_write_text, loads_strict, sha256_hex
 
@@ -79,28 +79,38 @@ class PrepareReport:
 
     def lines(self) -> list[str]:
         """The report as lines for the terminal."""
-        out = [f"prepared {self.out}: " + ", ".join(f"{s} {n} images"
-                                                   for s, n in self.images.items())]
+        out = [
+            f"prepared {self.out}: " + ", ".join(f"{s} {n} images" for s, n in self.images.items())
+        ]
         out += [f"  {s}: not written: {why}" for s, why in self.not_written.items()]
         if self.missing_classes:
             out.append(f"  class folders missing: {first_few(self.missing_classes, 10)}")
         for split, paths in self.missing.items():
             out.append(f"  {split}: {len(paths)} listed images missing: {first_few(paths, 3)}")
         if self.undecodable:
-            out.append(f"  {len(self.undecodable)} images PIL cannot decode: "
-                       f"{first_few(self.undecodable, 3)}")
+            out.append(
+                f"  {len(self.undecodable)} images PIL cannot decode: "
+                f"{first_few(self.undecodable, 3)}"
+            )
         if self.refused:
-            out.append(f"  {len(self.refused)} zip members refused, not written: "
-                       f"{first_few(self.refused, 5)}")
+            out.append(
+                f"  {len(self.refused)} zip members refused, not written: "
+                f"{first_few(self.refused, 5)}"
+            )
         if self.extra:
-            out.append(f"  {len(self.extra)} files no annotation file lists (not copied): "
-                       f"{first_few(self.extra, 3)}")
+            out.append(
+                f"  {len(self.extra)} files no annotation file lists (not copied): "
+                f"{first_few(self.extra, 3)}"
+            )
         if self.differences:
             out.append("  not the full release: " + "; ".join(self.differences))
         else:
-            out.append("  matches the published release "
-                       + " / ".join(f"{n:,}" for n in release.SPLIT_IMAGES.values())
-                       if self.full_release else "")
+            out.append(
+                "  matches the published release "
+                + " / ".join(f"{n:,}" for n in release.SPLIT_IMAGES.values())
+                if self.full_release
+                else ""
+            )
         return [line for line in out if line]
 
 
@@ -125,19 +135,23 @@ def _read_listing(ref: FileRef) -> tuple[bytes, list[str]]:
         with ref.open() as handle:
             raw = handle.read(MAX_MEMBER_BYTES + 1)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:  # a damaged member
-        raise DatasetError(f"{ref.where}: cannot be read from its archive ({exc}); download "
-                           "the release again") from None
+        raise DatasetError(
+            f"{ref.where}: cannot be read from its archive ({exc}); download the release again"
+        ) from None
     if len(raw) > MAX_MEMBER_BYTES:
-        raise DatasetError(f"{ref.where}: more than {MAX_MEMBER_BYTES:,} bytes; not the "
-                           "release's annotation file")
+        raise DatasetError(
+            f"{ref.where}: more than {MAX_MEMBER_BYTES:,} bytes; not the release's annotation file"
+        )
     try:
         data = loads_strict(raw)
         names = [img["file_name"] for img in data["images"]]
     except (ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{ref.where}: not a COCO annotation file with images[].file_name "
-                           f"({exc})") from None
-    if not all(isinstance(n, str) and n and "/" not in n and "\\" not in n and ".." not in n
-               for n in names):
+        raise DatasetError(
+            f"{ref.where}: not a COCO annotation file with images[].file_name ({exc})"
+        ) from None
+    if not all(
+        isinstance(n, str) and n and "/" not in n and "\\" not in n and ".." not in n for n in names
+    ):
         raise DatasetError(f"{ref.where}: a file_name is not a bare file name; refused")
     return raw, names
 
@@ -177,19 +191,27 @@ def _compare_with_release(listed: dict[str, list[str]], report: PrepareReport) -
             report.differences.append(f"no {split} split ({expected:,} images in the release)")
             continue
         if len(listed[split]) != expected:
-            report.differences.append(f"{split}: {len(listed[split]):,} images listed, the "
-                                      f"release has {expected:,}")
+            report.differences.append(
+                f"{split}: {len(listed[split]):,} images listed, the release has {expected:,}"
+            )
         per_class = Counter(name.split("_", 1)[0] for name in listed[split])
         published = release.class_images(split)
-        counts = [f"{s} {per_class[s]} (release {n})" for s, n in published.items()
-                  if n is not None and per_class[s] != n]
+        counts = [
+            f"{s} {per_class[s]} (release {n})"
+            for s, n in published.items()
+            if n is not None and per_class[s] != n
+        ]
         if counts:
-            report.differences.append(f"{split}: {len(counts)} classes differ from their "
-                                      f"published image counts: {first_few(counts, 3)}")
+            report.differences.append(
+                f"{split}: {len(counts)} classes differ from their "
+                f"published image counts: {first_few(counts, 3)}"
+            )
         empty = [s for s, n in published.items() if n is None and not per_class[s]]
         if empty:
-            report.differences.append(f"{split}: {len(empty)} of its {len(published)} classes "
-                                      f"have no image: {first_few(empty, 3)}")
+            report.differences.append(
+                f"{split}: {len(empty)} of its {len(published)} classes "
+                f"have no image: {first_few(empty, 3)}"
+            )
 
 
 def _check_out(out: Path) -> None:
@@ -201,8 +223,10 @@ def _check_out(out: Path) -> None:
     if not (out / MANIFEST).is_file():
         with os.scandir(out) as entries:
             if any(e.name != _STAGING for e in entries):
-                raise DatasetError(f"--out {out} is not empty and holds no {MANIFEST}; name a "
-                                   f"new folder (prepare only overwrites its own earlier output)")
+                raise DatasetError(
+                    f"--out {out} is not empty and holds no {MANIFEST}; name a "
+                    f"new folder (prepare only overwrites its own earlier output)"
+                )
         return
     for split in taxonomy.SPLITS:  # what an earlier run wrote, so no stale split survives
         (out / release.ANNOTATION_FILE.format(split=split)).unlink(missing_ok=True)
@@ -210,9 +234,14 @@ def _check_out(out: Path) -> None:
     # The manifest stays until the new one replaces it, so an interrupted rerun can be rerun.
 
 
-def prepare_release(source: str | os.PathLike, out: str | os.PathLike, *,
-                    allow_partial: bool = False, workers: int | None = None,
-                    progress: bool = False) -> PrepareReport:
+def prepare_release(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    allow_partial: bool = False,
+    workers: int | None = None,
+    progress: bool = False,
+) -> PrepareReport:
     """Unpack `source` into the canonical layout at `out`, verify it and write the manifest.
 
     Args:
@@ -232,11 +261,15 @@ def prepare_release(source: str | os.PathLike, out: str | os.PathLike, *,
     """
     source, out = Path(source).expanduser(), Path(out).expanduser()
     if not source.exists():
-        raise DatasetError(f"prepare: {source} does not exist; download {release.HUB_FILENAME} "
-                           f"(python -m benchmark download --out DIR, or from {release.HUB_PAGE})")
+        raise DatasetError(
+            f"prepare: {source} does not exist; download {release.HUB_FILENAME} "
+            f"(python -m benchmark download --out DIR, or from {release.HUB_PAGE})"
+        )
     if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
-        raise DatasetError(f"prepare: --out {out} is or holds the source {source}; name another "
-                           f"folder (prepare writes a new copy and never edits its source)")
+        raise DatasetError(
+            f"prepare: --out {out} is or holds the source {source}; name another "
+            f"folder (prepare writes a new copy and never edits its source)"
+        )
     _check_out(out)
     staging = out / _STAGING
     collected: Collected | None = None
@@ -262,9 +295,13 @@ def _write(source: Path, out: Path, collected: Collected, progress: bool = False
     if not jsons:
         raise DatasetError(
             f"prepare: {source} holds no train.json, val.json or test.json"
-            + (f" ({len(collected.refused)} entries refused: {first_few(collected.refused, 3)})"
-               if collected.refused else "")
-            + f"; expected {release.HUB_FILENAME} or its unpacked content")
+            + (
+                f" ({len(collected.refused)} entries refused: {first_few(collected.refused, 3)})"
+                if collected.refused
+                else ""
+            )
+            + f"; expected {release.HUB_FILENAME} or its unpacked content"
+        )
     listed: dict[str, list[str]] = {}
     raws: dict[str, bytes] = {}
     for split in taxonomy.SPLITS:
@@ -279,28 +316,36 @@ def _write(source: Path, out: Path, collected: Collected, progress: bool = False
         if ref.name not in split_of:
             report.extra.append(ref.where)
         elif ref.name in images:
-            report.extra.append(f"{ref.where} (a second copy of {ref.name}; used "
-                                f"{images[ref.name].where})")
+            report.extra.append(
+                f"{ref.where} (a second copy of {ref.name}; used {images[ref.name].where})"
+            )
         else:
             images[ref.name] = ref
     for split, names in listed.items():
         missing = [n for n in names if n not in images]
         if missing and len(missing) == len(names):
-            report.not_written[split] = (f"{split}.json found but none of its {len(names):,} "
-                                         f"images (is {split}.zip missing?)")
+            report.not_written[split] = (
+                f"{split}.json found but none of its {len(names):,} "
+                f"images (is {split}.zip missing?)"
+            )
             continue
         if missing:
             by_class = Counter(n.split("_", 1)[0] for n in names)
             gone = Counter(n.split("_", 1)[0] for n in missing)
-            report.missing_classes += [f"{split}/{s}/ ({by_class[s]} images listed)"
-                                       for s in sorted(gone) if gone[s] == by_class[s]]
+            report.missing_classes += [
+                f"{split}/{s}/ ({by_class[s]} images listed)"
+                for s in sorted(gone)
+                if gone[s] == by_class[s]
+            ]
             report.missing[split] = [f"{split}/{n.split('_', 1)[0]}/{n}" for n in missing]
-            report.not_written[split] = (f"{len(missing):,} of its {len(names):,} listed images "
-                                         f"are not in the source")
+            report.not_written[split] = (
+                f"{len(missing):,} of its {len(names):,} listed images are not in the source"
+            )
             continue
         damaged = []
-        for name in tqdm(names, desc=f"prepare: write {split}", unit="img", disable=not progress,
-                         mininterval=2.0):
+        for name in tqdm(
+            names, desc=f"prepare: write {split}", unit="img", disable=not progress, mininterval=2.0
+        ):
             try:
                 _copy_into(images[name], out / split / name.split("_", 1)[0] / name)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
@@ -316,26 +361,33 @@ def _write(source: Path, out: Path, collected: Collected, progress: bool = False
     return report
 
 
-def _verify(out: Path, report: PrepareReport, workers: int | None,
-            progress: bool = False) -> None:
+def _verify(out: Path, report: PrepareReport, workers: int | None, progress: bool = False) -> None:
     """Load what was written (COCO checks, the 40 categories, classes, sizes) and decode it."""
     if not report.images:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DatasetDefectWarning)  # the release's known defects
-        dataset = load_partimagenet(out, needed={s: "was written by prepare"
-                                                 for s in report.images})
+        dataset = load_partimagenet(
+            out, needed={s: "was written by prepare" for s in report.images}
+        )
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes outside the GIL
         errors = pool.map(_decode_error, [rec.path for rec in dataset.images], chunksize=64)
-        errors = tqdm(errors, total=len(dataset.images), desc="prepare: decode check",
-                      unit="img", disable=not progress, mininterval=2.0)
+        errors = tqdm(
+            errors,
+            total=len(dataset.images),
+            desc="prepare: decode check",
+            unit="img",
+            disable=not progress,
+            mininterval=2.0,
+        )
         report.undecodable += [e for e in errors if e is not None]
 
 
 def _write_manifest(source: Path, out: Path, report: PrepareReport) -> None:
     manifest = {
-        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
         "source": source.name,
         "annotation_files": report.annotation_sha256,
         "images": report.images,
@@ -355,19 +407,30 @@ def _blocking(report: PrepareReport, allow_partial: bool) -> str:
     """One line of what makes the output unusable or (unless allow_partial) not the release."""
     problems = []
     if report.missing:
-        problems.append("listed images missing from the source: " + ", ".join(
-            f"{s} {len(p):,}" for s, p in report.missing.items())
-            + (f" (class folders {first_few(report.missing_classes, 3)})"
-               if report.missing_classes else ""))
+        problems.append(
+            "listed images missing from the source: "
+            + ", ".join(f"{s} {len(p):,}" for s, p in report.missing.items())
+            + (
+                f" (class folders {first_few(report.missing_classes, 3)})"
+                if report.missing_classes
+                else ""
+            )
+        )
     if report.undecodable:
-        problems.append(f"{len(report.undecodable)} images cannot be decoded: "
-                        f"{first_few(report.undecodable, 2)}")
+        problems.append(
+            f"{len(report.undecodable)} images cannot be decoded: "
+            f"{first_few(report.undecodable, 2)}"
+        )
     if not report.images:
         problems.append("no split could be written")
     if problems:
         return "; ".join(problems)
     if not allow_partial and not report.full_release:
-        return ("not the full release: " + first_few(report.differences + [
-            f"{s}: {why}" for s, why in report.not_written.items()], 3)
-            + "; pass --allow-partial to use it as it is")
+        return (
+            "not the full release: "
+            + first_few(
+                report.differences + [f"{s}: {why}" for s, why in report.not_written.items()], 3
+            )
+            + "; pass --allow-partial to use it as it is"
+        )
     return ""

@@ -25,14 +25,18 @@ def release_train_files() -> list[str]:
     try:
         data = gzip.decompress(TRAIN_FILES.read_bytes())
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise RuntimeError(f"{TRAIN_FILES}: cannot read the packaged train file list ({exc}); "
-                           "reinstall partbench") from None
+        raise RuntimeError(
+            f"{TRAIN_FILES}: cannot read the packaged train file list ({exc}); reinstall partbench"
+        ) from None
     if sha256_hex(data) != TRAIN_FILES_SHA256:
-        raise RuntimeError(f"{TRAIN_FILES}: not the recorded train file list (sha256 differs); "
-                           "reinstall partbench")
-    names = [line for line in data.decode("utf-8").splitlines()
-             if line and not line.startswith("#")]
+        raise RuntimeError(
+            f"{TRAIN_FILES}: not the recorded train file list (sha256 differs); reinstall partbench"
+        )
+    names = [
+        line for line in data.decode("utf-8").splitlines() if line and not line.startswith("#")
+    ]
     if len(names) != release.SPLIT_IMAGES["train"]:
-        raise RuntimeError(f"{TRAIN_FILES}: {len(names)} names, expected "
-                           f"{release.SPLIT_IMAGES['train']}")
+        raise RuntimeError(
+            f"{TRAIN_FILES}: {len(names)} names, expected {release.SPLIT_IMAGES['train']}"
+        )
     return names

@@ -24,8 +24,12 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from benchmark.data.layout import is_junk
-from benchmark.data.release.facts import (MAX_COMPRESSION_RATIO, MAX_INNER_ZIP_BYTES,
-                                          MAX_MEMBER_BYTES, MAX_RELEASE_BYTES)
+from benchmark.data.release.facts import (
+    MAX_COMPRESSION_RATIO,
+    MAX_INNER_ZIP_BYTES,
+    MAX_MEMBER_BYTES,
+    MAX_RELEASE_BYTES,
+)
 from episodes.storage import check_input_file
 
 # How deep zips may nest (the release: an outer zip of inner zips).
@@ -114,8 +118,12 @@ class _Window(io.RawIOBase):
 def _stored_window(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> io.BufferedReader | None:
     """A seekable view of a member stored uncompressed in a zip on disk, or None (compressed,
     encrypted, or the zip is not a plain file): its bytes are read in place, not copied."""
-    if (info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1
-            or not isinstance(archive.filename, str) or not os.path.isfile(archive.filename)):
+    if (
+        info.compress_type != zipfile.ZIP_STORED
+        or info.flag_bits & 0x1
+        or not isinstance(archive.filename, str)
+        or not os.path.isfile(archive.filename)
+    ):
         return None
     with open(archive.filename, "rb") as f:
         f.seek(info.header_offset)
@@ -130,8 +138,11 @@ def _stored_window(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> io.Buffer
 def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     """Why a zip member must not be written (None if it may be)."""
     name = info.filename
-    if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or (
-            len(name) > 1 and name[1] == ":"):
+    if (
+        name.startswith(("/", "\\"))
+        or PurePosixPath(name).is_absolute()
+        or (len(name) > 1 and name[1] == ":")
+    ):
         return "absolute path"
     if ".." in name.replace("\\", "/").split("/"):
         return "'..' in its path"
@@ -147,9 +158,12 @@ def oversized_member(info: zipfile.ZipInfo, out: "Collected") -> str | None:
     if info.file_size > bound:
         return f"declares {info.file_size:,} bytes, more than the {bound:,} the release could hold"
     if info.file_size > (1 << 20) and info.file_size > MAX_COMPRESSION_RATIO * max(
-            info.compress_size, 1):
-        return (f"compressed {info.file_size / max(info.compress_size, 1):,.0f}:1 (more than "
-                f"{MAX_COMPRESSION_RATIO}:1): a zip bomb, not release data")
+        info.compress_size, 1
+    ):
+        return (
+            f"compressed {info.file_size / max(info.compress_size, 1):,.0f}:1 (more than "
+            f"{MAX_COMPRESSION_RATIO}:1): a zip bomb, not release data"
+        )
     out.inflated += info.file_size
     if out.inflated > MAX_RELEASE_BYTES:
         return f"the archives inflate to more than the {MAX_RELEASE_BYTES:,} bytes of the release"
@@ -163,16 +177,31 @@ def _junk_path(parts: tuple[str, ...] | list[str]) -> bool:
 def _copy_out(archive: zipfile.ZipFile, info: zipfile.ZipInfo, copy: Path, progress: bool) -> None:
     """Stream a member to `copy` (1 MiB at a time: an inner zip of the release is ~2 GB).
     zipfile stops at the declared size, which `oversized_member` bounded before."""
-    with archive.open(info) as src, open(copy, "wb") as dst, tqdm(
-            total=info.file_size, desc=f"prepare: unpack {info.filename}", unit="B",
-            unit_scale=True, disable=not progress, mininterval=2.0) as bar:
+    with (
+        archive.open(info) as src,
+        open(copy, "wb") as dst,
+        tqdm(
+            total=info.file_size,
+            desc=f"prepare: unpack {info.filename}",
+            unit="B",
+            unit_scale=True,
+            disable=not progress,
+            mininterval=2.0,
+        ) as bar,
+    ):
         while block := src.read(1 << 20):
             dst.write(block)
             bar.update(len(block))
 
 
-def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
-              out: Collected, progress: bool = False) -> None:
+def _walk_zip(
+    archive: zipfile.ZipFile,
+    where: str,
+    staging: Path,
+    depth: int,
+    out: Collected,
+    progress: bool = False,
+) -> None:
     for info in archive.infolist():
         if info.is_dir():
             continue
@@ -208,12 +237,16 @@ def _walk_zip(archive: zipfile.ZipFile, where: str, staging: Path, depth: int,
                 continue
             _walk_zip_file(copy, here, staging, depth + 1, out, progress)
             continue
-        out.files.append(FileRef(name=name, where=here, archive=archive,
-                                 member=info.filename, size=info.file_size))
+        out.files.append(
+            FileRef(
+                name=name, where=here, archive=archive, member=info.filename, size=info.file_size
+            )
+        )
 
 
-def _walk_zip_file(path: Path, where: str, staging: Path, depth: int, out: Collected,
-                   progress: bool = False) -> None:
+def _walk_zip_file(
+    path: Path, where: str, staging: Path, depth: int, out: Collected, progress: bool = False
+) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:  # a member name not UTF-8, too
@@ -223,12 +256,14 @@ def _walk_zip_file(path: Path, where: str, staging: Path, depth: int, out: Colle
     _walk_zip(archive, where, staging, depth, out, progress)
 
 
-def _walk_folder(folder: Path, staging: Path, skip: tuple[Path, ...], out: Collected,
-                 progress: bool = False) -> None:
+def _walk_folder(
+    folder: Path, staging: Path, skip: tuple[Path, ...], out: Collected, progress: bool = False
+) -> None:
     for dirpath, dirnames, filenames in os.walk(folder):  # symlinked folders are not followed
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames
-                             if not is_junk(d) and (here / d).resolve() not in skip)
+        dirnames[:] = sorted(
+            d for d in dirnames if not is_junk(d) and (here / d).resolve() not in skip
+        )
         for name in sorted(filenames):
             if is_junk(name):
                 continue
@@ -238,12 +273,14 @@ def _walk_folder(folder: Path, staging: Path, skip: tuple[Path, ...], out: Colle
             if name.lower().endswith(".zip"):
                 _walk_zip_file(path, str(path), staging, 1, out, progress)
             else:
-                out.files.append(FileRef(name=name, where=str(path), path=path,
-                                         size=path.stat().st_size))
+                out.files.append(
+                    FileRef(name=name, where=str(path), path=path, size=path.stat().st_size)
+                )
 
 
-def collect(source: Path, staging: Path, skip: tuple[Path, ...] = (),
-            progress: bool = False) -> Collected:
+def collect(
+    source: Path, staging: Path, skip: tuple[Path, ...] = (), progress: bool = False
+) -> Collected:
     """Every regular file of `source` (a zip, or a folder of zips and/or files).
 
     Args:
@@ -260,4 +297,3 @@ def collect(source: Path, staging: Path, skip: tuple[Path, ...] = (),
     else:
         _walk_zip_file(source, source.name, staging, 1, out, progress)
     return out
-

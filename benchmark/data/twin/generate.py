@@ -23,10 +23,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from episodes.taxonomy import SPLITS, classes, parts
-
 from benchmark.data.release.facts import SPLIT_IMAGES as FULL_SPLIT_IMAGES
 from benchmark.data.twin.render import render_image
+from episodes.taxonomy import SPLITS, classes, parts
 
 TWIN_VERSION = 1
 MARKER = ".partbench-twin.json"
@@ -57,12 +56,18 @@ def plan_counts(*, images_per_class: int = 20, full: bool = False) -> dict[str, 
     return plan
 
 
-def twin_parameters(*, images_per_class: int = 20, image_size: int = 128, seed: int = 0,
-                    full: bool = False) -> dict:
+def twin_parameters(
+    *, images_per_class: int = 20, image_size: int = 128, seed: int = 0, full: bool = False
+) -> dict:
     """The marker's content for these parameters: compare it with `read_twin_marker(out)`."""
-    return {"generator": "partbench-twin", "version": TWIN_VERSION,
-            "images_per_class": None if full else images_per_class, "image_size": image_size,
-            "seed": seed, "full": full}
+    return {
+        "generator": "partbench-twin",
+        "version": TWIN_VERSION,
+        "images_per_class": None if full else images_per_class,
+        "image_size": image_size,
+        "seed": seed,
+        "full": full,
+    }
 
 
 def read_twin_marker(out: str | Path) -> dict | None:
@@ -86,12 +91,23 @@ def _render_class(job: tuple[str, str, int, int, int, str]) -> list[dict]:
         file_name = f"{synset}_{i + 1}.JPEG"
         image = render_image(synset, i, seed=seed, image_size=size)
         (class_dir / file_name).write_bytes(image.jpeg_bytes())
-        entries.append({
-            "file_name": file_name, "height": size, "width": size,
-            "annotations": [{"category_id": a.part_id, "segmentation": a.segmentation,
-                             "area": a.area, "bbox": a.bbox, "iscrowd": 0}
-                            for a in image.annotations],
-        })
+        entries.append(
+            {
+                "file_name": file_name,
+                "height": size,
+                "width": size,
+                "annotations": [
+                    {
+                        "category_id": a.part_id,
+                        "segmentation": a.segmentation,
+                        "area": a.area,
+                        "bbox": a.bbox,
+                        "iscrowd": 0,
+                    }
+                    for a in image.annotations
+                ],
+            }
+        )
     return entries
 
 
@@ -101,16 +117,29 @@ def _coco(split_entries: list[list[dict]]) -> dict:
     for class_entries in split_entries:
         for entry in class_entries:
             image_id = len(images) + 1
-            images.append({"id": image_id, "file_name": entry["file_name"],
-                           "height": entry["height"], "width": entry["width"]})
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": entry["file_name"],
+                    "height": entry["height"],
+                    "width": entry["width"],
+                }
+            )
             for ann in entry["annotations"]:
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
     categories = [{"id": p.id, "name": p.name, "supercategory": p.super_category} for p in parts()]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def generate_twin(out: str | Path, *, images_per_class: int = 20, image_size: int = 128,
-                  seed: int = 0, full: bool = False, workers: int = 1) -> Path:
+def generate_twin(
+    out: str | Path,
+    *,
+    images_per_class: int = 20,
+    image_size: int = 128,
+    seed: int = 0,
+    full: bool = False,
+    workers: int = 1,
+) -> Path:
     """Write the synthetic twin to `out` and return `out` as a Path.
 
     If `out` already holds a twin generated with the same parameters and version, it is reused
@@ -132,8 +161,9 @@ def generate_twin(out: str | Path, *, images_per_class: int = 20, image_size: in
         raise ValueError(f"image_size must be >= 32 pixels, got {image_size}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    params = twin_parameters(images_per_class=images_per_class, image_size=image_size,
-                             seed=seed, full=full)
+    params = twin_parameters(
+        images_per_class=images_per_class, image_size=image_size, seed=seed, full=full
+    )
     plan = plan_counts(images_per_class=images_per_class, full=full)
     if out.exists():
         marker = read_twin_marker(out)
@@ -142,13 +172,17 @@ def generate_twin(out: str | Path, *, images_per_class: int = 20, image_size: in
         if marker is None and (not out.is_dir() or any(out.iterdir())):
             raise FileExistsError(
                 f"{out} exists and is not a synthetic twin (no {MARKER}); refusing to overwrite "
-                "it: name an empty or new folder")
+                "it: name an empty or new folder"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the twin is ordinary data
     try:
-        jobs = [(split, synset, n, seed, image_size, str(tmp))
-                for split in SPLITS for synset, n in plan[split].items()]
+        jobs = [
+            (split, synset, n, seed, image_size, str(tmp))
+            for split in SPLITS
+            for synset, n in plan[split].items()
+        ]
         for split in SPLITS:
             (tmp / split).mkdir()
         if workers > 1:
@@ -166,8 +200,9 @@ def generate_twin(out: str | Path, *, images_per_class: int = 20, image_size: in
             text = json.dumps(_coco(per_split[split]), separators=(",", ":"))
             (tmp / f"{split}.json").write_text(text, encoding="utf-8")
         counts = {split: sum(plan[split].values()) for split in SPLITS}
-        (tmp / MARKER).write_text(json.dumps({**params, "counts": counts}, indent=1) + "\n",
-                                  encoding="utf-8")
+        (tmp / MARKER).write_text(
+            json.dumps({**params, "counts": counts}, indent=1) + "\n", encoding="utf-8"
+        )
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

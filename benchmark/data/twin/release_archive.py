@@ -38,26 +38,31 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from episodes.taxonomy import SPLITS, parts
-
 from benchmark.data.release import facts as release
 from benchmark.data.release.train_files import release_train_files
 from benchmark.data.twin.generate import plan_counts
 from benchmark.data.twin.render import render_image
 from benchmark.data.twin.shapes import stable_seed
+from episodes.taxonomy import SPLITS, parts
 
 RELEASE_VERSION = 1
 ARCHIVE_NAME = release.HUB_FILENAME
-RENDER_SIZE = 192     # the twin scene is rendered square at this size, then resized to (W, H)
-NOISE_SIGMA = 19.0    # grey-level s.d. of the luminance noise that makes photo-like JPEG sizes
+RENDER_SIZE = 192  # the twin scene is rendered square at this size, then resized to (W, H)
+NOISE_SIGMA = 19.0  # grey-level s.d. of the luminance noise that makes photo-like JPEG sizes
 JPEG_QUALITY = 92
 # ImageNet-like stored sizes (width, height) and how often each is drawn.
 IMAGE_SIZES: tuple[tuple[tuple[int, int], float], ...] = (
-    ((500, 375), 0.45), ((375, 500), 0.12), ((500, 333), 0.15), ((333, 500), 0.04),
-    ((500, 400), 0.06), ((400, 500), 0.03), ((500, 500), 0.05), ((500, 281), 0.05),
+    ((500, 375), 0.45),
+    ((375, 500), 0.12),
+    ((500, 333), 0.15),
+    ((333, 500), 0.04),
+    ((500, 400), 0.06),
+    ((400, 500), 0.03),
+    ((500, 500), 0.05),
+    ((500, 281), 0.05),
     ((640, 480), 0.05),
 )
-CHUNK = 32            # images per job sent to a worker
+CHUNK = 32  # images per job sent to a worker
 
 
 def _kept(count: int, scale: float) -> int:
@@ -82,8 +87,11 @@ def release_plan(scale: float = 1.0) -> dict[str, list[str]]:
             plan["train"].append(name)
     counts = plan_counts(full=True)
     for split in ("val", "test"):
-        plan[split] = [f"{synset}_{k + 1}.JPEG" for synset, n in counts[split].items()
-                       for k in range(_kept(n, scale))]
+        plan[split] = [
+            f"{synset}_{k + 1}.JPEG"
+            for synset, n in counts[split].items()
+            for k in range(_kept(n, scale))
+        ]
     return plan
 
 
@@ -120,8 +128,10 @@ def render_release_image(name: str, index: int, seed: int) -> tuple[bytes, dict]
     synset = name.split("_", 1)[0]
     width, height = image_size_of(name, seed)
     scene = render_image(synset, index, seed=seed, image_size=RENDER_SIZE)
-    pixels = np.asarray(Image.fromarray(scene.pixels).resize(
-        (width, height), Image.Resampling.BILINEAR), dtype=np.int16)
+    pixels = np.asarray(
+        Image.fromarray(scene.pixels).resize((width, height), Image.Resampling.BILINEAR),
+        dtype=np.int16,
+    )
     rng = np.random.default_rng(stable_seed("release-noise", seed, name))
     noise = rng.normal(0.0, NOISE_SIGMA, size=(height, width, 1)).astype(np.int16)
     pixels = np.clip(pixels + noise, 0, 255).astype(np.uint8)
@@ -130,21 +140,33 @@ def render_release_image(name: str, index: int, seed: int) -> tuple[bytes, dict]
     sx, sy = width / RENDER_SIZE, height / RENDER_SIZE
     annotations = []
     for a in scene.annotations:
-        polys = [[round(v * (sx if k % 2 == 0 else sy), 2) for k, v in enumerate(poly)]
-                 for poly in a.segmentation]
+        polys = [
+            [round(v * (sx if k % 2 == 0 else sy), 2) for k, v in enumerate(poly)]
+            for poly in a.segmentation
+        ]
         x, y, w, h = a.bbox
-        annotations.append({
-            "category_id": a.part_id, "segmentation": polys, "area": round(a.area * sx * sy, 2),
-            "bbox": [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)],
-            "iscrowd": 0})
-    return buf.getvalue(), {"file_name": name, "height": height, "width": width,
-                            "annotations": annotations}
+        annotations.append(
+            {
+                "category_id": a.part_id,
+                "segmentation": polys,
+                "area": round(a.area * sx * sy, 2),
+                "bbox": [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)],
+                "iscrowd": 0,
+            }
+        )
+    return buf.getvalue(), {
+        "file_name": name,
+        "height": height,
+        "width": width,
+        "annotations": annotations,
+    }
 
 
 def _render_chunk(job: _Job) -> list[tuple[bytes, dict]]:
     """(JPEG bytes, json entry without id) of each image of the job; runs in a worker."""
-    return [render_release_image(name, index, job.seed)
-            for name, index in zip(job.names, job.indices)]
+    return [
+        render_release_image(name, index, job.seed) for name, index in zip(job.names, job.indices)
+    ]
 
 
 def _jobs(split: str, names: list[str], seed: int) -> list[_Job]:
@@ -154,8 +176,10 @@ def _jobs(split: str, names: list[str], seed: int) -> list[_Job]:
         synset = name.split("_", 1)[0]
         indices.append(seen[synset])
         seen[synset] += 1
-    return [_Job(split, tuple(names[i:i + CHUNK]), tuple(indices[i:i + CHUNK]), seed)
-            for i in range(0, len(names), CHUNK)]
+    return [
+        _Job(split, tuple(names[i : i + CHUNK]), tuple(indices[i : i + CHUNK]), seed)
+        for i in range(0, len(names), CHUNK)
+    ]
 
 
 def _rendered(jobs: list[_Job], workers: int):
@@ -196,8 +220,14 @@ def _coco(entries: list[dict], first_id: int) -> dict:
     images, annotations = [], []
     for i, entry in enumerate(entries):
         image_id = first_id + i
-        images.append({"id": image_id, "file_name": entry["file_name"],
-                       "height": entry["height"], "width": entry["width"]})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": entry["file_name"],
+                "height": entry["height"],
+                "width": entry["width"],
+            }
+        )
         for ann in entry["annotations"]:
             annotations.append({"id": len(annotations), "image_id": image_id, **ann})
     categories = [{"id": p.id, "name": p.name, "supercategory": p.super_category} for p in parts()]
@@ -206,13 +236,25 @@ def _coco(entries: list[dict], first_id: int) -> dict:
 
 def archive_parameters(*, scale: float, seed: int) -> dict:
     """What the archive is a function of (recorded beside it as `<archive>.params.json`)."""
-    return {"generator": "partbench-release-twin", "version": RELEASE_VERSION,
-            "scale": scale, "seed": seed, "render_size": RENDER_SIZE,
-            "noise_sigma": NOISE_SIGMA, "jpeg_quality": JPEG_QUALITY}
+    return {
+        "generator": "partbench-release-twin",
+        "version": RELEASE_VERSION,
+        "scale": scale,
+        "seed": seed,
+        "render_size": RENDER_SIZE,
+        "noise_sigma": NOISE_SIGMA,
+        "jpeg_quality": JPEG_QUALITY,
+    }
 
 
-def generate_release_archive(out: str | os.PathLike, *, scale: float = 1.0, seed: int = 0,
-                             workers: int = 1, progress: bool = True) -> Path:
+def generate_release_archive(
+    out: str | os.PathLike,
+    *,
+    scale: float = 1.0,
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
     """Write `out/PartImageNet_OOD.zip` (see the module docstring) and return its path.
 
     Args:
@@ -245,10 +287,17 @@ def generate_release_archive(out: str | os.PathLike, *, scale: float = 1.0, seed
                 inner_name = release.INNER_ZIP.format(split=split)
                 # the inner zip streams into the outer one: neither is held in memory or on
                 # disk twice (a stream that cannot seek makes zipfile write data descriptors)
-                with outer.open(_info(inner_name), "w", force_zip64=True) as stream, \
-                        zipfile.ZipFile(stream, "w", allowZip64=True) as inner, \
-                        tqdm(total=len(plan[split]), desc=f"release twin {split}", unit="img",
-                             disable=not progress, mininterval=2.0) as bar:
+                with (
+                    outer.open(_info(inner_name), "w", force_zip64=True) as stream,
+                    zipfile.ZipFile(stream, "w", allowZip64=True) as inner,
+                    tqdm(
+                        total=len(plan[split]),
+                        desc=f"release twin {split}",
+                        unit="img",
+                        disable=not progress,
+                        mininterval=2.0,
+                    ) as bar,
+                ):
                     for chunk in _rendered(_jobs(split, plan[split], seed), workers):
                         for jpeg, entry in chunk:
                             synset = entry["file_name"].split("_", 1)[0]
@@ -265,4 +314,3 @@ def generate_release_archive(out: str | os.PathLike, *, scale: float = 1.0, seed
         raise
     params_file.write_text(json.dumps(params, indent=1) + "\n", encoding="utf-8")
     return archive
-

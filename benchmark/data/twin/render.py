@@ -26,23 +26,33 @@ from shapely.geometry import Polygon, box
 from shapely.ops import unary_union
 
 from benchmark.data.twin.shapes import (
-    PALETTES, PartLook, PartShape, build_object, class_style, part_ids, stable_seed,
+    PALETTES,
+    PartLook,
+    PartShape,
+    build_object,
+    class_style,
+    part_ids,
+    stable_seed,
 )
 
 JPEG_QUALITY = 92
-MISSING_PART_P = 0.07      # each non-body part instance is left out with this chance
-MISSING_SLOT_P = 0.05      # ... and all instances of a part category with this chance
-OCCLUSION_P = 0.35         # chance an image has an occluder over the object
-MORPH_P = 0.3              # chance an image uses the class's second colour morph
+MISSING_PART_P = 0.07  # each non-body part instance is left out with this chance
+MISSING_SLOT_P = 0.05  # ... and all instances of a part category with this chance
+OCCLUSION_P = 0.35  # chance an image has an occluder over the object
+MORPH_P = 0.3  # chance an image uses the class's second colour morph
 BACKGROUND_SATURATION = 0.5  # background colours are pulled half way to a grey
-CLUTTER_SHAPES = (2, 7)      # number of clutter shapes: [low, high)
+CLUTTER_SHAPES = (2, 7)  # number of clutter shapes: [low, high)
 OBJECT_EXTENT = (0.6, 0.92)  # the object's longer side, as a share of the image side
-MIN_PIECE_AREA = 2.0       # visible pieces smaller than this (px^2) are not annotated
+MIN_PIECE_AREA = 2.0  # visible pieces smaller than this (px^2) are not annotated
 
 # Pose per super-category: (rotation s.d. in degrees, largest rotation).
 _ROTATION: dict[str, tuple[float, float]] = {
-    "Snake": (60.0, 180.0), "Fish": (20.0, 45.0), "Bird": (15.0, 35.0), "Aeroplane": (20.0, 40.0),
-    "Biped": (8.0, 20.0), "Bottle": (10.0, 25.0),
+    "Snake": (60.0, 180.0),
+    "Fish": (20.0, 45.0),
+    "Bird": (15.0, 35.0),
+    "Aeroplane": (20.0, 40.0),
+    "Biped": (8.0, 20.0),
+    "Bottle": (10.0, 25.0),
 }
 _DEFAULT_ROTATION = (10.0, 25.0)
 
@@ -85,6 +95,7 @@ class RenderedImage:
 # Polygons <-> COCO
 # ---------------------------------------------------------------------------------------------
 
+
 def _polygons(geom) -> list[Polygon]:
     if geom.is_empty:
         return []
@@ -107,7 +118,9 @@ def rasterize(geom, height: int, width: int) -> np.ndarray:
     if outer:
         mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(outer, height, width))) > 0
     if holes:
-        mask &= ~(mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(holes, height, width))) > 0)
+        mask &= ~(
+            mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(holes, height, width))) > 0
+        )
     return mask
 
 
@@ -139,6 +152,7 @@ def coco_polygons(geom) -> list[list[float]]:
 # Painting
 # ---------------------------------------------------------------------------------------------
 
+
 def _pattern_mask(look: PartLook, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Float in [0, 1], shaped like u: where a part's pattern colour shows, in object-frame coordinates
     (so the pattern turns and scales with the object)."""
@@ -165,8 +179,10 @@ def _window(geom, size: int) -> tuple[slice, slice]:
     if geom.is_empty:
         return slice(0, 0), slice(0, 0)
     minx, miny, maxx, maxy = geom.bounds
-    return (slice(max(int(miny), 0), min(int(maxy) + 2, size)),
-            slice(max(int(minx), 0), min(int(maxx) + 2, size)))
+    return (
+        slice(max(int(miny), 0), min(int(maxy) + 2, size)),
+        slice(max(int(minx), 0), min(int(maxx) + 2, size)),
+    )
 
 
 @cache
@@ -200,14 +216,21 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
         if kind == 0:
             draw.ellipse([x - r, y - r * rng.uniform(0.3, 1), x + r, y + r], fill=colour)
         elif kind == 1:
-            draw.rectangle([x - r, y - r * rng.uniform(0.2, 1), x + r * rng.uniform(0.2, 1), y + r], fill=colour)
+            draw.rectangle(
+                [x - r, y - r * rng.uniform(0.2, 1), x + r * rng.uniform(0.2, 1), y + r],
+                fill=colour,
+            )
         elif kind == 2:
             ang = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
             rad = r * rng.uniform(0.4, 1.0, len(ang))
-            draw.polygon([(x + q * math.cos(p), y + q * math.sin(p)) for p, q in zip(ang, rad)], fill=colour)
+            draw.polygon(
+                [(x + q * math.cos(p), y + q * math.sin(p)) for p, q in zip(ang, rad)], fill=colour
+            )
         else:
             x2, y2 = rng.uniform(0, 1, 2) * size
-            draw.line([(x, y), (x2, y2)], fill=colour, width=int(rng.integers(1, max(2, size // 20))))
+            draw.line(
+                [(x, y), (x2, y2)], fill=colour, width=int(rng.integers(1, max(2, size // 20)))
+            )
     return img
 
 
@@ -217,21 +240,33 @@ def _occluder(rng: np.random.Generator, bounds: tuple[float, float, float, float
     cx, cy = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
     r = rng.uniform(0.12, 0.28) * max(maxx - minx, maxy - miny)
     n = int(rng.integers(4, 10))
-    ang = np.sort(rng.uniform(0, 2 * np.pi, n)) if rng.random() < 0.5 else np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    ang = (
+        np.sort(rng.uniform(0, 2 * np.pi, n))
+        if rng.random() < 0.5
+        else np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    )
     rad = r * rng.uniform(0.6, 1.0, len(ang))
-    poly = Polygon(np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang) * rng.uniform(0.5, 1.0)], axis=1))
+    poly = Polygon(
+        np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang) * rng.uniform(0.5, 1.0)], axis=1)
+    )
     return poly.convex_hull
 
 
-def _drop_missing(shapes: list[PartShape], body_id: int, rng: np.random.Generator) -> list[PartShape]:
+def _drop_missing(
+    shapes: list[PartShape], body_id: int, rng: np.random.Generator
+) -> list[PartShape]:
     slots = sorted({s.part_id for s in shapes if s.part_id != body_id})
     gone = {pid for pid in slots if rng.random() < MISSING_SLOT_P}
-    return [s for s in shapes
-            if s.part_id == body_id or (s.part_id not in gone and rng.random() >= MISSING_PART_P)]
+    return [
+        s
+        for s in shapes
+        if s.part_id == body_id or (s.part_id not in gone and rng.random() >= MISSING_PART_P)
+    ]
 
 
-def render_image(synset: str, index: int, *, seed: int = 0, image_size: int = 128,
-                 occlusion: bool | None = None) -> RenderedImage:
+def render_image(
+    synset: str, index: int, *, seed: int = 0, image_size: int = 128, occlusion: bool | None = None
+) -> RenderedImage:
     """Render image `index` of class `synset`. `occlusion` forces the occluder on or off (tests);
     None draws it with probability OCCLUSION_P."""
     style = class_style(synset, seed)
@@ -245,8 +280,15 @@ def render_image(synset: str, index: int, *, seed: int = 0, image_size: int = 12
     flip = -1.0 if rng.random() < 0.5 else 1.0
     sd, cap = _ROTATION.get(style.super_category, _DEFAULT_ROTATION)
     angle = math.radians(float(np.clip(rng.normal(0, sd), -cap, cap)))
-    posed = [affinity.rotate(affinity.scale(s.geometry, flip, 1.0, origin=(0, 0)), angle,
-                             origin=(0, 0), use_radians=True) for s in shapes]
+    posed = [
+        affinity.rotate(
+            affinity.scale(s.geometry, flip, 1.0, origin=(0, 0)),
+            angle,
+            origin=(0, 0),
+            use_radians=True,
+        )
+        for s in shapes
+    ]
     minx, miny, maxx, maxy = unary_union(posed).bounds
     scale = rng.uniform(*OBJECT_EXTENT) * size / max(maxx - minx, maxy - miny)
     cx = size / 2 + rng.uniform(-0.14, 0.14) * size - scale * (minx + maxx) / 2
@@ -267,8 +309,8 @@ def render_image(synset: str, index: int, *, seed: int = 0, image_size: int = 12
     canvas = np.asarray(_background(rng, size), dtype=np.float32).copy()
     labels = np.full((size, size), -1, dtype=np.int16)
     looks = style.looks[1] if rng.random() < MORPH_P else style.looks[0]
-    gain = rng.uniform(0.82, 1.15) * rng.uniform(0.94, 1.06, 3)   # illumination
-    shade = (1.0 - 0.12 * np.clip(v, -1, 1))[..., None]            # (H, W, 1) lit from above
+    gain = rng.uniform(0.82, 1.15) * rng.uniform(0.94, 1.06, 3)  # illumination
+    shade = (1.0 - 0.12 * np.clip(v, -1, 1))[..., None]  # (H, W, 1) lit from above
     frame = box(0, 0, size, size)
     pixel_geoms, colours = [], []
     for k, s in enumerate(shapes):
@@ -306,7 +348,9 @@ def render_image(synset: str, index: int, *, seed: int = 0, image_size: int = 12
     return RenderedImage(pixels=pixels, labels=labels, annotations=annotations, occluded=occluded)
 
 
-def _annotate(part_ids_drawn: list[int], geoms: list, cover, colours: list, size: int) -> list[PartAnnotation]:
+def _annotate(
+    part_ids_drawn: list[int], geoms: list, cover, colours: list, size: int
+) -> list[PartAnnotation]:
     """One annotation per drawn part (back to front) with what nearer parts and the occluder
     leave visible of it; parts left with nothing visible get none."""
     annotations = []

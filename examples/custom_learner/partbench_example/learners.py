@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from baselines import EpisodeFeatures, Learner
-from baselines import check_support, one_hot, to_compute
+from baselines import EpisodeFeatures, Learner, check_support, one_hot, to_compute
 
 
 class NearestNeighbour(Learner):
