@@ -82,7 +82,7 @@ def _load(spec: str, module: str, attr: str, where: str) -> type:
                 "that provides it or put its folder on PYTHONPATH"
             ) from None
         raise LearnerSpecError(f"{where}: importing {module!r} failed: {exc}") from None
-    except Exception as exc:  # any error in the user's module: one line, not a traceback
+    except (Exception, SystemExit) as exc:  # any error (or exit) in the user's module: one line
         raise LearnerSpecError(
             f"{where}: importing {module!r} failed: {type(exc).__name__}: {exc}"
         ) from None

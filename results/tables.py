@@ -28,6 +28,8 @@ SETTING_COLUMNS: tuple[str, ...] = ("split", "n_way", "k_shot", "n_query")
 # What tells two rows of one setting apart (mask_mode: part masks behind a learner's features).
 LEARNER_COLUMNS: tuple[str, ...] = ("learner", "mask_mode")
 ACC_CI = "acc ± ci"
+# Tables too long for a terminal (a row per test class and learner): written, not echoed.
+SAVED_NOT_PRINTED: tuple[str, ...] = ("per_class",)
 
 
 def format_acc(mean: float, half_width: float, digits: int = 2) -> str:
@@ -61,6 +63,16 @@ def _summarise(
     columns = [*by, "episodes", name, "ci", ACC_CI]
     table = pd.DataFrame(rows, columns=columns)
     return table.rename(columns={"ci": f"ci{round(confidence * 100):d}"})
+
+
+def one_setting(records: pd.DataFrame) -> pd.DataFrame:
+    """`records` with n_way blanked (NA, like k_shot and n_query) in variable-shape episodes:
+    a variable-mode run is one setting, as its result file has one number per learner, not one
+    block per way count its sampler happened to draw."""
+    variable = records["k_shot"].isna()
+    if not variable.any():
+        return records
+    return records.assign(n_way=records["n_way"].astype("Int64").mask(variable))
 
 
 def _run_columns(records: pd.DataFrame) -> list[str]:
@@ -208,8 +220,8 @@ def paired_table(
             name: group.set_index("episode")["accuracy"] * 100.0
             for name, group in block.groupby("learner")
         }
-        if baseline not in by_learner:
-            continue
+        if baseline not in by_learner or len(by_learner[baseline]) < 2:
+            continue  # no pairs to compare (a paired CI needs two episodes)
         for name in sorted(by_learner):
             if name == baseline:
                 continue
@@ -250,11 +262,14 @@ def report_tables(
     n_boot: int = 10_000,
     baseline: str | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The standard set: accuracy, super_category, part_contributions and (with `baseline`) paired."""
+    """The standard set: accuracy, super_category, per_class, part_contributions and (with
+    `baseline`) paired. A variable-shape run's episodes form one setting (see one_setting)."""
+    records = one_setting(records)
     options = dict(confidence=confidence, method=method, seed=seed, n_boot=n_boot)
     tables = {
         "accuracy": accuracy_table(records, **options),
         "super_category": super_category_table(records, **options),
+        "per_class": class_table(records, **options),
         "part_contributions": part_contribution_table(records, **options),
     }
     if baseline is not None:
@@ -334,13 +349,19 @@ def write_report(
     n_boot: int = 10_000,
     baseline: str | None = None,
     echo: bool = True,
+    printed: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """`report_tables`, printed (if `echo`) and saved as `<out_dir>/<name>.{csv,md,tex}`."""
+    """`report_tables`, printed (if `echo`: those named in `printed`, default all but
+    SAVED_NOT_PRINTED) and saved as `<out_dir>/<name>.{csv,md,tex}`."""
     tables = report_tables(
         records, confidence=confidence, method=method, seed=seed, n_boot=n_boot, baseline=baseline
     )
     for name, table in tables.items():
-        if echo:
+        shown = name not in SAVED_NOT_PRINTED if printed is None else name in printed
+        if echo and not shown and printed is None:
+            where = f", in {name}.csv" if out_dir is not None else ""
+            print(f"\n== {name.replace('_', ' ')} == ({len(table)} rows{where})")
+        elif echo and shown:
             print(f"\n== {name.replace('_', ' ')} ==")
             compact = [c for c in table.columns if c not in ("ci_low", "ci_high", "difference")]
             print(to_text(table[compact]))

@@ -107,8 +107,20 @@ def test_saved_tables_round_trip_and_escape(frame, tmp_path):
 
 def test_write_report_prints_and_saves_every_table(frame, tmp_path, capsys):
     tables = write_report(frame, tmp_path / "out", baseline="protonet")
-    assert set(tables) == {"accuracy", "super_category", "part_contributions", "paired"}
-    assert "== accuracy ==" in capsys.readouterr().out
+    assert set(tables) == {
+        "accuracy",
+        "super_category",
+        "per_class",
+        "part_contributions",
+        "paired",
+    }
+    out = capsys.readouterr().out
+    assert "== accuracy ==" in out
+    assert "== per class == (" in out and "in per_class.csv" in out  # saved, not printed
+    assert set(tables["per_class"]["learner"]) == set(frame["learner"])
+    write_report(frame, tmp_path / "short", printed=("accuracy",))
+    out = capsys.readouterr().out
+    assert "== accuracy ==" in out and "== super category ==" not in out
     for name in tables:
         for suffix in ("csv", "md", "tex"):
             assert (tmp_path / "out" / f"{name}.{suffix}").stat().st_size > 0

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", metavar="RUN_DIR", help="write to this folder instead of a new one")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every table at the end (default: accuracy and paired; all are saved)",
+    )
+    run.add_argument(
         "--seeds",
         metavar="S,S,...",
         help="train one backbone per seed (e.g. 0,1,2), evaluate each on the same "
@@ -64,6 +69,6 @@ def main(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         run_dir, resume = (Path(args.out) if args.out else None), False
     (run_seeds if cfg.backbone.seeds else run_one_seed)(
-        cfg, run_dir=run_dir, resume=resume, progress=not args.quiet
+        cfg, run_dir=run_dir, resume=resume, progress=not args.quiet, verbose=args.verbose
     )
     return 0

@@ -7,7 +7,10 @@ applied before the check, so they win over the file.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
+import json
 import os
 import re
 import types
@@ -61,10 +64,17 @@ class EpisodesConfig:
 
 @dataclass
 class LearnerConfig:
-    """A registered learner (`python -m benchmark list`) and its keyword options."""
+    """A registered learner (`python -m benchmark list`), its keyword options, and the label its
+    rows carry: a learner listed twice (e.g. logreg with two step counts) needs a label per copy."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The learner's name in records, tables and result files: its label, else its name."""
+        return self.label if self.label is not None else self.name
 
 
 @dataclass
@@ -90,7 +100,13 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As plain data; a learner without a label has no `label` key (so the identity and
+        config.yaml of runs made before labels existed stay as they were)."""
+        raw = dataclasses.asdict(self)
+        for learner in raw["learners"]:
+            if learner["label"] is None:
+                del learner["label"]
+        return raw
 
 
 # The config keys with a fixed set of values, each list defined beside the code that uses it.
@@ -164,7 +180,7 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         message = str(exc)
         for item in reversed(overrides):
             key = item.partition("=")[0].strip()
-            if message.startswith((f"{key}:", f"{key}.")):
+            if message.startswith((f"{key}:", f"{key}.", f"{key}[")):
                 raise ConfigError(f"--set {_shown_override(item)}: {message}") from None
         raise ConfigError(f"{path}: {message}") from None
 
@@ -340,8 +356,42 @@ def _check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"backbone.seeds: distinct seeds >= 0 please, got {cfg.backbone.seeds}")
     if not cfg.learners:
         raise ConfigError("learners: name at least one learner (see `python -m benchmark list`)")
+    _check_learner_keys(cfg.learners)
     _check_run_folder_values(cfg)
     _check_integrity_values(cfg)
+
+
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+@:-]{0,99}")
+
+
+def _check_learner_keys(learners: list[LearnerConfig]) -> None:
+    """Every learner's rows need a name of their own (a second copy under the same key would be
+    skipped as already recorded, silently): an unlabelled learner whose name repeats is labelled
+    name@<6 hex digits of its options>; copies that still collide are refused."""
+    counts = collections.Counter(spec.name for spec in learners)
+    for i, spec in enumerate(learners):
+        if spec.label is None and counts[spec.name] > 1:
+            spec.label = f"{spec.name}@{json_digest(spec.options)[:6]}"
+        elif spec.label is not None and not LABEL_PATTERN.fullmatch(spec.label):
+            raise ConfigError(
+                f"learners[{i}].label: {spec.label!r} must be 1-100 letters, digits or _.+@:- "
+                "(starting with a letter or digit)"
+            )
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(learners):
+        if spec.key in seen:
+            raise ConfigError(
+                f"learners[{i}]: {spec.key!r} is already learners[{seen[spec.key]}] (the same "
+                f"learner with the same options?); give each copy its own label, e.g. "
+                f"{{name: {spec.name}, label: {spec.name}_2, options: ...}}"
+            )
+        seen[spec.key] = i
+
+
+def json_digest(value: Any) -> str:
+    """SHA-256 hex digest of `value` as canonical JSON (sorted keys)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_run_folder_values(cfg: RunConfig) -> None:

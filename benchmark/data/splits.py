@@ -48,7 +48,7 @@ def learners_preparing_on_train(cfg: RunConfig) -> list[str]:
         except UnknownLearnerError as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from None
         if cls.needs_base_features:
-            names.append(spec.name)
+            names.append(spec.key)
     return names
 
 

@@ -10,7 +10,7 @@ fit, so results never depend on the batching.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 
 from baselines.base import EpisodeFeatures, Learner
 from baselines.seeding import episode_seeds
+from benchmark.evaluation.guard import checked_scores
 from episodes.episode import Episode, EpisodeBatch
 from episodes.source import EpisodeSource
 
@@ -67,6 +68,8 @@ def predict_batch(
         queries,
         gather_support,
         gather_query,
+        who=learner_name or learner.name,
+        episodes=batch.indices,
     )
 
 
@@ -86,7 +89,15 @@ def predict_episode(
     shots = np.array([len(way) for way in episode.support])
     queries = np.array([len(way) for way in episode.query])
     return _predict(
-        learner, support[None], query[None], shots, queries, gather_support, gather_query
+        learner,
+        support[None],
+        query[None],
+        shots,
+        queries,
+        gather_support,
+        gather_query,
+        who=learner_name or learner.name,
+        episodes=[episode.index],
     )
 
 
@@ -103,8 +114,12 @@ def _predict(
     queries: np.ndarray,
     gather_support: Gather,
     gather_query: Gather,
+    *,
+    who: str,
+    episodes: Sequence[int],
 ) -> Predictions:
-    """support_idx (B, n_s) and query_idx (B, n_q) are way-major: way j's images are contiguous."""
+    """support_idx (B, n_s) and query_idx (B, n_q) are way-major: way j's images are contiguous.
+    who, episodes: the learner's name and the B episode indices, for a refusal of its scores."""
     n_episodes, n_way = support_idx.shape[0], len(shots)
     support = gather_support(support_idx)
     query = gather_query(query_idx)
@@ -112,6 +127,7 @@ def _predict(
     ways = torch.arange(n_way, device=device)
     support_labels = ways.repeat_interleave(torch.as_tensor(shots, device=device))
     scores = learner.fit(support, support_labels.expand(n_episodes, -1), n_way).predict(query)
+    scores = checked_scores(scores, (n_episodes, query_idx.shape[1], n_way), who, episodes)
     contributions = learner.part_contributions()
     query_labels = np.repeat(np.arange(n_way), queries)
     return Predictions(

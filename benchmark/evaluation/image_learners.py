@@ -21,6 +21,7 @@ from torch import nn
 from baselines.image_learner import ImageLearner
 from baselines.seeding import episode_seeds
 from benchmark.evaluation.feature_learners import EvaluatedEpisodes, Predictions
+from benchmark.evaluation.guard import LearnerFailure, checked_scores
 from benchmark.features.images import SplitTransform
 from benchmark.models.backbones import Backbone, trunk_features
 from benchmark.models.device import autocast, resolve_precision
@@ -109,17 +110,47 @@ def predict_image_episode(
         learner.fit(images.images(support), labels, episode.n_way, net, masks=masks)
         with torch.no_grad():
             scores = learner.predict(images.images(query))
-    if scores.shape != (len(query), episode.n_way):
-        raise ValueError(
-            f"{learner.name}: predict() returned scores of shape "
-            f"{tuple(scores.shape)}, expected ({len(query)}, {episode.n_way})"
-        )
+    scores = checked_scores(
+        scores, (len(query), episode.n_way), learner_name or learner.name, [episode.index]
+    )
     query_labels = np.repeat(np.arange(episode.n_way), [len(way) for way in episode.query])
     return Predictions(
         labels=query_labels[None],
         predicted=scores.argmax(-1).cpu().numpy()[None],
         contributions=None,
     )
+
+
+class UnchangedBackbone:
+    """The shared backbone's weights and buffers as the run loaded them, to check after every
+    image-learner episode (a learner must fine-tune a copy: baselines.ImageLearner)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+        self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.requires_grad = [p.requires_grad for p in net.parameters()]
+
+    def check(self, learner: str, episode: int) -> None:
+        """Put back eval mode and requires_grad (harmless to restore); LearnerFailure naming the
+        first changed tensor if a weight or buffer (BatchNorm statistics) changed or vanished."""
+        self.net.eval()
+        for parameter, flag in zip(self.net.parameters(), self.requires_grad):
+            parameter.requires_grad_(flag)
+        now = self.net.state_dict()
+        changed = next(
+            (k for k, v in self.state.items() if k not in now or not torch.equal(now[k], v)),
+            None,
+        )
+        if changed is None and len(now) == len(self.state):
+            return
+        if changed is None:
+            changed = next(k for k in now if k not in self.state)
+        self.net.load_state_dict(self.state, strict=False)
+        raise LearnerFailure(
+            f"learner {learner!r} changed the shared backbone in place at episode {episode} "
+            f"({changed!r}): every later episode and learner would see the change; deep-copy "
+            "the backbone before fine-tuning it (as baselines' finetune does)"
+        )
 
 
 class ImageEvaluator:
@@ -133,9 +164,12 @@ class ImageEvaluator:
         self.net = EmbeddingNet(backbone.model).to(device).eval()
         self.precision = resolve_precision(precision, device)
         self.run_seed = run_seed
+        self._guard = UnchangedBackbone(self.net)
 
     def episode(self, learner: ImageLearner, episode: Episode, learner_name: str) -> Predictions:
-        return predict_image_episode(
+        """One episode; LearnerFailure (and nothing recorded) if the learner changed the
+        shared backbone in place, since every later episode and learner would see the change."""
+        predictions = predict_image_episode(
             learner,
             episode,
             self.images,
@@ -144,6 +178,8 @@ class ImageEvaluator:
             run_seed=self.run_seed,
             learner_name=learner_name,
         )
+        self._guard.check(learner_name, episode.index)
+        return predictions
 
     def positions(
         self, learner: ImageLearner, source: EpisodeSource, positions: list[int], learner_name: str

@@ -237,7 +237,7 @@ def _check_model_name(name: str) -> None:
         return
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-    raise BackboneError(f"unknown timm model name {name!r}{hint}")
+    raise BackboneError(f"backbone.name: unknown timm model name {name!r}{hint}")
 
 
 def _create(name: str, image_size: int | None, fixed_size: bool, **kwargs: Any) -> nn.Module:

@@ -12,8 +12,10 @@ from benchmark.config.errors import ConfigError
 from benchmark.config.features import PREDICTED_MASK_MODES
 from benchmark.config.run import LearnerConfig, RunConfig
 from benchmark.data.dataset import PartDataset
+from benchmark.evaluation.guard import is_builtin_class
 from benchmark.models.backbones import BackboneError, build_backbone
 from episodes import EpisodeFileError, EpisodeSampler, EpisodeSettingsError, EpisodeSource
+from episodes.errors import PartbenchError
 
 
 def build_sampler(cfg: RunConfig, dataset: PartDataset) -> EpisodeSampler:
@@ -73,6 +75,14 @@ def build_learners(cfg: RunConfig) -> list[tuple[LearnerConfig, Learner]]:
             learners.append((spec, get_learner(spec.name, **options)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"learners: {spec.name}: {exc}") from exc
+        except PartbenchError:
+            raise
+        except (Exception, SystemExit) as exc:  # a plugin's constructor: its error, one line
+            if is_builtin_class(cls):
+                raise
+            raise ConfigError(
+                f"learners: {spec.name}: building it raised {type(exc).__name__}: {exc}"
+            ) from exc
     return learners
 
 
@@ -97,7 +107,10 @@ def check_part_stage(cfg: RunConfig) -> None:
     try:
         model = build_backbone(bb.name, image_size=bb.image_size)
     except BackboneError as exc:  # the model name (or size) is the backbone section's fault
-        raise ConfigError(f"backbone.name: {exc}") from None
+        message = str(exc)
+        raise ConfigError(
+            message if message.startswith("backbone.") else f"backbone.name: {message}"
+        ) from None
     try:
         model.stage_index(cfg.features.part_stage)
     except BackboneError as exc:

@@ -17,10 +17,12 @@ from baselines.base import Learner
 from benchmark.config.cache_layout import short_key
 from benchmark.config.run import LearnerConfig, RunConfig
 from benchmark.evaluation import feature_learners as evaluate
+from benchmark.evaluation.guard import learner_errors
 from benchmark.evaluation.image_learners import ImageEvaluator
 from benchmark.features.feature_set import slot_names
 from benchmark.features.provider import learner_masks
 from benchmark.run.folder import RunFolder
+from benchmark.run.identity import RunIdentityError
 from episodes import EpisodeSource
 from episodes.taxonomy import PART_SLOTS, class_super_categories
 from results.records import records_from_predictions
@@ -47,35 +49,38 @@ def evaluate_episodes(
     writer.require({"split": source.split})
     if writer.setting is not None:
         run_id = writer.setting["run_id"]  # resuming: keep the run's identity
+    check_recorded_episodes(writer.done, source.indices, writer.path)
     for (spec, learner), gather in zip(learners, gathers):
         masks = learner_masks(cfg.features.masks, learner)
-        fingerprint = folder.fingerprint({"name": spec.name, "options": spec.options})
-        todo = [p for p, i in enumerate(source.indices) if (spec.name, i) not in writer.done]
+        fingerprint = folder.fingerprint(fingerprinted(spec))
+        todo = [p for p, i in enumerate(source.indices) if (spec.key, i) not in writer.done]
         if not todo:
             continue
         by_image = isinstance(learner, ImageLearner)
         step = 1 if by_image else size
         with tqdm(
-            total=len(todo), desc=spec.name, unit="ep", disable=not progress, file=sys.stderr
+            total=len(todo), desc=spec.key, unit="ep", disable=not progress, file=sys.stderr
         ) as bar:
             for start in range(0, len(todo), step):
                 positions = todo[start : start + step]
-                if by_image:
-                    done = images.positions(learner, source, positions, spec.name)
-                else:
-                    done = evaluate.predict_positions(
-                        learner,
-                        source,
-                        positions,
-                        *gather,
-                        run_seed=cfg.episodes.seed,
-                        learner_name=spec.name,
-                    )
+                episodes = [source.indices[p] for p in positions]
+                with learner_errors(learner, spec.key, episodes, str(writer.path)):
+                    if by_image:
+                        done = images.positions(learner, source, positions, spec.key)
+                    else:
+                        done = evaluate.predict_positions(
+                            learner,
+                            source,
+                            positions,
+                            *gather,
+                            run_seed=cfg.episodes.seed,
+                            learner_name=spec.key,
+                        )
                 out = done.predictions
                 writer.append_many(
                     records_from_predictions(
                         run_id=run_id,
-                        learner=spec.name,
+                        learner=spec.key,
                         split=source.split,
                         k_shot=done.k_shot,
                         variable_shape=not source.batched,
@@ -93,3 +98,24 @@ def evaluate_episodes(
                 )
                 bar.update(len(done.episodes))
     return run_id
+
+
+def fingerprinted(spec: LearnerConfig) -> dict:
+    """What a learner's records are fingerprinted by: its name and options and, for a labelled
+    copy, the label (the records' name) beside the learner it runs."""
+    if spec.label is None:
+        return {"name": spec.name, "options": spec.options}
+    return {"name": spec.label, "learner": spec.name, "options": spec.options}
+
+
+def check_recorded_episodes(done, indices, records) -> None:
+    """Records of episodes the source does not hold (a resume with a smaller n_episodes, or
+    another episode file) would be published beside the new ones: refuse them, with the fix."""
+    wanted = set(indices)
+    extra = sorted({episode for _, episode in done} - wanted)
+    if extra:
+        raise RunIdentityError(
+            f"{records}: records of {len(extra)} episode(s) this run no longer draws (e.g. "
+            f"episode {extra[0]}; episodes.n_episodes is {len(wanted)}): resume with the run's "
+            "own episodes.n_episodes (or more), or start a new run"
+        )

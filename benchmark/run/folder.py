@@ -70,6 +70,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path | None, resume: bool) -> Path:
     """
     if resume:
         assert run_dir is not None
+        _check_same_seeds(cfg, run_dir)
         return run_dir
     path = run_dir or new_run_dir(cfg)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 makes and checks the folder
@@ -79,6 +80,20 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path | None, resume: bool) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return path
+
+
+def _check_same_seeds(cfg: RunConfig, run_dir: Path) -> None:
+    """A resumed multi-seed run keeps the seeds it was started with: other seeds would leave
+    seed folders that its config.yaml does not name."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return
+    started = load_config(path).backbone.seeds
+    if started != cfg.backbone.seeds:
+        raise ConfigError(
+            f"backbone.seeds: {run_dir} was started with seeds {started}, not "
+            f"{cfg.backbone.seeds}; resume it with the same seeds, or start a new run"
+        )
 
 
 class RunFolder:

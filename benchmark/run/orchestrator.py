@@ -58,7 +58,12 @@ class RunResult:
 
 
 def run_benchmark(
-    cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False, progress: bool = True
+    cfg: RunConfig,
+    *,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
 ) -> RunResult | None:
     """Run the benchmark described by `cfg` (None on torchrun ranks > 0).
 
@@ -138,7 +143,16 @@ def run_benchmark(
         with timer.step("report"):
             records = read_records(run_dir / RECORDS_FILE)
             tables = write_run_report(
-                cfg, run_dir, records, quality, dataset, source, gathers[-1], learners[-1], images
+                cfg,
+                run_dir,
+                records,
+                quality,
+                dataset,
+                source,
+                gathers[-1],
+                learners[-1],
+                images,
+                verbose=verbose,
             )
             result = result_from_run(
                 run_id=run_id,
@@ -159,7 +173,7 @@ def run_benchmark(
                 records=records,
                 wall_time_s=folder.wall_time_s(),
                 sections={"mask_quality": quality.to_dict() if quality is not None else None},
-                origins={spec.name: get_learner_origin(spec.name) for spec, _ in learners},
+                origins={spec.key: get_learner_origin(spec.name) for spec, _ in learners},
             )
             path = write_result(run_dir / RESULT_FILE, result)
         _say(timer.summary())
@@ -177,10 +191,15 @@ def run_benchmark(
 
 
 def run(
-    cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False, progress: bool = True
+    cfg: RunConfig,
+    *,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
 ) -> Path | None:
     """`run_benchmark`, returning only the run folder (None on torchrun ranks > 0)."""
-    outcome = run_benchmark(cfg, run_dir=run_dir, resume=resume, progress=progress)
+    outcome = run_benchmark(cfg, run_dir=run_dir, resume=resume, progress=progress, verbose=verbose)
     return None if outcome is None else outcome.run_dir
 
 

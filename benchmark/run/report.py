@@ -22,6 +22,8 @@ from results.plots import plot_predicted_episode, write_plots
 from results.run_result import ci_settings
 from results.tables import save_table, write_report
 
+HEADLINE_TABLES = ("accuracy", "paired")  # what the end of a run prints without --verbose
+
 
 def write_run_report(
     cfg: RunConfig,
@@ -33,15 +35,24 @@ def write_run_report(
     gathers: tuple,
     named_learner: tuple[LearnerConfig, Learner | ImageLearner],
     images: ImageEvaluator | None,
+    verbose: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Write run_dir/tables and run_dir/plots; the tables by name (paired against the first
     learner when there are several; mask_quality when `quality`). `gathers` and
-    `named_learner`: the last learner's, for the drawing of episode 0."""
+    `named_learner`: the last learner's, for the drawing of episode 0. The screen shows the
+    headline (accuracy, paired) unless `verbose`, which prints every table."""
     ci = ci_settings(cfg.to_dict()["report"])
-    names = [spec.name for spec in cfg.learners]
+    names = [spec.key for spec in cfg.learners]
     tables = write_report(
-        records, run_dir / "tables", baseline=names[0] if len(names) > 1 else None, **ci
+        records,
+        run_dir / "tables",
+        baseline=names[0] if len(names) > 1 else None,
+        printed=None if verbose else HEADLINE_TABLES,
+        **ci,
     )
+    if not verbose:
+        others = ", ".join(name.replace("_", " ") for name in tables if name not in HEADLINE_TABLES)
+        print(f"\n(also in {run_dir / 'tables'}: {others}; `run --verbose` prints them)")
     if quality is not None:
         tables["mask_quality"] = pd.DataFrame(quality.rows())
         save_table(tables["mask_quality"], run_dir / "tables" / "mask_quality")
@@ -83,5 +94,5 @@ def plot_first_episode(
         lambda i: (np.asarray(dataset.load_image(i).convert("RGB")), dataset.slot_masks(i)),
         path,
         slot_names=PART_SLOTS,
-        title=f"episode 0 ({episode.split}), predictions of {spec.name}",
+        title=f"episode 0 ({episode.split}), predictions of {spec.key}",
     )

@@ -43,7 +43,12 @@ def seed_config(cfg: RunConfig, seed: int) -> RunConfig:
 
 
 def run_seeds(
-    cfg: RunConfig, *, run_dir: Path | None = None, resume: bool = False, progress: bool = True
+    cfg: RunConfig,
+    *,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    verbose: bool = False,
 ) -> SeedsResult | None:
     """Run `cfg` once per seed in `cfg.backbone.seeds` and report the spread between seeds
     (None on torchrun ranks > 0). A stopped multi-seed run resumes seed by seed."""
@@ -57,6 +62,7 @@ def run_seeds(
             run_dir=folder,
             resume=resume and folder.is_dir(),
             progress=progress,
+            verbose=verbose,
         )
         if outcome is None:  # a torchrun rank > 0: rank 0 writes
             return None
@@ -64,7 +70,7 @@ def run_seeds(
     records = {seed: outcome.records for seed, outcome in outcomes.items()}
     confidence = ci_settings(cfg.to_dict()["report"])["confidence"]
     tables = {"seeds_accuracy": seed_accuracy_table(records, confidence=confidence)}
-    names = [spec.name for spec in cfg.learners]
+    names = [spec.key for spec in cfg.learners]
     if len(names) > 1:
         tables["seeds_paired"] = seed_paired_table(records, names[0], confidence=confidence)
     for name, table in tables.items():
