@@ -63,6 +63,7 @@ class Group:
     transductive: bool
     verified: bool
     annotations: str = "none"  # results.protocols.ANNOTATION_PROTOCOLS
+    leaked: bool = False  # the weights saw the test classes: ranked apart, never above clean rows
 
     @property
     def dataset_label(self) -> str:
@@ -86,6 +87,8 @@ class Group:
         ]
         if self.annotations != "none":  # the realistic protocol keeps the plain label
             parts.append(f"annotations-{self.annotations}")
+        if self.leaked:
+            parts.append("leaked-weights")
         if not self.verified:
             parts.append("unverified")
         return "_".join(p.replace("/", "-").replace(" ", "-") for p in parts)
@@ -101,6 +104,8 @@ class Group:
         )
         if self.annotations == TEST_TIME_ANNOTATIONS:
             text += f" · USES {ANNOTATION_MARKS[self.annotations].upper()}"
+        if self.leaked:
+            text += f" · {LEAKED_MARK} WEIGHTS SAW THE TEST CLASSES"
         return text + ("" if self.verified else " · UNVERIFIED (not ranked)")
 
 
@@ -363,6 +368,7 @@ def _rows(
             is_transductive(result, learner),
             records is not None,
             learner_annotations(metric),
+            bool(leaked),
         )
         row = {
             "learner": learner,

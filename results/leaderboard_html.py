@@ -75,7 +75,8 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
   var headers = table.tHead.rows[0].cells;
   Array.prototype.forEach.call(headers, function (th, col) {
     th.addEventListener("click", function () {
-      var ascending = th.getAttribute("aria-sort") !== "ascending";
+      var now = th.getAttribute("aria-sort");  // a first click puts the best first
+      var ascending = now ? now !== "ascending" : th.dataset.first !== "descending";
       Array.prototype.forEach.call(headers, function (h) { h.removeAttribute("aria-sort"); });
       th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
       var numeric = th.dataset.type === "num";
@@ -203,8 +204,11 @@ def _shots_plots(board: Leaderboard, folder: Path) -> list[str]:
 def _table(table: pd.DataFrame, group: Group, links: dict[str, str]) -> str:
     columns = [c for c in _COLUMNS if c[1] is None or c[1] in table.columns]
     num = ' data-type="num"'
+    # higher is better for accuracy: its first click sorts descending (rank, episodes ascending)
+    first = {"accuracy (%)": ' data-first="descending"'}
     head = "".join(
-        f'<th scope="col"{num if numeric else ""}>{_e(name)}</th>' for name, _, numeric in columns
+        f'<th scope="col"{num if numeric else ""}{first.get(name, "")}>{_e(name)}</th>'
+        for name, _, numeric in columns
     )
     body = []
     for _, row in table.iterrows():

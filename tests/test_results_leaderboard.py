@@ -82,27 +82,30 @@ def _label(dataset=TWIN, setting=SETTING, protocol="inductive"):
     return f"{dataset}_{setting}_{protocol}"
 
 
-def test_verified_rows_are_ranked_with_paired_tests_and_leaked_weights_marked(tmp_path):
+def test_verified_rows_are_ranked_with_paired_tests_and_leaked_weights_ranked_apart(tmp_path):
     _, clean = _write(tmp_path, "clean", [("protonet", 0.5), ("part_protonet", 0.9)], run_id="r1")
-    _, leaked = _write(tmp_path, "leaky", [("protonet", 0.7)], run_id="r2", leaked=True)
+    _, leaked = _write(tmp_path, "leaky", [("protonet", 0.95)], run_id="r2", leaked=True)
     _write(tmp_path, "five-shot", [("protonet", 0.8)], run_id="r3", k_shot=5, episodes_hash=HASH_B)
     board = merge(tmp_path)
-    assert sorted(board) == [_label(), _label(setting="test_5way_5shot_5q_mixed")]
-    table = board[_label()]
-    expected = sorted(
-        [
-            (clean["metrics"]["part_protonet"]["accuracy"], "clean"),
-            (leaked["metrics"]["protonet"]["accuracy"], "leaky"),
-            (clean["metrics"]["protonet"]["accuracy"], "clean"),
-        ],
-        reverse=True,
+    leaky_label = _label() + "_leaked-weights"
+    assert sorted(board) == sorted(
+        [_label(), leaky_label, _label(setting="test_5way_5shot_5q_mixed")]
     )
+    table = board[_label()]
+    expected = [
+        (clean["metrics"]["part_protonet"]["accuracy"], "clean"),
+        (clean["metrics"]["protonet"]["accuracy"], "clean"),
+    ]
     assert list(table["accuracy"]) == [a for a, _ in expected]
     assert list(table["run"]) == [r for _, r in expected]
-    assert list(table["rank"]) == [1, 2, 3]  # 90% / 70% / 50% over 20 episodes: all apart
+    assert list(table["rank"]) == [1, 2]  # 90% / 50% over 20 episodes: apart
     assert table["tie"][0] == "leader"
-    assert all(t.startswith("apart: paired p=") for t in table["tie"][1:])
-    assert list(table["leaked"]) == [LEAKED_MARK if r == "leaky" else "" for _, r in expected]
+    assert table["tie"][1].startswith("apart: paired p=")
+    assert set(table["leaked"]) == {""}  # the leaked row, the best number, is not rank 1 here
+    apart = board[leaky_label]
+    assert list(apart["run"]) == ["leaky"] and list(apart["leaked"]) == [LEAKED_MARK]
+    assert apart["accuracy"][0] == leaked["metrics"]["protonet"]["accuracy"]
+    assert "WEIGHTS SAW THE TEST CLASSES" in board.groups[leaky_label].title
     assert set(table["dataset"]) == {TWIN}
     assert board.rules[_label()] == rank_rule(0.95)
     assert not board.invalid and not board.unverified
@@ -299,14 +302,17 @@ def test_leaderboard_main_prints_the_rule_and_writes_tables(tmp_path, capsys):
     out = tmp_path / "board"
     assert leaderboard_main(results, out=out) == 0
     text = capsys.readouterr().out
-    title = f"== {TWIN} · test 5-way 1-shot 5 queries (mixed) · inductive · annotations: none =="
+    title = (
+        f"== {TWIN} · test 5-way 1-shot 5 queries (mixed) · inductive · annotations: none · "
+        f"{LEAKED_MARK} WEIGHTS SAW THE TEST CLASSES =="
+    )
     assert title in text and "weights saw the test" in text
     table_part = text[text.index(title) :]
     assert table_part.index("part_protonet") < table_part.index(rank_rule(0.95))
-    csv = pd.read_csv(out / f"{_label()}.csv")
+    csv = pd.read_csv(out / f"{_label()}_leaked-weights.csv")
     assert list(csv["learner"]) == ["part_protonet", "protonet"]
     assert list(csv["dataset"]) == [TWIN, TWIN]
-    md = (out / f"{_label()}.md").read_text().splitlines()
+    md = (out / f"{_label()}_leaked-weights.md").read_text().splitlines()
     assert len(md) == 4 and md[0].startswith("| rank | tie | learner |")
     assert leaderboard_main(tmp_path / "empty") == 2
 

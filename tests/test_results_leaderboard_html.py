@@ -127,13 +127,15 @@ def test_html_page_is_self_contained_sortable_and_marked(tmp_path, monkeypatch):
         assert board.rules[label] in text
     # the ranked tables show rank, the mark columns and a link per row; the unverified one no rank
     by_id = {t["section"]: t for t in page.tables}
-    one_shot = by_id["synthetic-twin@dddddddd_test_5way_1shot_5q_mixed_inductive"]
+    one_shot = by_id["synthetic-twin@dddddddd_test_5way_1shot_5q_mixed_inductive_leaked-weights"]
     assert one_shot["head"][:4] == ["rank", "tie", "learner", "accuracy (%)"]
     assert LEAKED_MARK in one_shot["head"] and "result file" in one_shot["head"]
     column = dict(zip(one_shot["head"], zip(*one_shot["rows"])))
     assert sorted(column["learner"]) == ["<b>evil</b>", "protonet"]  # escaped, shown as text
     assert set(column[LEAKED_MARK]) == {LEAKED_MARK}
-    tim = by_id["synthetic-twin@dddddddd_test_5way_1shot_5q_mixed_transductive"]
+    tim = by_id["synthetic-twin@dddddddd_test_5way_1shot_5q_mixed_transductive_leaked-weights"]
+    # a first click on accuracy puts the best first
+    assert 'data-type="num" data-first="descending">accuracy (%)' in index.read_text()
     assert dict(zip(tim["head"], tim["rows"][0]))["learner"] == "tim T"  # the transductive mark
     transductive = [s for s in page.sections if s.get("id") == tim["section"]]
     assert transductive[0]["class"] == "board transductive"

@@ -8,16 +8,24 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     episodes = sub.add_parser("episodes", help="write a fixed episode file from a config")
-    episodes.add_argument("--config", required=True)
     episodes.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE"
+        "--config", required=True, help="a YAML file, or the name of a shipped config"
+    )
+    episodes.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. episodes.k_shot=5 (repeatable)",
     )
     episodes.add_argument("--out", required=True, help="episode file to write (JSON)")
     episodes.add_argument(
         "--names",
         action="store_true",
         help="also write OUT's .names.json: each episode's class synsets and "
-        "image files (<split>/<file_name>), for a method's own loader",
+        "image keys <split>/<file_name> (in the release the file lies at "
+        "<split>/<synset>/<file_name>), for a method's own loader",
     )
 
 

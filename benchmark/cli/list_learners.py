@@ -18,6 +18,7 @@ def main(args: argparse.Namespace) -> int:
     from benchmark.config.run import CHOICES, shipped_configs
 
     print("learners:")
+    width = max(map(len, learner_names())) + 2  # a long name never runs into its description
     for name in learner_names():
         cls = get_learner_class(name)
         flags = [
@@ -30,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
             if on
         ]
         extra = f" [{', '.join(flags)}]" if flags else ""
-        print(f"  {name:<22}{cls.paper}{extra}")
+        print(f"  {name:<{width}}{cls.paper}{extra}")
     print_plugins()
     print("shipped configs:")
     for name in shipped_configs():

@@ -11,15 +11,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "synth", help="write the synthetic twin in PartImageNet's on-disk format"
     )
     synth.add_argument("--out", required=True, help="folder to create")
-    synth.add_argument("--images-per-class", type=int, default=20)
-    synth.add_argument("--image-size", type=int, default=128)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--images-per-class", type=int, default=20, help="images per class (default: 20)"
+    )
+    synth.add_argument(
+        "--image-size", type=int, default=128, help="longer image side in pixels (default: 128)"
+    )
+    synth.add_argument(
+        "--seed", type=int, default=0, help="the twin's seed: same seed, same bytes (default: 0)"
+    )
     synth.add_argument(
         "--full",
         action="store_true",
         help="the real release's per-split image counts (16540/2957/4598)",
     )
-    synth.add_argument("--workers", type=int, default=1)
+    synth.add_argument(
+        "--workers", type=int, default=1, help="processes writing images (default: 1)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
