@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from importlib import metadata
 from typing import Any
 
@@ -104,7 +105,8 @@ def learner_origin(spec: str, cls: type) -> dict[str, Any]:
 
     {"spec", "kind": "builtin" | "module" | "entry-point", "class": "module.Qualname",
      "module", "distribution": name | None, "version": str | None,
-     "source_sha256": "<sha256 hex>" | None (the file defining the class)}
+     "source_sha256": "<sha256 hex>" | None (the file defining the class),
+     "dependencies": {name: installed version} of a plugin distribution's requirements}
     """
     builtin = cls.__module__.split(".")[0] == "baselines"
     kind = "module" if ":" in spec else "builtin" if builtin else "entry-point"
@@ -128,7 +130,26 @@ def learner_origin(spec: str, cls: type) -> dict[str, Any]:
         "distribution": dist_name,
         "version": version,
         "source_sha256": _source_sha256(cls),
-    }
+    } | ({} if builtin or dist_name is None else {"dependencies": _dependencies(dist_name)})
+
+
+def _dependencies(dist_name: str) -> dict[str, str]:
+    """The installed version of each requirement of `dist_name` (extras and the uninstalled
+    left out): what a plugin's number also depends on."""
+    try:
+        requires = metadata.requires(dist_name) or []
+    except metadata.PackageNotFoundError:
+        return {}
+    found = {}
+    for line in requires:
+        if "extra ==" in line:
+            continue
+        name = re.split(r"[\s;<>=!~\[(]", line.strip(), maxsplit=1)[0]
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return dict(sorted(found.items()))
 
 
 def _source_sha256(cls: type) -> str | None:

@@ -270,3 +270,67 @@ def test_a_variable_way_run_has_one_row_per_learner_as_its_result_file(
         assert f"{values['accuracy']:.2f}" in row
     paired = (tables / "paired.csv").read_text().strip().splitlines()
     assert len(paired) == 2 and ",simpleshot,protonet,40," in paired[1]
+
+
+SLOW_PLUGIN = '''
+import time
+import torch
+from baselines import Learner
+
+
+class SlowThenDies(Learner):
+    """0.2 s per call; the third call dies (as a kill would), later calls work."""
+    name = "slow"
+    calls = 0
+
+    def fit(self, support, labels, n_way):
+        self.n_way = n_way
+        return self
+
+    def predict(self, query):
+        type(self).calls += 1
+        if type(self).calls == 3:
+            raise RuntimeError("killed")
+        time.sleep(0.2)
+        return torch.zeros(*query.embeddings.shape[:2], self.n_way)
+'''
+
+
+@pytest.mark.slow
+def test_learner_time_and_wall_time_survive_a_kill(tiny_run_config, tmp_path, monkeypatch, capsys):
+    from benchmark.run import folder
+
+    (tmp_path / "plugs").mkdir()
+    (tmp_path / "plugs" / "slow_learner.py").write_text(SLOW_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "plugs"))
+    monkeypatch.setattr(folder, "SAVE_TIMES_EVERY_S", 0.0)
+    # a kill: the process ends without closing its run folder (no final write of run.json)
+    monkeypatch.setattr(folder.RunFolder, "close", lambda self: self.writer.close())
+    code, out = run(dict(tiny_run_config, learners=["slow_learner:SlowThenDies"]), tmp_path)
+    assert code == 2
+    first = json.loads((out / "run.json").read_text())
+    assert first["learner_time_s"]["slow_learner:SlowThenDies"] >= 0.4  # two calls before it died
+    monkeypatch.undo()
+    monkeypatch.syspath_prepend(str(tmp_path / "plugs"))
+    assert main(["run", "--quiet", "--resume", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    # 2 calls before the kill and 3 after: 5 x 0.2 s, not only the resumed session's 0.6 s
+    assert result["learner_time_s"]["slow_learner:SlowThenDies"] >= 1.0
+    assert result["wall_time_s"] > first["wall_time_s"] >= 0.4
+
+
+def test_a_plugin_origin_names_the_versions_of_its_dependencies():
+    from easyfsl.methods import PrototypicalNetworks
+
+    from baselines.plugins import learner_origin
+
+    origin = learner_origin("easyfsl.methods:PrototypicalNetworks", PrototypicalNetworks)
+    assert origin["kind"] == "module" and origin["distribution"] == "easyfsl"
+    assert origin["dependencies"]["torch"] == torch.__version__.split("+")[0]
+    assert "dependencies" not in learner_origin("protonet", type(_builtin()))
+
+
+def _builtin():
+    from baselines import get_learner
+
+    return get_learner("protonet")

@@ -9,6 +9,7 @@ episode. A record carries its learner's run fingerprint, mask mode and protocol.
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm.auto import tqdm
 
@@ -64,6 +65,7 @@ def evaluate_episodes(
             for start in range(0, len(todo), step):
                 positions = todo[start : start + step]
                 episodes = [source.indices[p] for p in positions]
+                started = time.perf_counter()
                 with learner_errors(learner, spec.key, episodes, str(writer.path)):
                     if by_image:
                         done = images.positions(learner, source, positions, spec.key)
@@ -76,6 +78,7 @@ def evaluate_episodes(
                             run_seed=cfg.episodes.seed,
                             learner_name=spec.key,
                         )
+                folder.add_learner_time(spec.key, time.perf_counter() - started)
                 out = done.predictions
                 writer.append_many(
                     records_from_predictions(

@@ -96,6 +96,9 @@ def _check_same_seeds(cfg: RunConfig, run_dir: Path) -> None:
         )
 
 
+SAVE_TIMES_EVERY_S = 10.0  # how often a running run writes its times to run.json
+
+
 class RunFolder:
     """A run folder held by this process (its records lock), with the run's identity.
 
@@ -108,6 +111,8 @@ class RunFolder:
         self.started = time.time()
         self._sealed = False  # the content check passed: this invocation's time counts
         self._made: list[Path] = []  # what this process created, newest last
+        self._learner_time: dict[str, float] = {}  # this invocation's, by learner
+        self._times_saved = time.time()
         if resume:
             assert run_dir is not None
             self.path = run_dir
@@ -154,7 +159,7 @@ class RunFolder:
         check_content(self.identity, content, self.path)
         self.identity["content"] = content
         self._sealed = True
-        write_identity(self.path, self.identity["config"], content, self.identity["wall_time_s"])
+        self._write_times()
 
     def fingerprint(self, learner: Mapping[str, Any]) -> str:
         """The fingerprint records of `learner` ({"name", "options"}) carry; on resume, the
@@ -175,6 +180,31 @@ class RunFolder:
         """Seconds spent on this run over every invocation so far."""
         return float(self.identity.get("wall_time_s", 0.0)) + time.time() - self.started
 
+    def learner_time_s(self) -> dict[str, float]:
+        """Seconds of fit and predict per learner (records' name), over every invocation."""
+        stored = self.identity.get("learner_time_s", {})
+        return {
+            k: stored.get(k, 0.0) + self._learner_time.get(k, 0.0)
+            for k in {*stored, *self._learner_time}
+        }
+
+    def add_learner_time(self, learner: str, seconds: float) -> None:
+        """Count `seconds` of `learner`'s evaluation; run.json is brought up to date at most
+        every SAVE_TIMES_EVERY_S, so a killed run keeps (nearly) all its time."""
+        self._learner_time[learner] = self._learner_time.get(learner, 0.0) + seconds
+        if self._sealed and time.time() - self._times_saved >= SAVE_TIMES_EVERY_S:
+            self._write_times()
+
+    def _write_times(self) -> None:
+        write_identity(
+            self.path,
+            self.identity["config"],
+            self.identity["content"],
+            self.wall_time_s(),
+            self.learner_time_s(),
+        )
+        self._times_saved = time.time()
+
     def abandon(self) -> None:
         """A new run that wrote no record: remove what this process created, nothing else."""
         if self.resumed or getattr(self, "writer", None) is not None and self.writer.done:
@@ -191,9 +221,7 @@ class RunFolder:
         """Record this invocation's time in run.json (unless it was refused before its content
         check: a refused resume changes nothing) and release the lock."""
         if self._sealed and (self.path / IDENTITY_FILE).is_file():
-            write_identity(
-                self.path, self.identity["config"], self.identity["content"], self.wall_time_s()
-            )
+            self._write_times()
         self.writer.close()
 
 

@@ -129,6 +129,13 @@ def read_identity(run_dir: Path) -> dict[str, Any] | None:
             f"{path}: not a partbench run identity (field 'format' != "
             f"{IDENTITY_FORMAT!r}); was it edited?"
         )
+    times = [doc.get("wall_time_s", 0.0), *doc.get("learner_time_s", {}).values()]
+    if not isinstance(doc.get("learner_time_s", {}), dict) or not all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 1e9 for t in times
+    ):
+        raise RunIdentityError(
+            f"{path}: wall_time_s and learner_time_s must be seconds >= 0; was it edited?"
+        )
     return doc
 
 
@@ -137,13 +144,16 @@ def write_identity(
     config: Mapping[str, Any],
     content: Mapping[str, Any] | None,
     wall_time_s: float = 0.0,
+    learner_time_s: Mapping[str, float] | None = None,
 ) -> Path:
-    """Store the identity (content may be None until it is measured) and the run's wall time."""
+    """Store the identity (content may be None until it is measured), the run's wall time and
+    each learner's evaluation time so far."""
     doc = {
         "format": IDENTITY_FORMAT,
         "config": dict(config),
         "content": dict(content or {}),
         "wall_time_s": float(wall_time_s),
+        "learner_time_s": {k: float(v) for k, v in (learner_time_s or {}).items()},
     }
     return atomic_write_text(
         Path(run_dir) / IDENTITY_FILE,

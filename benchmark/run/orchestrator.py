@@ -172,7 +172,13 @@ def run_benchmark(
                 hardware=hardware(features.device),
                 records=records,
                 wall_time_s=folder.wall_time_s(),
-                sections={"mask_quality": quality.to_dict() if quality is not None else None},
+                sections={
+                    "mask_quality": quality.to_dict() if quality is not None else None,
+                    "learner_time_s": {
+                        spec.key: round(folder.learner_time_s().get(spec.key, 0.0), 3)
+                        for spec, _ in learners
+                    },
+                },
                 origins={spec.key: get_learner_origin(spec.name) for spec, _ in learners},
             )
             path = write_result(run_dir / RESULT_FILE, result)

@@ -33,6 +33,8 @@ Layout (SCHEMA_VERSION 2):
     mask_quality (optional): {n_images, grid, grid_miou, image_miou, soft_miou, grid_iou,
               image_iou, soft_iou}
               the part head's IoU against the annotations (runs with predicted masks)
+    learner_time_s (optional): {learner: seconds its fit and predict calls took, over every
+        invocation of the run (kills and resumes included)}
     seed_spread (optional): {seeds, n_seeds, this_seed, confidence, learners: {learner:
               {accuracy, seed_std, episode_ci, per_seed}}}   one backbone per training seed
     section_hashes: {section: sha256}   (top-level sections and each metrics.<learner>)
@@ -205,6 +207,8 @@ RESULT_SCHEMA = _Object(
         "content_hash": STR,
     },
     optional={
+        # seconds each learner's fit and predict took, summed over every invocation of the run
+        "learner_time_s": _Mapping(NUMBER),
         # part head vs annotations on the evaluated images (runs with predicted masks)
         "mask_quality": _Object(
             {
