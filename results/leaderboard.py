@@ -29,7 +29,13 @@ from typing import Any
 import pandas as pd
 
 from episodes.errors import PartbenchError
-from episodes.storage import MAX_RESULT_BYTES, InputFileError, check_input_file
+from episodes.storage import (
+    MAX_RESULT_BYTES,
+    InputFileError,
+    StrictJSONError,
+    check_input_file,
+    loads_strict,
+)
 from results.protocols import ANNOTATION_MARKS, TEST_TIME_ANNOTATIONS, learner_annotations
 from results.records import RecordError, read_records
 from results.run_files import CONFIG_FILE, IDENTITY_FILE, RECORDS_FILE
@@ -208,6 +214,14 @@ def _not_a_result_file(path: Path) -> str | None:
     # "format" follows only its hashes; a names file starts with its "format"
     if b'"format":"partbench-episode' in head.replace(b" ", b""):
         return "an episode or names file, not a result file"
+    # any other JSON (a dataset's annotation file, a cache index) names neither field that every
+    # result file has; one that does is checked, so a damaged result file is refused, not skipped
+    try:
+        doc = loads_strict(path.read_bytes())
+    except (OSError, StrictJSONError):
+        return None  # checked, and refused with the reason
+    if isinstance(doc, dict) and not {"schema_version", "kind"} & doc.keys():
+        return "JSON of another kind (no schema_version or kind), not a result file"
     return None
 
 

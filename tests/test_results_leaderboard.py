@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 from results_factories import fake_records, fake_result
@@ -416,3 +418,16 @@ def test_a_declared_protocol_that_contradicts_the_mask_mode_is_refused(tmp_path)
     )
     result["metrics"]["part_protonet"]["annotations"] = "sometimes"
     assert any("is not one of" in p for p in validate_result(seal(result)))
+
+
+def test_a_folder_of_other_json_skips_it_and_refuses_a_damaged_result(tmp_path):
+    _write(tmp_path, "clean", [("protonet", 0.5)], run_id="r1")
+    (tmp_path / "data").mkdir()
+    coco = {"images": [], "annotations": [], "categories": []}  # a dataset's annotation file
+    (tmp_path / "data" / "test.json").write_text(json.dumps(coco))
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "result.json").write_text(json.dumps({"schema_version": 1}))
+    board = merge(tmp_path)
+    assert list(board) == [_label()]
+    assert "not a result file" in board.skipped[str(tmp_path / "data" / "test.json")]
+    assert str(tmp_path / "damaged" / "result.json") in board.invalid  # checked, not skipped
