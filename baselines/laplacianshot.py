@@ -34,40 +34,45 @@ from baselines.registry import register
 RELATIVE_TOLERANCE = 1e-6  # easyfsl's and the authors' stopping rule on the bound
 
 
-def knn_affinity(x: torch.Tensor, knn: int) -> torch.Tensor:
-    """(B, m, m) float 0/1: W[b, i, j] = 1 iff j is among the knn - 1 nearest other points of i.
+def knn_neighbours(x: torch.Tensor, knn: int) -> torch.Tensor:
+    """(B, m, k) indices of each point's k = knn - 1 nearest other points, x: (B, m, D).
 
-    x: (B, m, D). `knn` counts the point itself, as easyfsl and the authors' code do (they take
-    the knn nearest points and drop the first, the point itself): knn=3 links 2 neighbours.
-    Here the point is excluded explicitly (its distance set to +inf), so a duplicate query
-    cannot displace it. Capped at the m - 1 other points.
+    The affinity W of the paper and easyfsl is the 0/1 matrix with W[b, i, j] = 1 iff j is one of
+    these; it is kept as indices because W Y is then a gather of k rows instead of an (m, m)
+    product. `knn` counts the point itself, as easyfsl and the authors' code do (they take the
+    knn nearest points and drop the first, the point itself): knn=3 links 2 neighbours. Here
+    the point is excluded explicitly (its distance set to +inf), so a duplicate query cannot
+    displace it. Capped at the m - 1 other points.
     """
     m = x.shape[1]
-    k = min(knn - 1, m - 1)
-    affinity = x.new_zeros(x.shape[0], m, m)
-    if k <= 0:
-        return affinity
+    k = max(min(knn - 1, m - 1), 0)
     distances = squared_euclidean(x, x)
     distances.diagonal(dim1=1, dim2=2).fill_(float("inf"))
-    neighbours = distances.topk(k, dim=-1, largest=False).indices  # (B, m, k)
-    return affinity.scatter_(2, neighbours, 1.0)
+    return distances.topk(k, dim=-1, largest=False).indices
+
+
+def affinity_times(neighbours: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """W Y (B, m, N) for the k-NN affinity W given by neighbours (B, m, k), y: (B, m, N)."""
+    b, m, k = neighbours.shape
+    index = neighbours.reshape(b, m * k, 1).expand(-1, -1, y.shape[2])
+    return y.gather(1, index).view(b, m, k, y.shape[2]).sum(2)
 
 
 def bound_updates(
-    scores: torch.Tensor, affinity: torch.Tensor, lam: float, steps: int
+    scores: torch.Tensor, neighbours: torch.Tensor, lam: float, steps: int
 ) -> torch.Tensor:
     """Soft assignments (B, m, N) by Algorithm 1, each episode stopped on its own bound.
 
-    scores: a (B, m, N) distances to the prototypes; affinity: W (B, m, m).
+    scores: a (B, m, N) distances to the prototypes; neighbours: W as (B, m, k) indices.
     """
     assignments = (-scores).softmax(-1)
     active = torch.ones(scores.shape[0], dtype=torch.bool, device=scores.device)
     previous = torch.full_like(active, float("inf"), dtype=torch.float64)
     for step in range(steps):
-        updated = (lam * torch.bmm(affinity, assignments) - scores).softmax(-1)
+        updated = (lam * affinity_times(neighbours, assignments) - scores).softmax(-1)
         # a stopped episode keeps the assignments it stopped with
         assignments = torch.where(active[:, None, None], updated, assignments)
-        pairwise = torch.bmm(affinity, assignments)
+        pairwise = affinity_times(neighbours, assignments)
         bound = assignments * (assignments + 1e-12).log() + (scores - lam * pairwise) * assignments
         # in float64 as easyfsl compares Python floats; the sum itself is float32 as there
         bound = bound.sum((1, 2)).double()
@@ -122,7 +127,7 @@ class LaplacianShot(Learner):
         rectified = rectify_prototypes(self.support, self.support_onehot, q, prototypes)
         return bound_updates(
             squared_euclidean(q, rectified),
-            knn_affinity(q, self.knn),
+            knn_neighbours(q, self.knn),
             self.lambda_regularization,
             self.inference_steps,
         )

@@ -42,25 +42,37 @@ SINKHORN_TOLERANCE = 1e-6  # easyfsl's epsilon: largest change of a row sum at c
 
 
 def sinkhorn(cost: torch.Tensor, lam: float) -> torch.Tensor:
-    """Transport plans (B, m, N) from the queries (mass 1 each) to the classes (m // N each).
+    """Transport plans from the queries (mass 1 each) to the classes (m // N each), (B, N, m).
 
-    cost: (B, m, N). easyfsl's iteration (rows then columns, 1e-10 guards), run on all episodes
-    at once; an episode that has converged keeps its plan while the others go on.
+    cost: (B, N, m), classes first: the plans are kept transposed, so that the sum over the N
+    classes is a strided, vectorised add over m and the sum over the m queries is contiguous
+    (2.5x faster than the (B, m, N) layout, whose rows of 5 vectorise badly). easyfsl's
+    iteration (queries then classes, 1e-10 guards), on all episodes at once. An episode that has
+    converged leaves the working set with the plan it converged to, so the others go on without
+    it: the iterations needed vary a lot between episodes (a median of a few to a few hundred, a
+    tail at the 1000 cap), and the batch costs their sum, not B times their maximum.
     """
-    per_class = cost.shape[1] // cost.shape[2]
-    plan = torch.exp(-lam * (cost - cost.amin(-1, keepdim=True)))  # row factor: see the module
+    per_class = cost.shape[2] // cost.shape[1]
+    plan = torch.exp(-lam * (cost - cost.amin(1, keepdim=True)))  # query factor: see the module
     plan = plan / plan.sum((1, 2), keepdim=True)
-    active = torch.ones(cost.shape[0], dtype=torch.bool, device=cost.device)
+    out = torch.empty_like(plan)
+    todo = torch.arange(cost.shape[0], device=cost.device)  # episodes still iterating
+    query_sums = plan.sum(1)  # (b, m)
     for _ in range(MAX_SINKHORN_ITERATIONS):
-        row_sums = plan.sum(2)  # (B, m)
-        updated = plan / (row_sums + 1e-10).unsqueeze(2)
-        updated = updated * (per_class / (updated.sum(1) + 1e-10)).unsqueeze(1)
-        change = (row_sums - updated.sum(2)).abs().amax(1)  # (B,)
-        plan = torch.where(active[:, None, None], updated, plan)
-        active &= change >= SINKHORN_TOLERANCE
-        if not bool(active.any()):
-            break
-    return plan
+        plan = plan * (1 / (query_sums + 1e-10)).unsqueeze(1)
+        plan = plan * (per_class / (plan.sum(2) + 1e-10)).unsqueeze(2)
+        # the query sums after this iteration are the next iteration's: computed once
+        updated = plan.sum(1)
+        done = (query_sums - updated).abs().amax(1) < SINKHORN_TOLERANCE  # (b,)
+        query_sums = updated
+        if bool(done.any()):
+            out[todo[done]] = plan[done]
+            keep = ~done
+            todo, plan, query_sums = todo[keep], plan[keep], query_sums[keep]
+            if len(todo) == 0:
+                return out
+    out[todo] = plan  # the cap reached: their last iterate, as easyfsl
+    return out
 
 
 def power_transform(x: torch.Tensor, power: float) -> torch.Tensor:
@@ -116,17 +128,18 @@ class PTMAP(Learner):
         return self
 
     def assign(self, query: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
-        """(B, m, N) transport plan of the transformed queries (B, m, D) onto prototypes."""
-        return sinkhorn(squared_euclidean(query, prototypes), self.lambda_regularization)
+        """(B, N, m) transport plan of the transformed queries (B, m, D) onto the prototypes
+        (B, N, D), classes first (see sinkhorn)."""
+        return sinkhorn(squared_euclidean(prototypes, query), self.lambda_regularization)
 
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:
         """(B, n_query, N) soft assignments: each row sums to 1, each class to n_query // N."""
         prototypes = self._fitted("prototypes")
         q = self.transform(query.embeddings)
         features = torch.cat([self.support, q], 1)  # (B, n + m, D)
+        support_t = self.support_onehot.transpose(1, 2)  # (B, N, n)
         for _ in range(self.fine_tuning_steps):
-            assignments = torch.cat([self.support_onehot, self.assign(q, prototypes)], 1)
-            weighted = torch.bmm(assignments.transpose(1, 2), features)
-            means = weighted / assignments.sum(1).unsqueeze(-1)  # support one-hot: sums >= 1
-            prototypes = prototypes + self.fine_tuning_lr * (means - prototypes)
-        return self.assign(q, prototypes)
+            assignments = torch.cat([support_t, self.assign(q, prototypes)], 2)  # (B, N, n + m)
+            means = torch.bmm(assignments, features) / assignments.sum(2, keepdim=True)
+            prototypes = prototypes + self.fine_tuning_lr * (means - prototypes)  # sums >= 1
+        return self.assign(q, prototypes).transpose(1, 2)

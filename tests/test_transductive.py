@@ -184,3 +184,17 @@ def test_tim_fine_tunes_under_inference_mode():
 def test_bad_options_are_rejected(name, options):
     with pytest.raises(ValueError, match=name):
         get_learner(name, **options)
+
+
+def test_tim_gradient_by_hand_is_autograds():
+    support, labels, query, _ = episodes(b=3, k_shot=2, seed=10)
+    learner = get_learner("tim", **OPTIONS["tim"]).fit(support, labels, N_WAY)
+    unit = torch.nn.functional.normalize
+    s, q = unit(support.embeddings, dim=-1), unit(query.embeddings, dim=-1)
+    onehot = torch.nn.functional.one_hot(labels, N_WAY).float()
+    g = torch.Generator().manual_seed(1)
+    prototypes = learner.prototypes + 0.3 * torch.randn(learner.prototypes.shape, generator=g)
+    prototypes.requires_grad_(True)
+    learner.loss(prototypes, s, onehot, q).sum().backward()
+    by_hand = learner.gradient(prototypes.detach(), torch.cat([s, q], 1), onehot)
+    torch.testing.assert_close(by_hand, prototypes.grad, rtol=1e-4, atol=1e-6)
