@@ -28,6 +28,9 @@ SETTING_COLUMNS: tuple[str, ...] = ("split", "n_way", "k_shot", "n_query")
 # What tells two rows of one setting apart (mask_mode: part masks behind a learner's features).
 LEARNER_COLUMNS: tuple[str, ...] = ("learner", "mask_mode")
 ACC_CI = "acc ± ci"
+# report tables with a row per class x learner: printed by write_report only when short
+LONG_TABLES = frozenset({"per_class"})
+ECHO_ROWS = 40
 
 
 def format_acc(mean: float, half_width: float, digits: int = 2) -> str:
@@ -151,7 +154,8 @@ def class_table(
     seed: int = 0,
     n_boot: int = 10_000,
 ) -> pd.DataFrame:
-    """Accuracy (%) per class (synset) with its CI, per setting x learner."""
+    """Accuracy (%) per class (synset) with its CI, per setting x learner: the mean, over the
+    episodes the class appears in, of that episode's accuracy on the class's queries."""
     long = _explode_counts(records, "per_class", "synset")
     by = _default_by(records, ["synset"])
     return _summarise(long, by, "accuracy", confidence, method, seed, n_boot, 100.0, "accuracy")
@@ -250,11 +254,13 @@ def report_tables(
     n_boot: int = 10_000,
     baseline: str | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The standard set: accuracy, super_category, part_contributions and (with `baseline`) paired."""
+    """The standard set: accuracy, super_category, per_class, part_contributions and (with
+    `baseline`) paired."""
     options = dict(confidence=confidence, method=method, seed=seed, n_boot=n_boot)
     tables = {
         "accuracy": accuracy_table(records, **options),
         "super_category": super_category_table(records, **options),
+        "per_class": class_table(records, **options),
         "part_contributions": part_contribution_table(records, **options),
     }
     if baseline is not None:
@@ -340,7 +346,11 @@ def write_report(
         records, confidence=confidence, method=method, seed=seed, n_boot=n_boot, baseline=baseline
     )
     for name, table in tables.items():
-        if echo:
+        if echo and name in LONG_TABLES and len(table) > ECHO_ROWS:
+            # a row per class and learner: hundreds of lines, a terminal shows the file's name
+            where = f": {Path(out_dir) / name}.csv" if out_dir is not None else ""
+            print(f"\n== {name.replace('_', ' ')} == {len(table)} rows{where}")
+        elif echo:
             print(f"\n== {name.replace('_', ' ')} ==")
             compact = [c for c in table.columns if c not in ("ci_low", "ci_high", "difference")]
             print(to_text(table[compact]))
