@@ -51,14 +51,25 @@ def rectify_prototypes(
     a convex combination of its support images and shifted pseudo-labelled queries.
     """
     n_way = prototypes.shape[1]
-    shifted = query + (support.mean(1, keepdim=True) - query.mean(1, keepdim=True))
+    unit = torch.nn.functional.normalize(prototypes, dim=-1)  # (B, N, D)
+    shift = support.mean(1, keepdim=True) - query.mean(1, keepdim=True)  # (B, 1, D)
+    # The shifted queries q + shift are never formed: their dot products with the unit
+    # prototypes and their norms follow from the queries' (one product over the queries for
+    # q . p and q . shift together, one norm pass), |q + s|^2 = |q|^2 + 2 q . s + |s|^2.
+    dots = torch.bmm(query, torch.cat([unit, shift], 1).transpose(1, 2))  # (B, m, N + 1)
+    q_sq = torch.linalg.vector_norm(query, dim=-1, keepdim=True).square_()  # (B, m, 1)
+    s_sq = torch.linalg.vector_norm(shift, dim=-1, keepdim=True).square_()  # (B, 1, 1)
+    shifted_norm = (q_sq + 2 * dots[..., n_way:] + s_sq).clamp_min_(0).sqrt_().clamp_min_(1e-12)
+    shifted_cos = (dots[..., :n_way] + torch.bmm(shift, unit.transpose(1, 2))) / shifted_norm
     support_weight = (temperature * cosine(support, prototypes)).exp() * support_onehot
-    query_logits = (temperature * cosine(shifted, prototypes)).exp()  # (B, m, N)
+    query_logits = (temperature * shifted_cos).exp()  # (B, m, N)
     query_weight = query_logits * one_hot(query_logits.argmax(-1), n_way)
     # per class: the sum over its members; a class always has its support images, so never 0
     total = support_weight.sum(1) + query_weight.sum(1)  # (B, N)
+    # sum_j w_j (q_j + shift) = sum_j w_j q_j + (sum_j w_j) shift
     rectified = torch.bmm(support_weight.transpose(1, 2), support)
-    rectified = rectified.baddbmm_(query_weight.transpose(1, 2), shifted)
+    rectified = rectified.baddbmm_(query_weight.transpose(1, 2), query)
+    rectified = rectified.add_(query_weight.sum(1).unsqueeze(-1) * shift)
     return rectified / total.unsqueeze(-1)
 
 
@@ -97,4 +108,7 @@ class BDCSPN(Learner):
         rectified = rectify_prototypes(
             self.support, self.support_onehot, q, prototypes, self.temperature
         )
-        return cosine(q, rectified)
+        # cosine(q, rectified) without writing out the normalised queries: divide the products
+        unit = torch.nn.functional.normalize(rectified, dim=-1)
+        norms = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min_(1e-12)
+        return torch.bmm(q, unit.transpose(1, 2)).div_(norms)
