@@ -9,11 +9,17 @@ easyfsl is not installed (`pip install easyfsl==1.5.0 --no-deps`).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+import benchmark
 from baselines import EpisodeFeatures, get_learner, get_learner_class, learner_names
 from baselines.pt_map import power_transform
+from benchmark.config.run import config_from_dict
+from results.records import read_records
+from results.schema import validate_result_file
 
 easyfsl_methods = pytest.importorskip("easyfsl.methods")
 
@@ -198,3 +204,22 @@ def test_tim_gradient_by_hand_is_autograds():
     learner.loss(prototypes, s, onehot, q).sum().backward()
     by_hand = learner.gradient(prototypes.detach(), torch.cat([s, q], 1), onehot)
     torch.testing.assert_close(by_hand, prototypes.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow  # a tiny run: twin, random backbone, 16 episodes
+def test_a_run_marks_the_four_transductive(tiny_run_config, tmp_path):
+    tiny_run_config["learners"] = ["protonet", *TRANSDUCTIVE]
+    tiny_run_config["episodes"]["n_episodes"] = 16
+    produced = benchmark.run_benchmark(
+        config_from_dict(tiny_run_config), run_dir=tmp_path / "run", progress=False
+    )
+    records = read_records(produced.run_dir / "records.jsonl")
+    flags = records.groupby("learner")["transductive"].agg(set).to_dict()
+    assert flags == {"protonet": {False}, **{name: {True} for name in TRANSDUCTIVE}}
+    assert (records.groupby("learner").size() == 16).all()
+    result = json.loads((produced.run_dir / "result.json").read_text())
+    assert {n: m["transductive"] for n, m in result["metrics"].items()} == {
+        "protonet": False,
+        **dict.fromkeys(TRANSDUCTIVE, True),
+    }
+    assert validate_result_file(produced.run_dir / "result.json", records=records) == []
