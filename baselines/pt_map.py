@@ -7,7 +7,7 @@ As easyfsl 1.5.0's `PTMAP`: features x -> (relu(x) + 1e-6) ** power_factor (the 
 prototypes start at the support class means; `fine_tuning_steps` times, the queries' soft
 assignments are the Sinkhorn transport plan (the paper's Eq. 3) of the cost
 lambda_regularization * squared distance to the prototypes, with every query carrying mass 1 and
-every class m / N (balanced queries assumed, as in the paper), and each prototype moves by
+every class m // N (balanced queries assumed, as in the paper), and each prototype moves by
 fine_tuning_lr towards the assignment-weighted mean of the support (one-hot) and query features
 (Eq. 6). The scores are the final transport plan.
 
@@ -16,9 +16,11 @@ most `MAX_SINKHORN_ITERATIONS`), each episode as it would alone.
 
 One departure from easyfsl, for numerical stability only: each query's row of the cost has its
 minimum subtracted before the exponential. Sinkhorn's first row normalisation cancels any
-per-row factor, so the plan is the same in exact arithmetic; but where easyfsl's exp(-lambda *
-cost) underflows to 0 for a whole row (raw, unnormalised features: squared distances of a few
-hundred) and its plan turns into NaN, this one stays finite. `normalize=True` L2-normalises the
+per-row factor, so the plan is the same in exact arithmetic. easyfsl's exp(-lambda * cost)
+underflows in float32 once lambda * cost passes about 87-103: entries, or a whole row (a query
+left with no mass, as in a few 1-shot episodes of normalised features), or every entry (0 / 0:
+NaN, on raw 512-d features with squared distances in the hundreds); this one stays finite and
+keeps every query's row. `normalize=True` L2-normalises the
 power-transformed features, as the paper does and easyfsl does not (off by default).
 """
 
