@@ -3,8 +3,8 @@
 easyfsl's `BDCSPN`, `LaplacianShot`, `TIM` and `PTMAP` run one episode at a time
 (process_support_set + forward, nn.Identity backbone over precomputed features); ours run all
 episodes at once. All eight are deterministic, so the same predictions are required, on episodes
-hard enough that both make mistakes, and the scores within float32 tolerances. Skipped when
-easyfsl is not installed (`pip install easyfsl==1.5.0 --no-deps`).
+hard enough that both make mistakes, and the scores within float32 tolerances. The comparisons are skipped
+when easyfsl is not installed (`pip install easyfsl==1.5.0 --no-deps`); the other tests run.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from benchmark.config.run import config_from_dict
 from results.records import read_records
 from results.schema import validate_result_file
 
-easyfsl_methods = pytest.importorskip("easyfsl.methods")
-
 N_WAY, N_QUERY = 5, 10
 TRANSDUCTIVE = ("bd_cspn", "laplacianshot", "tim", "pt_map")
 EASYFSL = {
@@ -36,7 +34,7 @@ EASYFSL = {
 # tolerance, so the last iteration may differ): 1e-4 absolute.
 ATOL = {"bd_cspn": 1e-5, "laplacianshot": 1e-4, "tim": 1e-5, "pt_map": 1e-4}
 # easyfsl's PT-MAP computes exp(-10 * squared distance) with no stabilisation, which underflows
-# (to 0 per entry, NaN per row) on raw features of squared distances above ~9; ours subtracts
+# in float32 for squared distances above ~9 (entries or whole rows to 0; all of them: NaN); ours subtracts
 # each row's minimum first (baselines.pt_map). Equal plans need easyfsl's regime: small features.
 FEATURE_SCALE = {"pt_map": 0.1}
 
@@ -63,7 +61,9 @@ def episodes(
 
 
 def easyfsl_scores(name: str, support, labels, query, **options) -> torch.Tensor:
-    """(B, m, N) easyfsl scores, one process_support_set + forward per episode."""
+    """(B, m, N) easyfsl scores, one process_support_set + forward per episode (the test is
+    skipped without easyfsl)."""
+    easyfsl_methods = pytest.importorskip("easyfsl.methods")
     model = getattr(easyfsl_methods, EASYFSL[name])(torch.nn.Identity(), **options)
     out = []
     with torch.no_grad():
