@@ -6,16 +6,20 @@ registered name, a `module:Class` path, or a `partbench.learners` entry point).
 """
 
 from baselines import (
+    bd_cspn,
     dn4,
     finetune,
+    laplacianshot,
     logreg,
     maml,
     part_controls,
     part_protonet,
     presence_only,
     protonet,
+    pt_map,
     random_learner,
     simpleshot,
+    tim,
 )
 from baselines.base import EpisodeFeatures, Learner, check_support, class_means, one_hot, to_compute
 from baselines.image_learner import ImageLearner

@@ -1,6 +1,7 @@
-"""Episodes per second: our batched ProtoNet against easyfsl's and learn2learn's per-episode loops.
+"""Episodes per second: our batched learners against easyfsl's (and learn2learn's) per-episode loops.
 
     python bench/bench_learners.py [--episodes 20000] [--chunk 16] [--threads 1] [--device cpu]
+    python bench/bench_learners.py --transductive [--episodes 600] [--chunk C] [--raw]
 
 All three score 5-way 1-shot 15-query episodes on the same cached features: a (n_images, 512)
 float16 table of synthetic class-clustered embeddings standing in for the feature cache (30
@@ -23,6 +24,19 @@ allocation whose page faults cost more than the arithmetic. One torch thread is 
 16 episodes per call a second thread adds more synchronisation than work (`--threads 2` to see).
 The script installs easyfsl 1.5.0 (`pip install easyfsl==1.5.0 --no-deps`) if missing.
 Accuracies are printed as a sanity check: ours and easyfsl's must be equal.
+
+`--transductive` times the four transductive learners instead (bd_cspn, laplacianshot, tim,
+pt_map; `--learners` for a subset) against easyfsl's BDCSPN, LaplacianShot, TIM and PTMAP, each
+run as easyfsl's `evaluate` does (eval mode, no_grad, process_support_set + forward per episode),
+on the same episodes (600 by default) of the same table with its rows L2-normalised. On raw rows
+easyfsl's PT-MAP underflows (exp(-10 * squared distances of hundreds)) and scores NaN (`--raw`
+to see it); on normalised rows it still does in a few episodes, whose 1-shot prototypes are far
+from some queries (whole rows of exp(-10 * cost) are 0 in float32), hence a few per mille of
+PT-MAP's predictions differ, easyfsl's being the underflowed ones (baselines/pt_map.py). Ours
+run `--chunk` episodes per call, by default where each is fastest (TRANSDUCTIVE_CHUNK). One run
+each (`--repeats`): easyfsl's loop takes one to two minutes for the four. The table gives both
+wall times, their ratio, both accuracies and the share of queries where the two predict the
+same way; the goal line checks each ratio >= 20 and our total < 30 s.
 """
 
 from __future__ import annotations
@@ -181,23 +195,154 @@ def learn2learn_loop(
     return run
 
 
+TRANSDUCTIVE = {  # ours -> easyfsl.methods class
+    "bd_cspn": "BDCSPN",
+    "laplacianshot": "LaplacianShot",
+    "tim": "TIM",
+    "pt_map": "PTMAP",
+}
+# episodes per call where each is fastest on one CPU thread: a chunk of 16-32 episodes keeps
+# its features in cache for the cheap ones; PT-MAP's Sinkhorn tail (episodes that take up to
+# 1000 iterations) is a Python loop per call, paid once over a large chunk
+TRANSDUCTIVE_CHUNK = {"bd_cspn": 32, "laplacianshot": 32, "tim": 16, "pt_map": 600}
+
+
+def ours_predictions(
+    name: str, table: torch.Tensor, support: np.ndarray, query: np.ndarray, chunk: int
+) -> Callable[[], torch.Tensor]:
+    """Learner `name` over all episodes, `chunk` at a time; returns predictions (B, N*Q)."""
+    b, n_way, k_shot = support.shape
+    index = torch.from_numpy(np.concatenate([support.reshape(b, -1), query.reshape(b, -1)], 1))
+    index = index.to(table.device)
+    labels = torch.arange(n_way, device=table.device).repeat_interleave(k_shot).expand(chunk, -1)
+    split = n_way * k_shot
+
+    def run() -> torch.Tensor:
+        learner, out = get_learner(name), []
+        for start in range(0, b, chunk):
+            feats = torch.nn.functional.embedding(index[start : start + chunk], table)
+            rows = feats.shape[0]
+            scores = learner.fit(EpisodeFeatures(feats[:, :split]), labels[:rows], n_way).predict(
+                EpisodeFeatures(feats[:, split:])
+            )
+            out.append(scores.argmax(-1))
+        return torch.cat(out)
+
+    return run
+
+
+def easyfsl_predictions(
+    method: str, table: torch.Tensor, support: np.ndarray, query: np.ndarray
+) -> Callable[[], torch.Tensor]:
+    """easyfsl.methods.<method> one episode at a time, as easyfsl.utils.evaluate runs it
+    (eval mode, no_grad, process_support_set then forward); returns predictions (B, N*Q)."""
+    from easyfsl import methods
+
+    b, n_way, k_shot = support.shape
+    support_labels = torch.arange(n_way, device=table.device).repeat_interleave(k_shot)
+    support_t, query_t = torch.from_numpy(support), torch.from_numpy(query)
+    model = getattr(methods, method)(torch.nn.Identity()).eval()
+
+    def run() -> torch.Tensor:
+        out = []
+        with torch.no_grad():
+            for e in range(b):
+                model.process_support_set(table[support_t[e].reshape(-1)], support_labels)
+                out.append(model(table[query_t[e].reshape(-1)]).argmax(-1))
+        return torch.stack(out)
+
+    return run
+
+
+def timed(repeats: int, run: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+    """(smallest wall time in s over `repeats` runs, the last run's predictions)."""
+    wall, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = run()
+        wall = min(wall, time.perf_counter() - start)
+    return wall, out
+
+
+def transductive_main(args: argparse.Namespace, table: torch.Tensor, batch) -> int:
+    """The four transductive learners against easyfsl's per-episode loop on the same episodes."""
+    if not args.raw:
+        table = torch.nn.functional.normalize(table, dim=-1)
+    n_way, n_query = batch.query.shape[1], batch.query.shape[2]
+    truth = torch.arange(n_way, device=table.device).repeat_interleave(n_query)
+    names = args.learners or list(TRANSDUCTIVE)
+    print(
+        f"{len(batch.support)} episodes, rows {'raw' if args.raw else 'L2-normalised'}, "
+        f"ours {args.chunk or TRANSDUCTIVE_CHUNK} episodes per call"
+    )
+    print(
+        f"{'learner':<15}{'partbench s':>12}{'easyfsl s':>11}{'ratio':>8}"
+        f"{'acc partbench':>15}{'acc easyfsl':>13}{'same pred':>11}"
+    )
+    total, ratios = 0.0, []
+    for name in names:
+        wall, mine = timed(
+            args.repeats,
+            ours_predictions(
+                name, table, batch.support, batch.query, args.chunk or TRANSDUCTIVE_CHUNK[name]
+            ),
+        )
+        peer_wall, theirs = timed(
+            args.repeats, easyfsl_predictions(TRANSDUCTIVE[name], table, batch.support, batch.query)
+        )
+        total += wall
+        ratios.append(peer_wall / wall)
+        print(
+            f"{name:<15}{wall:>12.3f}{peer_wall:>11.3f}{peer_wall / wall:>8.1f}"
+            f"{(mine == truth).float().mean().item():>15.4f}"
+            f"{(theirs == truth).float().mean().item():>13.4f}"
+            f"{(mine == theirs).float().mean().item():>11.4f}",
+            flush=True,
+        )
+    met = min(ratios) >= 20 and total < 30
+    print(
+        f"goal (each >= 20x easyfsl's loop, ours < 30 s in all): {'met' if met else 'NOT met'} "
+        f"(ours {total:.2f} s in all; smallest ratio {min(ratios):.1f}x)"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--episodes", type=int, default=20000, help="episodes for ours")
+    parser.add_argument(
+        "--episodes", type=int, help="episodes for ours (default 20000; --transductive: 600)"
+    )
     parser.add_argument("--peer-episodes", type=int, default=1000, help="episodes per peer run")
     parser.add_argument(
         "--chunk",
         type=int,
-        default=16,
-        help="episodes per learner call (small: the gathered block stays in cache)",
+        help="episodes per learner call (default 16: the gathered block stays in cache; "
+        "--transductive: per learner, 16 to 600)",
     )
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--images-per-class", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, help="runs per timing (default 3; --transductive: 1)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--transductive",
+        action="store_true",
+        help="time bd_cspn, laplacianshot, tim, pt_map against easyfsl instead",
+    )
+    parser.add_argument(
+        "--learners", nargs="+", choices=list(TRANSDUCTIVE), help="with --transductive: a subset"
+    )
+    parser.add_argument(
+        "--raw", action="store_true", help="with --transductive: keep the rows unnormalised"
+    )
     args = parser.parse_args(argv)
+    defaults = (600, None, 1) if args.transductive else (20000, 16, 3)
+    for key, default in zip(("episodes", "chunk", "repeats"), defaults):
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     torch.set_num_threads(args.threads)
     n_way, k_shot, n_query = 5, 1, 15
     ensure_easyfsl()
@@ -218,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         f"EpisodeSampler.batch: {args.episodes / sampling:,.0f} episodes/s (not in the timings)"
     )
 
+    if args.transductive:
+        return transductive_main(args, table, batch)
     peer = slice(0, args.peer_episodes)
     rows = [
         (

@@ -163,7 +163,8 @@ def class_table(
     seed: int = 0,
     n_boot: int = 10_000,
 ) -> pd.DataFrame:
-    """Accuracy (%) per class (synset) with its CI, per setting x learner."""
+    """Accuracy (%) per class (synset) with its CI, per setting x learner: the mean, over the
+    episodes the class appears in, of that episode's accuracy on the class's queries."""
     long = _explode_counts(records, "per_class", "synset")
     by = _default_by(records, ["synset"])
     return _summarise(long, by, "accuracy", confidence, method, seed, n_boot, 100.0, "accuracy")

@@ -98,6 +98,10 @@ def test_registry_lists_every_baseline():
         "part_protonet_grid3",
         "part_protonet_shuffled",
         "dn4",
+        "bd_cspn",
+        "laplacianshot",
+        "tim",
+        "pt_map",
     }
     assert learner_names() == sorted(learner_names())
     for name in learner_names():
@@ -127,7 +131,7 @@ def test_registry_suggests_nearest_name_on_typo():
     with pytest.raises(UnknownLearnerError, match="did you mean 'protonet'") as info:
         get_learner("protonte")
     assert isinstance(info.value, KeyError)  # the runner maps KeyError to a config error
-    with pytest.raises(KeyError, match="registered: dn4, finetune, logreg"):
+    with pytest.raises(KeyError, match="registered: bd_cspn, dn4, finetune, laplacianshot, logreg"):
         get_learner("zzzzzz")
 
 

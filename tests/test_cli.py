@@ -32,7 +32,18 @@ def two_runs(tiny_run_config, tmp_path) -> list[Path]:
 def test_list_names_every_learner_and_shipped_config(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("protonet", "part_protonet", "simpleshot", "logreg", "maml", "random"):
+    for name in (
+        "protonet",
+        "part_protonet",
+        "simpleshot",
+        "logreg",
+        "maml",
+        "random",
+        "bd_cspn",
+        "laplacianshot",
+        "tim",
+        "pt_map",
+    ):
         assert f"  {name} " in out
     assert "5way1shot.yaml" in out and "5way5shot.yaml" in out
 

@@ -11,8 +11,10 @@ from scipy import stats
 from results.records import RecordWriter, make_record, read_records
 from results.tables import (
     accuracy_table,
+    class_table,
     paired_table,
     part_contribution_table,
+    report_tables,
     save_table,
     super_category_table,
     write_report,
@@ -64,6 +66,37 @@ def test_super_category_table_on_hand_made_episodes(tmp_path):
     assert table.loc["Fish", "ci95"] == pytest.approx(
         1.959964 * np.std([100, 50, 75], ddof=1) / np.sqrt(3), rel=1e-6
     )
+
+
+def test_class_table_averages_over_the_episodes_a_class_appears_in(tmp_path):
+    with RecordWriter(tmp_path / "r.jsonl") as writer:
+        writer.append_many([_tiny_record(0, 4, 1), _tiny_record(1, 2, 3), _tiny_record(2, 3, 2)])
+        # a third class, in episode 3 only, beside n01
+        writer.append(
+            make_record(
+                run_id="r",
+                learner="a",
+                split="test",
+                n_way=2,
+                k_shot=1,
+                n_query=4,
+                episode=3,
+                correct=4,
+                total=8,
+                per_class={"n01": [1, 4], "n03": [3, 4]},
+                per_super_category={"Fish": [4, 8]},
+            )
+        )
+    records = read_records(tmp_path / "r.jsonl")
+    table = class_table(records).set_index("synset")
+    assert table.loc["n01", "episodes"] == 4 and table.loc["n03", "episodes"] == 1
+    assert table.loc["n01", "accuracy"] == pytest.approx(100 * (1 + 0.5 + 0.75 + 0.25) / 4)
+    assert table.loc["n02", "accuracy"] == pytest.approx(100 * (0.25 + 0.75 + 0.5) / 3)
+    assert table.loc["n01", "ci95"] == pytest.approx(
+        1.959964 * np.std([100, 50, 75, 25], ddof=1) / np.sqrt(4), rel=1e-6
+    )
+    assert table.loc["n03", "acc ± ci"] == "75.00 ± n/a"  # one episode: no interval
+    assert report_tables(records)["per_class"].equals(class_table(records))
 
 
 def test_part_contributions_only_from_part_learners(frame):

@@ -73,7 +73,7 @@ def test_run_writes_every_output_and_a_valid_result(tiny_run_config, tmp_path, c
     assert result["episodes"] == {"hash": expected, "requested": 40, "run": 40}
     assert result["weights"]["saw_test_classes"] is False
     assert result["setting"]["split"] == "test"
-    for name in ("accuracy", "super_category", "part_contributions", "paired"):
+    for name in ("accuracy", "super_category", "per_class", "part_contributions", "paired"):
         assert (run_dir / "tables" / f"{name}.csv").is_file()
         assert (run_dir / "tables" / f"{name}.md").is_file()
     assert (run_dir / "plots" / "episode_0.png").stat().st_size > 10_000
