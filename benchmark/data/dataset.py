@@ -105,6 +105,11 @@ class PartDataset:
         rec = self.images[i]
         return masks.part_masks(self.annotations[i], rec.height, rec.width)
 
+    def slot_rles(self, i: int) -> dict[int, dict]:
+        """Slot index -> compressed COCO RLE of image i's masks merged per slot (as slot_masks,
+        without decoding): what feature extraction needs for the coverage of the grid."""
+        return masks.slot_rles(self.annotations[i], _slot_of_part())
+
     def slot_masks(self, i: int) -> np.ndarray:
         """(13, H, W) bool: image i's part masks merged per generic slot, in taxonomy.PART_SLOTS
         order (e.g. slot "Head" is the union of any "<super-category> Head" part)."""

@@ -252,3 +252,39 @@ def part_masks(anns: Sequence[dict], height: int, width: int) -> dict[int, np.nd
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*copy keyword")
         stacked = mask_utils.decode(merged)  # (height, width, n_parts) uint8, Fortran order
     return {p: np.ascontiguousarray(stacked[:, :, k], dtype=bool) for k, p in enumerate(parts)}
+
+
+def slot_rles(anns: Sequence[dict], slot_of: Mapping[int, int]) -> dict[int, dict]:
+    """Slot index -> one compressed RLE, the union of the annotations of the parts in that slot
+    (slot_of: part id -> slot); only slots with an annotation appear. No mask is decoded."""
+    by_slot: dict[int, list[dict]] = defaultdict(list)
+    for ann in anns:
+        by_slot[slot_of[ann["category_id"]]].append(ann["segmentation"])
+    return {
+        slot: rles[0] if len(rles) == 1 else mask_utils.merge(rles, intersect=False)
+        for slot, rles in sorted(by_slot.items())
+    }
+
+
+def rle_counts(rle: dict) -> np.ndarray:
+    """(n,) int64 run lengths of a compressed COCO RLE: zeros first, then ones, alternating,
+    over the mask flattened column-major (pycocotools' rleFrString, vectorised).
+
+    Each value is a little-endian run of 5-bit groups (0x20: more follows; 0x10 in the last: the
+    value is negative), offset by 48; from the fourth value on, a value is a difference to the
+    one two places before (the runs of the same colour)."""
+    counts = rle["counts"]
+    chars = np.frombuffer(counts.encode() if isinstance(counts, str) else counts, dtype=np.uint8)
+    chars = chars.astype(np.int64) - 48
+    if chars.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    last = np.flatnonzero((chars & 0x20) == 0)  # the last character of each value
+    first = np.concatenate([[0], last[:-1] + 1])
+    group = np.arange(chars.size) - np.repeat(first, last - first + 1)  # 5-bit group index
+    values = np.add.reduceat((chars & 0x1F) << (5 * group), first)
+    negative = (chars[last] & 0x10) != 0
+    values = values - (negative << (5 * (last - first + 1)))
+    out = values.copy()
+    out[2::2] = np.cumsum(values[2::2])  # delta coding from index 3 on: runs of one colour
+    out[1::2] = np.cumsum(values[1::2])
+    return out

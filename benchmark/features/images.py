@@ -12,10 +12,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
+from benchmark.data.dataset import PartDataset
 from benchmark.data.decode import accepts_size
+from benchmark.data.masks import rle_counts
 from benchmark.features.device_decode import read_routed
 from benchmark.features.feature_set import N_SLOTS
-from benchmark.features.pooling import slot_coverage
+from benchmark.features.pooling import run_coverage, slot_coverage
 
 
 @dataclass(frozen=True)
@@ -143,8 +145,17 @@ class PartImageDataset(Dataset):
         if self.grid is None:
             return torch.empty(0), torch.empty(0)
         i = int(self.mask_indices[k])
+        if type(self.dataset).slot_masks is PartDataset.slot_masks:
+            # the release's own masks: coverage from the RLE runs, no mask decoded (a dataset
+            # that overrides slot_masks, e.g. held in memory, takes the path below)
+            rec = self.dataset.images[i]
+            runs = {s: rle_counts(r) for s, r in self.dataset.slot_rles(i).items()}
+            return run_coverage(runs, rec.height, rec.width, self.grid)
         masks = np.asarray(self.dataset.slot_masks(i), dtype=bool)
         if masks.ndim != 3 or masks.shape[0] != N_SLOTS:
             raise ValueError(f"slot_masks({i}) has shape {masks.shape}; expected ({N_SLOTS}, H, W)")
-        area = torch.from_numpy(masks.reshape(N_SLOTS, -1).mean(axis=1, dtype=np.float64)).float()
+        # a count, not a float64 mean: the same value, without a float copy of 13 full masks
+        pixels = masks.shape[1] * masks.shape[2]
+        area = torch.from_numpy(np.count_nonzero(masks.reshape(N_SLOTS, -1), axis=1) / pixels)
+        area = area.float()
         return slot_coverage(masks, self.grid), area

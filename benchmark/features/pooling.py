@@ -46,6 +46,50 @@ def slot_coverage(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(coverage)
 
 
+def run_coverage(
+    runs: dict[int, np.ndarray], height: int, width: int, grid: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slot coverage of the grid and slot areas straight from run lengths, no mask decoded.
+
+    runs: slot -> (n,) int64 run lengths of its mask flattened column-major (zeros first, as
+    benchmark.data.masks.rle_counts gives them). Returns (coverage (N_SLOTS, h, w) float32, as
+    slot_coverage gives for the decoded masks up to float rounding; area (N_SLOTS,) float32).
+
+    A run of ones [s, e) covers, in each column x it crosses, the rows [y0, y1); its share of
+    cell (i, j) is R_w[j, x] (C_h[i, y1] - C_h[i, y0]) with C_h the running sum of R_h along y,
+    so a run costs three outer products of size (h, w) however long it is.
+    """
+    coverage = np.zeros((N_SLOTS, *grid), dtype=np.float64)
+    area = np.zeros(N_SLOTS, dtype=np.float64)
+    rows = area_weights(height, grid[0]).astype(np.float64)  # (h, H)
+    cols = area_weights(width, grid[1]).astype(np.float64)  # (w, W)
+    cum_rows = np.concatenate([np.zeros((grid[0], 1)), np.cumsum(rows, axis=1)], axis=1)
+    cum_cols = np.concatenate([np.zeros((grid[1], 1)), np.cumsum(cols, axis=1)], axis=1)
+    for slot, counts in runs.items():
+        bounds = np.cumsum(counts)
+        starts, ends = bounds[0::2][: len(bounds) // 2], bounds[1::2]
+        keep = ends > starts
+        starts, ends = starts[keep], ends[keep]
+        if not len(starts):
+            continue
+        area[slot] = (ends - starts).sum() / (height * width)
+        x0, y0 = np.divmod(starts, height)
+        x1, y1 = np.divmod(ends - 1, height)
+        y1 = y1 + 1
+        one_column = x0 == x1
+        # first column: rows y0 .. (y1 if the run ends there, else the column's end)
+        top = cum_rows[:, np.where(one_column, y1, height)] - cum_rows[:, y0]
+        total = top @ cols[:, x0].T
+        # last column (runs over several columns): rows 0 .. y1
+        more = ~one_column
+        total += cum_rows[:, y1[more]] @ cols[:, x1[more]].T
+        # whole columns between them
+        between = cum_cols[:, x1[more]] - cum_cols[:, x0[more] + 1]
+        total += np.outer(cum_rows[:, height], between.sum(axis=1))
+        coverage[slot] = total
+    return torch.from_numpy(coverage.astype(np.float32)), torch.from_numpy(area.astype(np.float32))
+
+
 def grid_coverage(cells: int, grid: tuple[int, int]) -> torch.Tensor:
     """(cells^2, h, w) float32: the fraction of each feature cell covered by each of the
     cells x cells equal regions of the image (row-major), the "gridN" control's slot masks.
