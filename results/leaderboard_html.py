@@ -165,12 +165,22 @@ def _shots_plots(board: Leaderboard, folder: Path) -> list[str]:
         split, n_way, k_shot, n_query, mode = group.setting
         if k_shot is None:
             continue
-        key = (group.dataset_label, group.transductive, group.verified, split, n_way, n_query, mode)
+        # rows ranked apart (annotation protocol, leaked weights) are plotted apart too
+        key = (
+            group.dataset_label,
+            group.transductive,
+            group.verified,
+            split,
+            n_way,
+            n_query,
+            mode,
+            group.annotations,
+            group.leaked,
+        )
         families.setdefault(key, []).append(label)
     figures = []
-    for (dataset, transductive, verified, split, n_way, n_query, mode), labels in sorted(
-        families.items(), key=lambda item: str(item[0])
-    ):
+    for key, labels in sorted(families.items(), key=lambda item: str(item[0])):
+        dataset, transductive, verified, split, n_way, n_query, mode, annotations, leaked = key
         if len({board.groups[label].setting[2] for label in labels}) < 2:
             continue
         rows = []
@@ -189,8 +199,11 @@ def _shots_plots(board: Leaderboard, folder: Path) -> list[str]:
                 )
         frame = pd.DataFrame(rows).drop_duplicates(subset=["learner", "k_shot"])
         protocol = "transductive" if transductive else "inductive"
-        title = f"{dataset} · {split} {n_way}-way {n_query} queries ({mode}) · {protocol}" + (
-            "" if verified else " · unverified"
+        title = (
+            f"{dataset} · {split} {n_way}-way {n_query} queries ({mode}) · {protocol} · "
+            f"annotations: {annotations}"
+            + (f" · {LEAKED_MARK} weights saw the test classes" if leaked else "")
+            + ("" if verified else " · unverified")
         )
         path = plot_accuracy_vs_shots(
             frame,

@@ -105,6 +105,7 @@ def test_html_page_is_self_contained_sortable_and_marked(tmp_path, monkeypatch):
         run_id="r5",
         k_shot=5,
         episodes_hash="sha256:" + "5" * 64,
+        leaked=True,  # as the 1-shot rows: one family of tables, so one accuracy-vs-shots plot
         transductive=mark,
     )
     _write(results, "bare", [("protonet", 0.9)], run_id="rb", records=False, transductive=mark)
