@@ -334,3 +334,20 @@ def _builtin():
     from baselines import get_learner
 
     return get_learner("protonet")
+
+
+def test_part_shares_are_checked_like_scores():
+    from benchmark.evaluation.guard import checked_contributions
+
+    shares = torch.zeros(2, 13)
+    assert checked_contributions(shares, 2, "mine", [0, 1]) is shares
+    assert checked_contributions(None, 2, "mine", [0, 1]) is None
+    for bad, says in [
+        (torch.zeros(3, 13), "(3, 13)"),
+        (torch.zeros(2), "(2,)"),
+        ([0.0] * 13, "list"),
+        (torch.full((2, 13), float("nan")), "non-finite"),
+    ]:
+        with pytest.raises(LearnerFailure, match="learner 'mine' at episodes 0-1") as caught:
+            checked_contributions(bad, 2, "mine", [0, 1])
+        assert says in str(caught.value)

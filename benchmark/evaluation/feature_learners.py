@@ -18,7 +18,7 @@ import torch
 
 from baselines.base import EpisodeFeatures, Learner
 from baselines.seeding import episode_seeds
-from benchmark.evaluation.guard import checked_scores
+from benchmark.evaluation.guard import checked_contributions, checked_scores
 from episodes.episode import Episode, EpisodeBatch
 from episodes.source import EpisodeSource
 
@@ -128,7 +128,7 @@ def _predict(
     support_labels = ways.repeat_interleave(torch.as_tensor(shots, device=device))
     scores = learner.fit(support, support_labels.expand(n_episodes, -1), n_way).predict(query)
     scores = checked_scores(scores, (n_episodes, query_idx.shape[1], n_way), who, episodes)
-    contributions = learner.part_contributions()
+    contributions = checked_contributions(learner.part_contributions(), n_episodes, who, episodes)
     query_labels = np.repeat(np.arange(n_way), queries)
     return Predictions(
         labels=np.broadcast_to(query_labels, (n_episodes, len(query_labels))),

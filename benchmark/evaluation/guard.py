@@ -63,6 +63,25 @@ def checked_scores(
     return scores
 
 
+def checked_contributions(
+    shares: object, n_episodes: int, learner: str, episodes: Sequence[int]
+) -> torch.Tensor | None:
+    """`shares` if it is None or a finite real (B, S) tensor, B = n_episodes (the part-slot
+    shares of part_contributions()); else LearnerFailure, like unusable scores."""
+    if shares is None:
+        return None
+    where = f"learner {learner!r} at {episode_span(episodes)}"
+    if not isinstance(shares, torch.Tensor) or shares.ndim != 2 or shares.shape[0] != n_episodes:
+        got = tuple(shares.shape) if isinstance(shares, torch.Tensor) else type(shares).__name__
+        raise LearnerFailure(
+            f"{where}: part_contributions() returned {got}, expected None or a torch.Tensor of "
+            f"shape ({n_episodes}, slots)"
+        )
+    if not bool(torch.isfinite(shares.float()).all()):
+        raise LearnerFailure(f"{where}: part_contributions() returned non-finite shares")
+    return shares
+
+
 def is_builtin_class(cls: type) -> bool:
     """True for the learners partbench ships (defined in the baselines package)."""
     module = cls.__module__
