@@ -22,13 +22,11 @@ import torch
 
 from baselines.base import (
     EpisodeFeatures,
-    Learner,
-    check_support,
-    class_means,
     one_hot,
     to_compute,
 )
 from baselines.registry import register
+from baselines.transductive import TransductiveLearner
 
 
 def cosine(x: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
@@ -74,7 +72,7 @@ def rectify_prototypes(
 
 
 @register
-class BDCSPN(Learner):
+class BDCSPN(TransductiveLearner):
     """Cosine nearest prototype after BD-CSPN rectification with the queries; no episode loop.
 
     Options: `temperature` (1.0, easyfsl's; the paper's epsilon in exp(epsilon * cos)) scales the
@@ -83,23 +81,11 @@ class BDCSPN(Learner):
 
     name = "bd_cspn"
     paper = "Liu et al. 2020, Prototype Rectification for Few-Shot Learning (arXiv:1911.10713)"
-    transductive = True
 
     def __init__(self, temperature: float = 1.0) -> None:
         if not temperature > 0:
             raise ValueError(f"bd_cspn: need temperature > 0, got {temperature}")
         self.temperature = float(temperature)
-        self.support: torch.Tensor | None = None  # (B, n, D)
-        self.support_onehot: torch.Tensor | None = None  # (B, n, N)
-        self.prototypes: torch.Tensor | None = None  # (B, N, D) support class means
-
-    def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "BDCSPN":
-        check_support(support, labels, n_way, self.name)
-        # the work waits for predict(): rectification needs the queries
-        self.support = to_compute(support.embeddings)
-        self.support_onehot = one_hot(labels, n_way)
-        self.prototypes = class_means(self.support, labels, n_way)
-        return self
 
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:
         """(B, n_query, N) cosine similarity of each query to the rectified prototypes."""

@@ -21,15 +21,12 @@ import torch
 
 from baselines.base import (
     EpisodeFeatures,
-    Learner,
-    check_support,
-    class_means,
-    one_hot,
     squared_euclidean,
     to_compute,
 )
 from baselines.bd_cspn import rectify_prototypes
 from baselines.registry import register
+from baselines.transductive import TransductiveLearner
 
 RELATIVE_TOLERANCE = 1e-6  # easyfsl's and the authors' stopping rule on the bound
 
@@ -85,7 +82,7 @@ def bound_updates(
 
 
 @register
-class LaplacianShot(Learner):
+class LaplacianShot(TransductiveLearner):
     """Laplacian-regularised soft assignments after BD-CSPN rectification; no episode loop.
 
     Options (easyfsl's defaults, tuned there for 5-way 5-shot miniImageNet):
@@ -95,7 +92,6 @@ class LaplacianShot(Learner):
 
     name = "laplacianshot"
     paper = "Ziko et al. 2020, Laplacian Regularized Few-Shot Learning (arXiv:2006.15486)"
-    transductive = True
 
     def __init__(
         self, inference_steps: int = 20, knn: int = 3, lambda_regularization: float = 0.7
@@ -108,17 +104,6 @@ class LaplacianShot(Learner):
             )
         self.inference_steps, self.knn = int(inference_steps), int(knn)
         self.lambda_regularization = float(lambda_regularization)
-        self.support: torch.Tensor | None = None  # (B, n, D)
-        self.support_onehot: torch.Tensor | None = None  # (B, n, N)
-        self.prototypes: torch.Tensor | None = None  # (B, N, D) support class means
-
-    def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "LaplacianShot":
-        check_support(support, labels, n_way, self.name)
-        # the work waits for predict(): rectification and the graph need the queries
-        self.support = to_compute(support.embeddings)
-        self.support_onehot = one_hot(labels, n_way)
-        self.prototypes = class_means(self.support, labels, n_way)
-        return self
 
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:
         """(B, n_query, N) soft assignments (rows sum to 1)."""

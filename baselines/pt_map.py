@@ -30,14 +30,11 @@ import torch
 
 from baselines.base import (
     EpisodeFeatures,
-    Learner,
-    check_support,
-    class_means,
-    one_hot,
     squared_euclidean,
     to_compute,
 )
 from baselines.registry import register
+from baselines.transductive import TransductiveLearner
 
 MAX_SINKHORN_ITERATIONS = 1000  # easyfsl's
 SINKHORN_TOLERANCE = 1e-6  # easyfsl's epsilon: largest change of a row sum at convergence
@@ -83,7 +80,7 @@ def power_transform(x: torch.Tensor, power: float) -> torch.Tensor:
 
 
 @register
-class PTMAP(Learner):
+class PTMAP(TransductiveLearner):
     """Power transform + Sinkhorn mapping with prototype updates, batched over episodes.
 
     Options (easyfsl's defaults): `fine_tuning_steps=10`, `fine_tuning_lr=0.2`,
@@ -93,7 +90,6 @@ class PTMAP(Learner):
 
     name = "pt_map"
     paper = "Hu et al. 2020, Leveraging the Feature Distribution (PT-MAP, arXiv:2006.03806)"
-    transductive = True
 
     def __init__(
         self,
@@ -112,22 +108,11 @@ class PTMAP(Learner):
         self.fine_tuning_steps, self.fine_tuning_lr = int(fine_tuning_steps), float(fine_tuning_lr)
         self.lambda_regularization = float(lambda_regularization)
         self.power_factor, self.normalize = float(power_factor), bool(normalize)
-        self.support: torch.Tensor | None = None  # (B, n, D) transformed
-        self.support_onehot: torch.Tensor | None = None  # (B, n, N)
-        self.prototypes: torch.Tensor | None = None  # (B, N, D) transformed support means
 
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         """Power transform of (B, n, D) features (then L2 normalisation if `normalize`)."""
         x = power_transform(to_compute(x), self.power_factor)
         return torch.nn.functional.normalize(x, dim=-1) if self.normalize else x
-
-    def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "PTMAP":
-        check_support(support, labels, n_way, self.name)
-        # the mapping waits for predict(): the transport runs over the queries
-        self.support = self.transform(support.embeddings)
-        self.support_onehot = one_hot(labels, n_way)
-        self.prototypes = class_means(self.support, labels, n_way)
-        return self
 
     def assign(self, query: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
         """(B, N, m) transport plan of the transformed queries (B, m, D) onto the prototypes
@@ -137,7 +122,7 @@ class PTMAP(Learner):
     def predict(self, query: EpisodeFeatures) -> torch.Tensor:
         """(B, n_query, N) soft assignments: each row sums to 1, each class to n_query // N."""
         prototypes = self._fitted("prototypes")
-        q = self.transform(query.embeddings)
+        q = self.features(query.embeddings)
         features = torch.cat([self.support, q], 1)  # (B, n + m, D)
         support_t = self.support_onehot.transpose(1, 2)  # (B, N, n)
         for _ in range(self.fine_tuning_steps):

@@ -24,18 +24,15 @@ import torch
 
 from baselines.base import (
     EpisodeFeatures,
-    Learner,
-    check_support,
-    class_means,
-    one_hot,
     to_compute,
 )
 from baselines.bd_cspn import cosine
 from baselines.registry import register
+from baselines.transductive import TransductiveLearner
 
 
 @register
-class TIM(Learner):
+class TIM(TransductiveLearner):
     """Cosine prototypes fine-tuned by TIM's loss with Adam, batched over episodes.
 
     Options (easyfsl's defaults): `fine_tuning_steps=50`, `fine_tuning_lr=1e-4`,
@@ -45,7 +42,6 @@ class TIM(Learner):
 
     name = "tim"
     paper = "Boudiaf et al. 2020, Transductive Information Maximization (arXiv:2008.11297)"
-    transductive = True
 
     def __init__(
         self,
@@ -67,17 +63,6 @@ class TIM(Learner):
         self.marginal_entropy_weight = float(marginal_entropy_weight)
         self.conditional_entropy_weight = float(conditional_entropy_weight)
         self.temperature = float(temperature)
-        self.support: torch.Tensor | None = None  # (B, n, D)
-        self.support_onehot: torch.Tensor | None = None  # (B, n, N)
-        self.prototypes: torch.Tensor | None = None  # (B, N, D) support class means
-
-    def fit(self, support: EpisodeFeatures, labels: torch.Tensor, n_way: int) -> "TIM":
-        check_support(support, labels, n_way, self.name)
-        # the fine-tuning waits for predict(): its loss needs the queries
-        self.support = to_compute(support.embeddings)
-        self.support_onehot = one_hot(labels, n_way)
-        self.prototypes = class_means(self.support, labels, n_way)
-        return self
 
     def loss(
         self,
