@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
-import json
 import os
 import re
 import types
@@ -28,6 +26,7 @@ from benchmark.config.features import MASK_MODES, FeaturesConfig
 from benchmark.config.strict_yaml import StrictYAMLError, load_yaml
 from benchmark.config.training import BATCHNORM_MODES, PART_HEAD_MODES, TRAIN_METHODS, TrainConfig
 from episodes.sampler import MODES
+from episodes.storage import json_sha256
 from episodes.taxonomy import SPLITS
 
 __all__ = [
@@ -371,7 +370,7 @@ def _check_learner_keys(learners: list[LearnerConfig]) -> None:
     counts = collections.Counter(spec.name for spec in learners)
     for i, spec in enumerate(learners):
         if spec.label is None and counts[spec.name] > 1:
-            spec.label = f"{spec.name}@{json_digest(spec.options)[:6]}"
+            spec.label = f"{spec.name}@{json_sha256(spec.options)[:6]}"
         elif spec.label is not None and not LABEL_PATTERN.fullmatch(spec.label):
             raise ConfigError(
                 f"learners[{i}].label: {spec.label!r} must be 1-100 letters, digits or _.+@:- "
@@ -386,12 +385,6 @@ def _check_learner_keys(learners: list[LearnerConfig]) -> None:
                 f"{{name: {spec.name}, label: {spec.name}_2, options: ...}}"
             )
         seen[spec.key] = i
-
-
-def json_digest(value: Any) -> str:
-    """SHA-256 hex digest of `value` as canonical JSON (sorted keys)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_run_folder_values(cfg: RunConfig) -> None:

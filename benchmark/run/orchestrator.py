@@ -174,10 +174,7 @@ def run_benchmark(
                 wall_time_s=folder.wall_time_s(),
                 sections={
                     "mask_quality": quality.to_dict() if quality is not None else None,
-                    "learner_time_s": {
-                        spec.key: round(folder.learner_time_s().get(spec.key, 0.0), 3)
-                        for spec, _ in learners
-                    },
+                    "learner_time_s": learner_times(folder, learners),
                 },
                 origins={spec.key: get_learner_origin(spec.name) for spec, _ in learners},
             )
@@ -224,3 +221,9 @@ def run_content(
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def learner_times(folder: RunFolder, learners: list) -> dict[str, float]:
+    """Each configured learner's fit+predict seconds over every invocation (0 if none ran)."""
+    times = folder.learner_time_s()
+    return {spec.key: round(times.get(spec.key, 0.0), 3) for spec, _ in learners}
