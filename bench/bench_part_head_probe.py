@@ -1,19 +1,32 @@
-"""Can a part head on the demo's frozen, cached backbone segment? A feasibility probe.
+"""Can a part head on the demo's cached backbone segment? A feasibility probe.
 
-Trains a small multi-stage decoder (stride 8 + 16 + last maps, 1x1 projections summed at
-stride 8, conv3x3, conv1x1 to the 13 slots + background) with per-pixel cross-entropy on the
-train split's annotations, over the frozen backbone's maps (extracted once), and reports the
-pixel mIoU on the test split (the same IoU as tables/mask_quality's iou_image column). It does
-not touch the pipeline: it measures whether a finer head is worth wiring in.
+Trains a small top-down decoder (FPN-like: per stage a 1x1 projection, BN, ReLU; from the last
+map down, upsample, add the next finer projection, conv3x3 + BN + ReLU; conv1x1 to the 13 slots
++ background at the finest stage's grid) with per-pixel cross-entropy on the train split's
+annotations, and reports the pixel mIoU on the train split's first 300 images and on the test
+split (the same IoU as tables/mask_quality's iou_image column: logits upsampled bilinearly to
+the annotation's resolution). It does not touch the pipeline: it measures whether a finer head
+is worth wiring in.
 
-    PARTBENCH_CACHE=... python bench/bench_part_head_probe.py [--config 5way1shot] [--epochs 30]
+    python bench/bench_part_head_probe.py [--config 5way1shot] [--epochs 20]
+        [--strides 2,4,8,16] [--image-size 128] [--finetune] [--class-weights] [--ceiling]
 
-The backbone is the config's cached trained checkpoint (run the config once first).
+- `--strides`: the backbone stages the decoder reads (the last map is always added).
+- `--image-size`: the input size (default the config's backbone.image_size).
+- default: the backbone is frozen and its maps are extracted once; `--finetune` trains a copy of
+  the backbone end to end with the decoder (backbone lr 1e-3, decoder 3e-3, horizontal flips).
+- `--class-weights`: inverse-sqrt class-frequency weights in the loss (background is most pixels).
+- `--ceiling`: the resolution ceiling instead: the test split's own annotations area-pooled to
+  an r x r grid and upsampled back, r = 64, 32, 16, 8 (a perfect head at that grid).
+
+The backbone is the config's cached trained checkpoint (run the config once first). Every
+random draw is seeded (module init, batch order, flips).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import numpy as np
@@ -21,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision import transforms
 
 from benchmark.config.run import load_config
 from benchmark.data.source import resolve_dataset
@@ -30,15 +44,14 @@ from benchmark.models.part_head import N_SLOTS, label_map_from_slot_masks
 from benchmark.run.components import reads_predicted_masks
 from benchmark.training.weights import resolve_backbone
 
-LABEL_SIZE = 64  # training targets: label maps at 64x64 (the input size of the demo)
+EVAL_TRAIN_IMAGES = 300  # train-split images the fit is measured on
 
 
 class _Images(PartImageDataset):
     def __getitem__(self, k: int):
         image = super().__getitem__(k)[0]
         masks = torch.from_numpy(np.asarray(self.dataset.slot_masks(int(self.indices[k])), bool))
-        labels = label_map_from_slot_masks(masks)  # (H, W), background = S
-        return image, labels
+        return image, label_map_from_slot_masks(masks)  # (H, W), background = S
 
 
 def _collate(items):
@@ -46,115 +59,194 @@ def _collate(items):
     return torch.stack(images), list(labels)
 
 
-def stage_maps(backbone, dataset, indices, strides=(8, 16)):
-    """[(n, C_i, h_i, w_i) float32 per stride, then the last map], and each image's labels."""
-    split = SplitTransform.of(backbone.transform)
-    loader = DataLoader(
-        _Images(dataset, indices, split or backbone.transform, None),
-        batch_size=128,
-        collate_fn=_collate,
-    )
-    stages = [backbone.stage_index(s) for s in strides]
-    maps, labels = [[] for _ in range(len(strides) + 1)], []
-    backbone.model.eval()
-    with torch.inference_mode():
-        for images, label in loader:
-            images = split.normalise(images) if split is not None else images
-            _, inter = backbone.model.forward_intermediates(images, indices=stages)
-            fmap, _ = backbone.feature_map(images)
-            for i, m in enumerate([*inter, fmap]):
-                maps[i].append(m.float())
-            labels += label
-    return [torch.cat(m) for m in maps], labels
-
-
 class Decoder(nn.Module):
-    """1x1 projections of each stage, summed at the finest one's grid -> (B, S+1, h8, w8)."""
+    """Top-down fusion of (B, C_i, h_i, w_i) maps, finest first -> (B, S+1, h_0, w_0) logits."""
 
-    def __init__(self, channels, width=64):
+    def __init__(self, channels: list[int], width: int = 64) -> None:
         super().__init__()
-        self.project = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
-        self.block = nn.Sequential(
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            nn.Conv2d(width, N_SLOTS + 1, 1),
-        )
 
-    def forward(self, maps):
-        size = maps[0].shape[-2:]
-        x = sum(
-            F.interpolate(p(m), size=size, mode="bilinear", align_corners=False)
-            for p, m in zip(self.project, maps)
-        )
-        return self.block(x)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default="5way1shot")
-    parser.add_argument("--epochs", type=int, default=30)
-    args = parser.parse_args()
-    cfg = load_config(args.config)
-    dataset = resolve_dataset(cfg.data, cfg.cache_dir)
-    backbone = resolve_backbone(cfg, dataset, False, needs_part_head=reads_predicted_masks(cfg))
-    start = time.perf_counter()
-    train_maps, train_labels = stage_maps(backbone, dataset, dataset.split_indices("train"))
-    test_maps, test_labels = stage_maps(backbone, dataset, dataset.split_indices("test"))
-    extracted = time.perf_counter() - start
-    targets = torch.stack(
-        [
-            F.interpolate(
-                label_map[None, None].float(), size=(LABEL_SIZE, LABEL_SIZE), mode="nearest"
-            )[0, 0].long()
-            for label_map in train_labels
-        ]
-    )
-    generator = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng():  # seeded module init that leaves the global state as it was
-        torch.manual_seed(0)
-        decoder = Decoder([m.shape[1] for m in train_maps])
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=3e-3, weight_decay=1e-4)
-    n = len(targets)
-    # background is most pixels: weigh classes by inverse sqrt frequency
-    counts = torch.bincount(targets.flatten(), minlength=N_SLOTS + 1).float().clamp_min(1)
-    weight = (counts.sum() / counts).sqrt()
-    weight = weight / weight.mean()
-    for _ in range(args.epochs):
-        decoder.train()
-        order = torch.randperm(n, generator=generator)
-        for batch in order.split(64):
-            logits = decoder([m[batch] for m in train_maps])
-            logits = F.interpolate(
-                logits, size=(LABEL_SIZE, LABEL_SIZE), mode="bilinear", align_corners=False
+        def block(c_in: int, k: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(c_in, width, k, padding=k // 2), nn.BatchNorm2d(width), nn.ReLU()
             )
-            loss = F.cross_entropy(logits, targets[batch], weight=weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    trained = time.perf_counter() - start - extracted
-    decoder.eval()
-    counter = IoUCounter()
-    with torch.inference_mode():
-        logits = decoder(test_maps)
-        for b, truth in enumerate(test_labels):
-            full = F.interpolate(
-                logits[b : b + 1], size=truth.shape, mode="bilinear", align_corners=False
-            ).argmax(1)[0]
-            counter.add(one_hot_labels(full), _slot_masks(truth))
-    iou = counter.iou()
-    print(
-        f"pixel mIoU on the test split ({len(test_labels)} images): {100 * np.nanmean(iou):.1f} "
-        f"(per slot: {', '.join(f'{100 * v:.0f}' for v in iou)}); {args.epochs} epochs; "
-        f"maps extracted in {extracted:.0f} s, decoder trained in {trained:.0f} s"
-    )
+
+        self.project = nn.ModuleList(block(c, 1) for c in channels)
+        self.fuse = nn.ModuleList(block(width, 3) for _ in channels[:-1])
+        self.classify = nn.Conv2d(width, N_SLOTS + 1, 1)
+
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        x = self.project[-1](maps[-1])
+        for i in range(len(maps) - 2, -1, -1):
+            x = F.interpolate(x, size=maps[i].shape[-2:], mode="bilinear", align_corners=False)
+            x = self.fuse[i](x + self.project[i](maps[i]))
+        return self.classify(x)
 
 
 def _slot_masks(labels: torch.Tensor) -> torch.Tensor:
     """(H, W) labels (background = S) -> (S, H, W) bool slot masks."""
     return torch.stack([labels == s for s in range(N_SLOTS)])
+
+
+def _miou(logits: torch.Tensor, truths: list[torch.Tensor]) -> tuple[float, np.ndarray]:
+    """Pixel mIoU of (n, S+1, h, w) logits against n (H, W) label maps at their resolution."""
+    counter = IoUCounter()
+    for b, truth in enumerate(truths):
+        full = F.interpolate(logits[b : b + 1], size=truth.shape, mode="bilinear").argmax(1)[0]
+        counter.add(one_hot_labels(full), _slot_masks(truth))
+    iou = counter.iou()
+    return float(np.nanmean(iou)), iou
+
+
+def ceiling(dataset) -> None:
+    """The mIoU of a perfect head on an r x r grid: annotations pooled, upsampled, arg-maxed."""
+    truths = [
+        label_map_from_slot_masks(torch.from_numpy(np.asarray(dataset.slot_masks(int(i)), bool)))
+        for i in dataset.split_indices("test")
+    ]
+    for r in (64, 32, 16, 8):
+        pooled = [
+            F.adaptive_avg_pool2d(F.one_hot(t, N_SLOTS + 1).permute(2, 0, 1)[None].float(), r)
+            for t in truths
+        ]
+        miou, iou = _miou(torch.cat(pooled), truths)
+        print(f"grid {r}x{r}: pixel mIoU {100 * miou:.1f} ({_per_slot(iou)})")
+
+
+def _per_slot(iou: np.ndarray) -> str:
+    return " ".join(f"{100 * v:.0f}" for v in iou)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="5way1shot")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--strides", default="2,4,8,16")
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--finetune", action="store_true")
+    parser.add_argument("--class-weights", action="store_true")
+    parser.add_argument("--ceiling", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    cfg = load_config(args.config)
+    dataset = resolve_dataset(cfg.data, cfg.cache_dir)
+    if args.ceiling:
+        ceiling(dataset)
+        return
+    backbone = resolve_backbone(cfg, dataset, False, needs_part_head=reads_predicted_masks(cfg))
+    size = args.image_size or cfg.backbone.image_size
+    split = SplitTransform.of(backbone.transform)
+    pil = transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
+    stages = [backbone.stage_index(int(s)) for s in args.strides.split(",")]
+    net = copy.deepcopy(backbone.model)
+
+    def maps(pixels: torch.Tensor) -> list[torch.Tensor]:
+        """(B, H, W, 3) uint8 -> the stage maps, finest first, then the last map."""
+        last, inter = net.forward_intermediates(split.normalise(pixels), indices=stages)
+        return [*inter, last]
+
+    def load(name: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        loader = DataLoader(
+            _Images(
+                dataset, dataset.split_indices(name), lambda im: pil(im).permute(1, 2, 0), None
+            ),
+            batch_size=128,
+            collate_fn=_collate,
+        )
+        pixels, labels = [], []
+        for x, y in loader:
+            pixels.append(x)
+            labels += y
+        return torch.cat(pixels), labels
+
+    start = time.perf_counter()
+    train_x, train_labels = load("train")
+    test_x, test_labels = load("test")
+    targets = torch.stack(
+        [F.interpolate(t[None, None].float(), size=(size, size))[0, 0].long() for t in train_labels]
+    )
+    net.eval()
+    if not args.finetune:  # frozen: the maps once (float16 to halve the memory)
+        with torch.inference_mode():
+            train_maps = [torch.cat(m) for m in zip(*(maps(b) for b in train_x.split(128)))]
+            test_maps = [torch.cat(m) for m in zip(*(maps(b) for b in test_x.split(128)))]
+        train_maps = [m.half() for m in train_maps]
+        test_maps = [m.half() for m in test_maps]
+        channels = [m.shape[1] for m in train_maps]
+    else:
+        with torch.inference_mode():
+            channels = [m.shape[1] for m in maps(train_x[:2])]
+    print(f"inputs ready in {time.perf_counter() - start:.0f} s; stage channels {channels}")
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.random.fork_rng():  # seeded module init; the global state is left as it was
+        torch.manual_seed(0)
+        decoder = Decoder(channels, args.width)
+    groups = [{"params": list(decoder.parameters()), "lr": 3e-3}]
+    if args.finetune:
+        groups.append({"params": list(net.parameters()), "lr": 1e-3})
+    optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
+    batch_size, n = 64, len(targets)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=[g["lr"] for g in groups],
+        total_steps=args.epochs * ((n + batch_size - 1) // batch_size),
+    )
+    weight = None
+    if args.class_weights:
+        counts = torch.bincount(targets.flatten(), minlength=N_SLOTS + 1).float().clamp_min(1)
+        weight = (counts.sum() / counts).sqrt()
+        weight = weight / weight.mean()
+
+    def logits_of(x_or_maps, index=None) -> torch.Tensor:
+        if args.finetune:
+            return decoder(maps(x_or_maps if index is None else x_or_maps[index]))
+        source = x_or_maps if index is None else [m[index] for m in x_or_maps]
+        return decoder([m.float() for m in source])
+
+    def evaluate() -> None:
+        decoder.eval()
+        net.eval()
+        with torch.inference_mode():
+            if args.finetune:
+                test = torch.cat([logits_of(b) for b in test_x.split(256)])
+                train = logits_of(train_x[:EVAL_TRAIN_IMAGES])
+            else:
+                parts = [
+                    torch.arange(i, min(i + 256, len(test_labels)))
+                    for i in range(0, len(test_labels), 256)
+                ]
+                test = torch.cat([logits_of(test_maps, p) for p in parts])
+                train = logits_of(train_maps, torch.arange(EVAL_TRAIN_IMAGES))
+        train_miou, _ = _miou(train, train_labels[:EVAL_TRAIN_IMAGES])
+        test_miou, iou = _miou(test, test_labels)
+        print(
+            f"epoch {epoch + 1}: train mIoU {100 * train_miou:.1f}, test mIoU {100 * test_miou:.1f} "
+            f"(per slot {_per_slot(iou)}), {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+
+    for epoch in range(args.epochs):
+        decoder.train()
+        net.train(args.finetune)
+        for batch in torch.randperm(n, generator=generator).split(batch_size):
+            y = targets[batch]
+            if args.finetune:  # horizontal flips: pixels are (B, H, W, 3), labels (B, H, W)
+                x = train_x[batch]
+                flip = torch.rand(len(batch), generator=generator) < 0.5
+                x = torch.where(flip[:, None, None, None], x.flip(2), x)
+                y = torch.where(flip[:, None, None], y.flip(2), y)
+                logits = logits_of(x)
+            else:
+                logits = logits_of(train_maps, batch)
+            logits = F.interpolate(logits, size=(size, size), mode="bilinear")
+            loss = F.cross_entropy(logits, y, weight=weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        if (epoch + 1) % 5 == 0 or epoch + 1 == args.epochs:
+            evaluate()
 
 
 if __name__ == "__main__":
