@@ -326,6 +326,13 @@ def test_doctor_with_cuda_on_a_machine_without_it_is_one_line(capsys):
         ("episodes.n_way=" + "[" * 20000 + "]" * 20000, "nested too deeply"),
         ("name=../../x", "name: '../../x' must be a plain folder name"),
         ("name=/tmp/elsewhere", "name: '/tmp/elsewhere' must be a plain folder name"),
+        # an unknown key is the --set's fault, whether it is the key set or inside its value
+        ("episodes.bogus=1", "--set episodes.bogus=1: unknown key 'episodes.bogus'"),
+        (
+            "data={source: synthetic, bogus: 1}",
+            "--set data={source: synthetic, bogus: 1}: unknown key 'data.bogus'",
+        ),
+        ("learners=[{bogus: 1}]", "--set learners=[{bogus: 1}]: unknown key 'learners[0].bogus'"),
     ],
 )
 def test_bad_set_values_are_one_short_line_naming_the_set(tmp_path, capsys, override, message):

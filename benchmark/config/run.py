@@ -179,9 +179,14 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         message = str(exc)
         for item in reversed(overrides):
             key = item.partition("=")[0].strip()
-            if message.startswith((f"{key}:", f"{key}.", f"{key}[")):
+            if _concerns(exc.key, key) or message.startswith((f"{key}:", f"{key}.", f"{key}[")):
                 raise ConfigError(f"--set {_shown_override(item)}: {message}") from None
         raise ConfigError(f"{path}: {message}") from None
+
+
+def _concerns(fault: str | None, key: str) -> bool:
+    """Whether the key at fault is the overridden `key` or lies inside its value."""
+    return fault is not None and (fault == key or fault.startswith((f"{key}.", f"{key}[")))
 
 
 def _shown_override(item: str, limit: int = 80) -> str:
@@ -262,7 +267,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if unknown:
         where = f"in {prefix}" if prefix else "at the top level"
         raise ConfigError(
-            f"unknown key {_join(prefix, unknown[0])!r} {where}; valid keys: {', '.join(fields)}"
+            f"unknown key {_join(prefix, unknown[0])!r} {where}; valid keys: {', '.join(fields)}",
+            key=_join(prefix, unknown[0]),
         )
     missing = [
         name
@@ -272,7 +278,9 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"missing required key {_join(prefix, missing[0])!r}")
+        raise ConfigError(
+            f"missing required key {_join(prefix, missing[0])!r}", key=_join(prefix, missing[0])
+        )
     kwargs = {name: _coerce(hints[name], value, _join(prefix, name)) for name, value in raw.items()}
     return cls(**kwargs)
 
