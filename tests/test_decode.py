@@ -127,4 +127,4 @@ def test_feature_items_are_decoded_straight_to_the_model_input(tmp_path):
     items = PartImageDataset(data, np.arange(1), split, None)
     assert items.decode_size == split.squash
     image, _, _ = items[0]
-    assert torch.equal(image, torch.from_numpy(np.asarray(decode_rgb(path, size, resample))))
+    assert torch.equal(image, torch.from_numpy(np.array(decode_rgb(path, size, resample))))
