@@ -82,17 +82,12 @@ class Decoder(nn.Module):
         return self.classify(x)
 
 
-def _slot_masks(labels: torch.Tensor) -> torch.Tensor:
-    """(H, W) labels (background = S) -> (S, H, W) bool slot masks."""
-    return torch.stack([labels == s for s in range(N_SLOTS)])
-
-
 def _miou(logits: torch.Tensor, truths: list[torch.Tensor]) -> tuple[float, np.ndarray]:
     """Pixel mIoU of (n, S+1, h, w) logits against n (H, W) label maps at their resolution."""
     counter = IoUCounter()
     for b, truth in enumerate(truths):
         full = F.interpolate(logits[b : b + 1], size=truth.shape, mode="bilinear").argmax(1)[0]
-        counter.add(one_hot_labels(full), _slot_masks(truth))
+        counter.add(one_hot_labels(full), one_hot_labels(truth))
     iou = counter.iou()
     return float(np.nanmean(iou)), iou
 
@@ -127,7 +122,6 @@ def main() -> None:
     parser.add_argument("--class-weights", action="store_true")
     parser.add_argument("--ceiling", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = load_config(args.config)
     dataset = resolve_dataset(cfg.data, cfg.cache_dir)
     if args.ceiling:
@@ -204,7 +198,7 @@ def main() -> None:
         source = x_or_maps if index is None else [m[index] for m in x_or_maps]
         return decoder([m.float() for m in source])
 
-    def evaluate() -> None:
+    def evaluate(epochs_done: int) -> None:
         decoder.eval()
         net.eval()
         with torch.inference_mode():
@@ -212,16 +206,13 @@ def main() -> None:
                 test = torch.cat([logits_of(b) for b in test_x.split(256)])
                 train = logits_of(train_x[:EVAL_TRAIN_IMAGES])
             else:
-                parts = [
-                    torch.arange(i, min(i + 256, len(test_labels)))
-                    for i in range(0, len(test_labels), 256)
-                ]
-                test = torch.cat([logits_of(test_maps, p) for p in parts])
+                chunks = torch.arange(len(test_labels)).split(256)
+                test = torch.cat([logits_of(test_maps, c) for c in chunks])
                 train = logits_of(train_maps, torch.arange(EVAL_TRAIN_IMAGES))
         train_miou, _ = _miou(train, train_labels[:EVAL_TRAIN_IMAGES])
         test_miou, iou = _miou(test, test_labels)
         print(
-            f"epoch {epoch + 1}: train mIoU {100 * train_miou:.1f}, test mIoU {100 * test_miou:.1f} "
+            f"epoch {epochs_done}: train mIoU {100 * train_miou:.1f}, test mIoU {100 * test_miou:.1f} "
             f"(per slot {_per_slot(iou)}), {time.perf_counter() - start:.0f} s",
             flush=True,
         )
@@ -246,7 +237,7 @@ def main() -> None:
             optimizer.step()
             schedule.step()
         if (epoch + 1) % 5 == 0 or epoch + 1 == args.epochs:
-            evaluate()
+            evaluate(epoch + 1)
 
 
 if __name__ == "__main__":
