@@ -40,8 +40,8 @@ def test_accuracy_table_is_mean_and_ci_over_episodes(frame):
         assert row["acc ± ci"] == f"{acc.mean():.2f} ± {row['ci95']:.2f}"
 
 
-def _tiny_record(episode, fish, bird):
-    """Two ways: one Fish class and one Bird class, 4 queries each."""
+def _two_way_record(episode, per_class, per_super_category):
+    """A 2-way 1-shot episode of 4 queries per way; correct counts follow from per_class."""
     return make_record(
         run_id="r",
         learner="a",
@@ -50,10 +50,19 @@ def _tiny_record(episode, fish, bird):
         k_shot=1,
         n_query=4,
         episode=episode,
-        correct=fish + bird,
+        correct=sum(c for c, _ in per_class.values()),
         total=8,
-        per_class={"n01": [fish, 4], "n02": [bird, 4]},
-        per_super_category={"Fish": [fish, 4], "Bird": [bird, 4]},
+        per_class=per_class,
+        per_super_category=per_super_category,
+    )
+
+
+def _tiny_record(episode, fish, bird):
+    """Two ways: one Fish class and one Bird class, 4 queries each."""
+    return _two_way_record(
+        episode,
+        {"n01": [fish, 4], "n02": [bird, 4]},
+        {"Fish": [fish, 4], "Bird": [bird, 4]},
     )
 
 
@@ -72,21 +81,7 @@ def test_class_table_averages_over_the_episodes_a_class_appears_in(tmp_path):
     with RecordWriter(tmp_path / "r.jsonl") as writer:
         writer.append_many([_tiny_record(0, 4, 1), _tiny_record(1, 2, 3), _tiny_record(2, 3, 2)])
         # a third class, in episode 3 only, beside n01
-        writer.append(
-            make_record(
-                run_id="r",
-                learner="a",
-                split="test",
-                n_way=2,
-                k_shot=1,
-                n_query=4,
-                episode=3,
-                correct=4,
-                total=8,
-                per_class={"n01": [1, 4], "n03": [3, 4]},
-                per_super_category={"Fish": [4, 8]},
-            )
-        )
+        writer.append(_two_way_record(3, {"n01": [1, 4], "n03": [3, 4]}, {"Fish": [4, 8]}))
     records = read_records(tmp_path / "r.jsonl")
     table = class_table(records).set_index("synset")
     assert table.loc["n01", "episodes"] == 4 and table.loc["n03", "episodes"] == 1
