@@ -1,12 +1,11 @@
 """Can a part head on the demo's cached backbone segment? A feasibility probe.
 
-Trains a small top-down decoder (FPN-like: per stage a 1x1 projection, BN, ReLU; from the last
-map down, upsample, add the next finer projection, conv3x3 + BN + ReLU; conv1x1 to the 13 slots
-+ background at the finest stage's grid) with per-pixel cross-entropy on the train split's
-annotations, and reports the pixel mIoU on the train split's first 300 images and on the test
+Trains the shipped part head (benchmark.models.part_head.PartSegHead, a top-down decoder) over
+any of the backbone's stages with per-pixel cross-entropy on the train split's annotations, and reports the pixel mIoU on the train split's first 300 images and on the test
 split (the same IoU as tables/mask_quality's iou_image column: logits upsampled bilinearly to
-the annotation's resolution). It does not touch the pipeline: it measures whether a finer head
-is worth wiring in.
+the annotation's resolution). It explores settings the pipeline does not take (stages, input
+size, end-to-end training, colour augmentation); the pipeline's own head is measured by every
+run's tables/mask_quality.
 
     python bench/bench_part_head_probe.py [--config 5way1shot] [--epochs 20]
         [--strides 2,4,8,16] [--image-size 128] [--finetune] [--class-weights] [--ceiling]
@@ -16,6 +15,8 @@ is worth wiring in.
 - default: the backbone is frozen and its maps are extracted once; `--finetune` trains a copy of
   the backbone end to end with the decoder (backbone lr 1e-3, decoder 3e-3, horizontal flips).
 - `--class-weights`: inverse-sqrt class-frequency weights in the loss (background is most pixels).
+- `--colour-aug`: with `--finetune`, each training image's channels permuted and half the time
+  inverted (the twin's part colours are drawn per class, so colour says nothing about a new class).
 - `--ceiling`: the resolution ceiling instead: the test split's own annotations area-pooled to
   an r x r grid and upsampled back, r = 64, 32, 16, 8 (a perfect head at that grid).
 
@@ -32,7 +33,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
@@ -40,7 +40,7 @@ from benchmark.config.run import load_config
 from benchmark.data.source import resolve_dataset
 from benchmark.features.images import PartImageDataset, SplitTransform
 from benchmark.features.mask_quality import IoUCounter, one_hot_labels
-from benchmark.models.part_head import N_SLOTS, label_map_from_slot_masks
+from benchmark.models.part_head import N_SLOTS, PartSegHead, label_map_from_slot_masks
 from benchmark.run.components import reads_predicted_masks
 from benchmark.training.weights import resolve_backbone
 
@@ -57,29 +57,6 @@ class _Images(PartImageDataset):
 def _collate(items):
     images, labels = zip(*items)
     return torch.stack(images), list(labels)
-
-
-class Decoder(nn.Module):
-    """Top-down fusion of (B, C_i, h_i, w_i) maps, finest first -> (B, S+1, h_0, w_0) logits."""
-
-    def __init__(self, channels: list[int], width: int = 64) -> None:
-        super().__init__()
-
-        def block(c_in: int, k: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(c_in, width, k, padding=k // 2), nn.BatchNorm2d(width), nn.ReLU()
-            )
-
-        self.project = nn.ModuleList(block(c, 1) for c in channels)
-        self.fuse = nn.ModuleList(block(width, 3) for _ in channels[:-1])
-        self.classify = nn.Conv2d(width, N_SLOTS + 1, 1)
-
-    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        x = self.project[-1](maps[-1])
-        for i in range(len(maps) - 2, -1, -1):
-            x = F.interpolate(x, size=maps[i].shape[-2:], mode="bilinear", align_corners=False)
-            x = self.fuse[i](x + self.project[i](maps[i]))
-        return self.classify(x)
 
 
 def _miou(logits: torch.Tensor, truths: list[torch.Tensor]) -> tuple[float, np.ndarray]:
@@ -107,6 +84,15 @@ def ceiling(dataset) -> None:
         print(f"grid {r}x{r}: pixel mIoU {100 * miou:.1f} ({_per_slot(iou)})")
 
 
+def _recolour(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> the same with each image's channels permuted and, half the time,
+    inverted: the twin's part colours are random per class, so a head must not learn them."""
+    order = torch.stack([torch.randperm(3, generator=generator) for _ in range(len(pixels))])
+    out = torch.gather(pixels, 3, order[:, None, None, :].expand_as(pixels))
+    invert = torch.rand(len(pixels), generator=generator) < 0.5
+    return torch.where(invert[:, None, None, None], 255 - out, out)
+
+
 def _per_slot(iou: np.ndarray) -> str:
     return " ".join(f"{100 * v:.0f}" for v in iou)
 
@@ -120,6 +106,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--finetune", action="store_true")
     parser.add_argument("--class-weights", action="store_true")
+    parser.add_argument("--colour-aug", action="store_true")
     parser.add_argument("--ceiling", action="store_true")
     args = parser.parse_args()
     cfg = load_config(args.config)
@@ -175,7 +162,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     with torch.random.fork_rng():  # seeded module init; the global state is left as it was
         torch.manual_seed(0)
-        decoder = Decoder(channels, args.width)
+        decoder = PartSegHead(channels[-1], channels[:-1], stages, args.width)
     groups = [{"params": list(decoder.parameters()), "lr": 3e-3}]
     if args.finetune:
         groups.append({"params": list(net.parameters()), "lr": 1e-3})
@@ -194,9 +181,10 @@ def main() -> None:
 
     def logits_of(x_or_maps, index=None) -> torch.Tensor:
         if args.finetune:
-            return decoder(maps(x_or_maps if index is None else x_or_maps[index]))
-        source = x_or_maps if index is None else [m[index] for m in x_or_maps]
-        return decoder([m.float() for m in source])
+            source = maps(x_or_maps if index is None else x_or_maps[index])
+        else:
+            source = [m[index].float() for m in x_or_maps] if index is not None else x_or_maps
+        return decoder(source[-1], *source[:-1])
 
     def evaluate(epochs_done: int) -> None:
         decoder.eval()
@@ -227,6 +215,8 @@ def main() -> None:
                 flip = torch.rand(len(batch), generator=generator) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(2), x)
                 y = torch.where(flip[:, None, None], y.flip(2), y)
+                if args.colour_aug:
+                    x = _recolour(x, generator)
                 logits = logits_of(x)
             else:
                 logits = logits_of(train_maps, batch)

@@ -8,7 +8,7 @@ import torch
 
 from benchmark.config.run import config_from_dict
 from benchmark.models.backbones import build_backbone
-from benchmark.models.part_head import PartSegHead
+from benchmark.models.part_head import part_head_for
 from benchmark.run import orchestrator as runner
 from results.protocols import annotations_of_mask_mode
 
@@ -19,7 +19,7 @@ def _random_head_backbone(name, **kwargs):
     """A random-weights backbone with a random (seeded) part head: its predicted masks carry no
     information about the image's class."""
     backbone = build_backbone(name, **kwargs)
-    head = PartSegHead(backbone.num_features)
+    head = part_head_for(backbone.model)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in head.parameters():

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from benchmark.models.backbones import BackboneError, build_backbone, state_dict_sha256
+from benchmark.models.part_head import part_head_for
 
 TINY = "test_resnet"  # 0.37 M parameters, one of timm's test models
 
@@ -74,7 +75,7 @@ def test_checkpoint_metadata_can_clear_the_leak_flag(tmp_path):
 
 def test_train_checkpoint_loads_backbone_head_and_meta(tmp_path):
     trained = _seeded_timm(TINY, seed=5, num_classes=109)  # classification pre-training head
-    head = torch.nn.Conv2d(trained.num_features, 14, 1)
+    head = part_head_for(trained)
     path = tmp_path / "best.pt"
     meta = {"model_name": TINY, "saw_test_classes": False, "epoch": 3, "image_size": 96}
     torch.save({"model": trained.state_dict(), "part_head": head.state_dict(), "meta": meta}, path)
@@ -87,7 +88,10 @@ def test_train_checkpoint_loads_backbone_head_and_meta(tmp_path):
     assert (
         backbone.provenance["meta"]["epoch"] == 3 and backbone.provenance["checkpoint"] == "best.pt"
     )
-    assert torch.equal(backbone.part_head_state["weight"], head.weight)
+    assert torch.equal(
+        backbone.part_head_state["classifier.weight"], head.state_dict()["classifier.weight"]
+    )
+    assert backbone.part_head().stage_indices == head.stage_indices
     assert backbone.image_size == (96, 96)  # trained at 96 px: features use the same size
 
 
@@ -104,6 +108,16 @@ def test_train_checkpoint_errors_name_the_problem(tmp_path):
         build_backbone(TINY, "file", tmp_path / "missing.pth")
     with pytest.raises(BackboneError, match="needs checkpoint"):
         build_backbone(TINY, "train")
+
+
+def test_a_part_head_of_another_design_is_refused_by_name(tmp_path):
+    trained = _seeded_timm(TINY, seed=5)
+    path = tmp_path / "best.pt"
+    old_head = torch.nn.Conv2d(trained.num_features, 14, 1).state_dict()
+    meta = {"model_name": TINY, "saw_test_classes": False}
+    torch.save({"model": trained.state_dict(), "part_head": old_head, "meta": meta}, path)
+    with pytest.raises(BackboneError, match="best.pt.*older head design.*retrain"):
+        build_backbone(TINY, weights="train", checkpoint=path).part_head()
 
 
 def test_random_backbone_has_no_part_head():

@@ -226,10 +226,10 @@ def test_predicted_masks_come_from_the_head_not_the_annotations(data, backbone):
 
 
 def test_predicted_masks_default_to_the_head_saved_with_a_train_checkpoint(data, tmp_path):
-    from benchmark.models.part_head import PartSegHead
+    from benchmark.models.part_head import part_head_for
 
     trunk = build_backbone(TINY, image_size=SIZE, seed=4)
-    head = PartSegHead(trunk.num_features)
+    head = part_head_for(trunk.model)  # the stage decoder a train checkpoint holds
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         for p in head.parameters():

@@ -33,7 +33,7 @@ def test_predicted_mask_run_reports_the_part_heads_iou(tiny_run_config, tmp_path
     quality = out.result["mask_quality"]
     # the images the episodes draw from: the test split's
     assert quality["n_images"] == _split_size(out, "test")
-    assert quality["grid"] == [1, 1]  # 32 px through a stride-32 network
+    assert quality["grid"] == [16, 16]  # 32 px: the part head decodes at stride 2
     assert set(quality["grid_iou"]) >= {"Head", "Body"}
     assert 0 <= quality["image_miou"] <= 1
     table = pd.read_csv(tmp_path / "run" / "tables" / "mask_quality.csv")

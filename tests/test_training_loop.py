@@ -100,8 +100,8 @@ def test_part_head_after_trains_on_the_frozen_selected_backbone(tmp_path):
     backbone = build_backbone("test_resnet", "train", checkpoint=best, image_size=64)
     assert backbone.provenance["saw_test_classes"] is False
     head = backbone.part_head()
-    fmap, _ = backbone.feature_map(torch.zeros(2, 3, 64, 64))
-    assert head(fmap).shape == (2, 14, *fmap.shape[-2:])
+    _, _, _, logits = backbone.part_features(torch.zeros(2, 3, 64, 64), None, head)
+    assert logits.shape == (2, 14, 32, 32)  # the stage decoder's stride-2 grid
 
 
 def test_part_head_joint_loss_drops(tmp_path):

@@ -13,6 +13,11 @@ TRAIN_METHODS = ("classification", "protonet")  # cross-entropy over train class
 PART_HEAD_MODES = (False, "joint", "after")  # no head | trained with the backbone | after it
 BATCHNORM_MODES = ("auto", "local", "sync", "frozen")  # auto: sync under multi-GPU torchrun
 VAL_WAYS = 5  # model selection uses 5-way val episodes
+# The part head (benchmark.models.part_head): a decoder over the backbone's stages of these
+# strides, `width` channels wide; trained "after" the backbone with AdamW at this learning rate.
+PART_HEAD_STRIDES = (2, 4, 8, 16)
+PART_HEAD_WIDTH = 64
+PART_HEAD_LR = 3e-3
 # Fields that do not change the weights: a resumed or cached run may differ in them.
 RUNTIME_FIELDS = ("num_workers", "decoded_cache")
 
@@ -67,9 +72,16 @@ def weights_identity(
     """Everything that determines the trained weights besides the data: checkpoints record it,
     a resumed run must match it, and the run's weights cache is keyed by its hash."""
     settings = {k: v for k, v in asdict(config.resolved()).items() if k not in RUNTIME_FIELDS}
-    return {
+    identity = {
         "model_name": model_name,
         "image_size": int(image_size),
         "seed": int(seed),
         "train": settings,
     }
+    if config.part_head:  # the head's design changes its weights as much as its settings do
+        identity["part_head_design"] = {
+            "strides": list(PART_HEAD_STRIDES),
+            "width": PART_HEAD_WIDTH,
+            "after_lr": PART_HEAD_LR,
+        }
+    return identity

@@ -199,9 +199,11 @@ def _extract_shard(
         images = split.normalise(images) if split is not None else images
         images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            fmap, pooled, part_map = backbone.stage_features(images, stage_index)
-            # the head was trained on the last map; its logits are resized to the part grid
-            logits = part_head(fmap) if masks == "predicted" else None
+            if masks == "predicted":  # the head's logits are resized to the part grid
+                _, pooled, part_map, logits = backbone.part_features(images, stage_index, part_head)
+            else:
+                _, pooled, part_map = backbone.stage_features(images, stage_index)
+                logits = None
         rows = slice(at, at + images.shape[0])
         at = rows.stop
         out["embeddings"][rows] = pooled

@@ -6,7 +6,7 @@ the run evaluates, so every predicted-mask row carries how good its masks were.
 
 Both sides are reduced to one label per location (a slot index, or background = S) and compared
 slot by slot, as in semantic segmentation:
-- **grid**: on the feature map's (h, w) cells. The annotation's label of a cell is the argmax of
+- **grid**: on the part head's own (h, w) cells (its finest stage). The annotation's label of a cell is the argmax of
   its slot coverage with background = 1 - total coverage (what the head is trained against); the
   head's label is the argmax of its softmax.
 - **image**: at the image's own resolution. The head's logits are upsampled bilinearly to (H, W)
@@ -219,12 +219,9 @@ def measure_mask_quality(
             images = images.to(dev)
             images = split.normalise(images) if split is not None else images
             with autocast(dev, dtype):
-                fmap, _ = backbone.feature_map(images)
-                logits = head(fmap)
-            grid = (int(fmap.shape[2]), int(fmap.shape[3]))
+                _, _, _, logits = backbone.part_features(images, None, head)
             logits = logits.float()
-            if tuple(logits.shape[-2:]) != grid:
-                logits = F.interpolate(logits, size=grid, mode="bilinear", align_corners=False)
+            grid = (int(logits.shape[2]), int(logits.shape[3]))  # the head's own grid
             predicted = logits.argmax(1)  # (B, h, w)
             coverage = torch.stack([slot_coverage(m, grid) for m in masks]).to(dev)
             truth = coverage_labels(coverage)

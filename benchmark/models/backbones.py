@@ -44,7 +44,7 @@ from safetensors import safe_open
 from torch import nn
 
 from benchmark.config.backbone import WEIGHT_SOURCES
-from benchmark.models.part_head import PartSegHead
+from benchmark.models.part_head import part_head_for, stage_inputs
 from benchmark.models.tensor_hash import checkpoint_problem, file_hash_problem, first_non_finite
 from episodes.errors import PartbenchError
 from episodes.storage import file_sha256
@@ -156,27 +156,38 @@ class Backbone:
         (B, C_part, h', w') is fmap itself for stage_index None, else the output of
         feature_info[stage_index] (taken with timm's forward_intermediates, no extra norm).
         """
-        if stage_index is None:
-            fmap, pooled = trunk_features(self.model, images)
-            return fmap, pooled, fmap
-        raw, (part_map,) = self.model.forward_intermediates(
-            images, indices=[stage_index], intermediates_only=False
-        )
-        fmap, pooled = _fmap_and_pooled(self.model, raw, images)
-        return fmap, pooled, part_map
+        indices = () if stage_index is None else (stage_index,)
+        fmap, pooled, maps = trunk_and_stages(self.model, images, indices)
+        return fmap, pooled, (maps[0] if maps else fmap)
+
+    def part_features(
+        self, images: torch.Tensor, stage_index: int | None, part_head: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`stage_features` plus the part head's (B, S+1, h'', w'') logits, from one trunk pass
+        that also takes the stage maps the head reads (benchmark.models.part_head's protocol)."""
+        head_indices = stage_inputs(part_head)
+        part_index = () if stage_index is None else (stage_index,)
+        fmap, pooled, maps = trunk_and_stages(self.model, images, part_index + head_indices)
+        part_map = maps[0] if part_index else fmap
+        return fmap, pooled, part_map, part_head(fmap, *maps[len(part_index) :])
 
     def part_head(self) -> nn.Module:
-        """The part-segmentation head saved with a "train" checkpoint, in eval mode.
-
-        A benchmark.models.part_head.PartSegHead(in_channels=C) over the 13 part slots.
-        """
+        """The part-segmentation head saved with a "train" checkpoint, in eval mode: a
+        benchmark.models.part_head.PartSegHead over this model's stages (`part_head_for`)."""
         if self.part_head_state is None:
             raise BackboneError(
                 f"backbone {self.name!r} ({self.provenance['source']} weights) has no "
                 "part-segmentation head; train one (part-aware pre-training) or use masks='oracle'"
             )
-        head = PartSegHead(in_channels=self.num_features)
-        head.load_state_dict(self.part_head_state)
+        head = part_head_for(self.model)
+        try:
+            head.load_state_dict(self.part_head_state)
+        except RuntimeError:
+            raise BackboneError(
+                f"the part head saved with {self.provenance.get('checkpoint') or self.name!r} "
+                "does not fit this version's stage decoder (an older head design); retrain it: "
+                "python -m benchmark cache --clear checkpoints"
+            ) from None
         return head.eval()
 
 
@@ -184,6 +195,21 @@ def trunk_features(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor
     """(fmap (B, C, h, w), pooled (B, C)) of a timm model (num_classes=0) on (B, 3, H, W) images;
     see Backbone.feature_map. Training uses it too, so heads train on the features extracted."""
     return _fmap_and_pooled(model, model.forward_features(images), images)
+
+
+def trunk_and_stages(
+    model: nn.Module, images: torch.Tensor, indices: tuple[int, ...] | list[int]
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """One trunk pass: (fmap (B, C, h, w), pooled (B, C), the maps of feature_info `indices` in
+    their order) of a timm model on (B, 3, H, W) images; no extra pass when `indices` is empty."""
+    if not indices:
+        fmap, pooled = trunk_features(model, images)
+        return fmap, pooled, []
+    order = sorted(set(indices))
+    raw, maps = model.forward_intermediates(images, indices=order, intermediates_only=False)
+    by_index = dict(zip(order, maps))
+    fmap, pooled = _fmap_and_pooled(model, raw, images)
+    return fmap, pooled, [by_index[i] for i in indices]
 
 
 def _fmap_and_pooled(

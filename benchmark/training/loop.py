@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from benchmark.config.cache_layout import cache_root
 from benchmark.config.training import (
     BATCHNORM_MODES,
+    PART_HEAD_LR,
     PART_HEAD_MODES,
     TRAIN_METHODS,
     VAL_WAYS,
@@ -232,8 +233,11 @@ class _Trainer:
     def _optimizer(self, after_phase: bool):
         c = self.config
         trainable = self.model.part_head if after_phase else self.model  # frozen params skipped
+        # the head alone, from scratch on a frozen trunk: AdamW (the backbone's SGD at its lr
+        # suits the trunk, not a fresh decoder)
+        name, lr = ("adamw", PART_HEAD_LR) if after_phase else (c.optimizer, c.lr)
         opt = timm.optim.create_optimizer_v2(
-            trainable, opt=c.optimizer, lr=c.lr, weight_decay=c.weight_decay, momentum=0.9
+            trainable, opt=name, lr=lr, weight_decay=c.weight_decay, momentum=0.9
         )
         n_epochs = c.part_head_epochs if after_phase else c.epochs
         total = n_epochs * self._steps_per_epoch(after_phase)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.models.backbones import build_backbone, trunk_features
-from benchmark.models.part_head import PartSegHead
+from benchmark.models.backbones import build_backbone, trunk_and_stages, trunk_features
+from benchmark.models.part_head import part_head_for
 
 
 def _training(head: nn.Module | None) -> bool:
@@ -17,7 +17,7 @@ class TrainingModel(nn.Module):
     """backbone + optional linear classifier + optional part-segmentation head.
 
     forward(images (B, 3, S, S)) -> (pooled (B, D), class_logits (B, C) | None,
-    part_logits (B, 14, h, w) | None). One forward call per step, as DistributedDataParallel needs.
+    part_logits (B, 14, h, w) | None), h x w the part head's finest stage grid. One forward call per step, as DistributedDataParallel needs.
     """
 
     def __init__(self, backbone: nn.Module, n_classes: int | None, part_head: bool) -> None:
@@ -25,7 +25,7 @@ class TrainingModel(nn.Module):
         self.backbone = backbone
         dim = backbone.num_features
         self.classifier = nn.Linear(dim, n_classes) if n_classes else None
-        self.part_head = PartSegHead(dim) if part_head else None
+        self.part_head = part_head_for(backbone) if part_head else None
 
     def trunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) -> (feature map (B, C, h, w), pooled (B, C)), defined as in
@@ -34,11 +34,17 @@ class TrainingModel(nn.Module):
         return trunk_features(self.backbone, images)
 
     def forward(self, images: torch.Tensor):
-        fmap, pooled = self.trunk(images)
         # A head runs only while it trains: with part_head="after", the classifier sits out the
         # part-head phase and the part head sits out the backbone phase.
+        parts = None
+        if _training(self.part_head):
+            fmap, pooled, maps = trunk_and_stages(
+                self.backbone, images, self.part_head.stage_indices
+            )
+            parts = self.part_head(fmap, *maps)
+        else:
+            fmap, pooled = self.trunk(images)
         logits = self.classifier(pooled) if _training(self.classifier) else None
-        parts = self.part_head(fmap) if _training(self.part_head) else None
         return pooled, logits, parts
 
     @torch.no_grad()
