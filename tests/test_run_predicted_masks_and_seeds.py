@@ -4,9 +4,11 @@ run gives one valid result per training seed plus the spread between seeds."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from benchmark.__main__ import main
 from benchmark.config.errors import ConfigError
@@ -14,6 +16,7 @@ from benchmark.config.run import config_from_dict
 from benchmark.data.source import resolve_dataset
 from benchmark.run import orchestrator as runner
 from benchmark.run.training_seeds import run_seeds
+from benchmark.training.checkpoint import load_checkpoint
 from results.records import read_records
 from results.schema import validate_result_file
 
@@ -93,3 +96,37 @@ def test_seeds_flag_is_checked(tiny_run_config, tmp_path, capsys):
     assert "--seeds '0,x'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="backbone.seeds"):
         config_from_dict(dict(tiny_run_config, backbone={"seeds": [1, 1]}))
+
+
+def test_another_part_head_setting_trains_the_head_alone_on_the_cached_backbone(
+    tiny_run_config, monkeypatch
+):
+    from benchmark.training import weights
+
+    trained: list[tuple[str, bool]] = []
+    real = weights.train_backbone
+
+    def recording(dataset, train, *, out_dir, backbone_phase_from=None, **kwargs):
+        trained.append((Path(out_dir).name, backbone_phase_from is not None))
+        return real(
+            dataset, train, out_dir=out_dir, backbone_phase_from=backbone_phase_from, **kwargs
+        )
+
+    monkeypatch.setattr(weights, "train_backbone", recording)
+    train = {"epochs": 1, "batch_size": 32, "val_episodes": 4, "val_k_shot": 1, "val_n_query": 2}
+    raw = dict(tiny_run_config, backbone=dict(tiny_run_config["backbone"], weights="train"))
+    cfg = config_from_dict(dict(raw, train=train))
+    dataset = resolve_dataset(cfg.data, cfg.cache_dir)
+    head = weights.trained_checkpoint(cfg, dataset, False, needs_part_head=True)
+    assert [adopted for _, adopted in trained] == [False, True]  # backbone, then the head on it
+    (backbone_folder, _), (head_folder, _) = trained
+    assert head.parent.name == head_folder != backbone_folder
+    # another head setting: the head alone, on the same backbone
+    longer = config_from_dict(dict(raw, train=dict(train, part_head_epochs=2)))
+    other = weights.trained_checkpoint(longer, dataset, False, needs_part_head=True)
+    assert trained[2][1] is True and len(trained) == 3 and other.parent.name not in trained[:2]
+    # no head: the backbone folder, nothing trained
+    plain = weights.trained_checkpoint(cfg, dataset, False)
+    assert plain.parent.name == backbone_folder and len(trained) == 3
+    a, b = (load_checkpoint(p)["model"] for p in (plain, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -104,6 +104,47 @@ def test_part_head_after_trains_on_the_frozen_selected_backbone(tmp_path):
     assert logits.shape == (2, 14, 32, 32)  # the stage decoder's stride-2 grid
 
 
+def test_a_head_trained_on_an_adopted_backbone_phase_equals_one_trained_in_one_run(tmp_path):
+    ds = make_toy_dataset()
+    after = dict(method="classification", epochs=2, part_head="after", part_head_epochs=2, **TINY)
+    whole = load_checkpoint(train_backbone(ds, out_dir=tmp_path / "whole", **after))
+    backbone = {**after, "part_head": False, "part_head_epochs": None}
+    train_backbone(ds, out_dir=tmp_path / "backbone", **backbone)
+    model = {k: after.pop(k) for k in MODEL_KEYS}
+    split = load_checkpoint(
+        training_loop.train_backbone(
+            ds,
+            TrainConfig(**after),
+            out_dir=tmp_path / "head",
+            progress=False,
+            backbone_phase_from=tmp_path / "backbone",
+            **model,
+        )
+    )
+    for part in ("model", "part_head"):
+        for key, value in whole[part].items():
+            assert torch.equal(value, split[part][key]), (part, key)
+    assert split["meta"]["config"] == whole["meta"]["config"]  # best.pt says what trained it
+    assert _history(tmp_path / "head") == _history(tmp_path / "whole")
+
+
+def test_a_backbone_phase_of_other_settings_is_refused_by_name(tmp_path):
+    ds = make_toy_dataset()
+    train_backbone(ds, method="classification", epochs=1, out_dir=tmp_path / "b", **TINY)
+    settings = dict(TINY)
+    model = {k: settings.pop(k) for k in MODEL_KEYS}
+    other = TrainConfig(method="classification", epochs=2, part_head="after", **settings)
+    with pytest.raises(ValueError, match="last.pt is not this run's backbone phase"):
+        training_loop.train_backbone(
+            ds,
+            other,
+            out_dir=tmp_path / "h",
+            progress=False,
+            backbone_phase_from=tmp_path / "b",
+            **model,
+        )
+
+
 def test_part_head_joint_loss_drops(tmp_path):
     ds = make_toy_dataset()
     train_backbone(

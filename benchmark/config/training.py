@@ -66,6 +66,15 @@ class TrainConfig:
         )
 
 
+def backbone_phase(config: TrainConfig) -> TrainConfig:
+    """The settings of the backbone alone: with part_head "after" the backbone trains exactly as
+    without a head (the head is built but sits out, and nothing random depends on it), so one
+    trained backbone serves every part-head setting (`train_backbone(backbone_phase_from=...)`)."""
+    if config.part_head != "after":
+        return config
+    return replace(config, part_head=False, part_head_epochs=None)
+
+
 def weights_identity(
     config: TrainConfig, *, model_name: str, image_size: int, seed: int
 ) -> dict[str, Any]:

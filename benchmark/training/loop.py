@@ -34,6 +34,7 @@ from benchmark.config.training import (
     TRAIN_METHODS,
     VAL_WAYS,
     TrainConfig,
+    backbone_phase,
     weights_identity,
 )
 from benchmark.models.device import autocast, resolve_precision
@@ -71,6 +72,7 @@ def train_backbone(
     resume: bool = True,
     progress: bool = True,
     decoded_cache: str | Path | None = None,
+    backbone_phase_from: str | Path | None = None,
 ) -> Path:
     """Train `model_name` from random init on `dataset`'s train split; return best.pt's path.
 
@@ -85,6 +87,10 @@ def train_backbone(
         files there (benchmark/training/decoded_cache.py) and read those in every epoch; the
         weights are the same as without it. None: the default cache folder when
         config.decoded_cache is true, else decode the JPEGs in every epoch.
+    backbone_phase_from: with part_head "after", a folder where `backbone_phase(config)` was
+        trained to the end: its selected backbone and history are taken (verified, and its
+        settings and data must match) and only the part head trains, so changing the head's
+        settings never retrains the backbone.
     Writes out_dir/best.pt (+ .sha256) and out_dir/last.pt (resume state); both record
     weights_identity(config, ...), which a resumed run must match. Under torchrun, only rank 0
     writes and prints.
@@ -104,6 +110,7 @@ def train_backbone(
         resume,
         progress,
         Path(decoded_cache) if decoded_cache is not None else None,
+        Path(backbone_phase_from) if backbone_phase_from is not None else None,
     ).run()
 
 
@@ -139,6 +146,7 @@ class _Trainer:
         resume: bool,
         progress: bool,
         decoded_cache: Path | None = None,
+        backbone_phase_from: Path | None = None,
     ) -> None:
         self.model_name, self.image_size = identity["model_name"], identity["image_size"]
         self.seed = identity["seed"]
@@ -147,6 +155,9 @@ class _Trainer:
         self.ctx, self.resume, self.progress = ctx, resume, progress and ctx.is_main
         self.num_workers = config.num_workers
         self.decoded_cache = decoded_cache
+        if backbone_phase_from is not None and config.part_head != "after":
+            raise ValueError('backbone_phase_from needs part_head="after"')
+        self.backbone_phase_from = backbone_phase_from
         self._decoded_train: DecodedViews | None = None
         self.device = ctx.device
         self.cuda = self.device.type == "cuda"
@@ -516,6 +527,36 @@ class _Trainer:
             )
         return state
 
+    def _adopt_backbone_phase(self, folder: Path) -> dict[str, Any]:
+        """The end of the backbone phase, from a folder that trained `backbone_phase(config)`:
+        its last.pt (as the resume state: epochs_done = config.epochs, history, best epoch) and
+        its selected.pt (copied here: the head trains on that backbone)."""
+        c = self.config
+        state = load_checkpoint(folder / "last.pt")
+        selected = load_checkpoint(folder / "selected.pt")
+        wanted = weights_identity(
+            backbone_phase(c),
+            model_name=self.model_name,
+            image_size=self.image_size,
+            seed=self.seed,
+        )
+        fingerprint = str(getattr(self.dataset, "fingerprint", ""))
+        for name, checkpoint in (("last.pt", state), ("selected.pt", selected)):
+            meta = checkpoint["meta"]
+            if meta["config"] != wanted or meta["dataset_fingerprint"] != fingerprint:
+                raise ValueError(
+                    f"{folder / name} is not this run's backbone phase (other settings or "
+                    "data); train the backbone there first"
+                )
+        if int(state["epochs_done"]) != c.epochs:
+            raise ValueError(f"{folder / 'last.pt'} is not a finished backbone phase")
+        if self.ctx.is_main:  # under this run's settings: best.pt will say what trained it
+            meta = selected["meta"]
+            meta = self._meta(meta["epoch"], meta["val_accuracy"])
+            save_checkpoint({**selected, "meta": meta}, self.selected_path)
+        self.ctx.barrier()
+        return {**state, "part_head": None}  # the head starts from its seeded initialisation
+
     def _restore_modules(self, state: dict[str, Any]) -> None:
         m = self.model
         m.backbone.load_state_dict(state["model"])
@@ -530,6 +571,8 @@ class _Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_acc, self.best_epoch = -1.0, 0
         state = self._load_last()
+        if state is None and self.backbone_phase_from is not None:
+            state = self._adopt_backbone_phase(self.backbone_phase_from)
         start = 0
         if state is not None:
             self._restore_modules(state)

@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmark.config.cache_layout import CHECKPOINTS_FOLDER, cache_root, short_key
 from benchmark.config.errors import ConfigError
 from benchmark.config.run import RunConfig
-from benchmark.config.training import weights_identity
+from benchmark.config.training import TrainConfig, backbone_phase, weights_identity
 from benchmark.data.dataset import PartDataset
 from benchmark.models.backbones import Backbone, build_backbone
 from benchmark.training.checkpoint import usable_cached_checkpoint
@@ -35,29 +35,60 @@ def resolve_backbone(
 def trained_checkpoint(
     cfg: RunConfig, dataset: PartDataset, progress: bool = True, *, needs_part_head: bool = False
 ) -> Path:
-    """The checkpoint trained on the train split for this (dataset, backbone, train) setting."""
-    bb = cfg.backbone
+    """The checkpoint trained on the train split for this (dataset, backbone, train) setting.
+
+    A part head trained "after" the backbone has a folder of its own, keyed by the head's
+    settings too; the backbone it trains on comes from the folder of the backbone's settings
+    alone, so another head setting (or a config without a head) reuses the trained backbone.
+    """
     # Predicted part masks need a part head; train one after the backbone unless configured.
     train = replace(
         cfg.train, part_head=cfg.train.part_head or ("after" if needs_part_head else False)
     )
-    identity = weights_identity(train, model_name=bb.name, image_size=bb.image_size, seed=bb.seed)
-    key = short_key({"data": dataset.fingerprint, "weights": identity})
-    out_dir = cache_root(cfg.cache_dir) / CHECKPOINTS_FOLDER / f"{bb.name}-{key}"
+    backbone_train = backbone_phase(train)
+    backbone_dir = _checkpoint_folder(cfg, dataset, backbone_train)
+    out_dir = _checkpoint_folder(cfg, dataset, train)
     cached = usable_cached_checkpoint(out_dir)  # verified; a damaged one is set aside
     if cached is not None:
         return cached
-    head = (
-        f" + {train.resolved().part_head_epochs} part-head epochs on the frozen backbone"
-        if train.part_head == "after"
-        else ""
+    backbone_best = usable_cached_checkpoint(backbone_dir)
+    # the head trains from the backbone phase's end state (last.pt) and selection (selected.pt)
+    phase_files = all((backbone_dir / name).is_file() for name in ("last.pt", "selected.pt"))
+    if backbone_best is None or not phase_files:
+        _say(
+            f"training {cfg.backbone.name} on the train split ({train.method}, "
+            f"{train.epochs} epochs) into {backbone_dir}"
+        )
+        backbone_best = _train(cfg, dataset, backbone_train, backbone_dir, progress)
+    if out_dir == backbone_dir:
+        return backbone_best
+    _say(
+        f"training its part head ({train.resolved().part_head_epochs} epochs on the frozen "
+        f"backbone of {backbone_dir.name}) into {out_dir}"
     )
-    print(
-        f"training {bb.name} on the train split ({train.method}, {train.epochs} epochs{head}) "
-        f"into {out_dir}",
-        file=sys.stderr,
-        flush=True,
-    )
+    return _train(cfg, dataset, train, out_dir, progress, backbone_phase_from=backbone_dir)
+
+
+def _checkpoint_folder(cfg: RunConfig, dataset: PartDataset, train: TrainConfig) -> Path:
+    bb = cfg.backbone
+    identity = weights_identity(train, model_name=bb.name, image_size=bb.image_size, seed=bb.seed)
+    key = short_key({"data": dataset.fingerprint, "weights": identity})
+    return cache_root(cfg.cache_dir) / CHECKPOINTS_FOLDER / f"{bb.name}-{key}"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _train(
+    cfg: RunConfig,
+    dataset: PartDataset,
+    train: TrainConfig,
+    out_dir: Path,
+    progress: bool,
+    backbone_phase_from: Path | None = None,
+) -> Path:
+    bb = cfg.backbone
     try:
         return train_backbone(
             dataset,
@@ -70,6 +101,7 @@ def trained_checkpoint(
             resume=True,
             progress=progress,
             decoded_cache=(cache_root(cfg.cache_dir) if train.decoded_cache else None),
+            backbone_phase_from=backbone_phase_from,
         )
     except EpisodeSettingsError as exc:
         raise ConfigError(
