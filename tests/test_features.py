@@ -550,6 +550,21 @@ def test_predicted_coverage_is_the_heads_softmax_over_slots():
     assert sharp[0, 1, 0, 0] > 0.999 and sharp[0, :, 1, 1].sum() < 1e-6
 
 
+def test_a_finer_head_grid_is_area_pooled_onto_the_part_grid():
+    from benchmark.features.feature_set import N_SLOTS
+    from benchmark.features.pooling import predicted_coverage
+
+    # a confident head on a 4x4 grid: slot 2 in one cell of the top-left 2x2 block, else background
+    logits = torch.full((1, N_SLOTS + 1, 4, 4), -30.0)
+    logits[0, N_SLOTS] = 30.0
+    logits[0, 2, 1, 1], logits[0, N_SLOTS, 1, 1] = 30.0, -30.0
+    coverage = predicted_coverage(logits, (2, 2))
+    # a quarter of the top-left part cell, nothing elsewhere: the cell's area coverage (bilinear
+    # resizing would sample between cells and halve or miss it)
+    torch.testing.assert_close(coverage[0, 2], torch.tensor([[0.25, 0.0], [0.0, 0.0]]))
+    assert coverage[0, :2].sum() + coverage[0, 3:].sum() < 1e-6
+
+
 # --- part stage, controls, dense descriptors -------------------------------------------------------
 
 

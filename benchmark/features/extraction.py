@@ -26,6 +26,7 @@ from benchmark.features.device_decode import RoutedBatch, can_decode_on_device, 
 from benchmark.features.feature_set import FeatureSet, n_slots
 from benchmark.features.images import PartImageDataset, SplitTransform
 from benchmark.features.pooling import (
+    PREDICTED_COVERAGE,
     grid_coverage,
     pool_parts,
     predicted_coverage,
@@ -65,6 +66,7 @@ def feature_key_parts(
         "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(cfg.items())},
         "masks": masks,
         "part_head_sha256": state_dict_sha256(part_head) if part_head is not None else None,
+        "predicted_coverage": PREDICTED_COVERAGE if masks == "predicted" else None,
         "precision": precision_name(dtype),
         # the feature_info index (None: the last map), and its stride for a reader of the key
         "part_stage": None

@@ -139,17 +139,27 @@ def pool_parts(
     return torch.where(present[..., None], pooled, torch.zeros_like(pooled)), present
 
 
+# How predicted_coverage maps a head's logits onto the part grid, in the feature cache's key:
+# features pooled under another definition must miss.
+PREDICTED_COVERAGE = "softmax, then area-pooled onto a coarser part grid (bilinear onto a finer)"
+
+
 def predicted_coverage(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(B, S+1, h', w') part-head logits (background last) -> (B, S, h, w) soft coverage.
 
     The head is trained against each cell's area coverage per slot (soft targets), so its softmax
     estimates the same quantity the oracle masks give; an argmax would hand nearly every cell of a
-    small feature map to the background and no part would ever be present.
+    small feature map to the background and no part would ever be present. A head grid finer
+    than the part grid (the stride-2 decoder on a stride-8 map) is area-pooled after the softmax,
+    the coverage of each part cell, as the oracle masks' is; a coarser one is upsampled
+    bilinearly before it.
     """
     if logits.ndim != 4 or logits.shape[1] != N_SLOTS + 1:
         raise ValueError(
             f"part_head returned shape {tuple(logits.shape)}; expected (B, {N_SLOTS + 1}, h, w)"
         )
-    if tuple(logits.shape[-2:]) != tuple(grid):
-        logits = F.interpolate(logits.float(), size=grid, mode="bilinear", align_corners=False)
-    return logits.float().softmax(dim=1)[:, :N_SLOTS]
+    h, w = logits.shape[-2:]
+    if h >= grid[0] and w >= grid[1]:
+        return F.adaptive_avg_pool2d(logits.float().softmax(dim=1)[:, :N_SLOTS], grid)
+    logits = F.interpolate(logits.float(), size=grid, mode="bilinear", align_corners=False)
+    return logits.softmax(dim=1)[:, :N_SLOTS]
