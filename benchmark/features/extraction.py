@@ -201,7 +201,7 @@ def _extract_shard(
         images = split.normalise(images) if split is not None else images
         images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            if masks == "predicted":  # the head's logits are resized to the part grid
+            if masks == "predicted":  # the head's coverage is area-pooled to the part grid
                 _, pooled, part_map, logits = backbone.part_features(images, stage_index, part_head)
             else:
                 _, pooled, part_map = backbone.stage_features(images, stage_index)

@@ -6,9 +6,9 @@ the run evaluates, so every predicted-mask row carries how good its masks were.
 
 Both sides are reduced to one label per location (a slot index, or background = S) and compared
 slot by slot, as in semantic segmentation:
-- **grid**: on the part head's own (h, w) cells (its finest stage). The annotation's label of a cell is the argmax of
-  its slot coverage with background = 1 - total coverage (what the head is trained against); the
-  head's label is the argmax of its softmax.
+- **grid**: on the part head's own (h, w) cells (its finest stage). The annotation's label of a
+  cell is the argmax of its slot coverage with background = 1 - total coverage (what the head is
+  trained against); the head's label is the argmax of its softmax.
 - **image**: at the image's own resolution. The head's logits are upsampled bilinearly to (H, W)
   and arg-maxed; the annotation is each slot's mask as decoded (slots may overlap there: a pixel
   counts for every slot whose mask holds it).

@@ -148,7 +148,8 @@ def predicted_coverage(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Ten
     """(B, S+1, h', w') part-head logits (background last) -> (B, S, h, w) soft coverage.
 
     The head is trained against each cell's area coverage per slot (soft targets), so its softmax
-    estimates the same quantity the oracle masks give; an argmax would hand nearly every cell of a
+    estimates the same quantity the oracle masks give (leaning towards rare slots, as its loss's
+    class weights ask); an argmax would hand nearly every cell of a
     small feature map to the background and no part would ever be present. A head grid finer
     than the part grid (the stride-2 decoder on a stride-8 map) is area-pooled after the softmax,
     the coverage of each part cell, as the oracle masks' is; a coarser one is upsampled

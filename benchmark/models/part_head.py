@@ -130,8 +130,8 @@ def part_seg_loss(logits: torch.Tensor, label_map: torch.Tensor) -> torch.Tensor
     (B, H, W) pixel labels, each class weighted by the inverse square root of its share of the
     batch's pixels, normalised to a mean of 1 over the classes present (background is most
     pixels; without weights a head that says "background" everywhere is close to the optimum).
-    The head's softmax so estimates the coverage of every slot in a cell, and its argmax the
-    majority slot."""
+    Its softmax so estimates each slot's coverage of a cell, leaning towards the rare slots (the
+    weights' point), and its argmax the majority slot."""
     n_classes = logits.shape[1]
     targets = slot_coverage(label_map, tuple(logits.shape[-2:]), n_classes)
     share = targets.mean(dim=(0, 2, 3))  # (S+1,)
