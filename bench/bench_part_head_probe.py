@@ -1,14 +1,16 @@
 """Can a part head on the demo's cached backbone segment? A feasibility probe.
 
 Trains the shipped part head (benchmark.models.part_head.PartSegHead, a top-down decoder) over
-any of the backbone's stages with per-pixel cross-entropy on the train split's annotations, and reports the pixel mIoU on the train split's first 300 images and on the test
-split (the same IoU as tables/mask_quality's iou_image column: logits upsampled bilinearly to
-the annotation's resolution). It explores settings the pipeline does not take (stages, input
+any of the backbone's stages with per-pixel cross-entropy on the train split's annotations, and
+reports the pixel mIoU on the train split's first 300 images and on the test split (the same
+IoU as tables/mask_quality's iou_image column: logits upsampled bilinearly to the annotation's
+resolution). It explores settings the pipeline does not take (stages, input
 size, end-to-end training, colour augmentation); the pipeline's own head is measured by every
 run's tables/mask_quality.
 
     python bench/bench_part_head_probe.py [--config 5way1shot] [--epochs 20]
-        [--strides 2,4,8,16] [--image-size 128] [--finetune] [--class-weights] [--ceiling]
+        [--strides 2,4,8,16] [--image-size 128] [--finetune] [--class-weights] [--colour-aug]
+        [--ceiling]
 
 - `--strides`: the backbone stages the decoder reads (the last map is always added).
 - `--image-size`: the input size (default the config's backbone.image_size).

@@ -156,20 +156,28 @@ class Backbone:
         (B, C_part, h', w') is fmap itself for stage_index None, else the output of
         feature_info[stage_index] (taken with timm's forward_intermediates, no extra norm).
         """
-        indices = () if stage_index is None else (stage_index,)
-        fmap, pooled, maps = trunk_and_stages(self.model, images, indices)
-        return fmap, pooled, (maps[0] if maps else fmap)
+        fmap, pooled, part_map, _ = self._stage_maps(images, stage_index, ())
+        return fmap, pooled, part_map
 
     def part_features(
         self, images: torch.Tensor, stage_index: int | None, part_head: nn.Module
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """`stage_features` plus the part head's (B, S+1, h'', w'') logits, from one trunk pass
         that also takes the stage maps the head reads (benchmark.models.part_head's protocol)."""
-        head_indices = stage_inputs(part_head)
+        fmap, pooled, part_map, head_maps = self._stage_maps(
+            images, stage_index, stage_inputs(part_head)
+        )
+        return fmap, pooled, part_map, part_head(fmap, *head_maps)
+
+    def _stage_maps(
+        self, images: torch.Tensor, stage_index: int | None, extra: tuple[int, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """One trunk pass: fmap, pooled, the part map (fmap for stage_index None) and the maps
+        of feature_info indices `extra`, in their order."""
         part_index = () if stage_index is None else (stage_index,)
-        fmap, pooled, maps = trunk_and_stages(self.model, images, part_index + head_indices)
+        fmap, pooled, maps = trunk_and_stages(self.model, images, part_index + extra)
         part_map = maps[0] if part_index else fmap
-        return fmap, pooled, part_map, part_head(fmap, *maps[len(part_index) :])
+        return fmap, pooled, part_map, maps[len(part_index) :]
 
     def part_head(self) -> nn.Module:
         """The part-segmentation head saved with a "train" checkpoint, in eval mode: a

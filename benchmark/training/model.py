@@ -17,7 +17,8 @@ class TrainingModel(nn.Module):
     """backbone + optional linear classifier + optional part-segmentation head.
 
     forward(images (B, 3, S, S)) -> (pooled (B, D), class_logits (B, C) | None,
-    part_logits (B, 14, h, w) | None), h x w the part head's finest stage grid. One forward call per step, as DistributedDataParallel needs.
+    part_logits (B, 14, h, w) | None), h x w the part head's finest stage grid. One forward call
+    per step, as DistributedDataParallel needs.
     """
 
     def __init__(self, backbone: nn.Module, n_classes: int | None, part_head: bool) -> None:
@@ -36,15 +37,11 @@ class TrainingModel(nn.Module):
     def forward(self, images: torch.Tensor):
         # A head runs only while it trains: with part_head="after", the classifier sits out the
         # part-head phase and the part head sits out the backbone phase.
-        parts = None
-        if _training(self.part_head):
-            fmap, pooled, maps = trunk_and_stages(
-                self.backbone, images, self.part_head.stage_indices
-            )
-            parts = self.part_head(fmap, *maps)
-        else:
-            fmap, pooled = self.trunk(images)
+        head = self.part_head if _training(self.part_head) else None
+        stages = head.stage_indices if head is not None else ()
+        fmap, pooled, maps = trunk_and_stages(self.backbone, images, stages)
         logits = self.classifier(pooled) if _training(self.classifier) else None
+        parts = head(fmap, *maps) if head is not None else None
         return pooled, logits, parts
 
     @torch.no_grad()

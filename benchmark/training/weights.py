@@ -13,7 +13,7 @@ from benchmark.config.run import RunConfig
 from benchmark.config.training import TrainConfig, backbone_phase, weights_identity
 from benchmark.data.dataset import PartDataset
 from benchmark.models.backbones import Backbone, build_backbone
-from benchmark.training.checkpoint import usable_cached_checkpoint
+from benchmark.training.checkpoint import CHECKPOINT_NAMES, usable_cached_checkpoint
 from benchmark.training.loop import train_backbone
 from episodes import EpisodeSettingsError
 
@@ -51,22 +51,26 @@ def trained_checkpoint(
     cached = usable_cached_checkpoint(out_dir)  # verified; a damaged one is set aside
     if cached is not None:
         return cached
-    backbone_best = usable_cached_checkpoint(backbone_dir)
-    # the head trains from the backbone phase's end state (last.pt) and selection (selected.pt)
-    phase_files = all((backbone_dir / name).is_file() for name in ("last.pt", "selected.pt"))
-    if backbone_best is None or not phase_files:
+    if out_dir == backbone_dir or not _finished_backbone_phase(backbone_dir):
         _say(
             f"training {cfg.backbone.name} on the train split ({train.method}, "
             f"{train.epochs} epochs) into {backbone_dir}"
         )
-        backbone_best = _train(cfg, dataset, backbone_train, backbone_dir, progress)
-    if out_dir == backbone_dir:
-        return backbone_best
+        best = _train(cfg, dataset, backbone_train, backbone_dir, progress)
+        if out_dir == backbone_dir:  # no head, or one trained jointly with the backbone
+            return best
     _say(
         f"training its part head ({train.resolved().part_head_epochs} epochs on the frozen "
         f"backbone of {backbone_dir.name}) into {out_dir}"
     )
     return _train(cfg, dataset, train, out_dir, progress, backbone_phase_from=backbone_dir)
+
+
+def _finished_backbone_phase(folder: Path) -> bool:
+    """Whether a head can adopt `folder`'s backbone phase: its best.pt verifies, and the end
+    state (last.pt) and selection (selected.pt) the head trains from are there too."""
+    usable = usable_cached_checkpoint(folder) is not None  # verified; damaged files set aside
+    return usable and all((folder / name).is_file() for name in CHECKPOINT_NAMES)
 
 
 def _checkpoint_folder(cfg: RunConfig, dataset: PartDataset, train: TrainConfig) -> Path:
