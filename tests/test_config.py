@@ -110,6 +110,8 @@ def test_mask_choices_are_the_extracted_modes_plus_support_oracle():
         ({"features": {"num_workers": -2}}, "features.num_workers: must be 0"),
         ({"train": {"epochs": 0}}, "train.epochs: must be at least 1, got 0"),
         ({"train": {"epochs": -3}}, "train.epochs: must be at least 1, got -3"),
+        ({"train": {"part_head_epochs": 0}}, "train.part_head_epochs: must be at least 1"),
+        ({"train": {"part_head_epochs": -1}}, "train.part_head_epochs: must be at least 1"),
         ({"train": {"lr": -0.1}}, "train.lr: must be a positive finite number, got -0.1"),
         ({"train": {"lr": 0}}, "train.lr: must be a positive finite number, got 0.0"),
         ({"features": {"device": "gpu"}}, "features.device: 'gpu' is not a device; use auto, cpu"),

@@ -438,6 +438,12 @@ def _check_integrity_values(cfg: RunConfig) -> None:
             )
     if cfg.train.epochs < 1:
         raise ConfigError(f"train.epochs: must be at least 1, got {cfg.train.epochs}")
+    head_epochs = cfg.train.part_head_epochs
+    if head_epochs is not None and head_epochs < 1:  # 0 would publish an untrained head's masks
+        raise ConfigError(
+            f"train.part_head_epochs: must be at least 1 (or null: half of train.epochs), "
+            f"got {head_epochs}"
+        )
     if not cfg.train.lr > 0 or cfg.train.lr == float("inf"):
         raise ConfigError(f"train.lr: must be a positive finite number, got {cfg.train.lr}")
     check_device(cfg.features.device, "features.device")

@@ -123,6 +123,8 @@ def _validate(config: TrainConfig, image_size: int, world_size: int) -> None:
         raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {config.batchnorm!r}")
     if config.epochs < 1 or image_size < 8:
         raise ValueError("epochs must be >= 1 and image_size >= 8")
+    if config.part_head == "after" and config.resolved().part_head_epochs < 1:
+        raise ValueError("part_head_epochs must be >= 1: an untrained head's masks mean nothing")
     if config.batch_size % world_size:
         raise ValueError(
             f"batch_size {config.batch_size} must be divisible by the number of "
